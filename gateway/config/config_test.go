@@ -1,0 +1,159 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+backends:
+  - name: app
+    endpoints: [127.0.0.1:9000]
+routes:
+  - name: api
+    match: {path_prefix: /api, headers: [{name: x-env, exact: prod}]}
+    rewrite: {strip_prefix: true}
+    backend: app
+    retry: {attempts: 3}
+  - name: split
+    match: {hosts: ["*.example.com"]}
+    backends: [{name: app, weight: 9}, {name: app}]
+  - name: hello
+    direct_response: {body: hi}
+`
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Parse("good.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Listeners[0]
+	if got := strings.Join(l.Protocols, ","); got != "http1,h2c" {
+		t.Errorf("protocols = %s", got)
+	}
+	if l.Limits.MaxHeaderBytes != DefaultMaxHeaderBytes || l.Limits.MaxRequestBodyBytes != DefaultMaxRequestBodyBytes ||
+		l.Limits.MaxConcurrentStreams != DefaultMaxConcurrentStreams || l.Drain != DefaultDrainTimeout {
+		t.Errorf("limits not defaulted: %+v", l.Limits)
+	}
+	if c.Admin.Address != DefaultAdminAddress {
+		t.Errorf("admin = %q", c.Admin.Address)
+	}
+	if b := c.Backends[0]; b.Protocol != "http1" || b.Balance != "round_robin" || b.ConnectTimeout != 2*time.Second {
+		t.Errorf("backend not defaulted: %+v", b)
+	}
+	r := c.Routes[0]
+	if *r.Timeout != DefaultRouteTimeout || r.Retry.Backoff.Base != DefaultBackoffBase || len(r.Retry.RetryOn) == 0 {
+		t.Errorf("route not defaulted: timeout %v retry %+v", *r.Timeout, r.Retry)
+	}
+	if w := c.Routes[1].Backends[1].Weight; w != 1 {
+		t.Errorf("weight = %d", w)
+	}
+	if d := c.Routes[2].DirectResponse; d.Status != 200 {
+		t.Errorf("direct status = %d", d.Status)
+	}
+	if got := c.Where("routes[1].match.hosts[0]"); got != "good.yaml:15:21" {
+		t.Errorf("Where = %s", got)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string // each must appear, in order
+	}{
+		{"unknown top-level key", "listenrs: []\n", []string{`bad.yaml:1:1: unknown field "listenrs"`}},
+		{"unknown route key", good + "    bakend: app\n", []string{`bad.yaml:19:5: unknown field "bakend"`}},
+		{"missing backend", strings.Replace(good, "backend: app", "backend: nope", 1), []string{`bad.yaml:12:14: route "api": no backend named "nope" (declared: app)`}},
+		{"missing weighted backend", strings.Replace(good, "{name: app, weight: 9}", "{name: gone, weight: 9}", 1), []string{`bad.yaml:16:23: route "split": no backend named "gone"`}},
+		{"missing filter", good + "    filters: [auth]\n", []string{`bad.yaml:19:15: route "hello": no filter named "auth" (none are declared)`}},
+		{"bad duration", strings.Replace(good, "attempts: 3", "attempts: 3, per_try_timeout: 5x", 1), []string{`bad.yaml:13:43: `, `invalid duration`}},
+		{"two actions", strings.Replace(good, "direct_response: {body: hi}", "direct_response: {body: hi}\n    backend: app", 1), []string{`bad.yaml:17:5: route "hello" needs exactly one of backend, backends, direct_response and redirect (it has 2)`}},
+		{"duplicate route", good + "  - name: api\n    backend: app\n", []string{`bad.yaml:19:11: route "api" is declared twice (first at bad.yaml:9:11)`}},
+		{"bad regex", strings.Replace(good, "path_prefix: /api,", "path_regex: \"/a(\",", 1), []string{`bad.yaml:10:25: bad regular expression`}},
+		{"h2 without tls", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    protocols: [http1, h2]", 1), []string{`bad.yaml:5:24: listener "web": h2 needs tls: {cert, key}`}},
+		{"bad address", strings.Replace(good, "127.0.0.1:9000", "localhost", 1), []string{`bad.yaml:7:17: address "localhost": want host:port`}},
+		{"strip without prefix", strings.Replace(good, "path_prefix: /api,", "path: /api,", 1), []string{`bad.yaml:11:14: route "api": strip_prefix and prefix rewrite the matched path_prefix`}},
+		{"syntax", "listeners:\n  - name: [\n", []string{`bad.yaml:`}},
+		{"tls files missing", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    tls: {cert: nope.pem, key: nope-key.pem}", 1), []string{`bad.yaml:5:17: listener "web": cannot load certificate`}},
+		{"several at once", strings.Replace(strings.Replace(good, "backend: app", "backend: x", 1), "retry: {attempts: 3}", "retry: {attempts: 30}", 1),
+			[]string{`bad.yaml:12:14: route "api": no backend named "x"`, `bad.yaml:13:23: route "api": attempts 30 must be between 1 and 10`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatal("loaded; want an error")
+			}
+			msg := err.Error()
+			rest := msg
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("error %q\nlacks %q", msg, w)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Parse(filepath.Join(dir, "x.yaml"), []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Listeners[0].TLS = &ListenerTLS{Cert: "c.pem", Key: "k.pem"}
+	m := c.Redacted().(map[string]any)
+	l := m["listeners"].([]any)[0].(map[string]any)
+	if tls := l["tls"].(map[string]any); tls["key"] != "[redacted]" || tls["cert"] != "c.pem" {
+		t.Errorf("tls = %v", tls)
+	}
+	if got := l["limits"].(map[string]any)["max_header_bytes"]; got != "64KiB" {
+		t.Errorf("max_header_bytes = %v", got)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"512": 512, "64KiB": 64 << 10, "32MiB": 32 << 20, "1 GiB": 1 << 30, "2KB": 2000, "-1": -1} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "12XB", "KiB", "99999999999999GiB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) succeeded", in)
+		}
+	}
+}
+
+// TestSchemaFresh fails when plexus.schema.json no longer matches the Go types.
+func TestSchemaFresh(t *testing.T) {
+	onDisk, err := os.ReadFile("plexus.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(onDisk, Schema()) {
+		t.Fatal("plexus.schema.json is stale: run go generate ./gateway/config")
+	}
+}
+
+func TestExamplesValidate(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*/plexus.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example configs found")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -1,0 +1,528 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/strictyaml"
+)
+
+// Error is one problem at a place in the file; Error() reads "file:line:col: message".
+type Error = strictyaml.Error
+
+// Errors are all the problems found in one file, in file order.
+type Errors = strictyaml.Errors
+
+// Load reads, decodes, defaults and validates the file. Every problem found is reported,
+// each as file:line:col: message, in an Errors. `plexus validate`, `plexus run` and every
+// reload go through here, so they accept and refuse exactly the same files.
+func Load(file string) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(file, data)
+}
+
+// Parse is Load on data already read; file names it in errors and anchors relative paths
+// (certificates, modules) to its directory.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{file: file}
+	pos, err := strictyaml.Decode(file, data, c)
+	if err != nil {
+		return nil, err
+	}
+	c.pos = pos
+	c.setDefaults()
+	v := validator{c: c}
+	v.validate()
+	if len(v.errs) > 0 {
+		slices.SortStableFunc(v.errs, func(a, b *Error) int {
+			if a.Pos.Line != b.Pos.Line {
+				return a.Pos.Line - b.Pos.Line
+			}
+			return a.Pos.Col - b.Pos.Col
+		})
+		return nil, v.errs
+	}
+	return c, nil
+}
+
+// File is the path the config was loaded from.
+func (c *Config) File() string { return c.file }
+
+// Path resolves p (a file named in the config) against the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.file), p)
+}
+
+// Where says where the value at path (like "routes[2].backend") stands: "file:line:col".
+func (c *Config) Where(path string) string {
+	p := c.pos.Lookup(path)
+	return fmt.Sprintf("%s:%d:%d", c.file, p.Line, p.Col)
+}
+
+// Defaults, in one place; the "default" tags on the types say the same for the schema.
+const (
+	DefaultAdminAddress         = "127.0.0.1:9901"
+	DefaultMaxHeaderBytes       = 64 << 10
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultIdleTimeout          = 90 * time.Second
+	DefaultMaxConcurrentStreams = 100
+	DefaultMaxRequestBodyBytes  = 32 << 20
+	DefaultDrainTimeout         = 15 * time.Second
+	DefaultConnectTimeout       = 2 * time.Second
+	DefaultMaxIdle              = 128
+	DefaultUpstreamIdleTimeout  = 60 * time.Second
+	DefaultRouteTimeout         = 15 * time.Second
+	DefaultRetryAttempts        = 2
+	DefaultBackoffBase          = 25 * time.Millisecond
+	DefaultBackoffMax           = 250 * time.Millisecond
+)
+
+func (c *Config) setDefaults() {
+	if c.Admin == nil {
+		c.Admin = &Admin{}
+	}
+	def(&c.Admin.Address, DefaultAdminAddress)
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if len(l.Protocols) == 0 {
+			if l.TLS != nil {
+				l.Protocols = []string{ProtoHTTP1, ProtoH2}
+			} else {
+				l.Protocols = []string{ProtoHTTP1, ProtoH2C}
+			}
+		}
+		def(&l.Drain, DefaultDrainTimeout)
+		def(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
+		def(&l.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+		def(&l.Limits.IdleTimeout, DefaultIdleTimeout)
+		def(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+		def(&l.Limits.MaxRequestBodyBytes, DefaultMaxRequestBodyBytes)
+	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		def(&b.Balance, "round_robin")
+		def(&b.Protocol, UpstreamHTTP1)
+		def(&b.ConnectTimeout, DefaultConnectTimeout)
+		def(&b.MaxIdle, DefaultMaxIdle)
+		def(&b.IdleTimeout, DefaultUpstreamIdleTimeout)
+	}
+	for i := range c.Filters {
+		def(&c.Filters[i].Failure, "closed")
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Timeout == nil {
+			d := DefaultRouteTimeout
+			r.Timeout = &d
+		}
+		for j := range r.Backends {
+			def(&r.Backends[j].Weight, 1)
+		}
+		if r.DirectResponse != nil {
+			def(&r.DirectResponse.Status, 200)
+		}
+		if r.Redirect != nil {
+			def(&r.Redirect.Status, 301)
+		}
+		if rt := r.Retry; rt != nil {
+			def(&rt.Attempts, DefaultRetryAttempts)
+			if len(rt.RetryOn) == 0 {
+				rt.RetryOn = []string{RetryConnectFailure, RetryReset, RetryGatewayError}
+			}
+			def(&rt.Backoff.Base, DefaultBackoffBase)
+			def(&rt.Backoff.Max, DefaultBackoffMax)
+		}
+	}
+}
+
+func def[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.c.file, Pos: v.c.pos.Lookup(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// unique reports a second use of a name, pointing at both.
+func (v *validator) unique(seen map[string]string, kind, name, path string) {
+	if name == "" {
+		v.errorf(path, "%s has no name", kind)
+		return
+	}
+	if first, ok := seen[name]; ok {
+		v.errorf(path+".name", "%s %q is declared twice (first at %s)", kind, name, v.c.Where(first+".name"))
+		return
+	}
+	seen[name] = path
+}
+
+func (v *validator) validate() {
+	c := v.c
+	v.hostPort("admin.address", c.Admin.Address)
+
+	if len(c.Listeners) == 0 {
+		v.errorf("", "no listeners: declare at least one under listeners:")
+	}
+	names := map[string]string{}
+	addrs := map[string]string{}
+	for i := range c.Listeners {
+		v.listener(fmt.Sprintf("listeners[%d]", i), &c.Listeners[i], names, addrs)
+	}
+
+	names = map[string]string{}
+	for i := range c.Backends {
+		v.backend(fmt.Sprintf("backends[%d]", i), &c.Backends[i], names)
+	}
+
+	names = map[string]string{}
+	for i := range c.Filters {
+		f := &c.Filters[i]
+		p := fmt.Sprintf("filters[%d]", i)
+		v.unique(names, "filter", f.Name, p)
+		switch {
+		case strings.HasPrefix(f.Module, "file:"):
+			path := c.Path(strings.TrimPrefix(f.Module, "file:"))
+			if _, err := os.Stat(path); err != nil {
+				v.errorf(p+".module", "filter %q: module %s", f.Name, statMsg(err))
+			}
+		case strings.HasPrefix(f.Module, "oci://"):
+			if len(f.Module) == len("oci://") {
+				v.errorf(p+".module", "filter %q: oci:// needs a reference like oci://127.0.0.1:5000/filters/auth:1.0", f.Name)
+			}
+		default:
+			v.errorf(p+".module", "filter %q: module %q must start with file: or oci://", f.Name, f.Module)
+		}
+		v.oneOf(p+".failure", "failure", f.Failure, "closed", "open")
+	}
+
+	names = map[string]string{}
+	for i := range c.Routes {
+		v.route(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names)
+	}
+}
+
+func (v *validator) listener(p string, l *Listener, names, addrs map[string]string) {
+	v.unique(names, "listener", l.Name, p)
+	if v.hostPort(p+".address", l.Address) {
+		if first, ok := addrs[l.Address]; ok {
+			v.errorf(p+".address", "listener %q: address %s is already used by the listener at %s", l.Name, l.Address, v.c.Where(first))
+		}
+		addrs[l.Address] = p + ".address"
+	}
+	seen := map[string]bool{}
+	for j, proto := range l.Protocols {
+		pp := fmt.Sprintf("%s.protocols[%d]", p, j)
+		if !v.oneOf(pp, "protocol", proto, ProtoHTTP1, ProtoH2C, ProtoH2, ProtoH3) {
+			continue
+		}
+		if seen[proto] {
+			v.errorf(pp, "listener %q: protocol %s is listed twice", l.Name, proto)
+		}
+		seen[proto] = true
+		switch {
+		case (proto == ProtoH2 || proto == ProtoH3) && l.TLS == nil:
+			v.errorf(pp, "listener %q: %s needs tls: {cert, key}", l.Name, proto)
+		case proto == ProtoH2C && l.TLS != nil:
+			v.errorf(pp, "listener %q: h2c is HTTP/2 without TLS; with tls use h2", l.Name)
+		}
+	}
+	if l.TLS != nil {
+		if l.TLS.Cert == "" || l.TLS.Key == "" {
+			v.errorf(p+".tls", "listener %q: tls needs both cert and key", l.Name)
+		} else if _, err := tls.LoadX509KeyPair(v.c.Path(l.TLS.Cert), v.c.Path(l.TLS.Key)); err != nil {
+			v.errorf(p+".tls.cert", "listener %q: cannot load certificate: %v", l.Name, err)
+		}
+	}
+	if l.Limits.MaxHeaderBytes < 0 {
+		v.errorf(p+".limits.max_header_bytes", "must be positive")
+	}
+	if l.Limits.MaxRequestBodyBytes < -1 {
+		v.errorf(p+".limits.max_request_body_bytes", "must be positive, or -1 for no limit")
+	}
+}
+
+func (v *validator) backend(p string, b *Backend, names map[string]string) {
+	v.unique(names, "backend", b.Name, p)
+	if len(b.Endpoints) == 0 {
+		v.errorf(p, "backend %q has no endpoints", b.Name)
+	}
+	for j, ep := range b.Endpoints {
+		v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, j), ep)
+	}
+	v.oneOf(p+".balance", "balance", b.Balance, "round_robin")
+	v.oneOf(p+".protocol", "protocol", b.Protocol, UpstreamHTTP1, UpstreamH2C, UpstreamH2)
+	if b.Protocol == UpstreamH2C && b.TLS != nil {
+		v.errorf(p+".protocol", "backend %q: h2c is HTTP/2 without TLS; with tls use h2", b.Name)
+	}
+	if t := b.TLS; t != nil {
+		if t.CA != "" {
+			if pem, err := os.ReadFile(v.c.Path(t.CA)); err != nil {
+				v.errorf(p+".tls.ca", "backend %q: ca %s", b.Name, statMsg(err))
+			} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+				v.errorf(p+".tls.ca", "backend %q: no PEM certificate in %s", b.Name, t.CA)
+			}
+		}
+		if (t.Cert == "") != (t.Key == "") {
+			v.errorf(p+".tls", "backend %q: a client certificate needs both cert and key", b.Name)
+		} else if t.Cert != "" {
+			if _, err := tls.LoadX509KeyPair(v.c.Path(t.Cert), v.c.Path(t.Key)); err != nil {
+				v.errorf(p+".tls.cert", "backend %q: cannot load client certificate: %v", b.Name, err)
+			}
+		}
+	}
+	if b.MaxIdle < 0 {
+		v.errorf(p+".max_idle_per_endpoint", "must not be negative")
+	}
+}
+
+func (v *validator) route(p string, r *Route, names map[string]string) {
+	c := v.c
+	v.unique(names, "route", r.Name, p)
+	if actions := conditions(r.Backend != "", len(r.Backends) > 0, r.DirectResponse != nil, r.Redirect != nil); actions != 1 {
+		v.errorf(p, "route %q needs exactly one of backend, backends, direct_response and redirect (it has %d)", r.Name, actions)
+	}
+	if r.Backend != "" && !slices.ContainsFunc(c.Backends, func(b Backend) bool { return b.Name == r.Backend }) {
+		v.errorf(p+".backend", "route %q: no backend named %q%s", r.Name, r.Backend, known(c.Backends, func(b Backend) string { return b.Name }))
+	}
+	var total uint64
+	for j, w := range r.Backends {
+		wp := fmt.Sprintf("%s.backends[%d]", p, j)
+		if !slices.ContainsFunc(c.Backends, func(b Backend) bool { return b.Name == w.Name }) {
+			v.errorf(wp+".name", "route %q: no backend named %q%s", r.Name, w.Name, known(c.Backends, func(b Backend) string { return b.Name }))
+		}
+		total += uint64(w.Weight)
+	}
+	if total > 1<<32 {
+		v.errorf(p+".backends", "route %q: weights add up to more than 2^32", r.Name)
+	}
+	for j, f := range r.Filters {
+		if !slices.ContainsFunc(c.Filters, func(x Filter) bool { return x.Name == f }) {
+			v.errorf(fmt.Sprintf("%s.filters[%d]", p, j), "route %q: no filter named %q%s", r.Name, f, known(c.Filters, func(x Filter) string { return x.Name }))
+		}
+	}
+
+	m := &r.Match
+	if conditions(m.Path != "", m.PathPrefix != "", m.PathRegex != "") > 1 {
+		v.errorf(p+".match", "route %q: use one of path, path_prefix and path_regex", r.Name)
+	}
+	for _, s := range []struct{ key, val string }{{"path", m.Path}, {"path_prefix", m.PathPrefix}} {
+		if s.val != "" && !strings.HasPrefix(s.val, "/") {
+			v.errorf(p+".match."+s.key, "route %q: %s %q must start with /", r.Name, s.key, s.val)
+		}
+	}
+	v.regex(p+".match.path_regex", m.PathRegex)
+	for j, h := range m.Hosts {
+		hp := fmt.Sprintf("%s.match.hosts[%d]", p, j)
+		rest, wild := strings.CutPrefix(h, "*.")
+		if rest == "" || strings.ContainsAny(rest, "*/ ") {
+			v.errorf(hp, "route %q: host %q must be a name or *.suffix", r.Name, h)
+		} else if wild && strings.HasPrefix(rest, ".") {
+			v.errorf(hp, "route %q: host %q has an empty label", r.Name, h)
+		}
+	}
+	for j, method := range m.Methods {
+		if method == "" || strings.ToUpper(method) != method || !isToken(method) {
+			v.errorf(fmt.Sprintf("%s.match.methods[%d]", p, j), "route %q: method %q must be an upper-case token like GET", r.Name, method)
+		}
+	}
+	for j, h := range m.Headers {
+		hp := fmt.Sprintf("%s.match.headers[%d]", p, j)
+		if !isToken(h.Name) {
+			v.errorf(hp+".name", "route %q: %q is not a header name", r.Name, h.Name)
+		}
+		if conditions(h.Exact != "", h.Prefix != "", h.Regex != "", h.Present != nil) > 1 {
+			v.errorf(hp, "route %q: header %q: use one of exact, prefix, regex and present", r.Name, h.Name)
+		}
+		v.regex(hp+".regex", h.Regex)
+	}
+	for j, q := range m.Query {
+		qp := fmt.Sprintf("%s.match.query[%d]", p, j)
+		if q.Name == "" {
+			v.errorf(qp, "route %q: a query match needs a name", r.Name)
+		}
+		if conditions(q.Exact != "", q.Regex != "", q.Present != nil) > 1 {
+			v.errorf(qp, "route %q: query %q: use one of exact, regex and present", r.Name, q.Name)
+		}
+		v.regex(qp+".regex", q.Regex)
+	}
+
+	if rw := r.Rewrite; rw != nil {
+		if conditions(rw.StripPrefix, rw.Prefix != "", rw.Path != "", rw.Regex != nil) > 1 {
+			v.errorf(p+".rewrite", "route %q: use one of strip_prefix, prefix, path and regex", r.Name)
+		}
+		if (rw.StripPrefix || rw.Prefix != "") && m.PathPrefix == "" {
+			v.errorf(p+".rewrite", "route %q: strip_prefix and prefix rewrite the matched path_prefix, and the route has none", r.Name)
+		}
+		if rw.Path != "" && !strings.HasPrefix(rw.Path, "/") {
+			v.errorf(p+".rewrite.path", "route %q: path %q must start with /", r.Name, rw.Path)
+		}
+		if rw.Regex != nil {
+			v.regex(p+".rewrite.regex.pattern", rw.Regex.Pattern)
+		}
+		if rw.Host != "" && strings.ContainsAny(rw.Host, "/ \r\n") {
+			v.errorf(p+".rewrite.host", "route %q: %q is not a host", r.Name, rw.Host)
+		}
+	}
+	v.headerOps(p+".request_headers", r.RequestHeaders)
+	v.headerOps(p+".response_headers", r.ResponseHeaders)
+	if d := r.DirectResponse; d != nil {
+		if d.Status < 200 || d.Status > 599 {
+			v.errorf(p+".direct_response.status", "route %q: status %d is not between 200 and 599", r.Name, d.Status)
+		}
+		v.headerOps(p+".direct_response", &HeaderOps{Set: d.Headers})
+	}
+	if rd := r.Redirect; rd != nil {
+		if !slices.Contains([]int{301, 302, 303, 307, 308}, rd.Status) {
+			v.errorf(p+".redirect.status", "route %q: redirect status %d is not one of 301, 302, 303, 307, 308", r.Name, rd.Status)
+		}
+		if rd.Scheme != "" {
+			v.oneOf(p+".redirect.scheme", "scheme", rd.Scheme, "http", "https")
+		}
+		if rd.Port < 0 || rd.Port > 65535 {
+			v.errorf(p+".redirect.port", "route %q: port %d is out of range", r.Name, rd.Port)
+		}
+		if rd.Path != "" && !strings.HasPrefix(rd.Path, "/") {
+			v.errorf(p+".redirect.path", "route %q: path %q must start with /", r.Name, rd.Path)
+		}
+	}
+	if *r.Timeout < 0 {
+		v.errorf(p+".timeout", "route %q: timeout must not be negative", r.Name)
+	}
+	if rt := r.Retry; rt != nil {
+		if rt.Attempts < 1 || rt.Attempts > 10 {
+			v.errorf(p+".retry.attempts", "route %q: attempts %d must be between 1 and 10", r.Name, rt.Attempts)
+		}
+		for j, on := range rt.RetryOn {
+			v.oneOf(fmt.Sprintf("%s.retry.retry_on[%d]", p, j), "retry_on", on, Retry5xx, RetryGatewayError, RetryConnectFailure, RetryReset)
+		}
+		if rt.Backoff.Max < rt.Backoff.Base {
+			v.errorf(p+".retry.backoff.max", "route %q: backoff max %s is below base %s", r.Name, rt.Backoff.Max, rt.Backoff.Base)
+		}
+	}
+}
+
+func (v *validator) headerOps(p string, ops *HeaderOps) {
+	if ops == nil {
+		return
+	}
+	check := func(kp, name, value string) {
+		if !isToken(name) {
+			v.errorf(kp, "%q is not a header name", name)
+		} else if strings.ContainsAny(value, "\r\n\x00") {
+			v.errorf(kp, "header %s: value has a line break or NUL", name)
+		}
+	}
+	for k, val := range ops.Add {
+		check(p+".add."+k+"#key", k, val)
+	}
+	for k, val := range ops.Set {
+		check(p+".set."+k+"#key", k, val)
+	}
+	for j, k := range ops.Remove {
+		check(fmt.Sprintf("%s.remove[%d]", p, j), k, "")
+	}
+}
+
+func (v *validator) regex(path, expr string) {
+	if expr == "" {
+		return
+	}
+	if _, err := regexp.Compile(expr); err != nil {
+		v.errorf(path, "bad regular expression: %v", err)
+	}
+}
+
+func (v *validator) oneOf(path, what, val string, allowed ...string) bool {
+	if slices.Contains(allowed, val) {
+		return true
+	}
+	v.errorf(path, "%s %q is not one of %s", what, val, strings.Join(allowed, ", "))
+	return false
+}
+
+func (v *validator) hostPort(path, addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.errorf(path, "address %q: want host:port (%v)", addr, errors.Unwrap(err))
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.errorf(path, "address %q: port %q is not a number from 0 to 65535", addr, port)
+		return false
+	}
+	if strings.ContainsAny(host, "/ ") {
+		v.errorf(path, "address %q: bad host %q", addr, host)
+		return false
+	}
+	return true
+}
+
+func conditions(set ...bool) int {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+func known[T any](xs []T, name func(T) string) string {
+	if len(xs) == 0 {
+		return " (none are declared)"
+	}
+	ns := make([]string, len(xs))
+	for i, x := range xs {
+		ns[i] = name(x)
+	}
+	return " (declared: " + strings.Join(ns, ", ") + ")"
+}
+
+func statMsg(err error) string {
+	if errors.Is(err, os.ErrNotExist) {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return pe.Path + " does not exist"
+		}
+	}
+	return err.Error()
+}
+
+// isToken reports whether s is an RFC 9110 token (header names, methods).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,78 @@
+package config
+
+import (
+	"reflect"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Redacted returns the config as plain values (maps, lists, strings, numbers) keyed by the
+// file's own names, ready for JSON, with every field tagged secret:"true" replaced by
+// "[redacted]". The admin listener's /config shows this.
+func (c *Config) Redacted() any { return plain(reflect.ValueOf(c).Elem()) }
+
+// RouteView is Redacted for one route.
+func (r *Route) RouteView() any { return plain(reflect.ValueOf(r).Elem()) }
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	nodeType     = reflect.TypeFor[yaml.Node]()
+)
+
+func plain(v reflect.Value) any {
+	switch v.Type() {
+	case durationType:
+		return time.Duration(v.Int()).String()
+	case nodeType:
+		var out any
+		n := v.Interface().(yaml.Node)
+		if err := n.Decode(&out); err != nil {
+			return nil
+		}
+		return out
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return plain(v.Elem())
+	case reflect.Struct:
+		m := map[string]any{}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := f.Tag.Get("yaml")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			fv := v.Field(i)
+			if fv.IsZero() {
+				continue
+			}
+			if f.Tag.Get("secret") == "true" {
+				m[name] = "[redacted]"
+				continue
+			}
+			m[name] = plain(fv)
+		}
+		return m
+	case reflect.Slice:
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = plain(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		m := map[string]any{}
+		for it := v.MapRange(); it.Next(); {
+			m[it.Key().String()] = plain(it.Value())
+		}
+		return m
+	}
+	if s, ok := v.Interface().(interface{ String() string }); ok && v.Kind() != reflect.String {
+		return s.String()
+	}
+	return v.Interface()
+}
