@@ -1,0 +1,22 @@
+# The two quickstart commands are `make quickstart` and `make test`.
+.PHONY: quickstart build test deps bench schema
+
+quickstart:
+	./examples/quickstart/run.sh
+
+build:
+	mkdir -p bin
+	go build -o bin/plexus ./cmd/plexus
+
+# The whole test suite; installs what the tests need first when it is missing.
+test: deps
+	go test -count=1 ./...
+
+deps:
+	./scripts/deps.sh
+
+bench:
+	./bench/gateway.sh
+
+schema:
+	go generate ./gateway/config

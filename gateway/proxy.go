@@ -1,0 +1,536 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
+)
+
+// HeaderError names the header in which plexus tells a client why it answered by itself
+// (no route, no healthy upstream, connect failure, timeout).
+const HeaderError = "X-Plexus-Error"
+
+// handler serves the requests of one listener against the gateway's current snapshot.
+type handler struct {
+	g         *Gateway
+	listener  string
+	tls       bool
+	altSvc    string // Alt-Svc value advertising h3, or ""
+	bodyLimit int64  // 0: no limit
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The snapshot is read once: a request finishes on the config it started with.
+	snap := h.g.snap.Load()
+	if h.altSvc != "" {
+		w.Header()["Alt-Svc"] = []string{h.altSvc}
+	}
+	if _, ok := r.Header["X-Request-Id"]; !ok {
+		r.Header["X-Request-Id"] = []string{newRequestID()}
+	}
+	host := requestHost(r)
+	path := r.URL.EscapedPath()
+	rt := snap.match(r, host, path)
+	if rt == nil {
+		h.g.log.Debug("no route", "listener", h.listener, "host", host, "path", path, "method", r.Method)
+		localReply(w, http.StatusNotFound, "no route")
+		return
+	}
+	switch {
+	case rt.direct != nil:
+		h.direct(w, rt)
+	case rt.redirect != nil:
+		h.redirect(w, r, rt, path)
+	default:
+		if h.bodyLimit > 0 && r.ContentLength > h.bodyLimit {
+			localReply(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		h.forward(w, r, rt, path)
+	}
+}
+
+func (h *handler) direct(w http.ResponseWriter, rt *route) {
+	hdr := w.Header()
+	for k, v := range rt.direct.Headers {
+		hdr[http.CanonicalHeaderKey(k)] = []string{v}
+	}
+	rt.respOps.apply(hdr)
+	if rt.direct.Body != "" {
+		if _, ok := hdr["Content-Type"]; !ok {
+			hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		}
+		hdr["Content-Length"] = []string{strconv.Itoa(len(rt.direct.Body))}
+	}
+	w.WriteHeader(rt.direct.Status)
+	io.WriteString(w, rt.direct.Body)
+}
+
+func (h *handler) redirect(w http.ResponseWriter, r *http.Request, rt *route, path string) {
+	rd := rt.redirect
+	scheme := "http"
+	if h.tls {
+		scheme = "https"
+	}
+	host := r.Host
+	switch {
+	case rd.Host != "":
+		host = rd.Host
+	case rd.Scheme != "" && rd.Scheme != scheme:
+		// A new scheme means a new default port; keeping the old one would be wrong.
+		host = hostOnly(host)
+	}
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	if rd.Port != 0 {
+		host = net.JoinHostPort(hostOnly(host), strconv.Itoa(rd.Port))
+	}
+	if rd.Path != "" {
+		path = rd.Path
+	}
+	loc := scheme + "://" + host + path
+	if r.URL.RawQuery != "" && !rd.StripQuery {
+		loc += "?" + r.URL.RawQuery
+	}
+	hdr := w.Header()
+	hdr["Location"] = []string{loc}
+	rt.respOps.apply(hdr)
+	w.WriteHeader(rd.Status)
+}
+
+// hostOnly drops the port of a Host value, keeping IPv6 brackets.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
+	}
+	return hostport
+}
+
+var errPerTryTimeout = errors.New("per-try timeout")
+
+// forward sends the request upstream, with the route's timeout and retry policy, and streams
+// the response back: select an endpoint, attempt, classify the outcome, try again or answer.
+func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, path string) {
+	be := rt.pickBackend()
+	upgrade := isUpgrade(r)
+
+	ctx := r.Context()
+	if rt.timeout > 0 && !upgrade {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		defer cancel()
+	}
+
+	out := r.WithContext(ctx)
+	u := *r.URL
+	if p := rt.rewritePath(path); p != path {
+		setEscapedPath(&u, p)
+	}
+	out.URL = &u
+	out.RequestURI = ""
+	if rt.rewrite != nil && rt.rewrite.Host != "" {
+		out.Host = rt.rewrite.Host
+	}
+	prepareRequestHeader(r, h.tls, upgrade)
+	rt.reqOps.apply(out.Header)
+
+	var body *trackedBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &trackedBody{rc: r.Body, limit: h.bodyLimit}
+		out.Body = body
+	}
+
+	attempts, idempotent, perTry := 1, isIdempotent(r.Method), time.Duration(0)
+	if rt.retry != nil {
+		attempts = rt.retry.Attempts
+		idempotent = idempotent || rt.retry.AllMethods
+		if !upgrade {
+			perTry = rt.retry.PerTryTimeout
+		}
+	}
+	var (
+		resp *http.Response
+		err  error
+		ep   *endpoint
+		try  int
+	)
+	for try = 1; ; try++ {
+		if ep = be.pick(ep); ep == nil {
+			h.fail(w, r, rt, be, nil, try, http.StatusServiceUnavailable, "no healthy upstream", nil)
+			return
+		}
+		resp, err = attempt(be, ep, out, perTry)
+		retry := false
+		var ue *upstream.Error
+		switch {
+		case err == nil:
+			ep.succeeded()
+			code := resp.StatusCode
+			retry = rt.retryOn.any5xx && code >= 500 || rt.retryOn.gatewayError && (code == 502 || code == 503 || code == 504)
+			retry = retry && idempotent
+		case errors.As(err, &ue):
+			switch ue.Kind {
+			case upstream.KindConnect:
+				ep.connectFailed()
+				retry = rt.retryOn.connect
+			case upstream.KindReset:
+				retry = rt.retryOn.reset && idempotent
+			case upstream.KindTimeout:
+				// Only a per-try timeout leaves time for another attempt.
+				retry = errors.Is(ue.Err, errPerTryTimeout) && (rt.retryOn.gatewayError || rt.retryOn.any5xx) && idempotent
+			}
+		}
+		if !retry || try >= attempts || body.touched() || ctx.Err() != nil {
+			break
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if !sleepBackoff(ctx, rt.retry, try) {
+			break
+		}
+	}
+
+	if err != nil {
+		h.upstreamError(w, r, rt, be, ep, try, err, body)
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		h.switchProtocols(w, r, rt, resp)
+		return
+	}
+	h.respond(w, r, rt, be, resp)
+}
+
+// attempt is one round trip, bounded by the per-try timeout until the response header arrives.
+func attempt(be *backend, ep *endpoint, out *http.Request, perTry time.Duration) (*http.Response, error) {
+	if perTry <= 0 {
+		return be.roundTrip(ep, out)
+	}
+	ctx, cancel := context.WithCancelCause(out.Context())
+	timer := time.AfterFunc(perTry, func() { cancel(errPerTryTimeout) })
+	resp, err := be.roundTrip(ep, out.WithContext(ctx))
+	if timer.Stop() && err == nil {
+		// The attempt's context must outlive the header: the body is read under it.
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		return resp, nil
+	}
+	if err == nil {
+		resp.Body.Close()
+	}
+	if errors.Is(context.Cause(ctx), errPerTryTimeout) {
+		err = &upstream.Error{Kind: upstream.KindTimeout, Err: errPerTryTimeout}
+	}
+	cancel(nil)
+	return nil, err
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel(nil)
+	return err
+}
+
+func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, rt *route, be *backend, ep *endpoint, tries int, err error, body *trackedBody) {
+	var ue *upstream.Error
+	kind := upstream.KindReset
+	if errors.As(err, &ue) {
+		kind = ue.Kind
+	}
+	switch {
+	case body != nil && body.tooLarge:
+		h.g.log.Debug("request body too large", "route", rt.name, "limit", h.bodyLimit)
+		localReply(w, http.StatusRequestEntityTooLarge, "request body too large")
+	case kind == upstream.KindCanceled || r.Context().Err() != nil:
+		// The client went away; there is no one to answer.
+		h.g.log.Debug("client canceled", "route", rt.name, "backend", be.name)
+	case kind == upstream.KindConnect:
+		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream connect failed: "+reason(err), err)
+	case kind == upstream.KindTimeout:
+		h.fail(w, r, rt, be, ep, tries, http.StatusGatewayTimeout, "upstream timeout", err)
+	case kind == upstream.KindProtocol:
+		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream protocol error: "+reason(err), err)
+	default:
+		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream reset before response", err)
+	}
+}
+
+// fail answers a request the gateway could not forward, and logs it once.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, rt *route, be *backend, ep *endpoint, tries, status int, cause string, err error) {
+	attrs := []any{"route", rt.name, "backend", be.name, "status", status, "cause", cause, "attempts", tries,
+		"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get("X-Request-Id")}
+	if ep != nil {
+		attrs = append(attrs, "endpoint", ep.addr)
+	}
+	if err != nil {
+		attrs = append(attrs, "error", err)
+	}
+	h.g.log.Warn("upstream request failed", attrs...)
+	localReply(w, status, cause)
+}
+
+// reason is the innermost cause of a network error, short enough for a response header:
+// "connection refused" rather than "dial tcp 127.0.0.1:9000: connect: connection refused".
+func reason(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+		for {
+			inner := errors.Unwrap(err)
+			if inner == nil {
+				break
+			}
+			err = inner
+		}
+	}
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	s := err.Error()
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// respond streams the upstream response to the client.
+func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be *backend, resp *http.Response) {
+	defer resp.Body.Close()
+	hdr := w.Header()
+	removeHopByHop(resp.Header, false)
+	for k, vv := range resp.Header {
+		hdr[k] = vv
+	}
+	if len(resp.Trailer) > 0 {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		hdr["Trailer"] = keys
+	}
+	rt.respOps.apply(hdr)
+	w.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if err := copyBody(w, resp.Body, flush); err != nil {
+		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
+			return
+		}
+		h.g.log.Warn("upstream response body failed", "route", rt.name, "backend", be.name, "error", err,
+			"request_id", r.Header.Get("X-Request-Id"))
+		// The status is gone; all that is left is to abort the stream so the client sees an
+		// incomplete response instead of a short one that looks whole.
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		if _, declared := hdr[k]; declared || containsKey(hdr["Trailer"], k) {
+			hdr[k] = vv
+		} else {
+			hdr[http.TrailerPrefix+k] = vv
+		}
+	}
+}
+
+func containsKey(keys []string, k string) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+var errClientWrite = errors.New("write to client failed")
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody streams src to w, flushing after every read when the response has no known length
+// (server-sent events, long polls, gRPC streams) so nothing waits in a buffer.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var flusher http.Flusher
+	if flush {
+		flusher, _ = w.(http.Flusher)
+	}
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return errClientWrite
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// switchProtocols completes an Upgrade (WebSocket and the like): the 101 goes to the client
+// and from then on bytes flow both ways untouched until either side closes.
+func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *route, resp *http.Response) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		localReply(w, http.StatusBadGateway, "upstream switched protocols without a usable stream")
+		return
+	}
+	defer up.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		localReply(w, http.StatusBadGateway, "cannot upgrade this connection: "+err.Error())
+		return
+	}
+	defer conn.Close()
+	hdr := resp.Header.Clone()
+	rt.respOps.apply(hdr)
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	hdr.Write(brw)
+	brw.WriteString("\r\n")
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() {
+		// Bytes the client sent after its request may already sit in the server's buffer.
+		io.Copy(up, brw.Reader)
+		done <- struct{}{}
+	}()
+	go func() {
+		io.Copy(conn, up)
+		done <- struct{}{}
+	}()
+	<-done
+}
+
+// trackedBody is the request body on its way upstream. It remembers whether any of it was
+// read, since a body that was partly sent cannot be sent again, and enforces the listener's
+// body limit.
+type trackedBody struct {
+	rc       io.ReadCloser
+	n        int64
+	limit    int64
+	read     bool
+	tooLarge bool
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.read = true
+	if b.tooLarge {
+		return 0, errBodyTooLarge
+	}
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if b.limit > 0 && b.n > b.limit {
+		b.tooLarge = true
+		return 0, errBodyTooLarge
+	}
+	return n, err
+}
+
+func (b *trackedBody) Close() error { return b.rc.Close() }
+
+func (b *trackedBody) touched() bool { return b != nil && b.read }
+
+func isIdempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// sleepBackoff waits before attempt try+1: full jitter under an exponential ceiling, so that
+// clients retrying together spread out. It reports false when ctx ended first.
+func sleepBackoff(ctx context.Context, rp *config.Retry, try int) bool {
+	ceil := rp.Backoff.Base << (try - 1)
+	if ceil > rp.Backoff.Max || ceil <= 0 {
+		ceil = rp.Backoff.Max
+	}
+	if ceil <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(rand.N(ceil))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// setEscapedPath sets the path of u from its escaped form.
+func setEscapedPath(u *url.URL, escaped string) {
+	if p, err := url.PathUnescape(escaped); err == nil {
+		u.Path, u.RawPath = p, escaped
+	} else {
+		u.Path, u.RawPath = escaped, ""
+	}
+}
+
+func localReply(w http.ResponseWriter, status int, cause string) {
+	hdr := w.Header()
+	hdr[HeaderError] = []string{cause}
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(cause) + 1)}
+	w.WriteHeader(status)
+	io.WriteString(w, cause+"\n")
+}
+
+// newRequestID makes a random (version 4) UUID.
+func newRequestID() string {
+	const hex = "0123456789abcdef"
+	var b [36]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
+	lo = lo&^(0x3<<62) | 0x2<<62 // variant 10
+	j := 0
+	for i := 0; i < 32; i++ {
+		if i == 8 || i == 12 || i == 16 || i == 20 {
+			b[j] = '-'
+			j++
+		}
+		var nib uint64
+		if i < 16 {
+			nib = hi >> (60 - 4*i) & 0xf
+		} else {
+			nib = lo >> (60 - 4*(i-16)) & 0xf
+		}
+		b[j] = hex[nib]
+		j++
+	}
+	return string(b[:])
+}
