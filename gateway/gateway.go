@@ -233,6 +233,10 @@ func sameBinding(old, cfg *config.Config) error {
 	for i := range cfg.Listeners {
 		a, b := old.Listeners[i], cfg.Listeners[i]
 		a.TLS, b.TLS = nil, nil // certificates are re-read from the snapshot
+		if a.Address != b.Address {
+			return fmt.Errorf("%s: listener %q: the address cannot change on reload (%s to %s); restart plexus",
+				cfg.Where(fmt.Sprintf("listeners[%d].address", i)), b.Name, a.Address, b.Address)
+		}
 		if !reflect.DeepEqual(a, b) || (old.Listeners[i].TLS == nil) != (cfg.Listeners[i].TLS == nil) {
 			return fmt.Errorf("%s: listener %q cannot change on reload (only its certificate can); restart plexus",
 				cfg.Where(fmt.Sprintf("listeners[%d]", i)), cfg.Listeners[i].Name)
@@ -283,7 +287,8 @@ type listener struct {
 func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 	l := &listener{cfg: lc}
 	lim := lc.Limits
-	h := &handler{g: g, listener: lc.Name, tls: lc.TLS != nil, bodyLimit: int64(lim.MaxRequestBodyBytes)}
+	h := &handler{g: g, listener: lc.Name, tls: lc.TLS != nil, bodyLimit: int64(lim.MaxRequestBodyBytes),
+		hdrLimit: int64(lim.MaxHeaderBytes)}
 	if h.bodyLimit < 0 {
 		h.bodyLimit = 0
 	}

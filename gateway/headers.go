@@ -90,3 +90,18 @@ func prepareRequestHeader(r *http.Request, tls, upgrade bool) {
 	}
 	h["X-Forwarded-Host"] = []string{r.Host}
 }
+
+// headerSize is the size of r's header block as HTTP/1.1 writes it: request line, Host, the
+// fields and the blank line. net/http enforces MaxHeaderBytes loosely (an HTTP/1.1 server
+// reads 4 KiB past it, HTTP/2 adds room per field), so the listener's limit is checked again
+// here, the same way for every protocol.
+func headerSize(r *http.Request) int64 {
+	n := len(r.Method) + len(r.RequestURI) + len(" HTTP/1.1\r\n") + 1
+	n += len("Host: \r\n") + len(r.Host)
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			n += len(k) + len(": \r\n") + len(v)
+		}
+	}
+	return int64(n + len("\r\n"))
+}

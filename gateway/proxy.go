@@ -28,11 +28,16 @@ type handler struct {
 	tls       bool
 	altSvc    string // Alt-Svc value advertising h3, or ""
 	bodyLimit int64  // 0: no limit
+	hdrLimit  int64  // 0: no limit
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The snapshot is read once: a request finishes on the config it started with.
 	snap := h.g.snap.Load()
+	if h.hdrLimit > 0 && headerSize(r) > h.hdrLimit {
+		localReply(w, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+		return
+	}
 	if h.altSvc != "" {
 		w.Header()["Alt-Svc"] = []string{h.altSvc}
 	}
@@ -268,6 +273,11 @@ func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, rt *rout
 		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream connect failed: "+reason(err), err)
 	case kind == upstream.KindTimeout:
 		h.fail(w, r, rt, be, ep, tries, http.StatusGatewayTimeout, "upstream timeout", err)
+	case kind == upstream.KindRequestBody:
+		// The client's body broke off (or was shorter than it said): the client's fault, not
+		// the backend's.
+		h.g.log.Debug("request body failed", "route", rt.name, "backend", be.name, "error", err)
+		localReply(w, http.StatusBadRequest, "request body incomplete")
 	case kind == upstream.KindProtocol:
 		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream protocol error: "+reason(err), err)
 	default:
@@ -335,6 +345,11 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 	w.WriteHeader(resp.StatusCode)
 
 	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if f, ok := w.(http.Flusher); ok && flush {
+		// The header of a stream goes out now: its body may not start for a long time (a
+		// long poll, a gRPC server stream), and the client must not wait for it.
+		f.Flush()
+	}
 	if err := copyBody(w, resp.Body, flush); err != nil {
 		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
 			return
@@ -420,17 +435,37 @@ func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *ro
 	if err := brw.Flush(); err != nil {
 		return
 	}
+	// Each direction ends on its own: the end of one side's stream is passed on as a
+	// half-close, so that the other side can still finish what it has to say; an error,
+	// or a side that cannot half-close, ends both.
 	done := make(chan struct{}, 2)
 	go func() {
 		// Bytes the client sent after its request may already sit in the server's buffer.
-		io.Copy(up, brw.Reader)
+		_, err := io.Copy(up, brw.Reader)
+		if err != nil || closeWrite(up) != nil {
+			up.Close()
+			conn.Close()
+		}
 		done <- struct{}{}
 	}()
 	go func() {
-		io.Copy(conn, up)
+		_, err := io.Copy(conn, up)
+		if err != nil || closeWrite(conn) != nil {
+			up.Close()
+			conn.Close()
+		}
 		done <- struct{}{}
 	}()
 	<-done
+	<-done
+}
+
+// closeWrite half-closes c when it can (TCP and TLS connections can).
+func closeWrite(c any) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // trackedBody is the request body on its way upstream. It remembers whether any of it was
