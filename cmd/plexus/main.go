@@ -143,6 +143,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// Signals are caught before plexus binds anything or says it is ready: one sent as soon
+	// as it is ready must not find SIGHUP's default action (exit) in place.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	if err := g.Start(); err != nil {
 		log.Error("cannot start", "error", err)
 		return 1
@@ -160,8 +164,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log.Info("plexus ready", "version", buildVersion(), "config", *file)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			g.ReloadFile(*file)

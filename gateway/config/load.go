@@ -227,7 +227,9 @@ func (v *validator) validate() {
 
 func (v *validator) listener(p string, l *Listener, names, addrs map[string]string) {
 	v.unique(names, "listener", l.Name, p)
-	if v.hostPort(p+".address", l.Address) {
+	// Port 0 asks the OS for a free port, a different one each time: two such listeners
+	// never collide.
+	if v.hostPort(p+".address", l.Address) && !strings.HasSuffix(l.Address, ":0") {
 		if first, ok := addrs[l.Address]; ok {
 			v.errorf(p+".address", "listener %q: address %s is already used by the listener at %s", l.Name, l.Address, v.c.Where(first))
 		}

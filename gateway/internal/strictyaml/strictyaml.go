@@ -252,6 +252,10 @@ func syntaxError(file string, data []byte, err error) *Error {
 		if parserProblems[msg] {
 			pos.Line = refineLine(data, pos.Line+1, err.Error())
 		}
+		if msg == "found a tab character that violates indentation" {
+			// yaml.v3 gives the line of the scalar before the tab, which can be lines above it.
+			pos = findIndentTab(data, pos)
+		}
 	} else if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
 		return &Error{File: file, Pos: findAlias(data, m[1]),
 			Msg: fmt.Sprintf("unknown anchor %q: an anchor (&%s) must be defined before it is used (*%s)", m[1], m[1], m[1])}
@@ -277,6 +281,19 @@ func refineLine(data []byte, from int, msg string) int {
 	}
 	if i := sort.Search(len(lines)-from+1, sameError); from+i <= len(lines) {
 		return from + i
+	}
+	return from
+}
+
+// findIndentTab returns the position of the first tab in a line's indentation, on line
+// from.Line or below, or from if there is none.
+func findIndentTab(data []byte, from Pos) Pos {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for i := from.Line - 1; i >= 0 && i < len(lines); i++ {
+		indent := len(lines[i]) - len(bytes.TrimLeft(lines[i], " \t"))
+		if j := bytes.IndexByte(lines[i][:indent], '\t'); j >= 0 {
+			return Pos{Line: i + 1, Col: j + 1}
+		}
 	}
 	return from
 }
