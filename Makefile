@@ -10,7 +10,7 @@ build:
 
 # The whole test suite; installs what the tests need first when it is missing.
 test: deps
-	go test -count=1 ./...
+	go test -count=1 -timeout 15m ./...
 
 deps:
 	./scripts/deps.sh

@@ -23,9 +23,9 @@ type backend struct {
 	name      string
 	cfg       config.Backend
 	endpoints []*endpoint
-	next      atomic.Uint64      // round robin
-	h2        *http.Transport    // HTTP/2 backends (h2c or h2); nil for http1
-	scheme    string             // "http" or "https", for the h2 transport's URLs
+	next      atomic.Uint64   // round robin
+	h2        *http.Transport // HTTP/2 backends (h2c or h2); nil for http1
+	scheme    string          // "http" or "https", for the h2 transport's URLs
 }
 
 // endpoint is one address of a backend. A connect failure ejects it for a while
