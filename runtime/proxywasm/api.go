@@ -1,0 +1,150 @@
+// Package proxywasm hosts Proxy-Wasm filters (ABI 0.2.1, also 0.2.0 and 0.1.0) on wazero:
+// every env.proxy_* host function, every proxy_on_* callback, WASI preview1 under both
+// wasi_snapshot_preview1 and wasi_unstable, pools of instances, limits and failure policy.
+//
+// Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+//
+// The gateway loads a filter once (Runtime.Load → *Plugin) and, per request, opens a *Stream
+// on it: one instance, held by that request alone until Stream.Close. The gateway drives the
+// stream's phases (OnRequestHeaders, OnRequestBody, ...) from the request's goroutine; when a
+// phase returns Pause, Stream.Wait delivers the filter's callouts and timers to it until the
+// filter resumes the stream (proxy_continue_stream), answers locally
+// (proxy_send_local_response) or fails.
+package proxywasm
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Action is what a filter's phase callback asks of the host: the ABI's two actions.
+type Action int
+
+const (
+	Continue Action = iota // go on to the next filter, then upstream (or to the client)
+	Pause                  // hold the stream: Wait until the filter resumes it
+)
+
+// Field is one header or trailer field. Keys are lower case. Request headers carry the
+// pseudo-headers :method, :path, :authority and :scheme first; response headers carry
+// :status first, as Envoy presents them to filters.
+type Field struct{ Key, Value string }
+
+// Headers is an ordered header (or trailer) map, edited in place by the filter through
+// proxy_add/replace/remove_header_map_value and proxy_set_header_map_pairs.
+type Headers struct{ Fields []Field }
+
+// Body is the body data a phase sees: for a filter that paused to buffer, everything
+// buffered so far. proxy_set_buffer_bytes edits Data in place (replace, prepend, append).
+type Body struct{ Data []byte }
+
+// LocalResponse is what a filter asked to answer with proxy_send_local_response.
+type LocalResponse struct {
+	Status     int
+	Details    string // status_code_details
+	Body       []byte
+	Headers    []Field
+	GRPCStatus int // -1 when not set
+}
+
+// StreamInfo is what the gateway knows about a request beyond its headers. Filters read it
+// through properties (Envoy attribute paths): source.address, request.id, route_name, ...
+// The gateway fills it before OnRequestHeaders and updates the upstream and response
+// fields as they become known.
+type StreamInfo struct {
+	ID              string    // request.id (x-request-id)
+	Start           time.Time // request.time
+	Protocol        string    // request.protocol: "HTTP/1.1", "HTTP/2", "HTTP/3"
+	Scheme          string    // "http" or "https"
+	SourceAddress   string    // "ip:port"
+	DestAddress     string    // "ip:port" of the listener
+	MTLS            bool      // connection.mtls
+	TLSVersion      string    // connection.tls_version, "" without TLS
+	RouteName       string    // route_name
+	ClusterName     string    // cluster_name: the backend
+	UpstreamAddress string    // upstream.address, once connected
+	ResponseCode    int       // response.code, once known
+}
+
+// HTTPCallResponse is the answer to a proxy_http_call.
+type HTTPCallResponse struct {
+	Headers  []Field // with :status first
+	Body     []byte
+	Trailers []Field
+}
+
+// Host is what the gateway provides to every filter.
+type Host interface {
+	// HTTPCall starts a request to the backend named cluster. headers carry :method,
+	// :path and :authority. It must not block; done is called exactly once, from any
+	// goroutine, with the response or an error (a timeout, no such backend, a connect
+	// failure). An error returned at once means the call could not start (proxy_http_call
+	// then returns BadArgument for an unknown cluster).
+	HTTPCall(cluster string, headers []Field, body []byte, trailers []Field, timeout time.Duration,
+		done func(*HTTPCallResponse, error)) error
+	// NodeID is node.id.
+	NodeID() string
+}
+
+// Config is one filter as the config file declares it.
+type Config struct {
+	Name     string // the filter's name: plugin_name, and the name in logs and metrics
+	VMID     string // vm_id: namespaces shared data and queues; Name when empty
+	RootID   string // root_id: selects the root context in a module with several
+	VMConfig []byte // handed to proxy_on_vm_start
+	Plugin   []byte // handed to proxy_on_configure
+	FailOpen bool   // a failing filter is skipped (true) or the request gets 503 (false)
+
+	MaxInstances     int           // instances in the pool at most; default 2×GOMAXPROCS
+	MemoryLimitPages uint32        // linear memory per instance, in 64 KiB pages; default 1024 (64 MiB)
+	CallbackTimeout  time.Duration // longest a single callback may run; default 100ms (vm_start and configure get 10× that)
+	LogLevel         slog.Level    // the filter's own log level: proxy_log below it is dropped
+	Logger           *slog.Logger  // where proxy_log goes, tagged with the filter name
+}
+
+// FailureKind says how a filter failed.
+type FailureKind int
+
+const (
+	FailTrap    FailureKind = iota + 1 // the module trapped (unreachable, bad memory access, ...)
+	FailTimeout                        // a callback ran past CallbackTimeout
+	FailMemory                         // the module ran out of its memory limit
+	FailABI                            // the module broke the ABI (bad pointer from malloc, ...)
+	FailNoInstance                     // no instance could be had (restarts rate-limited)
+)
+
+// Failure is a filter failure. The instance it happened on is discarded; the request gets
+// the filter's failure policy.
+type Failure struct {
+	Filter string
+	Kind   FailureKind
+	Err    error
+}
+
+func (f *Failure) Error() string { return "filter " + f.Filter + ": " + f.Kind.String() + ": " + f.Err.Error() }
+func (f *Failure) Unwrap() error { return f.Err }
+
+func (k FailureKind) String() string {
+	switch k {
+	case FailTrap:
+		return "trap"
+	case FailTimeout:
+		return "timeout"
+	case FailMemory:
+		return "out of memory"
+	case FailABI:
+		return "ABI violation"
+	case FailNoInstance:
+		return "no instance"
+	}
+	return "failure"
+}
+
+// PluginStats is a snapshot of a plugin's pool.
+type PluginStats struct {
+	Instances   int            // live instances (idle and in use)
+	InUse       int            // instances held by streams now
+	MemoryBytes int64          // linear memory of all live instances
+	Failures    map[string]int // by FailureKind.String()
+	Restarts    int            // instances created to replace failed ones
+}
