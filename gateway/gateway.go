@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -23,11 +24,14 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
 // Options are the gateway's process-level settings, the ones a config file does not carry.
 type Options struct {
-	Logger *slog.Logger // slog.Default() when nil
+	Logger   *slog.Logger // slog.Default() when nil
+	CacheDir string       // compiled Wasm modules are kept here across restarts; none when empty
+	NodeID   string       // node.id as filters see it; the host name when empty
 }
 
 // Gateway serves a config. Create it with New, then Start; Reload swaps the config while it
@@ -35,6 +39,8 @@ type Options struct {
 type Gateway struct {
 	log  *slog.Logger
 	snap atomic.Pointer[snapshot]
+	wasm *proxywasm.Runtime
+	host *wasmHost
 
 	mu        sync.Mutex // serializes Start, Reload and Shutdown
 	version   uint64
@@ -52,6 +58,7 @@ type snapshot struct {
 	loaded   time.Time
 	routes   []*route
 	backends map[string]*backend
+	filters  map[string]*filter
 	certs    map[string]*tls.Certificate // by listener name
 }
 
@@ -70,8 +77,17 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	s, err := buildSnapshot(cfg, nil)
+	g.host = &wasmHost{g: g, nodeID: o.NodeID}
+	if g.host.nodeID == "" {
+		g.host.nodeID, _ = os.Hostname()
+	}
+	var err error
+	if g.wasm, err = proxywasm.NewRuntime(context.Background(), proxywasm.Options{CacheDir: o.CacheDir, Logger: g.log}); err != nil {
+		return nil, err
+	}
+	s, err := g.buildSnapshot(cfg, nil)
 	if err != nil {
+		g.wasm.Close(context.Background())
 		return nil, err
 	}
 	g.version = 1
@@ -81,20 +97,19 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 }
 
 // Validate runs every check a start or a reload runs on cfg, beyond those of config.Load
-// (certificates load, references resolve), without binding anything.
-func Validate(cfg *config.Config) error {
-	_, err := buildSnapshot(cfg, nil)
-	return err
+// (certificates load, references resolve, filters load and accept their configuration),
+// without binding anything.
+func Validate(cfg *config.Config, o Options) error {
+	g, err := New(cfg, o)
+	if err != nil {
+		return err
+	}
+	g.closeSnapshot(g.snap.Load())
+	return g.wasm.Close(context.Background())
 }
 
-func buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, error) {
-	s := &snapshot{cfg: cfg, loaded: time.Now(), backends: map[string]*backend{}, certs: map[string]*tls.Certificate{}}
-	for i := range cfg.Routes {
-		if len(cfg.Routes[i].Filters) > 0 {
-			return nil, fmt.Errorf("%s: route %q lists filters, and this build of plexus does not run Wasm filters yet",
-				cfg.Where(fmt.Sprintf("routes[%d].filters", i)), cfg.Routes[i].Name)
-		}
-	}
+func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, error) {
+	s := &snapshot{cfg: cfg, loaded: time.Now(), backends: map[string]*backend{}, filters: map[string]*filter{}, certs: map[string]*tls.Certificate{}}
 	for _, l := range cfg.Listeners {
 		if l.TLS == nil {
 			continue
@@ -118,10 +133,37 @@ func buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, error) {
 		}
 		s.backends[bc.Name] = b
 	}
+	for i := range cfg.Filters {
+		f, err := loadFilter(context.Background(), g.wasm, g.host, cfg, i, prev, g.log)
+		if err != nil {
+			g.closeNew(s, prev)
+			return nil, err
+		}
+		s.filters[f.name] = f
+	}
 	for i := range cfg.Routes {
-		s.routes = append(s.routes, compileRoute(&cfg.Routes[i], s.backends))
+		s.routes = append(s.routes, compileRoute(&cfg.Routes[i], s.backends, s.filters))
 	}
 	return s, nil
+}
+
+// closeNew closes what s loaded that prev does not share: a snapshot that failed to build.
+func (g *Gateway) closeNew(s, prev *snapshot) {
+	for name, f := range s.filters {
+		if prev == nil || prev.filters[name] != f {
+			f.plugin.Close()
+		}
+	}
+}
+
+// closeSnapshot closes everything s holds.
+func (g *Gateway) closeSnapshot(s *snapshot) {
+	for _, b := range s.backends {
+		b.close()
+	}
+	for _, f := range s.filters {
+		f.plugin.Close()
+	}
 }
 
 // Start binds the admin listener and every listener and serves them in the background.
@@ -184,7 +226,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if err := sameBinding(old.cfg, cfg); err != nil {
 		return err
 	}
-	s, err := buildSnapshot(cfg, old)
+	s, err := g.buildSnapshot(cfg, old)
 	if err != nil {
 		return err
 	}
@@ -200,7 +242,13 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			gone = append(gone, b)
 		}
 	}
-	if len(gone) > 0 {
+	var goneFilters []*filter
+	for name, f := range old.filters {
+		if s.filters[name] != f {
+			goneFilters = append(goneFilters, f)
+		}
+	}
+	if len(gone)+len(goneFilters) > 0 {
 		drain := config.DefaultDrainTimeout
 		for _, l := range cfg.Listeners {
 			drain = max(drain, l.Drain)
@@ -208,6 +256,10 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		time.AfterFunc(drain+maxRouteTimeout(old), func() {
 			for _, b := range gone {
 				b.close()
+			}
+			// Plugins close their busy instances when the streams using them end.
+			for _, f := range goneFilters {
+				f.plugin.Close()
 			}
 		})
 	}
@@ -268,9 +320,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.admin.Shutdown(actx)
 		cancel()
 	}
-	for _, b := range g.snap.Load().backends {
-		b.close()
-	}
+	g.closeSnapshot(g.snap.Load())
+	g.wasm.Close(context.Background())
 	return errors.Join(errs...)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
+	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
 // HeaderError names the header in which plexus tells a client why it answered by itself
@@ -52,6 +53,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		localReply(w, http.StatusNotFound, "no route")
 		return
 	}
+	if len(rt.filters) > 0 {
+		h.serveFiltered(w, r, snap, rt)
+		return
+	}
+	h.act(w, r, rt, path, nil)
+}
+
+// act does what the route says: answer directly, redirect, or forward.
+func (h *handler) act(w http.ResponseWriter, r *http.Request, rt *route, path string, c *chain) {
 	switch {
 	case rt.direct != nil:
 		h.direct(w, rt)
@@ -62,8 +72,41 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			localReply(w, http.StatusRequestEntityTooLarge, "request body too large")
 			return
 		}
-		h.forward(w, r, rt, path)
+		h.forward(w, r, rt, path, c)
 	}
+}
+
+// serveFiltered runs the route's filter chain around the route's action. Filters see the
+// request as the backend will (X-Forwarded-*, x-request-id), and what they change in the
+// request header can change the route it takes: the route is matched again after them, as
+// Envoy does when a filter clears the route cache. The new route's own filters do not run.
+func (h *handler) serveFiltered(w http.ResponseWriter, r *http.Request, snap *snapshot, rt *route) {
+	prepareRequestHeader(r, h.tls, isUpgrade(r))
+	c, err := h.newChain(r, rt)
+	if err != nil {
+		h.failChain(w, err)
+		return
+	}
+	defer c.close()
+	noBody := r.Body == nil || r.Body == http.NoBody
+	if err := c.requestHeaders(r, noBody); err != nil {
+		h.failChain(w, err)
+		return
+	}
+	if l := c.takeLocal(); l != nil {
+		c.writeLocal(w, rt, l)
+		return
+	}
+	host, path := requestHost(r), r.URL.EscapedPath()
+	if again := snap.match(r, host, path); again != rt {
+		if again == nil {
+			localReply(w, http.StatusNotFound, "no route")
+			return
+		}
+		rt = again
+		c.info.RouteName = rt.name
+	}
+	h.act(w, r, rt, path, c)
 }
 
 func (h *handler) direct(w http.ResponseWriter, rt *route) {
@@ -130,7 +173,7 @@ var errPerTryTimeout = errors.New("per-try timeout")
 
 // forward sends the request upstream, with the route's timeout and retry policy, and streams
 // the response back: select an endpoint, attempt, classify the outcome, try again or answer.
-func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, path string) {
+func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, path string, c *chain) {
 	be := rt.pickBackend()
 	upgrade := isUpgrade(r)
 
@@ -151,13 +194,25 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 	if rt.rewrite != nil && rt.rewrite.Host != "" {
 		out.Host = rt.rewrite.Host
 	}
-	prepareRequestHeader(r, h.tls, upgrade)
+	if c == nil {
+		// With filters, this was done before they ran, so that they see what the backend will.
+		prepareRequestHeader(r, h.tls, upgrade)
+	}
 	rt.reqOps.apply(out.Header)
 
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &trackedBody{rc: r.Body, limit: h.bodyLimit}
 		out.Body = body
+		if c != nil {
+			out.Body = &filteredBody{c: c, src: body, r: r, pipe: bodyPipe{c: c, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}}
+			// Filters may change the body's length; the Content-Length they leave is the one
+			// sent, and without one the body goes chunked.
+			out.ContentLength = -1
+			if n, err := strconv.ParseInt(out.Header.Get("Content-Length"), 10, 64); err == nil && n >= 0 {
+				out.ContentLength = n
+			}
+		}
 	}
 
 	attempts, idempotent, perTry := 1, isIdempotent(r.Method), time.Duration(0)
@@ -211,6 +266,25 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 		}
 	}
 
+	if c != nil {
+		if l := c.takeLocal(); l != nil {
+			// A filter answered from the request body phase; the upstream exchange is void.
+			if resp != nil {
+				resp.Body.Close()
+			}
+			c.writeLocal(w, rt, l)
+			return
+		}
+		var fe *filterError
+		if err != nil && (errors.As(err, &fe) || errors.Is(err, errChainReset) || errors.Is(err, errBufferLimit)) {
+			h.failChain(w, err)
+			return
+		}
+		c.info.ClusterName = be.name
+		if ep != nil {
+			c.info.UpstreamAddress = ep.addr
+		}
+	}
 	if err != nil {
 		h.upstreamError(w, r, rt, be, ep, try, err, body)
 		return
@@ -219,7 +293,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 		h.switchProtocols(w, r, rt, resp)
 		return
 	}
-	h.respond(w, r, rt, be, resp)
+	h.respond(w, r, rt, be, resp, c)
 }
 
 // attempt is one round trip, bounded by the per-try timeout until the response header arrives.
@@ -327,10 +401,29 @@ func reason(err error) string {
 }
 
 // respond streams the upstream response to the client.
-func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be *backend, resp *http.Response) {
+func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be *backend, resp *http.Response, c *chain) {
 	defer resp.Body.Close()
 	hdr := w.Header()
 	removeHopByHop(resp.Header, false)
+	status := resp.StatusCode
+	var pipe *bodyPipe
+	if c != nil {
+		c.info.ResponseCode = status
+		fields := responseFields(status, resp.Header)
+		eos := resp.Body == http.NoBody || resp.ContentLength == 0
+		if err := c.phase(true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+			return s.OnResponseHeaders(fields, eos)
+		}); err != nil {
+			h.failChain(w, err)
+			return
+		}
+		if l := c.takeLocal(); l != nil {
+			c.writeLocal(w, rt, l)
+			return
+		}
+		status = applyResponseFields(fields, status, resp.Header)
+		pipe = &bodyPipe{c: c, response: true, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}
+	}
 	for k, vv := range resp.Header {
 		hdr[k] = vv
 	}
@@ -342,7 +435,7 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 		hdr["Trailer"] = keys
 	}
 	rt.respOps.apply(hdr)
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(status)
 
 	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	if f, ok := w.(http.Flusher); ok && flush {
@@ -350,9 +443,18 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 		// long poll, a gRPC server stream), and the client must not wait for it.
 		f.Flush()
 	}
-	if err := copyBody(w, resp.Body, flush); err != nil {
+	err := copyBody(w, resp.Body, flush, pipe)
+	if err == nil && c != nil && len(resp.Trailer) > 0 {
+		err = c.trailers(true, resp.Trailer)
+	}
+	if err != nil {
 		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
 			return
+		}
+		var fe *filterError
+		if errors.As(err, &fe) || errors.Is(err, errChainReset) || errors.Is(err, errLocalReply) || errors.Is(err, errBufferLimit) {
+			// Logged where it happened; the response has begun, so the stream is aborted.
+			panic(http.ErrAbortHandler)
 		}
 		h.g.log.Warn("upstream response body failed", "route", rt.name, "backend", be.name, "error", err,
 			"request_id", r.Header.Get("X-Request-Id"))
@@ -384,7 +486,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // copyBody streams src to w, flushing after every read when the response has no known length
 // (server-sent events, long polls, gRPC streams) so nothing waits in a buffer.
-func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *bodyPipe) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -394,19 +496,30 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
 	}
 	for {
 		n, rerr := src.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+		eos := rerr == io.EOF
+		if rerr != nil && !eos {
+			return rerr
+		}
+		out := buf[:n]
+		if pipe != nil {
+			var err error
+			if out, err = pipe.push(out, eos); err != nil {
+				return err
+			}
+			if pipe.c.hasLocal() {
+				return errLocalReply
+			}
+		}
+		if len(out) > 0 {
+			if _, werr := w.Write(out); werr != nil {
 				return errClientWrite
 			}
 			if flusher != nil {
 				flusher.Flush()
 			}
 		}
-		if rerr == io.EOF {
+		if eos {
 			return nil
-		}
-		if rerr != nil {
-			return rerr
 		}
 	}
 }

@@ -29,6 +29,8 @@ type route struct {
 	headers     []headerMatcher
 	query       []queryMatcher
 
+	filters []*filter // in declared order
+
 	// action
 	backends []*backend
 	cumul    []uint64 // cumulative weights, for a weighted split
@@ -107,7 +109,7 @@ func (o *headerOps) empty() bool { return len(o.remove)+len(o.set)+len(o.add) ==
 
 // compileRoute turns a validated config.Route into a route; backends are those of the
 // snapshot being built.
-func compileRoute(rc *config.Route, backends map[string]*backend) *route {
+func compileRoute(rc *config.Route, backends map[string]*backend, filters map[string]*filter) *route {
 	r := &route{
 		name:     rc.Name,
 		cfg:      rc,
@@ -146,6 +148,9 @@ func compileRoute(rc *config.Route, backends map[string]*backend) *route {
 			m.re = regexp.MustCompile(anchor(q.Regex))
 		}
 		r.query = append(r.query, m)
+	}
+	for _, name := range rc.Filters {
+		r.filters = append(r.filters, filters[name])
 	}
 	if rc.Backend != "" {
 		r.backends = []*backend{backends[rc.Backend]}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -86,12 +87,15 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", "validate --config FILE", stderr)
 	file := fs.String("config", "plexus.yaml", "the config `file` to check")
+	cacheDir := cacheDirFlag(fs)
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
 	cfg, err := config.Load(*file)
 	if err == nil {
-		err = gateway.Validate(cfg)
+		// Filters are loaded too, as a start would: a module that fails to start or refuses
+		// its configuration is an error here.
+		err = gateway.Validate(cfg, gateway.Options{CacheDir: *cacheDir, Logger: slog.New(slog.DiscardHandler)})
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -106,6 +110,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	file := fs.String("config", "plexus.yaml", "the config `file` to serve; it is reloaded when it changes and on SIGHUP")
 	level := fs.String("log-level", "info", "least severe `level` logged: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log line `format`: text or json")
+	cacheDir := cacheDirFlag(fs)
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
@@ -138,7 +143,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: log})
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, CacheDir: *cacheDir})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -207,4 +212,16 @@ func buildVersion() string {
 		return v
 	}
 	return "unknown"
+}
+
+// cacheDirFlag is --cache-dir: where compiled Wasm modules are kept between runs, so a
+// restart does not compile them again.
+func cacheDirFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("PLEXUS_CACHE_DIR")
+	if def == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			def = filepath.Join(d, "plexus", "wasm")
+		}
+	}
+	return fs.String("cache-dir", def, "`dir`ectory for compiled Wasm modules (env PLEXUS_CACHE_DIR); empty: no cache")
 }

@@ -8,6 +8,8 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -107,12 +109,67 @@ func (BackendTLS) YAMLKind() string { return "backend tls" }
 
 // Filter declares a Wasm filter once; routes list it by name.
 type Filter struct {
-	Name     string     `yaml:"name" doc:"Unique name of the filter." required:"true"`
-	Module   string     `yaml:"module" doc:"file:PATH or oci://REFERENCE of the Wasm module." required:"true"`
-	RootID   string     `yaml:"root_id" doc:"Root context id handed to the module."`
-	VMConfig *yaml.Node `yaml:"vm_config" doc:"VM configuration: a string, or YAML handed to the filter as JSON."`
-	Config   *yaml.Node `yaml:"config" doc:"Plugin configuration: a string, or YAML handed to the filter as JSON."`
-	Failure  string     `yaml:"failure" doc:"What a request gets when the filter fails: closed answers 503, open skips the filter." enum:"closed,open" default:"closed"`
+	Name     string       `yaml:"name" doc:"Unique name of the filter: plugin_name, and its name in logs and metrics." required:"true"`
+	Module   string       `yaml:"module" doc:"file:PATH or oci://REFERENCE of the Wasm module." required:"true"`
+	RootID   string       `yaml:"root_id" doc:"Root context id handed to the module."`
+	VMID     string       `yaml:"vm_id" doc:"VM id: filters with the same vm_id share shared data and queues. The filter's name when empty."`
+	VMConfig *yaml.Node   `yaml:"vm_config" doc:"VM configuration: a string, or YAML handed to the filter as JSON."`
+	Config   *yaml.Node   `yaml:"config" doc:"Plugin configuration: a string, or YAML handed to the filter as JSON."`
+	Failure  string       `yaml:"failure" doc:"What a request gets when the filter fails: closed answers 503, open skips the filter." enum:"closed,open" default:"closed"`
+	LogLevel string       `yaml:"log_level" doc:"The filter's own log level: its proxy_log calls below it are dropped." enum:"trace,debug,info,warn,error,critical" default:"info"`
+	Limits   FilterLimits `yaml:"limits" doc:"Resources one filter may use."`
+}
+
+// FilterLimits bound a filter's instances.
+type FilterLimits struct {
+	Instances       int           `yaml:"instances" doc:"Instances at most, each serving one request at a time; 0 means twice the number of CPUs."`
+	Memory          ByteSize      `yaml:"memory" doc:"Linear memory per instance (a Go-built filter needs a few MiB)." default:"64MiB"`
+	CallbackTimeout time.Duration `yaml:"callback_timeout" doc:"Longest one callback may run before the instance is discarded." default:"100ms"`
+}
+
+func (FilterLimits) YAMLKind() string { return "filter limits" }
+
+// ConfigBytes is the plugin configuration as the filter receives it: a string as is, any
+// other YAML value as JSON.
+func (f *Filter) ConfigBytes() ([]byte, error) { return nodeBytes(f.Config) }
+
+// VMConfigBytes is the VM configuration, like ConfigBytes.
+func (f *Filter) VMConfigBytes() ([]byte, error) { return nodeBytes(f.VMConfig) }
+
+func nodeBytes(n *yaml.Node) ([]byte, error) {
+	if n == nil || n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		return []byte(n.Value), nil
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(jsonable(v))
+}
+
+// jsonable turns what yaml.v3 decodes into values encoding/json accepts (maps with
+// non-string keys become string-keyed).
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+	}
+	return v
 }
 
 func (Filter) YAMLKind() string { return "filter" }

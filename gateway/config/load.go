@@ -91,6 +91,8 @@ const (
 	DefaultRetryAttempts        = 2
 	DefaultBackoffBase          = 25 * time.Millisecond
 	DefaultBackoffMax           = 250 * time.Millisecond
+	DefaultFilterMemory         = 64 << 20
+	DefaultCallbackTimeout      = 100 * time.Millisecond
 )
 
 func (c *Config) setDefaults() {
@@ -123,7 +125,12 @@ func (c *Config) setDefaults() {
 		def(&b.IdleTimeout, DefaultUpstreamIdleTimeout)
 	}
 	for i := range c.Filters {
-		def(&c.Filters[i].Failure, "closed")
+		f := &c.Filters[i]
+		def(&f.Failure, "closed")
+		def(&f.VMID, f.Name)
+		def(&f.LogLevel, "info")
+		def(&f.Limits.Memory, DefaultFilterMemory)
+		def(&f.Limits.CallbackTimeout, DefaultCallbackTimeout)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -217,6 +224,20 @@ func (v *validator) validate() {
 			v.errorf(p+".module", "filter %q: module %q must start with file: or oci://", f.Name, f.Module)
 		}
 		v.oneOf(p+".failure", "failure", f.Failure, "closed", "open")
+		if f.Limits.Memory < 64<<10 || f.Limits.Memory > 4<<30 {
+			v.errorf(p+".limits.memory", "filter %q: memory %s must be between 64KiB and 4GiB", f.Name, f.Limits.Memory)
+		}
+		if f.Limits.Instances < 0 {
+			v.errorf(p+".limits.instances", "filter %q: instances must not be negative", f.Name)
+		}
+		for _, n := range []struct {
+			key  string
+			bytes func() ([]byte, error)
+		}{{"config", f.ConfigBytes}, {"vm_config", f.VMConfigBytes}} {
+			if _, err := n.bytes(); err != nil {
+				v.errorf(p+"."+n.key, "filter %q: %s cannot be handed over as JSON: %v", f.Name, n.key, err)
+			}
+		}
 	}
 
 	names = map[string]string{}

@@ -1,0 +1,494 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/runtime/proxywasm"
+)
+
+// chain is a route's filters for one request: one stream per filter. The request phase
+// runs them in declared order, the response phase in reverse, as Envoy orders them; a
+// paused filter holds the stream and the filters after it wait.
+type chain struct {
+	h       *handler
+	ctx     context.Context
+	filters []*filter
+	streams []*proxywasm.Stream // nil where a filter failed open and is skipped
+
+	info proxywasm.StreamInfo
+
+	mu     sync.Mutex // streams and local, between the request and the body-pumping goroutine
+	local  *filterReply
+	closed bool
+}
+
+// filterReply is a response a filter sent, and the position of that filter: the response
+// phase of the filters before it still runs on it.
+type filterReply struct {
+	resp *proxywasm.LocalResponse
+	at   int
+}
+
+// errChainReset means a filter closed the stream (proxy_close_stream): abort, answer nothing.
+var errChainReset = errors.New("a filter closed the stream")
+
+// filterError is a fail-closed filter failure: the request gets 503.
+type filterError struct{ f *proxywasm.Failure }
+
+func (e *filterError) Error() string { return e.f.Error() }
+
+func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
+	c := &chain{h: h, ctx: r.Context(), filters: rt.filters, streams: make([]*proxywasm.Stream, len(rt.filters))}
+	c.info = proxywasm.StreamInfo{
+		ID:            r.Header.Get("X-Request-Id"),
+		Start:         time.Now(),
+		Protocol:      protoName(r),
+		Scheme:        "http",
+		SourceAddress: r.RemoteAddr,
+		RouteName:     rt.name,
+	}
+	if h.tls {
+		c.info.Scheme = "https"
+		if r.TLS != nil {
+			c.info.MTLS = len(r.TLS.PeerCertificates) > 0
+			c.info.TLSVersion = tlsVersionName(r.TLS.Version)
+		}
+	}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(interface{ String() string }); ok {
+		c.info.DestAddress = a.String()
+	}
+	if len(rt.backends) == 1 {
+		c.info.ClusterName = rt.backends[0].name
+	}
+	for i, f := range rt.filters {
+		s, err := f.plugin.NewStream(r.Context(), &c.info)
+		if err != nil {
+			if ferr := c.failed(i, err); ferr != nil {
+				c.close()
+				return nil, ferr
+			}
+			continue
+		}
+		c.streams[i] = s
+	}
+	return c, nil
+}
+
+// failed applies filter i's failure policy to err: open skips the filter from now on and
+// returns nil; closed returns the error that ends the request.
+func (c *chain) failed(i int, err error) error {
+	var f *proxywasm.Failure
+	if !errors.As(err, &f) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		f = &proxywasm.Failure{Filter: c.filters[i].name, Kind: proxywasm.FailABI, Err: err}
+	}
+	c.h.g.log.Warn("filter failed", "filter", c.filters[i].name, "kind", f.Kind.String(), "error", f.Err,
+		"policy", map[bool]string{true: "open", false: "closed"}[c.filters[i].failOpen], "request_id", c.info.ID)
+	if s := c.streams[i]; s != nil {
+		s.Close()
+		c.streams[i] = nil
+	}
+	if c.filters[i].failOpen {
+		return nil
+	}
+	return &filterError{f: f}
+}
+
+func (c *chain) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	for i, s := range c.streams {
+		if s != nil {
+			s.Close()
+			c.streams[i] = nil
+		}
+	}
+}
+
+// phase runs one callback on the streams in order (reverse for the response phase,
+// starting below from), waiting out each pause. It stops at a local reply or a failure.
+func (c *chain) phase(reverse bool, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.streams)
+	for k := 0; k < n; k++ {
+		i := k
+		if reverse {
+			i = from - k
+			if i < 0 {
+				break
+			}
+		}
+		if _, err := c.step(i, call, true); err != nil {
+			return err
+		}
+		if c.local != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// step runs call on stream i; wait says a Pause holds the stream until the filter resumes
+// it (headers, trailers, the end of a body), rather than asking for more body to buffer.
+// It returns the filter's action when it did not wait.
+func (c *chain) step(i int, call func(s *proxywasm.Stream) (proxywasm.Action, error), wait bool) (proxywasm.Action, error) {
+	s := c.streams[i]
+	if s == nil || c.closed {
+		return proxywasm.Continue, nil
+	}
+	act, err := call(s)
+	if err == nil && act == proxywasm.Pause && wait && s.LocalResponse() == nil && !s.Reset() {
+		err = s.Wait(c.ctx)
+		act = proxywasm.Continue
+	}
+	if err != nil {
+		return proxywasm.Continue, c.failed(i, err)
+	}
+	if s.Reset() {
+		return proxywasm.Continue, errChainReset
+	}
+	if lr := s.LocalResponse(); lr != nil {
+		c.local = &filterReply{resp: lr, at: i}
+	}
+	return act, nil
+}
+
+func (c *chain) hasLocal() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local != nil
+}
+
+func (c *chain) takeLocal() *filterReply {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.local
+	c.local = nil
+	return l
+}
+
+// requestHeaders runs the request-header phase over r and writes what the filters changed
+// back into r.
+func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
+	h := requestFields(r)
+	if err := c.phase(false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		return s.OnRequestHeaders(h, endOfStream)
+	}); err != nil {
+		return err
+	}
+	return applyRequestFields(h, r)
+}
+
+// requestFields is r's header as filters see it: pseudo-headers first, lower-case names.
+func requestFields(r *http.Request) *proxywasm.Headers {
+	path := r.RequestURI
+	if path == "" || !strings.HasPrefix(path, "/") {
+		path = r.URL.RequestURI()
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	h := &proxywasm.Headers{Fields: make([]proxywasm.Field, 0, 4+len(r.Header))}
+	h.Fields = append(h.Fields,
+		proxywasm.Field{Key: ":authority", Value: r.Host},
+		proxywasm.Field{Key: ":path", Value: path},
+		proxywasm.Field{Key: ":method", Value: r.Method},
+		proxywasm.Field{Key: ":scheme", Value: scheme},
+	)
+	h.Fields = appendFields(h.Fields, r.Header)
+	return h
+}
+
+// applyRequestFields writes the filters' view of the header back into r.
+func applyRequestFields(h *proxywasm.Headers, r *http.Request) error {
+	hdr := make(http.Header, len(h.Fields))
+	for _, f := range h.Fields {
+		switch f.Key {
+		case ":authority":
+			r.Host = f.Value
+		case ":path":
+			u, err := url.ParseRequestURI(f.Value)
+			if err != nil {
+				return &filterError{f: &proxywasm.Failure{Kind: proxywasm.FailABI, Err: errors.New("a filter set :path to " + strconv.Quote(f.Value))}}
+			}
+			if f.Value != r.RequestURI {
+				r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+				r.RequestURI = f.Value
+			}
+		case ":method":
+			r.Method = f.Value
+		case ":scheme":
+		default:
+			k := http.CanonicalHeaderKey(f.Key)
+			hdr[k] = append(hdr[k], f.Value)
+		}
+	}
+	r.Header = hdr
+	return nil
+}
+
+// responseFields is a response header as filters see it: :status first.
+func responseFields(status int, header http.Header) *proxywasm.Headers {
+	h := &proxywasm.Headers{Fields: make([]proxywasm.Field, 0, 1+len(header))}
+	h.Fields = append(h.Fields, proxywasm.Field{Key: ":status", Value: strconv.Itoa(status)})
+	h.Fields = appendFields(h.Fields, header)
+	return h
+}
+
+// applyResponseFields writes the filters' view back into dst and returns the status.
+func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int {
+	clear(dst)
+	for _, f := range h.Fields {
+		if f.Key == ":status" {
+			if n, err := strconv.Atoi(f.Value); err == nil && n >= 100 && n <= 999 {
+				status = n
+			}
+			continue
+		}
+		if strings.HasPrefix(f.Key, ":") {
+			continue
+		}
+		k := http.CanonicalHeaderKey(f.Key)
+		dst[k] = append(dst[k], f.Value)
+	}
+	return status
+}
+
+func fieldsToHeader(fs []proxywasm.Field) http.Header {
+	h := make(http.Header, len(fs))
+	for _, f := range fs {
+		if !strings.HasPrefix(f.Key, ":") {
+			k := http.CanonicalHeaderKey(f.Key)
+			h[k] = append(h[k], f.Value)
+		}
+	}
+	return h
+}
+
+// bodyPipe runs a body through the chain: each filter sees what the filters before it let
+// through, and a filter that pauses before the end of the body buffers: it is called again
+// with everything buffered so far when more arrives, as Envoy does for
+// StopIterationAndBuffer.
+type bodyPipe struct {
+	c        *chain
+	response bool
+	bufs     []proxywasm.Body // per filter
+	limit    int              // most a filter may buffer
+}
+
+var errBufferLimit = errors.New("a filter buffered more body than the limit")
+
+// push feeds data (the last of it when eos) and returns what came out at the far end.
+func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.streams)
+	in := data
+	for k := 0; k < n; k++ {
+		i := k
+		if p.response {
+			i = n - 1 - k
+		}
+		if c.streams[i] == nil {
+			continue
+		}
+		b := &p.bufs[i]
+		b.Data = append(b.Data, in...)
+		if p.limit > 0 && len(b.Data) > p.limit {
+			return nil, errBufferLimit
+		}
+		act, err := c.step(i, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+			if p.response {
+				return s.OnResponseBody(b, eos)
+			}
+			return s.OnRequestBody(b, eos)
+		}, eos)
+		if err != nil {
+			return nil, err
+		}
+		if c.local != nil {
+			return nil, nil
+		}
+		if act == proxywasm.Pause {
+			return nil, nil // buffering: the filters after it get nothing yet
+		}
+		in = b.Data
+		b.Data = nil
+	}
+	return in, nil
+}
+
+// trailers runs the trailer phase over t.
+func (c *chain) trailers(response bool, t http.Header) error {
+	h := &proxywasm.Headers{Fields: appendFields(nil, t)}
+	err := c.phase(response, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		if response {
+			return s.OnResponseTrailers(h)
+		}
+		return s.OnRequestTrailers(h)
+	})
+	if err != nil {
+		return err
+	}
+	clear(t)
+	for k, v := range fieldsToHeader(h.Fields) {
+		t[k] = v
+	}
+	return nil
+}
+
+// filteredBody is the request body on its way upstream through the chain. The upstream
+// client pulls it, perhaps from its own goroutine.
+type filteredBody struct {
+	c     *chain
+	src   io.ReadCloser
+	r     *http.Request
+	pipe  bodyPipe
+	out   []byte
+	buf   []byte
+	done  bool
+	err   error
+	local bool
+}
+
+// errLocalReply stops the upstream request: a filter answered locally from the body phase.
+var errLocalReply = errors.New("a filter answered the request")
+
+func (b *filteredBody) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		if b.done {
+			return 0, io.EOF
+		}
+		if b.buf == nil {
+			b.buf = make([]byte, 32<<10)
+		}
+		n, rerr := b.src.Read(b.buf)
+		eos := rerr == io.EOF
+		if rerr != nil && !eos {
+			b.err = rerr
+			return 0, rerr
+		}
+		out, err := b.pipe.push(b.buf[:n], eos)
+		if err == nil && b.c.local != nil {
+			err = errLocalReply
+		}
+		if err == nil && eos && len(b.r.Trailer) > 0 {
+			err = b.c.trailers(false, b.r.Trailer)
+		}
+		if err != nil {
+			b.err = err
+			return 0, err
+		}
+		b.out = out
+		b.done = eos
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+func (b *filteredBody) Close() error { return b.src.Close() }
+
+// writeLocal answers with a filter's local response, after the response phase of the
+// filters before it.
+func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
+	lr := l.resp
+	hdr := w.Header()
+	for _, f := range lr.Headers {
+		hdr.Add(f.Key, f.Value)
+	}
+	if lr.GRPCStatus >= 0 {
+		hdr.Set("Grpc-Status", strconv.Itoa(lr.GRPCStatus))
+		if lr.Details != "" {
+			hdr.Set("Grpc-Message", lr.Details)
+		}
+	}
+	status := lr.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if l.at > 0 {
+		h := responseFields(status, hdr)
+		if err := c.phase(true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+			return s.OnResponseHeaders(h, len(lr.Body) == 0)
+		}); err == nil {
+			status = applyResponseFields(h, status, hdr)
+		}
+	}
+	rt.respOps.apply(hdr)
+	if len(lr.Body) > 0 {
+		if _, ok := hdr["Content-Type"]; !ok {
+			hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		}
+	}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(lr.Body))}
+	w.WriteHeader(status)
+	w.Write(lr.Body)
+}
+
+// failChain answers a request the chain ended: a fail-closed filter failure is 503 with the
+// cause; a reset aborts the stream.
+func (h *handler) failChain(w http.ResponseWriter, err error) {
+	var fe *filterError
+	switch {
+	case errors.As(err, &fe):
+		localReply(w, http.StatusServiceUnavailable, "filter "+fe.f.Filter+" failed: "+fe.f.Kind.String())
+	case errors.Is(err, errChainReset):
+		panic(http.ErrAbortHandler)
+	case errors.Is(err, errBufferLimit):
+		localReply(w, http.StatusRequestEntityTooLarge, "request body too large for a filter to buffer")
+	default:
+		// The client went away while a filter held the request.
+	}
+}
+
+func protoName(r *http.Request) string {
+	switch r.ProtoMajor {
+	case 2:
+		return "HTTP/2"
+	case 3:
+		return "HTTP/3"
+	}
+	return r.Proto
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return tls.VersionName(v)
+}
+
+// bufferLimit is the most body a filter may hold buffered: the listener's body limit, or
+// the default one when the listener has none.
+func (h *handler) bufferLimit() int {
+	if h.bodyLimit > 0 {
+		return int(h.bodyLimit)
+	}
+	return config.DefaultMaxRequestBodyBytes
+}
