@@ -231,7 +231,7 @@ func (v *validator) validate() {
 			v.errorf(p+".limits.instances", "filter %q: instances must not be negative", f.Name)
 		}
 		for _, n := range []struct {
-			key  string
+			key   string
 			bytes func() ([]byte, error)
 		}{{"config", f.ConfigBytes}, {"vm_config", f.VMConfigBytes}} {
 			if _, err := n.bytes(); err != nil {
