@@ -1,21 +1,58 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing, so `make test` passes on a new
-# machine. Uses apt-get (as root, or through sudo when there is one).
+# machine. Uses apt-get (as root, or through sudo when there is one). Debian bookworm names.
+#
+#   redis-server                  the shared-state tests' real Redis
+#   wabt                          wat2wasm, for WAT test modules and examples/wat
+#   clang, lld, wasi-libc,        examples/c: clang --target=wasm32-wasi links with wasm-ld
+#   libclang-rt-N-dev-wasm32      against wasi-libc and compiler-rt's wasm32 builtins
+#   nodejs, npm                   examples/assemblyscript (the npm packages themselves come
+#                                 from each example's package-lock.json, by npm ci, in the
+#                                 build step: see internal/wasmbuild)
+#
+# Go-built filters need nothing beyond Go itself (GOOS=wasip1, no TinyGo).
 set -euo pipefail
 
-need=()
 have() { command -v "$1" >/dev/null 2>&1; }
-# command -> Debian package
-have redis-server || need+=(redis-server)
 
-if [ ${#need[@]} -eq 0 ]; then
-	exit 0
-fi
-echo "deps: installing ${need[*]}"
 sudo=""
 if [ "$(id -u)" != 0 ]; then
 	sudo="sudo"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+updated=""
+install() {
+	[ $# -gt 0 ] || return 0
+	echo "deps: installing $*"
+	export DEBIAN_FRONTEND=noninteractive
+	if [ -z "$updated" ]; then
+		$sudo apt-get update -qq
+		updated=1
+	fi
+	$sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+need=()
+# command or file -> Debian package
+have redis-server || need+=(redis-server)
+have wat2wasm || need+=(wabt)
+have clang || need+=(clang)
+have wasm-ld || need+=(lld)
+[ -e /usr/lib/wasm32-wasi/libc.a ] || [ -n "${WASI_SYSROOT:-}" ] || need+=(wasi-libc)
+have node || need+=(nodejs)
+have npm || need+=(npm)
+install "${need[@]}"
+
+# compiler-rt's wasm32 builtins come in a package versioned like clang itself
+# (libclang-rt-14-dev-wasm32 for bookworm's clang 14): ask the clang that is there.
+rt="$(clang --target=wasm32-wasi -print-libgcc-file-name 2>/dev/null || true)"
+if [ -z "$rt" ] || [ ! -e "$rt" ]; then
+	major="$(clang -dumpversion | cut -d. -f1)"
+	install "libclang-rt-${major}-dev-wasm32"
+fi
+
+# The AssemblyScript compiler the example pins wants Node.js 20 or newer; Debian bookworm's
+# own nodejs is 18. Say so rather than fail later inside npm.
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+	echo "deps: warning: Node.js $(node --version 2>/dev/null || echo '(none)') is older than 20, which examples/assemblyscript needs (assemblyscript 0.28)" >&2
+fi

@@ -1,10 +1,22 @@
 // Package wasmbuild builds Wasm modules from source for tests, so that no build output is
-// committed: Go filters with GOOS=wasip1 (plain Go, -buildmode=c-shared, as the upstream
-// Proxy-Wasm Go SDK wants), and WAT with wabt's wat2wasm. Outputs are cached by a hash of
-// their sources, so a test run builds each module once.
+// committed. It builds Proxy-Wasm filters the way their users do, with the upstream
+// toolchains:
+//
+//   - Go: plain Go for GOOS=wasip1 with -buildmode=c-shared, as the upstream Proxy-Wasm Go
+//     SDK wants (no TinyGo);
+//   - C: clang for wasm32-wasi with wasi-libc, as a WASI reactor;
+//   - AssemblyScript: npm ci from the example's lockfile, then asc;
+//   - WAT: wabt's wat2wasm.
+//
+// Outputs are cached by a hash of their sources and build flags (in CacheDir), so a test run
+// builds each module once, and a later run not at all. Builds run at most two at a time, and
+// a file lock keeps two test processes (go test ./... runs packages in parallel) from
+// building the same module at once. A missing tool fails the test with the tool's name and
+// the package that brings it; scripts/deps.sh installs them all.
 package wasmbuild
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,9 +29,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
-
-var mu sync.Mutex // one build at a time: builds are CPU-bound and this machine is small
 
 // CacheDir is where built modules are kept: $PLEXUS_WASMBUILD_CACHE, or a folder in the
 // user's cache directory.
@@ -34,30 +45,203 @@ func CacheDir() string {
 	return filepath.Join(d, "plexus", "wasmbuild")
 }
 
+var moduleRoot struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
 // ModuleRoot is the directory of the repository's go.mod.
 func ModuleRoot(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
+	moduleRoot.once.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			moduleRoot.err = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		gomod := strings.TrimSpace(string(out))
+		if gomod == "" || gomod == os.DevNull {
+			moduleRoot.err = fmt.Errorf("wasmbuild: not inside a Go module")
+			return
+		}
+		moduleRoot.dir = filepath.Dir(gomod)
+	})
+	if moduleRoot.err != nil {
+		t.Fatal(moduleRoot.err)
 	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
+	return moduleRoot.dir
 }
 
 // Go builds the Go main package in dir (a path relative to the module root, like
-// "examples/go/http_headers") for wasip1 as a reactor and returns the .wasm path.
+// "examples/go/http_headers") for wasip1 as a reactor and returns the .wasm path:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o OUT ./DIR
 func Go(t testing.TB, dir string) string {
 	t.Helper()
 	root := ModuleRoot(t)
-	abs := filepath.Join(root, dir)
-	key := hashFiles(t, abs, filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
+	args := []string{"build", "-buildmode=c-shared", "-trimpath", "-o", "OUT", "./" + filepath.ToSlash(filepath.Clean(dir))}
+	key := hashSources(t, recipe("go", args...), []string{filepath.Join(root, dir)}, nil,
+		filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
 	out := filepath.Join(CacheDir(), "go-"+filepath.Base(dir)+"-"+key+".wasm")
-	return cached(t, out, func(tmp string) *exec.Cmd {
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", tmp, "./"+filepath.ToSlash(dir))
+	return build(t, out, out, func(tmp string) error {
+		cmd := exec.Command("go", withOut(args, tmp)...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		return cmd
+		return goFirst.run(cmd)
 	})
+}
+
+// goFirst holds every Go build back until one has succeeded in this process. The first one
+// compiles the runtime, the standard library and the SDK for wasip1 into the build cache;
+// two of them at once on a cold cache would both do all of that. After it, a build is
+// mostly the link, and two run side by side.
+var goFirst gate
+
+type gate struct {
+	mu   sync.Mutex
+	done bool
+}
+
+func (g *gate) run(cmd *exec.Cmd) error {
+	g.mu.Lock()
+	if g.done {
+		g.mu.Unlock()
+		return run(cmd)
+	}
+	defer g.mu.Unlock()
+	err := run(cmd)
+	g.done = err == nil
+	return err
+}
+
+// CFlags are the flags C filters are built with, before the sources and -o: a WASI reactor
+// (_initialize, no main), wasi-libc's malloc exported for the host, no debug sections.
+// Every proxy_* callback is exported by its own export_name attribute, so
+// -Wl,--export-dynamic is not needed. On Debian, clang finds wasi-libc in
+// /usr/include/wasm32-wasi and /usr/lib/wasm32-wasi by itself; with $WASI_SYSROOT set (a
+// wasi-sdk sysroot, say) --sysroot=$WASI_SYSROOT is added.
+var CFlags = []string{
+	"--target=wasm32-wasi", "-O2", "-mexec-model=reactor",
+	"-Wall", "-Wextra", "-Wno-unused-parameter",
+	"-Wl,--export=malloc", "-Wl,--strip-all",
+}
+
+// C compiles every .c file in dir (relative to the module root, like "examples/c/hello")
+// into one Proxy-Wasm module and returns the .wasm path:
+//
+//	clang --target=wasm32-wasi -O2 -mexec-model=reactor ... -Wl,--export=malloc -o OUT *.c
+func C(t testing.TB, dir string) string {
+	t.Helper()
+	root := ModuleRoot(t)
+	abs := filepath.Join(root, dir)
+	srcs, err := filepath.Glob(filepath.Join(abs, "*.c"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("wasmbuild: no .c files in %s", abs)
+	}
+	sort.Strings(srcs)
+	flags := append([]string(nil), CFlags...)
+	if s := os.Getenv("WASI_SYSROOT"); s != "" {
+		flags = append(flags, "--sysroot="+s)
+	}
+	key := hashSources(t, recipe("clang", flags...), []string{abs}, nil)
+	out := filepath.Join(CacheDir(), "c-"+filepath.Base(dir)+"-"+key+".wasm")
+	return build(t, out, out, func(tmp string) error {
+		if err := checkC(); err != nil {
+			return err
+		}
+		args := append(append(flags, "-o", tmp), srcs...)
+		cmd := exec.Command("clang", args...)
+		cmd.Dir = abs
+		return run(cmd)
+	})
+}
+
+// checkC finds what a C build needs before running it, to say what is missing rather than
+// leave the reader to decode a linker error.
+func checkC() error {
+	if _, err := exec.LookPath("clang"); err != nil {
+		return missing("clang", "clang")
+	}
+	out, err := exec.Command("clang", "--target=wasm32-wasi", "-print-prog-name=wasm-ld").Output()
+	ld := strings.TrimSpace(string(out))
+	if err == nil && !filepath.IsAbs(ld) {
+		ld, err = exec.LookPath(ld)
+	} else if err == nil {
+		_, err = os.Stat(ld)
+	}
+	if err != nil {
+		return missing("wasm-ld (the WebAssembly linker clang calls)", "lld")
+	}
+	libc := "/usr/lib/wasm32-wasi/libc.a" // Debian's wasi-libc
+	if s := os.Getenv("WASI_SYSROOT"); s != "" {
+		libc = filepath.Join(s, "lib", "wasm32-wasi", "libc.a")
+	}
+	if _, err := os.Stat(libc); err != nil {
+		return missing("wasi-libc ("+libc+")", "wasi-libc")
+	}
+	out, err = exec.Command("clang", "--target=wasm32-wasi", "-print-libgcc-file-name").Output()
+	rt := strings.TrimSpace(string(out))
+	if err == nil {
+		_, err = os.Stat(rt)
+	}
+	if err != nil {
+		return missing("compiler-rt builtins for wasm32 ("+rt+")", "libclang-rt-14-dev-wasm32 (for clang 14; libclang-rt-N-dev-wasm32 for clang N)")
+	}
+	return nil
+}
+
+// AS builds the AssemblyScript filter in dir (relative to the module root, like
+// "examples/assemblyscript/hello") and returns the .wasm path. The directory holds
+// package.json, package-lock.json, asconfig.json with a "release" target, and
+// assembly/index.ts. The build installs the exact packages of the lockfile into the
+// directory's own node_modules (gitignored) when they are not there yet, then compiles:
+//
+//	npm ci && npx asc assembly/index.ts --target release --outFile OUT
+func AS(t testing.TB, dir string) string {
+	t.Helper()
+	root := ModuleRoot(t)
+	abs := filepath.Join(root, dir)
+	args := []string{"assembly/index.ts", "--target", "release", "--outFile", "OUT"}
+	key := hashSources(t, recipe("asc", args...), []string{abs}, []string{"node_modules", "build"})
+	out := filepath.Join(CacheDir(), "as-"+filepath.Base(dir)+"-"+key+".wasm")
+	// The lock is per source directory: npm ci rewrites its node_modules.
+	sum := sha256.Sum256([]byte(abs))
+	lock := filepath.Join(CacheDir(), "as-"+filepath.Base(dir)+"-"+hex.EncodeToString(sum[:6]))
+	return build(t, out, lock, func(tmp string) error {
+		for _, tool := range []string{"node", "npm"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return missing(tool, "nodejs and npm")
+			}
+		}
+		if err := npmCI(abs); err != nil {
+			return err
+		}
+		cmd := exec.Command(filepath.Join(abs, "node_modules", ".bin", "asc"), withOut(args, tmp)...)
+		cmd.Dir = abs
+		return run(cmd)
+	})
+}
+
+// npmCI installs the lockfile's packages into dir/node_modules unless the ones there came
+// from this very lockfile, which a stamp file in node_modules records.
+func npmCI(dir string) error {
+	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil {
+		return fmt.Errorf("wasmbuild: %w (an AssemblyScript example needs its lockfile: run npm install in %s)", err, dir)
+	}
+	sum := sha256.Sum256(lock)
+	want := hex.EncodeToString(sum[:])
+	stamp := filepath.Join(dir, "node_modules", ".plexus-package-lock.sha256")
+	if have, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(have)) == want {
+		return nil
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	if err := run(cmd); err != nil {
+		return fmt.Errorf("npm ci in %s: %w", dir, err)
+	}
+	return os.WriteFile(stamp, []byte(want+"\n"), 0o644)
 }
 
 // WAT assembles WAT source text and returns the module bytes.
@@ -65,12 +249,13 @@ func WAT(t testing.TB, src string) []byte {
 	t.Helper()
 	sum := sha256.Sum256([]byte(src))
 	out := filepath.Join(CacheDir(), "wat-"+hex.EncodeToString(sum[:8])+".wasm")
-	in := out + ".wat"
-	path := cached(t, out, func(tmp string) *exec.Cmd {
+	path := build(t, out, out, func(tmp string) error {
+		in := tmp + ".wat"
+		defer os.Remove(in)
 		if err := os.WriteFile(in, []byte(src), 0o644); err != nil {
-			t.Fatal(err)
+			return err
 		}
-		return exec.Command("wat2wasm", "--enable-all", "-o", tmp, in)
+		return wat2wasm(in, tmp)
 	})
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -79,51 +264,140 @@ func WAT(t testing.TB, src string) []byte {
 	return b
 }
 
-// cached runs build (which writes to the temp path it is given) unless out exists.
-func cached(t testing.TB, out string, build func(tmp string) *exec.Cmd) string {
+// WATFile assembles a .wat file (relative to the module root, like
+// "examples/wat/hello.wat") and returns the .wasm path.
+func WATFile(t testing.TB, file string) string {
 	t.Helper()
-	mu.Lock()
-	defer mu.Unlock()
+	abs := filepath.Join(ModuleRoot(t), file)
+	key := hashSources(t, recipe("wat2wasm"), nil, nil, abs)
+	out := filepath.Join(CacheDir(), "wat-"+strings.TrimSuffix(filepath.Base(file), ".wat")+"-"+key+".wasm")
+	return build(t, out, out, func(tmp string) error { return wat2wasm(abs, tmp) })
+}
+
+func wat2wasm(in, out string) error {
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		return missing("wat2wasm", "wabt")
+	}
+	return run(exec.Command("wat2wasm", "--enable-all", "-o", out, in))
+}
+
+// missing is the error for a tool that is not installed.
+func missing(what, pkg string) error {
+	return fmt.Errorf("wasmbuild: %s not found: install the Debian package %s; scripts/deps.sh (make deps) installs everything the tests need", what, pkg)
+}
+
+func run(cmd *exec.Cmd) error {
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// withOut is args with the placeholder "OUT" replaced by out.
+func withOut(args []string, out string) []string {
+	r := append([]string(nil), args...)
+	for i, a := range r {
+		if a == "OUT" {
+			r[i] = out
+		}
+	}
+	return r
+}
+
+// recipe names a build's tool and flags, for the cache key: new flags, new module.
+func recipe(tool string, args ...string) string {
+	return tool + " " + strings.Join(args, " ")
+}
+
+// slots bounds concurrent builds: each is CPU-bound, go build and asc use several cores of
+// their own, and the machines this runs on have two.
+var slots = make(chan struct{}, 2)
+
+// keyLocks holds one mutex per lock name, so that two tests in one process asking for the
+// same module wait for one build.
+var keyLocks sync.Map
+
+// build returns out, first running do (which writes to the temp path it is given) unless
+// out exists. lock names the lock that guards the build, in this process and across
+// processes.
+func build(t testing.TB, out, lock string, do func(tmp string) error) string {
+	t.Helper()
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
+	mu, _ := keyLocks.LoadOrStore(lock, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	unlock, err := lockFile(lock + ".lock")
+	if err != nil {
+		t.Fatalf("wasmbuild: %v", err)
+	}
+	defer unlock()
+	if _, err := os.Stat(out); err == nil {
+		return out // another process built it while we waited
+	}
+	slots <- struct{}{}
+	defer func() { <-slots }()
+	start := time.Now()
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
-	cmd := build(tmp)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", filepath.Base(out), err, b)
+	defer os.Remove(tmp)
+	if err := do(tmp); err != nil {
+		t.Fatalf("wasmbuild: building %s: %v", filepath.Base(out), err)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("wasmbuild: built %s in %s", filepath.Base(out), time.Since(start).Round(time.Millisecond))
 	return out
 }
 
-// hashFiles hashes the named files and every file under the named directories, with the
-// Go version, so that a change to any source rebuilds.
-func hashFiles(t testing.TB, paths ...string) string {
+// hashSources hashes the recipe, the Go version, every file under dirs (except in
+// directories named in skip, .wasm and .md files) and the named files, so that a change to any source or flag
+// rebuilds.
+func hashSources(t testing.TB, recipe string, dirs, skip []string, files ...string) string {
 	t.Helper()
 	h := sha256.New()
+	fmt.Fprintln(h, recipe)
 	fmt.Fprintln(h, runtime.Version())
-	for _, p := range paths {
-		var files []string
-		filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				files = append(files, path)
+	var all []string
+	for _, d := range dirs {
+		var found []string
+		err := filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if e.IsDir() {
+				for _, s := range skip {
+					if e.Name() == s && path != d {
+						return filepath.SkipDir
+					}
+				}
+				return nil
+			}
+			// Not sources: a module built by hand next to them, and docs.
+			if ext := filepath.Ext(path); ext != ".wasm" && ext != ".md" {
+				found = append(found, path)
 			}
 			return nil
 		})
-		sort.Strings(files)
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
-			h.Write(b)
+		if err != nil {
+			t.Fatalf("wasmbuild: %v", err)
 		}
+		sort.Strings(found)
+		all = append(all, found...)
+	}
+	all = append(all, files...)
+	for _, f := range all {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("wasmbuild: %v", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
