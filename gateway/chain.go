@@ -21,13 +21,14 @@ import (
 // paused filter holds the stream and the filters after it wait.
 type chain struct {
 	h       *handler
-	ctx     context.Context
+	ctx     context.Context // ends with the request, or when the chain closes
+	cancel  context.CancelFunc
 	filters []*filter
 	streams []*proxywasm.Stream // nil where a filter failed open and is skipped
 
 	info proxywasm.StreamInfo
 
-	mu     sync.Mutex // streams and local, between the request and the body-pumping goroutine
+	mu     sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
 	local  *filterReply
 	closed bool
 }
@@ -48,7 +49,8 @@ type filterError struct{ f *proxywasm.Failure }
 func (e *filterError) Error() string { return e.f.Error() }
 
 func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
-	c := &chain{h: h, ctx: r.Context(), filters: rt.filters, streams: make([]*proxywasm.Stream, len(rt.filters))}
+	c := &chain{h: h, filters: rt.filters, streams: make([]*proxywasm.Stream, len(rt.filters))}
+	c.ctx, c.cancel = context.WithCancel(r.Context())
 	c.info = proxywasm.StreamInfo{
 		ID:            r.Header.Get("X-Request-Id"),
 		Start:         time.Now(),
@@ -107,6 +109,8 @@ func (c *chain) failed(i int, err error) error {
 }
 
 func (c *chain) close() {
+	// A body still being pumped may be waiting on a paused filter, holding the lock.
+	c.cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -168,6 +172,13 @@ func (c *chain) step(i int, call func(s *proxywasm.Stream) (proxywasm.Action, er
 		c.local = &filterReply{resp: lr, at: i}
 	}
 	return act, nil
+}
+
+// setInfo changes what filters read as properties, between their callbacks.
+func (c *chain) setInfo(f func(*proxywasm.StreamInfo)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.info)
 }
 
 func (c *chain) hasLocal() bool {

@@ -58,7 +58,7 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 		MemoryLimitPages: uint32(fc.Limits.Memory / (64 << 10)),
 		CallbackTimeout:  fc.Limits.CallbackTimeout,
 		LogLevel:         proxyLogLevel(fc.LogLevel),
-		Logger:           log.With("filter", fc.Name),
+		Logger:           log,
 	}
 	p, err := rt.Load(ctx, wasm, pc, host)
 	if err != nil {

@@ -104,7 +104,7 @@ func (h *handler) serveFiltered(w http.ResponseWriter, r *http.Request, snap *sn
 			return
 		}
 		rt = again
-		c.info.RouteName = rt.name
+		c.setInfo(func(i *proxywasm.StreamInfo) { i.RouteName = rt.name })
 	}
 	h.act(w, r, rt, path, c)
 }
@@ -280,10 +280,12 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 			h.failChain(w, err)
 			return
 		}
-		c.info.ClusterName = be.name
-		if ep != nil {
-			c.info.UpstreamAddress = ep.addr
-		}
+		c.setInfo(func(i *proxywasm.StreamInfo) {
+			i.ClusterName = be.name
+			if ep != nil {
+				i.UpstreamAddress = ep.addr
+			}
+		})
 	}
 	if err != nil {
 		h.upstreamError(w, r, rt, be, ep, try, err, body)
@@ -408,7 +410,7 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 	status := resp.StatusCode
 	var pipe *bodyPipe
 	if c != nil {
-		c.info.ResponseCode = status
+		c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseCode = status })
 		fields := responseFields(status, resp.Header)
 		eos := resp.Body == http.NoBody || resp.ContentLength == 0
 		if err := c.phase(true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {

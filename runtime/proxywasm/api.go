@@ -106,11 +106,11 @@ type Config struct {
 type FailureKind int
 
 const (
-	FailTrap    FailureKind = iota + 1 // the module trapped (unreachable, bad memory access, ...)
-	FailTimeout                        // a callback ran past CallbackTimeout
-	FailMemory                         // the module ran out of its memory limit
-	FailABI                            // the module broke the ABI (bad pointer from malloc, ...)
-	FailNoInstance                     // no instance could be had (restarts rate-limited)
+	FailTrap       FailureKind = iota + 1 // the module trapped (unreachable, bad memory access, ...)
+	FailTimeout                           // a callback ran past CallbackTimeout
+	FailMemory                            // the module ran out of its memory limit
+	FailABI                               // the module broke the ABI (bad pointer from malloc, ...)
+	FailNoInstance                        // no instance could be had (restarts rate-limited)
 )
 
 // Failure is a filter failure. The instance it happened on is discarded; the request gets
@@ -121,7 +121,9 @@ type Failure struct {
 	Err    error
 }
 
-func (f *Failure) Error() string { return "filter " + f.Filter + ": " + f.Kind.String() + ": " + f.Err.Error() }
+func (f *Failure) Error() string {
+	return "filter " + f.Filter + ": " + f.Kind.String() + ": " + f.Err.Error()
+}
 func (f *Failure) Unwrap() error { return f.Err }
 
 func (k FailureKind) String() string {

@@ -1,0 +1,192 @@
+package proxywasm
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// headersN is a request with n headers: hostile.wat misbehaves by that number.
+func headersN(n int) *Headers {
+	h := &Headers{Fields: []Field{{":path", "/"}}}
+	for len(h.Fields) < n {
+		h.Fields = append(h.Fields, Field{"x-pad", "1"})
+	}
+	return h
+}
+
+func TestHostileFilters(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers int
+		kind    FailureKind
+		msg     string
+	}{
+		{"infinite loop", 7, FailTimeout, "deadline"},
+		{"unbounded memory.grow", 8, FailMemory, "memory limit"},
+		{"unreachable", 9, FailTrap, "unreachable"},
+		{"malloc past memory", 10, FailABI, "past the end of linear memory"},
+		{"import not provided", 12, FailTrap, "env.not_provided is not provided"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRuntime(t)
+			timeout := 2 * time.Second // slow machines, -race
+			if tt.kind == FailTimeout {
+				timeout = 50 * time.Millisecond
+			}
+			p := loadWAT(t, r, hostileWAT, Config{MaxInstances: 2, CallbackTimeout: timeout, MemoryLimitPages: 64}, nil)
+			base := p.Stats()
+			if base.Instances != 1 || base.MemoryBytes != 2*65536 {
+				t.Fatalf("baseline %+v", base)
+			}
+
+			// The bad stream fails on one instance while a good one works on another.
+			bad, err := p.NewStream(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := make(chan error, 1)
+			go func() {
+				_, err := bad.OnRequestHeaders(headersN(tt.headers), true)
+				failed <- err
+			}()
+			good, err := p.NewStream(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := good.OnRequestHeaders(headersN(1), true); a != Continue || err != nil {
+				t.Errorf("the healthy stream: %v %v", a, err)
+			}
+			good.Close()
+
+			err = <-failed
+			var f *Failure
+			if !errors.As(err, &f) || f.Kind != tt.kind || f.Filter != "test" || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %v: want a %v failure saying %q", err, tt.kind, tt.msg)
+			}
+			if _, err2 := bad.OnResponseHeaders(headersN(1), true); err2 != err {
+				t.Errorf("a later phase: %v, want the same failure", err2)
+			}
+			if err2 := bad.Wait(context.Background()); err2 != err {
+				t.Errorf("Wait: %v, want the same failure", err2)
+			}
+			bad.Close()
+
+			st := p.Stats()
+			if st.Failures[tt.kind.String()] != 1 || st.Instances != 1 || st.InUse != 0 || st.MemoryBytes != 2*65536 {
+				t.Errorf("after the failure: %+v", st)
+			}
+			// A fresh instance replaces the failed one when one is needed.
+			s1, _ := p.NewStream(context.Background(), nil)
+			s2, err := p.NewStream(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := s2.OnRequestHeaders(headersN(1), true); a != Continue || err != nil {
+				t.Errorf("after a restart: %v %v", a, err)
+			}
+			s1.Close()
+			s2.Close()
+			st = p.Stats()
+			if st.Instances != 2 || st.Restarts != 1 || st.MemoryBytes != 2*2*65536 {
+				t.Errorf("after the restart: %+v", st)
+			}
+		})
+	}
+}
+
+func TestOutOfBoundsMessage(t *testing.T) {
+	r := newRuntime(t)
+	p := loadWAT(t, r, hostileWAT, Config{}, nil)
+	s, err := p.NewStream(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if a, err := s.OnRequestHeaders(headersN(11), true); a != Continue || err != nil {
+		t.Fatalf("%v %v", a, err)
+	}
+	if st := theInstance(t, p).u32At(0x100); st != statusInvalidMemoryAccess {
+		t.Errorf("proxy_log with an out-of-bounds message: status %d", st)
+	}
+}
+
+func TestRestartsAreRateLimited(t *testing.T) {
+	r := newRuntime(t)
+	p := loadWAT(t, r, hostileWAT, Config{}, nil)
+	var noInstance int
+	for k := 0; k < 15; k++ {
+		s, err := p.NewStream(context.Background(), nil)
+		var f *Failure
+		if errors.As(err, &f) && f.Kind == FailNoInstance {
+			noInstance++
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.OnRequestHeaders(headersN(9), true); err == nil {
+			t.Fatal("no trap")
+		}
+		s.Close()
+	}
+	if noInstance == 0 {
+		t.Fatal("15 traps in a row and every instance was replaced")
+	}
+	if st := p.Stats(); st.Failures["no instance"] != noInstance || st.Failures["trap"] != 15-noInstance || st.Instances != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestNewStreamWaitsForAnInstance(t *testing.T) {
+	r := newRuntime(t)
+	p := loadWAT(t, r, callbacksWAT, Config{MaxInstances: 1}, nil)
+	s, err := p.NewStream(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	var f *Failure
+	if _, err := p.NewStream(ctx, nil); !errors.As(err, &f) || f.Kind != FailNoInstance || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("all busy: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		s2, err := p.NewStream(context.Background(), nil)
+		if err == nil {
+			s2.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	s.Close()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPluginClose(t *testing.T) {
+	r := newRuntime(t)
+	p := loadWAT(t, r, callbacksWAT, Config{MaxInstances: 2}, nil)
+	s, err := p.NewStream(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := theInstance(t, p)
+	p.Close()
+	if _, err := p.NewStream(context.Background(), nil); err == nil {
+		t.Fatal("NewStream on a closed plugin")
+	}
+	if a, err := s.OnRequestHeaders(&Headers{}, true); a != Continue || err != nil {
+		t.Fatalf("a stream open at Close: %v %v", a, err)
+	}
+	s.Close()
+	if st := p.Stats(); st.Instances != 0 {
+		t.Errorf("after the last stream: %+v", st)
+	}
+	_ = i
+}

@@ -1,0 +1,266 @@
+package proxywasm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Properties: Envoy's attribute paths (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes),
+// segments separated by NUL. Values are serialized as Envoy does: strings raw, integers as
+// 8-byte little-endian int64, booleans as one byte, timestamps as int64 nanoseconds since
+// the epoch, string maps in the Proxy-Wasm map serialization. A path the host does not
+// know is looked up among the values the filter set with proxy_set_property (per stream,
+// or per root context outside a stream).
+
+// property appends the value at path to dst; ok is false for an unknown path or an
+// absent value.
+func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
+	root, rest, _ := bytes.Cut(path, []byte{0})
+	field, sub, _ := bytes.Cut(rest, []byte{0})
+	s := i.stream()
+	str := func(v string) ([]byte, bool) {
+		if v == "" {
+			return nil, false
+		}
+		return append(dst, v...), true
+	}
+	num := func(v int64) ([]byte, bool) { return binary.LittleEndian.AppendUint64(dst, uint64(v)), true }
+	switch string(root) {
+	case "plugin_name":
+		return str(i.p.cfg.Name)
+	case "plugin_root_id":
+		return append(dst, i.p.cfg.RootID...), true
+	case "plugin_vm_id":
+		return str(i.p.cfg.VMID)
+	case "node":
+		if string(field) == "id" && i.p.host != nil {
+			return str(i.p.host.NodeID())
+		}
+		return nil, false
+	case "xds":
+		if s == nil || s.info == nil {
+			return nil, false
+		}
+		switch string(field) {
+		case "route_name":
+			return str(s.info.RouteName)
+		case "cluster_name":
+			return str(s.info.ClusterName)
+		case "node":
+			if i.p.host != nil && string(sub) == "id" {
+				return str(i.p.host.NodeID())
+			}
+		}
+		return nil, false
+	}
+	if s == nil {
+		return nil, false
+	}
+	info := s.info
+	if info == nil {
+		info = &StreamInfo{}
+	}
+	switch string(root) {
+	case "route_name":
+		return str(info.RouteName)
+	case "cluster_name":
+		return str(info.ClusterName)
+	case "request":
+		h := s.reqHeaders
+		if h == nil {
+			h = &Headers{}
+		}
+		switch string(field) {
+		case "path":
+			v, _ := h.get(":path")
+			return str(v)
+		case "url_path":
+			v, _ := h.get(":path")
+			v, _, _ = strings.Cut(v, "?")
+			return str(v)
+		case "query":
+			v, _ := h.get(":path")
+			_, q, _ := strings.Cut(v, "?")
+			return str(q)
+		case "host":
+			v, ok := h.get(":authority")
+			if !ok {
+				v, _ = h.get("host")
+			}
+			return str(v)
+		case "scheme":
+			v, ok := h.get(":scheme")
+			if !ok {
+				v = info.Scheme
+			}
+			return str(v)
+		case "method":
+			v, _ := h.get(":method")
+			return str(v)
+		case "useragent":
+			v, _ := h.get("user-agent")
+			return str(v)
+		case "referer":
+			v, _ := h.get("referer")
+			return str(v)
+		case "headers":
+			return headersProperty(dst, h, sub)
+		case "id":
+			if info.ID != "" {
+				return str(info.ID)
+			}
+			v, _ := h.get("x-request-id")
+			return str(v)
+		case "time":
+			if info.Start.IsZero() {
+				return nil, false
+			}
+			return num(info.Start.UnixNano())
+		case "protocol":
+			return str(info.Protocol)
+		case "size":
+			if v, ok := h.get("content-length"); ok {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+					return num(n)
+				}
+			}
+			if s.reqBody != nil {
+				return num(int64(len(s.reqBody.Data)))
+			}
+			return nil, false
+		}
+	case "response":
+		switch string(field) {
+		case "code":
+			code := info.ResponseCode
+			if code == 0 && s.respHeaders != nil {
+				v, _ := s.respHeaders.get(":status")
+				code, _ = strconv.Atoi(v)
+			}
+			if code == 0 {
+				return nil, false
+			}
+			return num(int64(code))
+		case "headers":
+			if s.respHeaders == nil {
+				return nil, false
+			}
+			return headersProperty(dst, s.respHeaders, sub)
+		case "trailers":
+			if s.respTrailers == nil {
+				return nil, false
+			}
+			return headersProperty(dst, s.respTrailers, sub)
+		}
+	case "source":
+		return addressProperty(dst, info.SourceAddress, string(field))
+	case "destination":
+		return addressProperty(dst, info.DestAddress, string(field))
+	case "upstream":
+		return addressProperty(dst, info.UpstreamAddress, string(field))
+	case "connection":
+		switch string(field) {
+		case "mtls":
+			if info.MTLS {
+				return append(dst, 1), true
+			}
+			return append(dst, 0), true
+		case "tls_version":
+			return str(info.TLSVersion)
+		}
+	}
+	return nil, false
+}
+
+// headersProperty is a header map, or with a key, that header's value.
+func headersProperty(dst []byte, h *Headers, key []byte) ([]byte, bool) {
+	if len(key) == 0 {
+		return serializeMap(dst, h.Fields), true
+	}
+	k := h.find(key)
+	if k < 0 {
+		return nil, false
+	}
+	return append(dst, h.Fields[k].Value...), true
+}
+
+// addressProperty is "ip:port" (address) or the port as an integer (port).
+func addressProperty(dst []byte, addr, field string) ([]byte, bool) {
+	if addr == "" {
+		return nil, false
+	}
+	switch field {
+	case "address":
+		return append(dst, addr...), true
+	case "port":
+		_, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, false
+		}
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return nil, false
+		}
+		return binary.LittleEndian.AppendUint64(dst, uint64(n)), true
+	}
+	return nil, false
+}
+
+func hostGetProperty(i *instance, s []uint64) status {
+	path, ok := i.read(u32(s, 0), u32(s, 1))
+	if !ok || !i.writable(u32(s, 2), 4) || !i.writable(u32(s, 3), 4) {
+		return statusInvalidMemoryAccess
+	}
+	if v, ok := i.property(i.scratch[:0], path); ok {
+		i.scratch = v
+		return i.returnBytes(v, u32(s, 2), u32(s, 3))
+	}
+	props := i.props
+	if st := i.stream(); st != nil {
+		props = st.props
+	}
+	if v, ok := props[string(path)]; ok {
+		return i.returnBytes(v, u32(s, 2), u32(s, 3))
+	}
+	return statusNotFound
+}
+
+func hostSetProperty(i *instance, s []uint64) status {
+	path, ok1 := i.read(u32(s, 0), u32(s, 1))
+	val, ok2 := i.read(u32(s, 2), u32(s, 3))
+	if !ok1 || !ok2 {
+		return statusInvalidMemoryAccess
+	}
+	props := &i.props
+	if st := i.stream(); st != nil {
+		props = &st.props
+	}
+	if *props == nil {
+		*props = map[string][]byte{}
+	}
+	(*props)[string(path)] = bytes.Clone(val)
+	return statusOK
+}
+
+func hostCallForeignFunction(i *instance, s []uint64) status {
+	name, ok1 := i.read(u32(s, 0), u32(s, 1))
+	args, ok2 := i.read(u32(s, 2), u32(s, 3))
+	if !ok1 || !ok2 || !i.writable(u32(s, 4), 4) || !i.writable(u32(s, 5), 4) {
+		return statusInvalidMemoryAccess
+	}
+	r := i.p.r
+	r.foreignMu.RLock()
+	fn := r.foreign[string(name)]
+	r.foreignMu.RUnlock()
+	if fn == nil {
+		return statusNotFound
+	}
+	out, err := fn(bytes.Clone(args))
+	if err != nil {
+		return statusInternalFailure
+	}
+	return i.returnBytes(out, u32(s, 4), u32(s, 5))
+}

@@ -1,0 +1,230 @@
+package proxywasm
+
+import (
+	"slices"
+	"sync"
+)
+
+// Shared data: process-wide, namespaced by vm_id, with the compare-and-swap semantics of
+// proxy-wasm-cpp-host: a cas of 0 sets unconditionally; any other must equal the key's
+// current cas, or the set fails with CAS_MISMATCH; every set gives the key a new cas.
+// Setting a key that does not exist succeeds whatever the cas.
+
+var sharedData = sharedStore{ns: map[string]map[string]*sharedValue{}}
+
+type sharedStore struct {
+	mu  sync.RWMutex
+	ns  map[string]map[string]*sharedValue
+	cas uint32
+}
+
+type sharedValue struct {
+	v   []byte // never changed in place: a set replaces it
+	cas uint32
+}
+
+func (s *sharedStore) get(vmID string, key []byte) ([]byte, uint32, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.ns[vmID][string(key)]
+	if !ok {
+		return nil, 0, false
+	}
+	return v.v, v.cas, true
+}
+
+func (s *sharedStore) set(vmID string, key, value []byte, cas uint32) status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.ns[vmID]
+	if m == nil {
+		m = map[string]*sharedValue{}
+		s.ns[vmID] = m
+	}
+	cur, ok := m[string(key)]
+	if ok && cas != 0 && cas != cur.cas {
+		return statusCasMismatch
+	}
+	s.cas++
+	if s.cas == 0 {
+		s.cas = 1
+	}
+	nv := &sharedValue{v: slices.Clone(value), cas: s.cas}
+	if nv.v == nil {
+		nv.v = []byte{}
+	}
+	m[string(key)] = nv
+	return statusOK
+}
+
+func hostSetSharedData(i *instance, s []uint64) status {
+	key, ok1 := i.read(u32(s, 0), u32(s, 1))
+	val, ok2 := i.read(u32(s, 2), u32(s, 3))
+	if !ok1 || !ok2 {
+		return statusInvalidMemoryAccess
+	}
+	return sharedData.set(i.p.cfg.VMID, key, val, u32(s, 4))
+}
+
+func hostGetSharedData(i *instance, s []uint64) status {
+	key, ok := i.read(u32(s, 0), u32(s, 1))
+	if !ok {
+		return statusInvalidMemoryAccess
+	}
+	casPtr := u32(s, 4)
+	if !i.writable(casPtr, 4) {
+		return statusInvalidMemoryAccess
+	}
+	v, cas, found := sharedData.get(i.p.cfg.VMID, key)
+	if !found {
+		return statusNotFound
+	}
+	if st := i.returnBytes(v, u32(s, 2), u32(s, 3)); st != statusOK {
+		return st
+	}
+	i.putU32(casPtr, cas)
+	return statusOK
+}
+
+// Shared queues, per Runtime, named by (vm_id, name). An item enqueued is announced with
+// proxy_on_queue_ready to the root context of one instance that registered the queue,
+// round-robin among them.
+
+type queueStore struct {
+	mu     sync.Mutex
+	byName map[[2]string]uint32
+	byID   map[uint32]*queue
+	next   uint32
+}
+
+type queue struct {
+	items  [][]byte
+	owners []*instance
+	turn   int
+}
+
+func (q *queueStore) init() {
+	q.byName = map[[2]string]uint32{}
+	q.byID = map[uint32]*queue{}
+}
+
+func (q *queueStore) register(i *instance, name string) uint32 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	key := [2]string{i.p.cfg.VMID, name}
+	id, ok := q.byName[key]
+	if !ok {
+		q.next++
+		id = q.next
+		q.byName[key] = id
+		q.byID[id] = &queue{}
+	}
+	qu := q.byID[id]
+	if !slices.Contains(qu.owners, i) {
+		qu.owners = append(qu.owners, i)
+		i.evMu.Lock()
+		i.queues = append(i.queues, id)
+		i.evMu.Unlock()
+	}
+	return id
+}
+
+func (q *queueStore) unregister(i *instance, ids []uint32) {
+	if len(ids) == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, id := range ids {
+		if qu := q.byID[id]; qu != nil {
+			if k := slices.Index(qu.owners, i); k >= 0 {
+				qu.owners = slices.Delete(qu.owners, k, k+1)
+			}
+		}
+	}
+}
+
+func (q *queueStore) resolve(vmID, name string) (uint32, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	id, ok := q.byName[[2]string{vmID, name}]
+	return id, ok
+}
+
+func (q *queueStore) enqueue(id uint32, v []byte) status {
+	q.mu.Lock()
+	qu := q.byID[id]
+	if qu == nil {
+		q.mu.Unlock()
+		return statusNotFound
+	}
+	qu.items = append(qu.items, slices.Clone(v))
+	var owner *instance
+	if n := len(qu.owners); n > 0 {
+		qu.turn = (qu.turn + 1) % n
+		owner = qu.owners[qu.turn]
+	}
+	q.mu.Unlock()
+	if owner != nil {
+		owner.post(event{kind: evQueue, id: id}, true)
+	}
+	return statusOK
+}
+
+func (q *queueStore) dequeue(id uint32) ([]byte, status) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	qu := q.byID[id]
+	if qu == nil {
+		return nil, statusNotFound
+	}
+	if len(qu.items) == 0 {
+		return nil, statusEmpty
+	}
+	v := qu.items[0]
+	qu.items[0] = nil
+	qu.items = qu.items[1:]
+	return v, statusOK
+}
+
+func hostRegisterSharedQueue(i *instance, s []uint64) status {
+	name, ok := i.readString(u32(s, 0), u32(s, 1))
+	if !ok || !i.writable(u32(s, 2), 4) {
+		return statusInvalidMemoryAccess
+	}
+	i.putU32(u32(s, 2), i.p.r.queues.register(i, name))
+	return statusOK
+}
+
+func hostResolveSharedQueue(i *instance, s []uint64) status {
+	vmID, ok1 := i.readString(u32(s, 0), u32(s, 1))
+	name, ok2 := i.readString(u32(s, 2), u32(s, 3))
+	if !ok1 || !ok2 || !i.writable(u32(s, 4), 4) {
+		return statusInvalidMemoryAccess
+	}
+	id, ok := i.p.r.queues.resolve(vmID, name)
+	if !ok {
+		return statusNotFound
+	}
+	i.putU32(u32(s, 4), id)
+	return statusOK
+}
+
+func hostEnqueueSharedQueue(i *instance, s []uint64) status {
+	v, ok := i.read(u32(s, 1), u32(s, 2))
+	if !ok {
+		return statusInvalidMemoryAccess
+	}
+	return i.p.r.queues.enqueue(u32(s, 0), v)
+}
+
+func hostDequeueSharedQueue(i *instance, s []uint64) status {
+	if !i.writable(u32(s, 1), 4) || !i.writable(u32(s, 2), 4) {
+		return statusInvalidMemoryAccess
+	}
+	v, st := i.p.r.queues.dequeue(u32(s, 0))
+	if st != statusOK {
+		return st
+	}
+	return i.returnBytes(v, u32(s, 1), u32(s, 2))
+}
