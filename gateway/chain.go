@@ -248,7 +248,7 @@ func applyRequestFields(h *proxywasm.Headers, r *http.Request) error {
 			r.Method = f.Value
 		case ":scheme":
 		default:
-			k := http.CanonicalHeaderKey(f.Key)
+			k := canonicalKey(f.Key)
 			hdr[k] = append(hdr[k], f.Value)
 		}
 	}
@@ -277,7 +277,7 @@ func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int 
 		if strings.HasPrefix(f.Key, ":") {
 			continue
 		}
-		k := http.CanonicalHeaderKey(f.Key)
+		k := canonicalKey(f.Key)
 		dst[k] = append(dst[k], f.Value)
 	}
 	return status

@@ -60,6 +60,9 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 		LogLevel:         proxyLogLevel(fc.LogLevel),
 		Logger:           log,
 	}
+	if fc.Limits.NoDeadline {
+		pc.CallbackTimeout = -1
+	}
 	p, err := rt.Load(ctx, wasm, pc, host)
 	if err != nil {
 		return nil, fmt.Errorf("%s: filter %q: %w", where, fc.Name, err)
@@ -180,16 +183,57 @@ func (h *wasmHost) HTTPCall(cluster string, headers []proxywasm.Field, body []by
 
 // appendFields appends h's fields with lower-case names, in a stable order.
 func appendFields(dst []proxywasm.Field, h http.Header) []proxywasm.Field {
-	keys := make([]string, 0, len(h))
+	var stack [32]string
+	keys := stack[:0]
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		lk := strings.ToLower(k)
+		lk := lowerKey(k)
 		for _, v := range h[k] {
 			dst = append(dst, proxywasm.Field{Key: lk, Value: v})
 		}
 	}
 	return dst
+}
+
+// commonLower holds the lower-case forms of the header names most requests carry, so that
+// turning a header into what filters see does not allocate for them.
+var commonLower = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
+		"Content-Length", "Content-Type", "Cookie", "Date", "Etag", "Host", "If-Modified-Since",
+		"If-None-Match", "Last-Modified", "Location", "Origin", "Referer", "Server", "Set-Cookie",
+		"Te", "Trailer", "Transfer-Encoding", "User-Agent", "Vary", "Via", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "Grpc-Status", "Grpc-Message",
+	} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
+
+// commonCanonical is commonLower the other way round.
+var commonCanonical = func() map[string]string {
+	m := map[string]string{}
+	for k, lk := range commonLower {
+		m[lk] = k
+	}
+	return m
+}()
+
+// canonicalKey is http.CanonicalHeaderKey without allocating for common names.
+func canonicalKey(lk string) string {
+	if k, ok := commonCanonical[lk]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(lk)
+}
+
+func lowerKey(k string) string {
+	if lk, ok := commonLower[k]; ok {
+		return lk
+	}
+	return strings.ToLower(k)
 }

@@ -38,17 +38,19 @@ func NewCache(dir string) (*Cache, error) {
 // Dir is the cache's directory, "" when it lives in memory only.
 func (c *Cache) Dir() string { return c.dir }
 
-// NewRuntime returns a wazero runtime in compiler mode that shares this cache, limits each
+// NewRuntime returns a wazero runtime in compiler mode that shares this cache and limits each
 // instance's linear memory to memoryLimitPages (64 KiB pages; 0 keeps wazero's default of
-// 4 GiB, for hosts that limit memory with a MemoryLimiter) and compiles termination checks
-// into guest code, so that a call can be stopped (WithCloseOnContextDone; see Watchdog).
+// 4 GiB, for hosts that limit memory with a MemoryLimiter). With interruptible, it compiles
+// termination checks into guest code, so that a call can be stopped (WithCloseOnContextDone;
+// see Watchdog); they cost wazero a goroutine per call into the guest (about 0.6 µs), which
+// a host may spare filters it trusts not to loop.
 //
 // Modules compiled by runtimes that share a cache share their machine code: compiling the
 // same bytes in a second runtime is a lookup.
-func (c *Cache) NewRuntime(ctx context.Context, memoryLimitPages uint32) wazero.Runtime {
+func (c *Cache) NewRuntime(ctx context.Context, memoryLimitPages uint32, interruptible bool) wazero.Runtime {
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(c.cc).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(interruptible)
 	if memoryLimitPages > 0 {
 		cfg = cfg.WithMemoryLimitPages(memoryLimitPages)
 	}

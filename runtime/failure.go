@@ -86,8 +86,11 @@ func (w *Watchdog) fire() {
 	}
 }
 
-// Arm starts the clock for a call.
+// Arm starts the clock for a call; a d of zero or less arms nothing: the call has no deadline.
 func (w *Watchdog) Arm(d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	w.armed.Store(true)
 	w.timer.Reset(d)
 }

@@ -23,10 +23,11 @@ var (
 // creates a fresh one, but such restarts take a token from Restarts, and Get fails with
 // ErrNoInstance when there is none.
 type Pool[T comparable] struct {
-	New      func(context.Context) (T, error) // creates an instance
-	Close    func(T)                          // disposes of one
-	Max      int
-	Restarts *Bucket // nil: restarts are not limited
+	New       func(context.Context) (T, error) // creates an instance
+	Close     func(T)                          // disposes of one
+	Max       int
+	Restarts  *Bucket // nil: restarts are not limited
+	OnRestart func()  // called when a failed instance is replaced; may be nil
 
 	mu       sync.Mutex
 	idle     []T
@@ -115,6 +116,9 @@ func (p *Pool[T]) create(ctx context.Context) (T, error) {
 	p.live++
 	p.inUse++
 	p.mu.Unlock()
+	if restart && p.OnRestart != nil {
+		p.OnRestart()
+	}
 	v, err := p.New(ctx)
 	if err != nil {
 		p.mu.Lock()

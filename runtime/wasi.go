@@ -107,8 +107,5 @@ func signature(d api.FunctionDefinition) string {
 // Signature formats a function's type as "(i32,i32)->(i32)", for error messages.
 func Signature(d api.FunctionDefinition) string { return signature(d) }
 
-// SameSignature reports whether two functions have the same type.
-func SameSignature(a, b api.FunctionDefinition) bool { return sameSignature(a, b) }
-
 // SameTypes reports whether two value type lists are equal.
 func SameTypes(a, b []api.ValueType) bool { return sameTypes(a, b) }

@@ -125,6 +125,7 @@ type FilterLimits struct {
 	Instances       int           `yaml:"instances" doc:"Instances at most, each serving one request at a time; 0 means twice the number of CPUs."`
 	Memory          ByteSize      `yaml:"memory" doc:"Linear memory per instance (a Go-built filter needs a few MiB)." default:"64MiB"`
 	CallbackTimeout time.Duration `yaml:"callback_timeout" doc:"Longest one callback may run before the instance is discarded." default:"100ms"`
+	NoDeadline      bool          `yaml:"no_callback_deadline" doc:"Run callbacks without a deadline, for filters trusted not to loop (Envoy sets none): about 0.6 µs less per callback, since no termination checks are compiled in."`
 }
 
 func (FilterLimits) YAMLKind() string { return "filter limits" }

@@ -203,3 +203,10 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// resetShared empties a vm_id's shared data: it is process-wide, and outlives a test.
+func resetShared(vmID string) {
+	sharedData.mu.Lock()
+	delete(sharedData.ns, vmID)
+	sharedData.mu.Unlock()
+}

@@ -264,6 +264,7 @@ func hostSendLocalResponse(i *instance, s []uint64) status {
 	if st.local.GRPCStatus < -1 {
 		st.local.GRPCStatus = -1
 	}
+	st.locals++
 	i.wake()
 	return statusOK
 }

@@ -268,6 +268,7 @@ func TestHostFunctions(t *testing.T) {
 			h.expect("future host function", h.call("future", 1), statusUnimplemented)
 		}},
 		{"shared data", func(h *hc) {
+			resetShared("vm-hc")
 			k, kn := h.put("k")
 			v1, v1n := h.put("v1")
 			v2, v2n := h.put("v2")

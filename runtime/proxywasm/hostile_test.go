@@ -190,3 +190,28 @@ func TestPluginClose(t *testing.T) {
 	}
 	_ = i
 }
+
+// TestRuntimeCloseWithOpenStream: a stream open when the runtime closes finishes; the
+// compiled code outlives it.
+func TestRuntimeCloseWithOpenStream(t *testing.T) {
+	r, err := NewRuntime(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := loadWAT(t, r, onecallWAT, Config{}, nil)
+	s, err := p.NewStream(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close(context.Background())
+	if _, err := r.Load(context.Background(), nil, Config{}, nil); err == nil {
+		t.Error("Load on a closed runtime")
+	}
+	if a, err := s.OnRequestHeaders(&Headers{Fields: []Field{{":path", "/"}}}, true); a != Continue || err != nil {
+		t.Errorf("after Runtime.Close: %v %v", a, err)
+	}
+	s.Close()
+	if p.Stats().Instances != 0 {
+		t.Errorf("stats %+v", p.Stats())
+	}
+}

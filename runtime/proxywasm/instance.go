@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
 
 	rt "github.com/plexus-mesh/plexus/runtime"
 )
@@ -33,7 +34,6 @@ type instance struct {
 	malloc api.Function
 	stack  [8]uint64 // callbacks' parameters and results
 	mstack [2]uint64 // the allocator's, which runs inside host functions
-	depth  int       // nesting of calls into the guest
 
 	rootID    uint32
 	nextID    uint32
@@ -181,6 +181,10 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		}
 	} else if fn := mod.ExportedFunction("_start"); fn != nil {
 		if f := i.invokeFn(fn, "_start", startTimeout); f != nil {
+			var exit *sys.ExitError
+			if errors.As(f.Err, &exit) && exit.ExitCode() == 0 {
+				f.Err = fmt.Errorf("_start exited: the module is a WASI command, not a reactor; build it as one (Go: GOOS=wasip1 -buildmode=c-shared): %w", f.Err)
+			}
 			return fail(f)
 		}
 	}
@@ -254,11 +258,9 @@ func (i *instance) invokeFn(fn api.Function, name string, timeout time.Duration)
 	if i.failure != nil {
 		return i.failure
 	}
-	i.depth++
 	i.dog.Arm(timeout)
 	err := fn.CallWithStack(i.ctx, i.stack[:])
 	fired := i.dog.Disarm()
-	i.depth--
 	var pages uint32
 	if i.mem != nil {
 		size := i.mem.Size()
@@ -336,9 +338,7 @@ func (i *instance) alloc(size uint32) (ptr uint32, ok bool) {
 		return 0, true
 	}
 	i.mstack[0] = uint64(size)
-	i.depth++
 	err := i.malloc.CallWithStack(i.ctx, i.mstack[:])
-	i.depth--
 	if err != nil {
 		panic(guestPanic{fmt.Errorf("%s: %w", i.p.alloc, err)})
 	}

@@ -31,6 +31,10 @@ func TestLoadRefusesBrokenFilters(t *testing.T) {
 			(func (export "proxy_on_request_headers") (param i32) (result i32) (i32.const 0)))`), Config{}, "proxy_on_request_headers has signature"},
 		{"bad import signature", wasmbuild.WAT(t, `(module (import "env" "proxy_log" (func (param i32) (result i32))) (memory (export "memory") 1)
 			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1")))`), Config{}, "env.proxy_log"},
+		{"a WASI command", wasmbuild.WAT(t, `(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+			(memory (export "memory") 1)
+			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1"))
+			(func (export "_start") (call $exit (i32.const 0))))`), Config{}, "not a reactor"},
 		{"trap in _start", wasmbuild.WAT(t, `(module (memory (export "memory") 1)
 			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1"))
 			(func (export "_start") unreachable))`), Config{}, "_start"},
@@ -179,6 +183,10 @@ func TestPauseAndWait(t *testing.T) {
 			if lr.Status != 403 || string(lr.Body) != "denied" || lr.Details != "wat" || lr.GRPCStatus != -1 ||
 				!slices.Equal(lr.Headers, []Field{{"x-local", "yes"}}) {
 				t.Errorf("local response %+v", lr)
+			}
+			// The local reply's own response phase goes through the filter as usual.
+			if a, err := s.OnResponseHeaders(&Headers{Fields: []Field{{":status", "403"}}}, true); a != Continue || err != nil {
+				t.Errorf("response phase after the local response: %v %v", a, err)
 			}
 		}},
 		{name: "close stream", op: 4, wantAction: Pause, check: func(t *testing.T, s *Stream, i *instance, h *fakeHost, err error) {
@@ -380,5 +388,34 @@ func TestABI010(t *testing.T) {
 	}
 	if st := i.u32At(0x110); st != statusOK {
 		t.Errorf("proxy_continue_request: %d", st)
+	}
+}
+
+// TestTrailersAddedInBody: a filter may add trailers to a request that has none in its last
+// proxy_on_request_body; not before.
+func TestTrailersAddedInBody(t *testing.T) {
+	r := newRuntime(t)
+	p := loadWAT(t, r, callbacksWAT, Config{}, nil)
+	i := theInstance(t, p)
+	i.setU32(0x10, 1)
+	s, err := p.NewStream(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.OnRequestHeaders(&Headers{}, false)
+	s.OnRequestBody(&Body{Data: []byte("a")}, false)
+	if s.RequestTrailers() != nil {
+		t.Fatal("trailers before the end of the body")
+	}
+	s.OnRequestBody(&Body{Data: []byte("ab")}, true)
+	if st := i.u32At(0x180); st != statusOK {
+		t.Fatalf("add trailer: %d", st)
+	}
+	if tr := s.RequestTrailers(); tr == nil || !slices.Equal(tr.Fields, []Field{{"x-trailer", "added"}}) {
+		t.Errorf("trailers %+v", tr)
+	}
+	if s.ResponseTrailers() != nil {
+		t.Error("response trailers appeared")
 	}
 }

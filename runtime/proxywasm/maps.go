@@ -18,10 +18,16 @@ func (i *instance) headerMap(mt uint32) (*Headers, status) {
 		case mapHTTPRequestHeaders:
 			h = s.reqHeaders
 		case mapHTTPRequestTrailers:
+			if s.reqTrailers == nil && s.lastBody[streamRequest] {
+				s.reqTrailers = &Headers{} // trailers added to a request without any
+			}
 			h = s.reqTrailers
 		case mapHTTPResponseHeaders:
 			h = s.respHeaders
 		default:
+			if s.respTrailers == nil && s.lastBody[streamResponse] {
+				s.respTrailers = &Headers{}
+			}
 			h = s.respTrailers
 		}
 	case mapGRPCInitialMetadata, mapHTTPCallResponseHeaders:

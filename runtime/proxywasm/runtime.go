@@ -65,9 +65,11 @@ type Runtime struct {
 	foreignMu sync.RWMutex
 	foreign   map[string]func([]byte) ([]byte, error)
 
-	mu      sync.Mutex
-	plugins map[*Plugin]struct{}
-	closed  bool
+	mu        sync.Mutex
+	plugins   map[*Plugin]struct{}
+	runtimes  int // wazero runtimes open: the cache outlives them
+	closed    bool
+	cacheOnce sync.Once
 }
 
 // NewRuntime creates a runtime.
@@ -101,7 +103,8 @@ func (r *Runtime) RegisterForeignFunction(name string, fn func(args []byte) ([]b
 // Metrics returns the metrics that filters defined, in definition order.
 func (r *Runtime) Metrics() []Metric { return r.metrics.snapshot() }
 
-// Close closes every plugin and releases the compilation cache (its directory stays).
+// Close closes every plugin (see Plugin.Close: streams still open finish) and releases the
+// compilation cache once no plugin uses it (its directory stays).
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -117,7 +120,18 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, p := range plugins {
 		p.Close()
 	}
-	return r.cache.Close(ctx)
+	r.mu.Lock()
+	idle := r.runtimes == 0
+	r.mu.Unlock()
+	if idle {
+		r.closeCache()
+	}
+	return nil
+}
+
+// closeCache releases the compiled code: only when no wazero runtime uses it any more.
+func (r *Runtime) closeCache() {
+	r.cacheOnce.Do(func() { r.cache.Close(context.Background()) })
 }
 
 // Plugin is a loaded filter: a compiled module and a pool of started instances.
@@ -148,11 +162,12 @@ type Plugin struct {
 // here with an error naming it.
 func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) (*Plugin, error) {
 	r.mu.Lock()
-	closed := r.closed
-	r.mu.Unlock()
-	if closed {
+	if r.closed {
+		r.mu.Unlock()
 		return nil, errors.New("proxywasm: runtime closed")
 	}
+	r.runtimes++ // for p.wrt, below: every return after this closes it
+	r.mu.Unlock()
 	digest := rt.Digest(wasm)
 	if cfg.Name == "" {
 		cfg.Name = digest[:19]
@@ -166,7 +181,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	if cfg.MemoryLimitPages == 0 {
 		cfg.MemoryLimitPages = DefaultMemoryLimitPages
 	}
-	if cfg.CallbackTimeout <= 0 {
+	if cfg.CallbackTimeout == 0 {
 		cfg.CallbackTimeout = DefaultCallbackTimeout
 	}
 	logger := cfg.Logger
@@ -189,23 +204,23 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	}
 	// No wazero memory limit: a MemoryLimiter per instance enforces cfg.MemoryLimitPages
 	// and sees each growth it refuses (see runtime.MemoryLimiter).
-	p.wrt = r.cache.NewRuntime(ctx, 0)
+	p.wrt = r.cache.NewRuntime(ctx, 0, cfg.CallbackTimeout > 0)
 	compiled, err := p.wrt.CompileModule(ctx, wasm)
 	if err != nil {
-		p.wrt.Close(ctx)
+		p.closeRuntime()
 		return loadErr(fmt.Errorf("compile: %w", err))
 	}
 	p.compiled = compiled
 	if err := p.check(); err != nil {
-		p.wrt.Close(ctx)
+		p.closeRuntime()
 		return loadErr(err)
 	}
 	if err := rt.InstantiateWASI(ctx, p.wrt, compiled); err != nil {
-		p.wrt.Close(ctx)
+		p.closeRuntime()
 		return loadErr(err)
 	}
 	if err := p.instantiateEnv(ctx); err != nil {
-		p.wrt.Close(ctx)
+		p.closeRuntime()
 		return loadErr(err)
 	}
 	p.pool = rt.Pool[*instance]{
@@ -213,14 +228,17 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 		Close:    p.closeInstance,
 		Max:      cfg.MaxInstances,
 		Restarts: rt.NewBucket(10, 1),
+		OnRestart: func() {
+			r.log.Info("filter instance restarting after a failure", "filter", cfg.Name)
+		},
 	}
 	i, err := p.pool.Get(ctx)
 	if err != nil {
 		p.pool.Shutdown()
-		p.wrt.Close(ctx)
+		p.closeRuntime()
 		return loadErr(err)
 	}
-	p.pool.Put(i)
+	p.putBack(i)
 	r.mu.Lock()
 	r.plugins[p] = struct{}{}
 	r.mu.Unlock()
@@ -359,7 +377,17 @@ func (p *Plugin) closeInstance(i *instance) {
 }
 
 func (p *Plugin) closeRuntime() {
-	p.closeOnce.Do(func() { p.wrt.Close(context.Background()) })
+	p.closeOnce.Do(func() {
+		p.wrt.Close(context.Background())
+		r := p.r
+		r.mu.Lock()
+		r.runtimes--
+		last := r.closed && r.runtimes == 0
+		r.mu.Unlock()
+		if last {
+			r.closeCache()
+		}
+	})
 }
 
 // failure counts and logs a failure and returns it.

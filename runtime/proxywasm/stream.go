@@ -23,14 +23,16 @@ type Stream struct {
 	respHeaders, respTrailers *Headers
 	reqBody, respBody         *Body
 
-	local   *LocalResponse
-	reset   bool
-	paused  [2]bool // request, response: the last phase of that direction returned Pause
-	running int     // direction of the phase callback running, +1; 0 when none
-	early   [2]bool // proxy_continue_stream during the phase callback of that direction
-	failure *Failure
-	closed  bool
-	props   map[string][]byte // proxy_set_property
+	local    *LocalResponse
+	locals   int // local responses sent so far
+	reset    bool
+	paused   [2]bool // request, response: the last phase of that direction returned Pause
+	running  int     // direction of the phase callback running, +1; 0 when none
+	lastBody [2]bool // the phase running is a body phase with end_of_stream
+	early    [2]bool // proxy_continue_stream during the phase callback of that direction
+	failure  *Failure
+	closed   bool
+	props    map[string][]byte // proxy_set_property
 }
 
 // errClosed is returned by the phases of a closed stream.
@@ -118,14 +120,15 @@ func (s *Stream) OnResponseTrailers(t *Headers) (Action, error) {
 	return s.phase(cbResponseTrailers, streamResponse, uint32(len(t.Fields)), false)
 }
 
-// phase runs one phase callback. A filter that sent a local response or closed the stream
-// gets Pause whatever it returned: the gateway answers with LocalResponse (or aborts) and
-// Wait returns at once.
+// phase runs one phase callback. A phase during which the filter sent a local response or
+// closed the stream returns Pause whatever the filter returned: the gateway answers with
+// LocalResponse (or aborts), and Wait returns at once.
 func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) {
 	if err := s.usable(); err != nil {
 		return Continue, err
 	}
 	i := s.inst
+	locals, reset := s.locals, s.reset
 	if i.pending.Load() > 0 {
 		if f := i.deliver(); f != nil {
 			return Continue, s.fail(f)
@@ -133,10 +136,11 @@ func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) 
 	}
 	if i.fns[c] == nil {
 		s.unpause(dir)
-		return s.outcome(Continue), nil
+		return s.outcome(locals, reset), nil
 	}
 	s.running = dir + 1
 	s.early[dir] = false
+	s.lastBody[dir] = eos && (c == cbRequestBody || c == cbResponseBody)
 	i.effective = s.id
 	var e uint32
 	if eos {
@@ -144,6 +148,7 @@ func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) 
 	}
 	r, f := i.call3(c, s.id, n, e, s.p.timeout)
 	s.running = 0
+	s.lastBody[dir] = false
 	if f != nil {
 		return Continue, s.fail(f)
 	}
@@ -155,7 +160,7 @@ func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) 
 	}
 	s.unpause(dir)
 	s.early[dir] = false
-	return s.outcome(Continue), nil
+	return s.outcome(locals, reset), nil
 }
 
 // unpause clears a pause; a Wait on another goroutine is told.
@@ -168,11 +173,13 @@ func (s *Stream) unpause(dir int) {
 	}
 }
 
-func (s *Stream) outcome(a Action) Action {
-	if s.local != nil || s.reset {
+// outcome is the action of a phase that continued: Pause if, during it, the filter sent a
+// local response or closed the stream (the count and flag it had before are given).
+func (s *Stream) outcome(locals int, reset bool) Action {
+	if s.locals != locals || s.reset != reset {
 		return Pause
 	}
-	return a
+	return Continue
 }
 
 func (s *Stream) usable() error {
@@ -227,6 +234,23 @@ func (s *Stream) Wait(ctx context.Context) error {
 		}
 		s.mu.Lock()
 	}
+}
+
+// RequestTrailers is the request trailers map the filter sees: the one passed to
+// OnRequestTrailers, or one the filter created by adding trailers in its last
+// proxy_on_request_body (end_of_stream, when the request had none, as the spec allows);
+// nil when neither. The gateway sends trailers the filter added.
+func (s *Stream) RequestTrailers() *Headers {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reqTrailers
+}
+
+// ResponseTrailers is RequestTrailers for the response.
+func (s *Stream) ResponseTrailers() *Headers {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.respTrailers
 }
 
 // LocalResponse is the response the filter sent with proxy_send_local_response, or nil.

@@ -7,6 +7,8 @@
 ;;   0x04 proxy_on_http_call_response: 1 = make the stream effective and continue it
 ;;   0x08 proxy_on_request_body: 1 = pause until end_of_stream
 ;;   0x0c proxy_on_tick: 1 = stop the timer
+;;   0x10 proxy_on_request_body: 1 = add the trailer x-trailer: added at end_of_stream
+;;        (status at 0x0180)
 ;; Statuses of host calls made in callbacks go to 0x0100.., the last stream id to 0x0200.
 ;; A VM configuration of 3 bytes makes proxy_on_vm_start fail; a plugin configuration of
 ;; 5 bytes makes proxy_on_configure fail, of 7 bytes sets a 5 ms tick.
@@ -18,6 +20,7 @@
   (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
   (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
  (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_dequeue_shared_queue" (func $dequeue (param i32 i32 i32) (result i32)))
@@ -31,6 +34,8 @@
   (data (i32.const 0x0b00) "svc.S")
   (data (i32.const 0x0b10) "M")
   (data (i32.const 0x0b20) "ping")
+  (data (i32.const 0x0c00) "x-trailer")
+  (data (i32.const 0x0c10) "added")
 
   (func $malloc (export "malloc") (param $n i32) (result i32)
     (local $p i32)
@@ -104,6 +109,9 @@
     (i32.const 0))
   (func (export "proxy_on_request_body") (param $id i32) (param $n i32) (param $eos i32) (result i32)
     (call $rec (i32.const 9) (local.get $id) (local.get $n) (local.get $eos))
+    (if (i32.and (i32.load (i32.const 0x10)) (local.get $eos)) (then
+      (i32.store (i32.const 0x0180)
+        (call $add_header (i32.const 1) (i32.const 0x0c00) (i32.const 9) (i32.const 0x0c10) (i32.const 5)))))
     (if (result i32) (i32.and (i32.load (i32.const 0x08)) (i32.eqz (local.get $eos)))
       (then (i32.const 1)) (else (i32.const 0))))
   (func (export "proxy_on_request_trailers") (param $id i32) (param $n i32) (result i32)

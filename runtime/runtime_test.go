@@ -1,0 +1,263 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero/sys"
+)
+
+type item struct{ n int }
+
+func newPool(max int, restarts *Bucket) (*Pool[*item], *atomic.Int32) {
+	var created, closed atomic.Int32
+	p := &Pool[*item]{
+		New: func(context.Context) (*item, error) {
+			return &item{n: int(created.Add(1))}, nil
+		},
+		Close:    func(*item) { closed.Add(1) },
+		Max:      max,
+		Restarts: restarts,
+	}
+	return p, &closed
+}
+
+func TestPoolIsLIFOAndBounded(t *testing.T) {
+	p, _ := newPool(2, nil)
+	ctx := context.Background()
+	a, _ := p.Get(ctx)
+	b, _ := p.Get(ctx)
+	p.Put(a)
+	p.Put(b)
+	if got, _ := p.Get(ctx); got != b {
+		t.Errorf("got instance %d, want the last one put back (%d)", got.n, b.n)
+	}
+	p.Get(ctx)
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := p.Get(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("third Get of two: %v", err)
+	}
+	if st := p.Stats(); st.Live != 2 || st.InUse != 2 || st.Idle != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPoolHandsOverToWaiters(t *testing.T) {
+	p, _ := newPool(1, nil)
+	ctx := context.Background()
+	a, _ := p.Get(ctx)
+	got := make(chan *item)
+	go func() {
+		v, err := p.Get(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- v
+	}()
+	time.Sleep(5 * time.Millisecond)
+	p.Put(a)
+	if v := <-got; v != a {
+		t.Errorf("waiter got %v", v)
+	}
+	// A discard lets a waiter create a replacement.
+	go func() {
+		v, err := p.Get(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- v
+	}()
+	time.Sleep(5 * time.Millisecond)
+	p.Discard(a)
+	if v := <-got; v == a || v == nil {
+		t.Errorf("waiter got %v after a discard", v)
+	}
+	if st := p.Stats(); st.Restarts != 1 || st.Live != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestPoolRestartsAreRateLimited(t *testing.T) {
+	p, closed := newPool(4, NewBucket(3, 0))
+	ctx := context.Background()
+	for k := 0; k < 3; k++ {
+		v, err := p.Get(ctx)
+		if err != nil {
+			t.Fatalf("restart %d: %v", k, err)
+		}
+		p.Discard(v)
+	}
+	v, err := p.Get(ctx) // the first Get was no restart: this is the third
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Discard(v)
+	if _, err := p.Get(ctx); !errors.Is(err, ErrNoInstance) {
+		t.Errorf("fourth restart: %v", err)
+	}
+	if closed.Load() != 4 {
+		t.Errorf("%d closed", closed.Load())
+	}
+}
+
+func TestPoolTakeIdleAndShutdown(t *testing.T) {
+	p, closed := newPool(2, nil)
+	ctx := context.Background()
+	a, _ := p.Get(ctx)
+	b, _ := p.Get(ctx)
+	p.Put(a)
+	if p.TakeIdle(b) {
+		t.Error("took an instance in use")
+	}
+	if !p.TakeIdle(a) {
+		t.Error("could not take an idle instance")
+	}
+	p.Put(a)
+	if p.Shutdown() {
+		t.Error("Shutdown reports no live instance while one is in use")
+	}
+	if closed.Load() != 1 {
+		t.Errorf("idle instances closed: %d", closed.Load())
+	}
+	if _, err := p.Get(ctx); !errors.Is(err, ErrPoolClosed) {
+		t.Errorf("Get after Shutdown: %v", err)
+	}
+	p.Put(b)
+	if closed.Load() != 2 || p.Live() != 0 {
+		t.Errorf("after the last Put: closed %d, live %d", closed.Load(), p.Live())
+	}
+}
+
+func TestPoolFailedCreation(t *testing.T) {
+	fail := true
+	p := &Pool[*item]{
+		New: func(context.Context) (*item, error) {
+			if fail {
+				return nil, fmt.Errorf("boom")
+			}
+			return &item{}, nil
+		},
+		Close: func(*item) {},
+		Max:   1,
+	}
+	if _, err := p.Get(context.Background()); err == nil {
+		t.Fatal("no error")
+	}
+	fail = false
+	if _, err := p.Get(context.Background()); err != nil || p.Live() != 1 {
+		t.Fatalf("after a failed creation: %v, live %d", err, p.Live())
+	}
+}
+
+func TestPoolHammer(t *testing.T) {
+	p, _ := newPool(3, nil)
+	var wg sync.WaitGroup
+	var inUse atomic.Int32
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 1000; n++ {
+				v, err := p.Get(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if inUse.Add(1) > 3 {
+					t.Error("more than Max in use")
+				}
+				inUse.Add(-1)
+				if n%100 == 0 {
+					p.Discard(v)
+				} else {
+					p.Put(v)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st := p.Stats(); st.InUse != 0 || st.Live > 3 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestBucket(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := NewBucket(2, 1)
+	b.now = func() time.Time { return now }
+	b.last = now
+	got := []bool{b.Allow(), b.Allow(), b.Allow()}
+	now = now.Add(1500 * time.Millisecond)
+	got = append(got, b.Allow(), b.Allow())
+	want := []bool{true, true, false, true, false}
+	for k := range want {
+		if got[k] != want[k] {
+			t.Fatalf("Allow sequence %v, want %v", got, want)
+		}
+	}
+}
+
+func TestMemoryLimiter(t *testing.T) {
+	l := NewMemoryLimiter(2)
+	m := l.Allocate(65536, 1<<32)
+	if b := m.Reallocate(65536); len(b) != 65536 {
+		t.Fatal(len(b))
+	}
+	b := m.Reallocate(2 * 65536)
+	if len(b) != 2*65536 || l.Refused() {
+		t.Fatalf("grow to the limit: %d, refused %v", len(b), l.Refused())
+	}
+	for _, c := range b {
+		if c != 0 {
+			t.Fatal("grown memory is not zeroed")
+		}
+	}
+	if m.Reallocate(3*65536) != nil || !l.Refused() {
+		t.Error("grew past the limit")
+	}
+	m.Free()
+}
+
+func TestClassify(t *testing.T) {
+	trap := errors.New("wasm error: unreachable")
+	tests := []struct {
+		name string
+		err  error
+		st   CallState
+		want FailureKind
+	}{
+		{"trap", trap, CallState{MemPages: 2, LimitPages: 1024}, Trap},
+		{"abi", trap, CallState{ABIErr: errors.New("bad pointer"), TimedOut: true}, ABI},
+		{"watchdog", trap, CallState{TimedOut: true}, Timeout},
+		{"context deadline", sys.NewExitError(sys.ExitCodeDeadlineExceeded), CallState{}, Timeout},
+		{"refused growth", trap, CallState{MemRefused: true, MemPages: 10, LimitPages: 1024}, Memory},
+		{"at the limit", sys.NewExitError(2), CallState{MemPages: 1000, LimitPages: 1024}, Memory},
+		{"exit", sys.NewExitError(2), CallState{MemPages: 20, LimitPages: 1024}, Trap},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.err, tt.st); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestWatchdog(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := NewWatchdog(cancel)
+	w.Arm(time.Hour)
+	if w.Disarm() {
+		t.Fatal("fired")
+	}
+	w.Arm(time.Millisecond)
+	<-ctx.Done()
+	if !w.Disarm() || !w.Fired() {
+		t.Error("did not report firing")
+	}
+	w.Stop()
+}
