@@ -28,9 +28,9 @@ admin: {address: 127.0.0.1:19901}
 listeners: [{name: web, address: $gw, protocols: [http1, h2c]}]
 backends: [{name: app, endpoints: [$backend]}]
 filters:
-  - {name: c, module: "file:$root/examples/c/hello.wasm"}
-  - {name: wat, module: "file:$root/examples/wat/hello.wasm"}
-  - {name: go, module: "file:$root/examples/go/hello.wasm"}
+  - {name: c, module: "file:$root/examples/c/hello.wasm", limits: {instances: 64}}
+  - {name: wat, module: "file:$root/examples/wat/hello.wasm", limits: {instances: 64}}
+  - {name: go, module: "file:$root/examples/go/hello.wasm", limits: {instances: 64}}
 routes:
   - {name: c, match: {path: /c}, filters: [c], backend: app}
   - {name: wat, match: {path: /wat}, filters: [wat], backend: app}

@@ -72,8 +72,12 @@ func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 	if len(rt.backends) == 1 {
 		c.info.ClusterName = rt.backends[0].name
 	}
-	for i, f := range rt.filters {
-		s, err := f.plugin.NewStream(r.Context(), &c.info)
+	// Every request takes its instances in one global order (by filter name), whatever its
+	// chain's order: requests on chains [a, b] and [b, a] that each held one pool's last
+	// instance while waiting for the other's would otherwise wait for ever.
+	for _, i := range rt.acquireOrder {
+		f := rt.filters[i]
+		s, err := f.plugin.NewStream(c.ctx, &c.info)
 		if err != nil {
 			if ferr := c.failed(i, err); ferr != nil {
 				c.close()
@@ -89,11 +93,13 @@ func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 // failed applies filter i's failure policy to err: open skips the filter from now on and
 // returns nil; closed returns the error that ends the request.
 func (c *chain) failed(i int, err error) error {
+	if c.ctx.Err() != nil {
+		// The client went away (or the chain closed) while the filter held the request:
+		// nothing failed that a policy or an operator should hear about.
+		return context.Cause(c.ctx)
+	}
 	var f *proxywasm.Failure
 	if !errors.As(err, &f) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return err
-		}
 		f = &proxywasm.Failure{Filter: c.filters[i].name, Kind: proxywasm.FailABI, Err: err}
 	}
 	c.h.g.log.Warn("filter failed", "filter", c.filters[i].name, "kind", f.Kind.String(), "error", f.Err,
@@ -203,6 +209,9 @@ func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
 		return s.OnRequestHeaders(h, endOfStream)
 	}); err != nil {
 		return err
+	}
+	if !h.Modified {
+		return nil
 	}
 	return applyRequestFields(h, r)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
@@ -102,7 +104,7 @@ type wasmHost struct {
 }
 
 // maxCalloutBody bounds the response body of a filter's HTTP callout, which is handed to
-// the filter whole.
+// the filter whole, and what a gRPC callout has queued for the backend to read.
 const maxCalloutBody = 4 << 20
 
 func (h *wasmHost) NodeID() string { return h.nodeID }
@@ -113,26 +115,10 @@ func (h *wasmHost) HTTPCall(cluster string, headers []proxywasm.Field, body []by
 	if be == nil {
 		return fmt.Errorf("no backend named %q", cluster)
 	}
-	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: cluster}
-	path := "/"
-	for _, f := range headers {
-		switch f.Key {
-		case ":method":
-			req.Method = f.Value
-		case ":path":
-			path = f.Value
-		case ":authority":
-			req.Host = f.Value
-		case ":scheme":
-		default:
-			req.Header.Add(f.Key, f.Value)
-		}
-	}
-	u, err := url.ParseRequestURI(path)
+	req, err := calloutRequest(cluster, headers)
 	if err != nil {
-		return fmt.Errorf("bad :path %q: %w", path, err)
+		return err
 	}
-	req.URL = u
 	if len(body) > 0 {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
@@ -179,6 +165,200 @@ func (h *wasmHost) HTTPCall(cluster string, headers []proxywasm.Field, body []by
 		done(out, nil)
 	}()
 	return nil
+}
+
+// calloutRequest builds the request of a filter's callout from its headers, pseudo-headers
+// included (:scheme is the backend's to choose).
+func calloutRequest(cluster string, headers []proxywasm.Field) (*http.Request, error) {
+	req := &http.Request{Method: http.MethodGet, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Host: cluster}
+	path := "/"
+	for _, f := range headers {
+		switch f.Key {
+		case ":method":
+			req.Method = f.Value
+		case ":path":
+			path = f.Value
+		case ":authority":
+			req.Host = f.Value
+		case ":scheme":
+		default:
+			req.Header.Add(f.Key, f.Value)
+		}
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return nil, fmt.Errorf("bad :path %q: %w", path, err)
+	}
+	req.URL = u
+	return req, nil
+}
+
+// GRPCStream starts a filter's gRPC call or stream: a POST over the backend's HTTP/2
+// transport whose body is what the filter sends, as it sends it, and whose response is
+// reported as it arrives, from one goroutine.
+func (h *wasmHost) GRPCStream(cluster string, headers []proxywasm.Field, timeout time.Duration, ev proxywasm.GRPCEvents) (proxywasm.GRPCHandle, error) {
+	be := h.g.snap.Load().backends[cluster]
+	if be == nil {
+		return nil, fmt.Errorf("no backend named %q: %w", cluster, proxywasm.ErrUnknownCluster)
+	}
+	if be.h2 == nil {
+		return nil, fmt.Errorf("backend %q speaks HTTP/1.1, and gRPC needs HTTP/2: declare it with protocol: h2c (or h2)", cluster)
+	}
+	req, err := calloutRequest(cluster, headers)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), timeout)
+	}
+	c := &grpcCallout{cancel: cancel}
+	c.body.ready = make(chan struct{}, 1)
+	req.Body = &c.body
+	req.ContentLength = -1
+	go c.run(ctx, be, req.WithContext(ctx), cluster, timeout, ev)
+	return c, nil
+}
+
+// grpcCallout is a filter's gRPC call or stream in flight: proxywasm.GRPCHandle.
+type grpcCallout struct {
+	body   grpcBody
+	cancel context.CancelFunc
+}
+
+var (
+	errCalloutBodyEnded  = errors.New("gRPC request body already ended")
+	errCalloutCanceled   = errors.New("gRPC request canceled")
+	errCalloutBodyClosed = errors.New("gRPC request body closed")
+)
+
+func (c *grpcCallout) Send(data []byte, end bool) error { return c.body.add(data, end) }
+
+// Cancel ends the request's context: http.Transport resets the HTTP/2 stream (RST_STREAM
+// CANCEL) if it is still open.
+func (c *grpcCallout) Cancel() {
+	c.cancel()
+	c.body.close(errCalloutCanceled)
+}
+
+func (c *grpcCallout) run(ctx context.Context, be *backend, req *http.Request, cluster string, timeout time.Duration, ev proxywasm.GRPCEvents) {
+	defer c.cancel()
+	done := func(err error) {
+		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("backend %q: gRPC call ran past its timeout of %s: %w", cluster, timeout, context.DeadlineExceeded)
+			} else {
+				err = fmt.Errorf("backend %q: %w", cluster, err)
+			}
+		}
+		ev.Done(err)
+	}
+	ep := be.pick(nil)
+	if ep == nil {
+		c.body.close(errCalloutBodyClosed)
+		done(errors.New("no healthy upstream"))
+		return
+	}
+	resp, err := be.roundTrip(ep, req)
+	if err != nil {
+		done(err)
+		return
+	}
+	defer resp.Body.Close()
+	hdr := make([]proxywasm.Field, 1, 1+len(resp.Header))
+	hdr[0] = proxywasm.Field{Key: ":status", Value: strconv.Itoa(resp.StatusCode)}
+	ev.Headers(appendFields(hdr, resp.Header))
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			ev.Data(buf[:n])
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			done(err)
+			return
+		}
+	}
+	if tr := appendFields(nil, resp.Trailer); len(tr) > 0 {
+		ev.Trailers(tr)
+	}
+	done(nil)
+}
+
+// grpcBody is the request body of a gRPC callout: what Send queued, read by the
+// transport as it comes. Not an io.Pipe: its Write blocks until the transport reads, and
+// Send runs inside a filter callback, under the callback's deadline.
+type grpcBody struct {
+	mu    sync.Mutex
+	buf   []byte
+	end   bool
+	err   error         // once closed
+	ready chan struct{} // a token when buf, end or err changed
+}
+
+func (b *grpcBody) add(data []byte, end bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.err != nil:
+		return b.err
+	case b.end:
+		return errCalloutBodyEnded
+	case len(b.buf)+len(data) > maxCalloutBody:
+		return fmt.Errorf("gRPC request: over %d bytes waiting for the backend to read them", maxCalloutBody)
+	}
+	b.buf = append(b.buf, data...)
+	b.end = end
+	b.signal()
+	return nil
+}
+
+func (b *grpcBody) Read(p []byte) (int, error) {
+	for {
+		b.mu.Lock()
+		switch {
+		case b.err != nil:
+			err := b.err
+			b.mu.Unlock()
+			return 0, err
+		case len(b.buf) > 0:
+			n := copy(p, b.buf)
+			b.buf = b.buf[:copy(b.buf, b.buf[n:])]
+			b.mu.Unlock()
+			return n, nil
+		case b.end:
+			b.mu.Unlock()
+			return 0, io.EOF
+		}
+		b.mu.Unlock()
+		<-b.ready
+	}
+}
+
+// Close is the transport's: it is done with the body.
+func (b *grpcBody) Close() error {
+	b.close(errCalloutBodyClosed)
+	return nil
+}
+
+func (b *grpcBody) close(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+		b.buf = nil
+	}
+	b.signal()
+	b.mu.Unlock()
+}
+
+func (b *grpcBody) signal() {
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
 }
 
 // appendFields appends h's fields with lower-case names, in a stable order.

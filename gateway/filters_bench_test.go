@@ -15,8 +15,9 @@ import (
 
 // BenchmarkFilters measures a request through routes with no filter (the baseline), one small
 // C filter, one small WAT filter, one Go filter (the upstream SDK), and a chain of three
-// (Go, C, WAT), in one gateway, in one run. The difference in ns/op from "none" is what the
-// filters cost per request.
+// (Go, C, WAT), in one gateway, in one run; and the C filter and a chain of three again with
+// no_callback_deadline. The difference in ns/op from "none" is what the filters cost per
+// request.
 //
 //	go test -run X -bench Filters -benchmem ./gateway/
 func BenchmarkFilters(b *testing.B) {
@@ -38,13 +39,18 @@ filters:
   - {name: c, module: "file:%s"}
   - {name: wat, module: "file:%s"}
   - {name: go, module: "file:%s"}
+  - {name: c-trusted, module: "file:%s", limits: {no_callback_deadline: true}}
+  - {name: go-trusted, module: "file:%s", limits: {no_callback_deadline: true}}
+  - {name: wat-trusted, module: "file:%s", limits: {no_callback_deadline: true}}
 routes:
+  - {name: c-trusted, match: {path: /c-trusted}, filters: [c-trusted], backend: app}
+  - {name: chain3-trusted, match: {path: /chain3-trusted}, filters: [go-trusted, c-trusted, wat-trusted], backend: app}
   - {name: c, match: {path: /c}, filters: [c], backend: app}
   - {name: wat, match: {path: /wat}, filters: [wat], backend: app}
   - {name: go, match: {path: /go}, filters: [go], backend: app}
   - {name: chain3, match: {path: /chain3}, filters: [go, c, wat], backend: app}
   - {name: none, match: {path_prefix: /}, backend: app}
-`, be.Listener.Addr(), c, wat, goHello)))
+`, be.Listener.Addr(), c, wat, goHello, c, goHello, wat)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -58,7 +64,7 @@ routes:
 	defer g.Shutdown(b.Context())
 	addr := g.Addrs()["web"]
 
-	for _, path := range []string{"/none", "/c", "/wat", "/go", "/chain3"} {
+	for _, path := range []string{"/none", "/c", "/wat", "/go", "/chain3", "/c-trusted", "/chain3-trusted"} {
 		b.Run(path[1:], func(b *testing.B) {
 			p := new(http.Protocols)
 			p.SetHTTP1(true)

@@ -423,7 +423,9 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 			c.writeLocal(w, rt, l)
 			return
 		}
-		status = applyResponseFields(fields, status, resp.Header)
+		if fields.Modified {
+			status = applyResponseFields(fields, status, resp.Header)
+		}
 		pipe = &bodyPipe{c: c, response: true, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}
 	}
 	for k, vv := range resp.Header {

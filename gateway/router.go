@@ -29,7 +29,8 @@ type route struct {
 	headers     []headerMatcher
 	query       []queryMatcher
 
-	filters []*filter // in declared order
+	filters      []*filter // in declared order
+	acquireOrder []int     // indexes of filters, by name: the order instances are taken in
 
 	// action
 	backends []*backend
@@ -149,9 +150,11 @@ func compileRoute(rc *config.Route, backends map[string]*backend, filters map[st
 		}
 		r.query = append(r.query, m)
 	}
-	for _, name := range rc.Filters {
+	for i, name := range rc.Filters {
 		r.filters = append(r.filters, filters[name])
+		r.acquireOrder = append(r.acquireOrder, i)
 	}
+	slices.SortFunc(r.acquireOrder, func(a, b int) int { return strings.Compare(rc.Filters[a], rc.Filters[b]) })
 	if rc.Backend != "" {
 		r.backends = []*backend{backends[rc.Backend]}
 	}

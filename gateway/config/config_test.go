@@ -157,3 +157,13 @@ func TestExamplesValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestRouteListsFilterTwice(t *testing.T) {
+	dir := t.TempDir()
+	wasm := filepath.Join(dir, "f.wasm")
+	os.WriteFile(wasm, []byte("\x00asm"), 0o644)
+	_, err := Parse(filepath.Join(dir, "x.yaml"), []byte(good+"    filters: [f, f]\nfilters:\n  - {name: f, module: \"file:f.wasm\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:19:18: route "hello" lists filter "f" twice`) {
+		t.Fatalf("err = %v", err)
+	}
+}

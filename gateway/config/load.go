@@ -343,6 +343,11 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 		v.errorf(p+".backends", "route %q: weights add up to more than 2^32", r.Name)
 	}
 	for j, f := range r.Filters {
+		if slices.Index(r.Filters, f) < j {
+			// One request would hold two instances of one pool: under load, requests each
+			// holding one and waiting for a second would wait for ever.
+			v.errorf(fmt.Sprintf("%s.filters[%d]", p, j), "route %q lists filter %q twice; declare a second filter with the same module instead", r.Name, f)
+		}
 		if !slices.ContainsFunc(c.Filters, func(x Filter) bool { return x.Name == f }) {
 			v.errorf(fmt.Sprintf("%s.filters[%d]", p, j), "route %q: no filter named %q%s", r.Name, f, known(c.Filters, func(x Filter) string { return x.Name }))
 		}

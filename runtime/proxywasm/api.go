@@ -13,6 +13,7 @@
 package proxywasm
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -31,8 +32,12 @@ const (
 type Field struct{ Key, Value string }
 
 // Headers is an ordered header (or trailer) map, edited in place by the filter through
-// proxy_add/replace/remove_header_map_value and proxy_set_header_map_pairs.
-type Headers struct{ Fields []Field }
+// proxy_add/replace/remove_header_map_value and proxy_set_header_map_pairs. Those set
+// Modified, so that the host can skip carrying back a map no filter changed.
+type Headers struct {
+	Fields   []Field
+	Modified bool
+}
 
 // Body is the body data a phase sees: for a filter that paused to buffer, everything
 // buffered so far. proxy_set_buffer_bytes edits Data in place (replace, prepend, append).
@@ -82,8 +87,45 @@ type Host interface {
 	// then returns BadArgument for an unknown cluster).
 	HTTPCall(cluster string, headers []Field, body []byte, trailers []Field, timeout time.Duration,
 		done func(*HTTPCallResponse, error)) error
+	// GRPCStream starts an HTTP/2 request to the backend named cluster for a gRPC call or
+	// stream (proxy_grpc_call, proxy_grpc_stream) and returns at once. headers carry
+	// :method, :path, :authority and :scheme, then the gRPC request headers and the
+	// filter's metadata. The request body is what the handle's Send is given, in order,
+	// sent as it comes (the runtime does gRPC's message framing); the response is
+	// reported to ev as it arrives. timeout bounds the whole exchange; 0 means none.
+	// An error returned at once means the call could not start: one wrapping
+	// ErrUnknownCluster for a name that is no backend, any other (a backend that does not
+	// speak HTTP/2, say) is shown to the filter as a failure to open, and logged.
+	GRPCStream(cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error)
 	// NodeID is node.id.
 	NodeID() string
+}
+
+// ErrUnknownCluster is what Host.GRPCStream wraps for a cluster that is no backend.
+var ErrUnknownCluster = errors.New("proxywasm: unknown cluster")
+
+// GRPCHandle is a request started with Host.GRPCStream. Its methods are called from the
+// goroutine running the filter, and must not block.
+type GRPCHandle interface {
+	// Send queues data for the request body, and ends the body after it when end is set
+	// (data may then be empty). An error means nothing was queued: the body was ended
+	// already, the exchange is over, or the host's buffer is full.
+	Send(data []byte, end bool) error
+	// Cancel aborts the exchange: an HTTP/2 stream still open is reset (RST_STREAM
+	// CANCEL). It may be called more than once, and after the exchange ended.
+	Cancel()
+}
+
+// GRPCEvents receives the response to a Host.GRPCStream. The host calls its functions
+// from one goroutine at a time, in this order: Headers at most once, Data any number of
+// times, Trailers at most once, then Done exactly once, also after Cancel.
+type GRPCEvents struct {
+	Headers  func(fields []Field) // the response headers, :status first
+	Data     func(chunk []byte)   // the next bytes of the response body; valid during the call only
+	Trailers func(fields []Field) // the response trailers
+	// Done ends the exchange: nil when the response ended, else why it did not (an error
+	// wrapping context.DeadlineExceeded past the timeout; a reset; a connect failure).
+	Done func(err error)
 }
 
 // Config is one filter as the config file declares it.
@@ -95,7 +137,7 @@ type Config struct {
 	Plugin   []byte // handed to proxy_on_configure
 	FailOpen bool   // a failing filter is skipped (true) or the request gets 503 (false)
 
-	MaxInstances     int           // instances in the pool at most; default 2×GOMAXPROCS
+	MaxInstances     int           // instances in the pool at most, created as requests need them; default DefaultMaxInstances
 	MemoryLimitPages uint32        // linear memory per instance, in 64 KiB pages; default 1024 (64 MiB)
 	CallbackTimeout  time.Duration // longest a single callback may run; default 100ms (vm_start and configure get 10× that); negative: no deadline, and no termination checks compiled in (faster; for filters trusted not to loop)
 	LogLevel         slog.Level    // the filter's own log level: proxy_log below it is dropped

@@ -480,7 +480,8 @@ func TestHostFunctions(t *testing.T) {
 			h.expect("grpc cancel", h.call("proxy_grpc_cancel", id), statusOK)
 			h.expect("grpc cancel again", h.call("proxy_grpc_cancel", id), statusNotFound)
 			h.expect("grpc close unknown", h.call("proxy_grpc_close", 999), statusNotFound)
-			h.expect("grpc stream", h.call("proxy_grpc_stream", c, cn, svc, sn, m, mn, 0, 0, outU32), statusUnimplemented)
+			h.expect("grpc stream", h.call("proxy_grpc_stream", c, cn, svc, sn, m, mn, 0, 0, outU32), statusOK)
+			h.expect("grpc stream to nowhere", h.call("proxy_grpc_stream", nm, nn, svc, sn, m, mn, 0, 0, outU32), statusParseFailure)
 		}},
 	}
 	for _, tt := range tests {

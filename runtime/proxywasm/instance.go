@@ -50,7 +50,7 @@ type instance struct {
 	status     uint32 // proxy_get_status
 	statusMsg  string
 	nextCall   uint32
-	grpcCalls  map[uint32]bool // live gRPC calls: false, canceled: true
+	grpcCalls  map[uint32]*grpcCall // gRPC calls and streams until their end or cancel
 
 	scratch []byte // serialization buffer, reused
 	props   map[string][]byte
@@ -112,6 +112,7 @@ type event struct {
 	id   uint32 // call id, queue id
 	resp *HTTPCallResponse
 	err  error
+	grpc *grpcEvent // evGRPC
 }
 
 const rootContextID = 1
@@ -237,6 +238,7 @@ func (i *instance) release() {
 	i.queues = nil
 	i.evMu.Unlock()
 	i.p.r.queues.unregister(i, queues)
+	i.cancelGRPC()
 	i.dog.Stop()
 	if i.mod != nil {
 		i.mod.Close(context.Background())

@@ -163,6 +163,9 @@ func (h *Headers) remove(key []byte) {
 			out = append(out, f)
 		}
 	}
+	if len(out) != len(h.Fields) {
+		h.Modified = true
+	}
 	clear(h.Fields[len(out):])
 	h.Fields = out
 }
@@ -201,6 +204,7 @@ func hostSetHeaderMapPairs(i *instance, s []uint64) status {
 		return statusBadArgument
 	}
 	h.Fields = fields
+	h.Modified = true
 	return statusOK
 }
 
@@ -235,6 +239,7 @@ func hostAddHeaderMapValue(i *instance, s []uint64) status {
 		return st
 	}
 	h.Fields = append(h.Fields, Field{Key: lower(key), Value: string(val)})
+	h.Modified = true
 	return statusOK
 }
 
@@ -250,6 +255,7 @@ func hostReplaceHeaderMapValue(i *instance, s []uint64) status {
 	if st != statusOK {
 		return st
 	}
+	h.Modified = true
 	k := h.find(key)
 	if k < 0 {
 		h.Fields = append(h.Fields, Field{Key: lower(key), Value: string(val)})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +45,10 @@ var HistogramBounds = []uint64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5
 const (
 	DefaultMemoryLimitPages = 1024 // 64 MiB
 	DefaultCallbackTimeout  = 100 * time.Millisecond
+	// DefaultMaxInstances bounds a pool. A stream holds its instance for the whole request,
+	// upstream round trip included, so the pool must cover the requests in flight on the
+	// filter's routes, not just the CPUs; instances are made only as concurrency needs them.
+	DefaultMaxInstances = 64
 )
 
 // ErrNoABIVersion is the Load error for a module that exports no proxy_abi_version_* marker.
@@ -176,7 +179,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 		cfg.VMID = cfg.Name
 	}
 	if cfg.MaxInstances <= 0 {
-		cfg.MaxInstances = 2 * goruntime.GOMAXPROCS(0)
+		cfg.MaxInstances = DefaultMaxInstances
 	}
 	if cfg.MemoryLimitPages == 0 {
 		cfg.MemoryLimitPages = DefaultMemoryLimitPages
