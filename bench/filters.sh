@@ -28,14 +28,19 @@ admin: {address: 127.0.0.1:19901}
 listeners: [{name: web, address: $gw, protocols: [http1, h2c]}]
 backends: [{name: app, endpoints: [$backend]}]
 filters:
-  - {name: c, module: "file:$root/examples/c/hello.wasm", limits: {instances: 64}}
-  - {name: wat, module: "file:$root/examples/wat/hello.wasm", limits: {instances: 64}}
-  - {name: go, module: "file:$root/examples/go/hello.wasm", limits: {instances: 64}}
+  - {name: c, module: "file:$root/examples/c/hello.wasm"}
+  - {name: wat, module: "file:$root/examples/wat/hello.wasm"}
+  - {name: go, module: "file:$root/examples/go/hello.wasm"}
+  - {name: c-trusted, module: "file:$root/examples/c/hello.wasm", limits: {no_callback_deadline: true}}
+  - {name: wat-trusted, module: "file:$root/examples/wat/hello.wasm", limits: {no_callback_deadline: true}}
+  - {name: go-trusted, module: "file:$root/examples/go/hello.wasm", limits: {no_callback_deadline: true}}
 routes:
   - {name: c, match: {path: /c}, filters: [c], backend: app}
   - {name: wat, match: {path: /wat}, filters: [wat], backend: app}
   - {name: go, match: {path: /go}, filters: [go], backend: app}
   - {name: chain3, match: {path: /chain3}, filters: [go, c, wat], backend: app}
+  - {name: c-trusted, match: {path: /c-trusted}, filters: [c-trusted], backend: app}
+  - {name: chain3-trusted, match: {path: /chain3-trusted}, filters: [go-trusted, c-trusted, wat-trusted], backend: app}
   - {name: none, match: {path_prefix: /}, backend: app}
 YAML
 bin/bench-backend $backend &
@@ -58,7 +63,7 @@ run() {
 	echo "$rps $p99 $(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
 }
 
-for p in /none /c /wat /go /chain3; do wrk -t2 -c64 -d1s "http://$gw$p" >/dev/null; done
+for p in /none /c /wat /go /chain3 /c-trusted /chain3-trusted; do wrk -t2 -c64 -d1s "http://$gw$p" >/dev/null; done
 
 report="bench/results/filters-$(date -u +%Y%m%dT%H%M%SZ).txt"
 {
@@ -67,7 +72,7 @@ report="bench/results/filters-$(date -u +%Y%m%dT%H%M%SZ).txt"
 	for r in $(seq "$rounds"); do
 		read -r base_rps base_p99 base_cpu < <(run /none)
 		printf "%-7s %-5s %10.0f %7s %7sms %14s %12s\n" none "$r" "$base_rps" 1.000 "$base_p99" "$base_cpu" -
-		for p in /c /wat /go /chain3; do
+		for p in /c /wat /go /chain3 /c-trusted /chain3-trusted; do
 			read -r rps p99 cpu < <(run $p)
 			printf "%-7s %-5s %10.0f %7.3f %7sms %14s %12.1f\n" "${p#/}" "$r" "$rps" "$(awk -v a="$rps" -v b="$base_rps" 'BEGIN{print a/b}')" "$p99" "$cpu" "$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN{print a-b}')"
 		done

@@ -21,8 +21,8 @@ import (
 // paused filter holds the stream and the filters after it wait.
 type chain struct {
 	h       *handler
-	ctx     context.Context // ends with the request, or when the chain closes
-	cancel  context.CancelFunc
+	ctx     context.Context    // ends with the request, or when the chain closes
+	cancel  context.CancelFunc // nil while no body is pumped from another goroutine
 	filters []*filter
 	streams []*proxywasm.Stream // nil where a filter failed open and is skipped
 
@@ -50,7 +50,13 @@ func (e *filterError) Error() string { return e.f.Error() }
 
 func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 	c := &chain{h: h, filters: rt.filters, streams: make([]*proxywasm.Stream, len(rt.filters))}
-	c.ctx, c.cancel = context.WithCancel(r.Context())
+	c.ctx = r.Context()
+	if r.Body != nil && r.Body != http.NoBody {
+		// The upstream client may pump the body through the filters from its own goroutine,
+		// and be waiting on a paused filter, holding the lock, when the request ends: close
+		// must be able to end that wait.
+		c.ctx, c.cancel = context.WithCancel(c.ctx)
+	}
 	c.info = proxywasm.StreamInfo{
 		ID:            r.Header.Get("X-Request-Id"),
 		Start:         time.Now(),
@@ -115,8 +121,9 @@ func (c *chain) failed(i int, err error) error {
 }
 
 func (c *chain) close() {
-	// A body still being pumped may be waiting on a paused filter, holding the lock.
-	c.cancel()
+	if c.cancel != nil {
+		c.cancel()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -240,6 +247,7 @@ func requestFields(r *http.Request) *proxywasm.Headers {
 // applyRequestFields writes the filters' view of the header back into r.
 func applyRequestFields(h *proxywasm.Headers, r *http.Request) error {
 	hdr := make(http.Header, len(h.Fields))
+	vals := make([]string, 0, len(h.Fields)) // one array for every value: one allocation
 	for _, f := range h.Fields {
 		switch f.Key {
 		case ":authority":
@@ -257,12 +265,24 @@ func applyRequestFields(h *proxywasm.Headers, r *http.Request) error {
 			r.Method = f.Value
 		case ":scheme":
 		default:
-			k := canonicalKey(f.Key)
-			hdr[k] = append(hdr[k], f.Value)
+			vals = addValue(hdr, vals, canonicalKey(f.Key), f.Value)
 		}
 	}
 	r.Header = hdr
 	return nil
+}
+
+// addValue adds v under k, taking the slice for a first value from vals (whose capacity
+// the caller sized for every value), so that a header of single values costs one array.
+func addValue(h http.Header, vals []string, k, v string) []string {
+	if prev, ok := h[k]; ok {
+		h[k] = append(prev, v) // full capacity: append copies, never overwrites vals
+		return vals
+	}
+	vals = append(vals, v)
+	n := len(vals)
+	h[k] = vals[n-1 : n : n]
+	return vals
 }
 
 // responseFields is a response header as filters see it: :status first.
@@ -276,6 +296,7 @@ func responseFields(status int, header http.Header) *proxywasm.Headers {
 // applyResponseFields writes the filters' view back into dst and returns the status.
 func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int {
 	clear(dst)
+	vals := make([]string, 0, len(h.Fields))
 	for _, f := range h.Fields {
 		if f.Key == ":status" {
 			if n, err := strconv.Atoi(f.Value); err == nil && n >= 100 && n <= 999 {
@@ -286,8 +307,7 @@ func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int 
 		if strings.HasPrefix(f.Key, ":") {
 			continue
 		}
-		k := canonicalKey(f.Key)
-		dst[k] = append(dst[k], f.Value)
+		vals = addValue(dst, vals, canonicalKey(f.Key), f.Value)
 	}
 	return status
 }
