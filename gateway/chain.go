@@ -108,8 +108,12 @@ func (c *chain) failed(i int, err error) error {
 	if !errors.As(err, &f) {
 		f = &proxywasm.Failure{Filter: c.filters[i].name, Kind: proxywasm.FailABI, Err: err}
 	}
+	policy := "closed"
+	if c.filters[i].failOpen {
+		policy = "open"
+	}
 	c.h.g.log.Warn("filter failed", "filter", c.filters[i].name, "kind", f.Kind.String(), "error", f.Err,
-		"policy", map[bool]string{true: "open", false: "closed"}[c.filters[i].failOpen], "request_id", c.info.ID)
+		"policy", policy, "request_id", c.info.ID)
 	if s := c.streams[i]; s != nil {
 		s.Close()
 		c.streams[i] = nil
@@ -399,15 +403,14 @@ func (c *chain) trailers(response bool, t http.Header) error {
 // filteredBody is the request body on its way upstream through the chain. The upstream
 // client pulls it, perhaps from its own goroutine.
 type filteredBody struct {
-	c     *chain
-	src   io.ReadCloser
-	r     *http.Request
-	pipe  bodyPipe
-	out   []byte
-	buf   []byte
-	done  bool
-	err   error
-	local bool
+	c    *chain
+	src  io.ReadCloser
+	r    *http.Request
+	pipe bodyPipe
+	out  []byte
+	buf  []byte
+	done bool
+	err  error
 }
 
 // errLocalReply stops the upstream request: a filter answered locally from the body phase.
@@ -431,7 +434,7 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 			return 0, rerr
 		}
 		out, err := b.pipe.push(b.buf[:n], eos)
-		if err == nil && b.c.local != nil {
+		if err == nil && b.c.hasLocal() {
 			err = errLocalReply
 		}
 		if err == nil && eos && len(b.r.Trailer) > 0 {
