@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,9 +39,11 @@ func (g *Gateway) Watch(ctx context.Context, file string) error {
 		w.Close()
 		return err
 	}
+	// What runs now is what the file held when it was loaded, which may be older than the
+	// file: a change made between that load and this watch is still seen.
+	last := g.snap.Load().cfg.SourceSum()
 	go func() {
 		defer w.Close()
-		last, _ := os.ReadFile(file)
 		var debounce <-chan time.Time
 		for {
 			select {
@@ -62,10 +64,10 @@ func (g *Gateway) Watch(ctx context.Context, file string) error {
 			case <-debounce:
 				debounce = nil
 				data, err := os.ReadFile(file)
-				if err != nil || bytes.Equal(data, last) {
+				if err != nil || sha256.Sum256(data) == last {
 					continue
 				}
-				last = data
+				last = sha256.Sum256(data)
 				g.ReloadFile(file)
 			}
 		}

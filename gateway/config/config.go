@@ -29,6 +29,7 @@ type Config struct {
 
 	file string               // the path it was loaded from
 	pos  strictyaml.Positions // where each value path ("routes[2].backend") stands in file
+	sum  [32]byte             // SHA-256 of the bytes it was parsed from
 }
 
 // Admin is the admin listener.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -37,7 +38,7 @@ func Load(file string) (*Config, error) {
 // Parse is Load on data already read; file names it in errors and anchors relative paths
 // (certificates, modules) to its directory.
 func Parse(file string, data []byte) (*Config, error) {
-	c := &Config{file: file}
+	c := &Config{file: file, sum: sha256.Sum256(data)}
 	pos, err := strictyaml.Decode(file, data, c)
 	if err != nil {
 		return nil, err
@@ -57,6 +58,10 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+// SourceSum is the SHA-256 of the bytes the config was parsed from: a file whose bytes
+// have this sum holds this config.
+func (c *Config) SourceSum() [32]byte { return c.sum }
 
 // File is the path the config was loaded from.
 func (c *Config) File() string { return c.file }
