@@ -457,3 +457,4 @@ func TestFilterRefusedAtLoad(t *testing.T) {
 		})
 	}
 }
+

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 	"io"
 	"net"
 	"net/http"
@@ -1324,6 +1325,8 @@ routes:
 func TestLifecycleQuickstartValidates(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join("..", "..", "examples", "quickstart", "plexus.yaml")
+	// The quickstart runs the hello filter, built where its run.sh puts it.
+	wasmbuild.Place(t, module(t, "go", "examples/go/hello"), filepath.Join("..", "..", "examples", "go", "hello.wasm"))
 	stdout, stderr, code := lcRun(t, "validate", "--config", file)
 	if code != 0 || stdout != file+": ok\n" {
 		t.Errorf("plexus validate %s: exit %d, stdout %q, stderr %q", file, code, stdout, stderr)

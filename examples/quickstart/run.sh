@@ -6,10 +6,12 @@ cd "$(dirname "$0")/../.."
 mkdir -p bin
 go build -o bin/plexus ./cmd/plexus
 go build -o bin/demo-backend ./examples/quickstart/backend
+examples/build.sh examples/go/hello
 bin/demo-backend 127.0.0.1:9000 127.0.0.1:9001 &
 backend=$!
 trap 'kill $backend 2>/dev/null' EXIT
 echo
-echo "try:  curl -i http://127.0.0.1:8080/api/hello     (admin: curl http://127.0.0.1:9901/routes)"
+echo "try:  curl -i http://127.0.0.1:8080/api/hello     (x-hello: world comes from the Wasm filter)"
+echo "      curl http://127.0.0.1:9901/routes"
 echo
 bin/plexus run --config examples/quickstart/plexus.yaml

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,6 +152,8 @@ func TestExamplesValidate(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no example configs found")
 	}
+	// The quickstart runs the hello filter, built where its run.sh puts it.
+	wasmbuild.Place(t, wasmbuild.Go(t, "examples/go/hello"), "../../examples/go/hello.wasm")
 	for _, f := range files {
 		if _, err := Load(f); err != nil {
 			t.Errorf("%s: %v", f, err)

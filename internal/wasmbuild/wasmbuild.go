@@ -401,3 +401,29 @@ func hashSources(t testing.TB, recipe string, dirs, skip []string, files ...stri
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
+
+// Place copies a built module to dst, where an example config names it (examples/go/hello.wasm;
+// *.wasm is ignored by git). The copy lands whole, by rename, so concurrent test processes
+// placing the same module never see half a file.
+func Place(t testing.TB, built, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".place-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), dst)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		t.Fatal(werr)
+	}
+}
