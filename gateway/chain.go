@@ -27,6 +27,7 @@ type chain struct {
 	streams []*proxywasm.Stream // nil where a filter failed open and is skipped
 
 	info proxywasm.StreamInfo
+	grpc bool // the request is a gRPC call: local replies are gRPC statuses
 
 	mu     sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
 	local  *filterReply
@@ -51,6 +52,7 @@ func (e *filterError) Error() string { return e.f.Error() }
 func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 	c := &chain{h: h, filters: rt.filters, streams: make([]*proxywasm.Stream, len(rt.filters))}
 	c.ctx = r.Context()
+	c.grpc = strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 	if r.Body != nil && r.Body != http.NoBody {
 		// The upstream client may pump the body through the filters from its own goroutine,
 		// and be waiting on a paused filter, holding the lock, when the request ends: close
@@ -400,6 +402,40 @@ func (c *chain) trailers(response bool, t http.Header) error {
 	return nil
 }
 
+// addedTrailers is the trailers filters added from their last body callback to a request
+// (response) that had none, as the spec allows (Envoy's addDecodedTrailers), in the order
+// the filters ran; nil when they added none.
+func (c *chain) addedTrailers(response bool) http.Header {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var t http.Header
+	n := len(c.streams)
+	for k := 0; k < n; k++ {
+		i := k
+		if response {
+			i = n - 1 - k
+		}
+		s := c.streams[i]
+		if s == nil {
+			continue
+		}
+		h := s.RequestTrailers()
+		if response {
+			h = s.ResponseTrailers()
+		}
+		if h == nil || len(h.Fields) == 0 {
+			continue
+		}
+		if t == nil {
+			t = make(http.Header, len(h.Fields))
+		}
+		for key, v := range fieldsToHeader(h.Fields) {
+			t[key] = append(t[key], v...)
+		}
+	}
+	return t
+}
+
 // filteredBody is the request body on its way upstream through the chain. The upstream
 // client pulls it, perhaps from its own goroutine.
 type filteredBody struct {
@@ -439,6 +475,10 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 		}
 		if err == nil && eos && len(b.r.Trailer) > 0 {
 			err = b.c.trailers(false, b.r.Trailer)
+		} else if err == nil && eos && b.r.Trailer != nil {
+			for k, v := range b.c.addedTrailers(false) {
+				b.r.Trailer[k] = v
+			}
 		}
 		if err != nil {
 			b.err = err
@@ -462,33 +502,85 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 	for _, f := range lr.Headers {
 		hdr.Add(f.Key, f.Value)
 	}
-	if lr.GRPCStatus >= 0 {
-		hdr.Set("Grpc-Status", strconv.Itoa(lr.GRPCStatus))
-		if lr.Details != "" {
-			hdr.Set("Grpc-Message", lr.Details)
-		}
-	}
-	status := lr.Status
+	status, body := lr.Status, lr.Body
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if c.grpc {
+		// As Envoy answers a gRPC call locally: HTTP 200, trailers-only, the status in
+		// grpc-status (the filter's, or mapped from the HTTP status) and the body, else the
+		// details, as grpc-message. A grpc_status given for a request that is not gRPC is
+		// ignored, as Envoy ignores it.
+		code := lr.GRPCStatus
+		if code < 0 {
+			code = grpcStatusOf(status)
+		}
+		msg := string(body)
+		if msg == "" {
+			msg = lr.Details
+		}
+		hdr.Set("Content-Type", "application/grpc")
+		hdr.Set("Grpc-Status", strconv.Itoa(code))
+		if msg != "" {
+			hdr.Set("Grpc-Message", grpcPercentEncode(msg))
+		}
+		status, body = http.StatusOK, nil
 	}
 	if l.at > 0 {
 		h := responseFields(status, hdr)
 		if err := c.phase(true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
-			return s.OnResponseHeaders(h, len(lr.Body) == 0)
+			return s.OnResponseHeaders(h, len(body) == 0)
 		}); err == nil {
 			status = applyResponseFields(h, status, hdr)
 		}
 	}
 	rt.respOps.apply(hdr)
-	if len(lr.Body) > 0 {
+	if len(body) > 0 {
 		if _, ok := hdr["Content-Type"]; !ok {
 			hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		}
 	}
-	hdr["Content-Length"] = []string{strconv.Itoa(len(lr.Body))}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
-	w.Write(lr.Body)
+	w.Write(body)
+}
+
+// grpcStatusOf maps an HTTP status to a gRPC status code as gRPC's own mapping does
+// (doc/http-grpc-status-mapping.md), for local replies to gRPC calls.
+func grpcStatusOf(status int) int {
+	switch status {
+	case http.StatusOK:
+		return 0 // OK
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcPercentEncode encodes a grpc-message value: bytes outside printable ASCII, and '%',
+// as %XX (gRPC over HTTP/2, "Status-Message").
+func grpcPercentEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // failChain answers a request the chain ended: a fail-closed filter failure is 503 with the

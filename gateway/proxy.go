@@ -206,6 +206,12 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 		out.Body = body
 		if c != nil {
 			out.Body = &filteredBody{c: c, src: body, r: r, pipe: bodyPipe{c: c, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}}
+			if r.Trailer == nil {
+				// A filter may add trailers to a body that has none, from its last body
+				// callback: the upstream request must be ready to send them.
+				r.Trailer = http.Header{}
+				out.Trailer = r.Trailer
+			}
 			// Filters may change the body's length; the Content-Length they leave is the one
 			// sent, and without one the body goes chunked.
 			out.ContentLength = -1
@@ -437,6 +443,9 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 			keys = append(keys, k)
 		}
 		hdr["Trailer"] = keys
+		// Trailers follow a body of no declared length: an HTTP/1.1 client gets it chunked
+		// (with a Content-Length, as an HTTP/2 backend may send, they would be dropped).
+		delete(hdr, "Content-Length")
 	}
 	rt.respOps.apply(hdr)
 	w.WriteHeader(status)
@@ -450,6 +459,15 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 	err := copyBody(w, resp.Body, flush, pipe)
 	if err == nil && c != nil && len(resp.Trailer) > 0 {
 		err = c.trailers(true, resp.Trailer)
+	} else if err == nil && c != nil {
+		if resp.Trailer = c.addedTrailers(true); resp.Trailer != nil {
+			// Trailers a filter added to a response that had none: the header must go now,
+			// or net/http's HTTP/1.1 server, holding the whole body, sends it with a
+			// Content-Length when the handler returns, and drops the trailers.
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
 	}
 	if err != nil {
 		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {

@@ -457,4 +457,3 @@ func TestFilterRefusedAtLoad(t *testing.T) {
 		})
 	}
 }
-

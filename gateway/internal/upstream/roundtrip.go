@@ -324,11 +324,15 @@ func (c *conn) copyBody() error {
 		return c.bodyFailed(errBodyShort)
 	case b.framing == frameChunked:
 		c.bw.WriteString("0\r\n")
-		// Trailer values are final only now that the body reached EOF.
+		// Trailer values are final only now that the body reached EOF, and so are the
+		// names of trailers added since the header went (by a filter): both are checked.
 		for k, vv := range b.trailer {
 			for _, v := range vv {
-				if !validValue(v) {
+				if !validToken(k) || !validValue(v) {
 					e := &Error{Kind: KindProtocol, Err: errBadTrailerV}
+					if !validToken(k) {
+						e.Err = errBadTrailer
+					}
 					c.reqBodyErr.Store(e)
 					c.close()
 					return e
