@@ -107,6 +107,9 @@ func (p *Pool[T]) create(ctx context.Context) (T, error) {
 	restart := p.failed > 0
 	if restart {
 		if p.Restarts != nil && !p.Restarts.Allow() {
+			// The slot stays free: the next waiter must hear of it too, or it would wait
+			// for an instance no one will put back.
+			p.wakeLocked()
 			p.mu.Unlock()
 			return zero, ErrNoInstance
 		}

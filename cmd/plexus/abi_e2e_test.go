@@ -289,12 +289,12 @@ func TestABITrailerInjection(t *testing.T) {
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-		s, saw := e.backendSaw(path)
-		if !saw {
-			t.Fatalf("the request never reached the backend")
-		}
-		if _, ok := s.Trailer["X-Injected"]; ok {
-			t.Errorf("the filter injected a field into the upstream request's trailers: %v", s.Trailer)
+		// The upstream request fails at its trailers: the backend may have seen its head or
+		// nothing at all, but never a field of the filter's making.
+		if s, saw := e.backendSaw(path); saw {
+			if _, ok := s.Trailer["X-Injected"]; ok {
+				t.Errorf("the filter injected a field into the upstream request's trailers: %v", s.Trailer)
+			}
 		}
 		// The request could not be sent whole: the client must not see it succeed.
 		if r.resp.StatusCode < 500 {
