@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,62 +17,65 @@ import (
 //
 //	go test -run X -bench Proxy -benchmem ./gateway/
 func BenchmarkProxy(b *testing.B) {
+	backend := benchBackend(b)
+	gw := startBenchGateway(b, `
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
+backends: [{name: app, endpoints: [`+backend+`]}]
+routes: [{name: app, match: {path_prefix: /}, backend: app}]
+`)
+	b.Run("direct", func(b *testing.B) { hammer(b, "http://"+backend+"/") })
+	b.Run("gateway", func(b *testing.B) { hammer(b, "http://"+gw+"/") })
+}
+
+// benchBackend serves a 13-byte answer, the smallest useful one, and returns its address.
+func benchBackend(b *testing.B) string {
 	body := []byte("hello, world\n")
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Content-Length"] = []string{"13"}
 		w.Write(body)
 	}))
-	defer be.Close()
-	backendAddr := be.Listener.Addr().String()
+	b.Cleanup(be.Close)
+	return be.Listener.Addr().String()
+}
 
-	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
-admin: {address: 127.0.0.1:0}
-listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
-backends: [{name: app, endpoints: [%s]}]
-routes: [{name: app, match: {path_prefix: /}, backend: app}]
-`, backendAddr)))
+// startBenchGateway runs a gateway on yaml in this process and returns its "web" address.
+func startBenchGateway(b *testing.B, yaml string) string {
+	cfg, err := config.Parse("bench.yaml", []byte(yaml))
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler)})
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), CacheDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := g.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer g.Shutdown(b.Context())
+	b.Cleanup(func() { g.Shutdown(b.Context()) })
+	return g.Addrs()["web"]
+}
 
-	for _, target := range []struct{ name, addr string }{
-		{"direct", backendAddr},
-		{"gateway", g.Addrs()["web"]},
-	} {
-		b.Run(target.name, func(b *testing.B) {
-			p := new(http.Protocols)
-			p.SetHTTP1(true)
-			client := &http.Client{Transport: &http.Transport{
-				Protocols:           p,
-				MaxIdleConnsPerHost: 64,
-				DialContext:         (&net.Dialer{}).DialContext,
-			}}
-			url := "http://" + target.addr + "/"
-			b.ReportAllocs()
-			b.SetParallelism(8)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Get(url)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
-		})
-	}
+// hammer sends GET url from 8 goroutines per CPU over HTTP/1.1 keep-alive connections.
+func hammer(b *testing.B, url string) {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: p, MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("%s: status %d", url, resp.StatusCode)
+				return
+			}
+		}
+	})
 }
