@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -485,21 +486,14 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 		panic(http.ErrAbortHandler)
 	}
 	for k, vv := range resp.Trailer {
-		if _, declared := hdr[k]; declared || containsKey(hdr["Trailer"], k) {
+		// Declared trailers are set under their names; others (a gRPC server need not
+		// declare them) with net/http's prefix for trailers announced late.
+		if slices.Contains(hdr["Trailer"], k) {
 			hdr[k] = vv
 		} else {
 			hdr[http.TrailerPrefix+k] = vv
 		}
 	}
-}
-
-func containsKey(keys []string, k string) bool {
-	for _, x := range keys {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 var errClientWrite = errors.New("write to client failed")
