@@ -237,6 +237,8 @@ routes:
 		case <-time.After(5 * time.Second):
 			t.Fatal("the gRPC backend's stream was not reset")
 		}
+		// This Hang's arrival is spent: AfterHang, below, must wait for its own Hang.
+		<-gb.hangArrived
 		if got := takeRequest(t); got.Path != "/pkg.Service/Hang" || got.Message != "hello" {
 			t.Errorf("the gRPC backend saw %+v", got)
 		}
