@@ -66,6 +66,7 @@ func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 		Scheme:        "http",
 		SourceAddress: r.RemoteAddr,
 		RouteName:     rt.name,
+		ResponseSize:  -1,
 	}
 	if h.tls {
 		c.info.Scheme = "https"
@@ -543,6 +544,7 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	w.Write(body)
+	c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseSize = int64(len(body)) })
 }
 
 // grpcStatusOf maps an HTTP status to a gRPC status code as gRPC's own mapping does

@@ -457,7 +457,10 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 		// long poll, a gRPC server stream), and the client must not wait for it.
 		f.Flush()
 	}
-	err := copyBody(w, resp.Body, flush, pipe)
+	sent, err := copyBody(w, resp.Body, flush, pipe)
+	if c != nil {
+		c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseSize = sent })
+	}
 	if err == nil && c != nil && len(resp.Trailer) > 0 {
 		err = c.trailers(true, resp.Trailer)
 	} else if err == nil && c != nil {
@@ -502,7 +505,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // copyBody streams src to w, flushing after every read when the response has no known length
 // (server-sent events, long polls, gRPC streams) so nothing waits in a buffer.
-func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *bodyPipe) error {
+// It returns how many bytes it wrote.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *bodyPipe) (sent int64, err error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -514,28 +518,29 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *bodyPipe) 
 		n, rerr := src.Read(buf)
 		eos := rerr == io.EOF
 		if rerr != nil && !eos {
-			return rerr
+			return sent, rerr
 		}
 		out := buf[:n]
 		if pipe != nil {
-			var err error
 			if out, err = pipe.push(out, eos); err != nil {
-				return err
+				return sent, err
 			}
 			if pipe.c.hasLocal() {
-				return errLocalReply
+				return sent, errLocalReply
 			}
 		}
 		if len(out) > 0 {
-			if _, werr := w.Write(out); werr != nil {
-				return errClientWrite
+			n, werr := w.Write(out)
+			sent += int64(n)
+			if werr != nil {
+				return sent, errClientWrite
 			}
 			if flusher != nil {
 				flusher.Flush()
 			}
 		}
 		if eos {
-			return nil
+			return sent, nil
 		}
 	}
 }

@@ -69,6 +69,7 @@ type StreamInfo struct {
 	ClusterName     string    // cluster_name: the backend
 	UpstreamAddress string    // upstream.address, once connected
 	ResponseCode    int       // response.code, once known
+	ResponseSize    int64     // response.size: body bytes sent to the client, once the body is done; -1 before
 }
 
 // HTTPCallResponse is the answer to a proxy_http_call.

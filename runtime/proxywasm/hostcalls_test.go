@@ -92,7 +92,7 @@ func TestHostFunctions(t *testing.T) {
 	info := &StreamInfo{
 		ID: "req-1", Start: start, Protocol: "HTTP/2", Scheme: "https",
 		SourceAddress: "10.0.0.1:5555", DestAddress: "10.0.0.2:443", MTLS: true, TLSVersion: "TLSv1.3",
-		RouteName: "r1", ClusterName: "c1", UpstreamAddress: "10.0.0.3:80", ResponseCode: 201,
+		RouteName: "r1", ClusterName: "c1", UpstreamAddress: "10.0.0.3:80", ResponseCode: 201, ResponseSize: 1234,
 	}
 	reqHeaders := func() *Headers {
 		return &Headers{Fields: []Field{{":method", "GET"}, {":path", "/a/b?x=1"}, {":authority", "example.com"},
@@ -409,6 +409,7 @@ func TestHostFunctions(t *testing.T) {
 				{"connection.tls_version", "TLSv1.3"},
 				{"upstream.address", "10.0.0.3:80"},
 				{"response.code", i64(201)},
+				{"response.size", i64(1234)},
 				{"response.headers.x-r", "1"},
 				{"plugin_name", "hc"},
 				{"plugin_root_id", "root-hc"},
@@ -426,11 +427,17 @@ func TestHostFunctions(t *testing.T) {
 					h.t.Errorf("%s = %q, want %q", pr.path, h.result(), pr.want)
 				}
 			}
+			// request.duration: the request's age so far, in nanoseconds.
+			pp, pn := h.put("request\x00duration")
+			h.expect("request.duration", h.call("proxy_get_property", pp, pn, outPtr, outSize), statusOK)
+			if d := time.Duration(binary.LittleEndian.Uint64([]byte(h.result()))); d <= 0 || d > time.Since(start) {
+				h.t.Errorf("request.duration = %v (start %v ago)", d, time.Since(start))
+			}
 			for _, path := range []string{"request\x00nope", "nope", "request.path" /* dots do not separate */} {
 				pp, pn := h.put(path)
 				h.expect(path, h.call("proxy_get_property", pp, pn, outPtr, outSize), statusNotFound)
 			}
-			pp, pn := h.put("my_filter\x00state")
+			pp, pn = h.put("my_filter\x00state")
 			v, vn := h.put("42")
 			h.expect("set", h.call("proxy_set_property", pp, pn, v, vn), statusOK)
 			h.expect("get what was set", h.call("proxy_get_property", pp, pn, outPtr, outSize), statusOK)

@@ -1,6 +1,7 @@
 package proxywasm
 
 import (
+	"time"
 	"bytes"
 	"encoding/binary"
 	"net"
@@ -121,6 +122,13 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return num(info.Start.UnixNano())
 		case "protocol":
 			return str(info.Protocol)
+		case "duration":
+			// Envoy serializes durations as nanoseconds; the request is not over yet, so this
+			// is its age, as Envoy reports it before the stream completes.
+			if info.Start.IsZero() {
+				return nil, false
+			}
+			return num(int64(time.Since(info.Start)))
 		case "size":
 			if v, ok := h.get("content-length"); ok {
 				if n, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -144,6 +152,11 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			return num(int64(code))
+		case "size":
+			if info.ResponseSize < 0 {
+				return nil, false
+			}
+			return num(info.ResponseSize)
 		case "headers":
 			if s.respHeaders == nil {
 				return nil, false
