@@ -1,12 +1,12 @@
 package proxywasm
 
 import (
-	"time"
 	"bytes"
 	"encoding/binary"
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Properties: Envoy's attribute paths (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes),
