@@ -12,6 +12,7 @@ import (
 //	/ready    200 once listening, 503 while draining (readiness: take it out of rotation)
 //	/config   the active config, secrets redacted, with its version and load time
 //	/routes   the active routes in match order, with what each one does
+//	/filters  each Wasm filter: module, digest, ABI, instances, memory, failures
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +48,31 @@ func (g *Gateway) adminHandler() http.Handler {
 			routes[i] = rt.cfg.RouteView()
 		}
 		writeJSON(w, map[string]any{"version": s.version, "routes": routes})
+	})
+	mux.HandleFunc("GET /filters", func(w http.ResponseWriter, r *http.Request) {
+		s := g.snap.Load()
+		out := make([]any, 0, len(s.cfg.Filters))
+		for _, fc := range s.cfg.Filters {
+			f := s.filters[fc.Name]
+			st := f.plugin.Stats()
+			failures := st.Failures
+			if failures == nil {
+				failures = map[string]int{}
+			}
+			out = append(out, map[string]any{
+				"name":         fc.Name,
+				"module":       fc.Module,
+				"digest":       f.plugin.Digest(),
+				"abi":          f.plugin.ABIVersion(),
+				"failure":      fc.Failure,
+				"instances":    st.Instances,
+				"in_use":       st.InUse,
+				"memory_bytes": st.MemoryBytes,
+				"failures":     failures,
+				"restarts":     st.Restarts,
+			})
+		}
+		writeJSON(w, map[string]any{"version": s.version, "filters": out})
 	})
 	return mux
 }

@@ -5,6 +5,7 @@ package main
 // would show them.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -397,6 +398,7 @@ routes:
 		}
 	}
 	calm()
+	base := filterStats(t, g)
 	for _, tc := range []struct{ path, kind string }{
 		{"/loop", "timeout"}, {"/grow", "out of memory"}, {"/trap", "trap"}, {"/malloc", "ABI violation"},
 	} {
@@ -425,6 +427,53 @@ routes:
 	if n := len(g.findLogs("filter failed")); n < 8 {
 		t.Errorf("%d filter failures logged, want 8 (one per failed request)", n)
 	}
+	// Failed instances were discarded and replaced: the pools are back where they were,
+	// instances and memory, and the admin listener counts what failed, by kind.
+	after := filterStats(t, g)
+	for _, name := range []string{"hostile-closed", "hostile-open"} {
+		b, a := base[name], after[name]
+		if a.Instances > b.Instances || a.InUse != 0 || a.MemoryBytes > b.MemoryBytes {
+			t.Errorf("%s: instances %d in use %d memory %d, before the failures %d, %d, %d",
+				name, a.Instances, a.InUse, a.MemoryBytes, b.Instances, b.InUse, b.MemoryBytes)
+		}
+		for _, kind := range []string{"timeout", "out of memory", "trap", "ABI violation"} {
+			if a.Failures[kind] != 1 {
+				t.Errorf("%s: /filters counts %d failures of kind %q, want 1 (%v)", name, a.Failures[kind], kind, a.Failures)
+			}
+		}
+		if a.Restarts < 4 || a.Digest == "" || a.ABI != "0.2.1" {
+			t.Errorf("%s: %+v", name, a)
+		}
+	}
+}
+
+type adminFilter struct {
+	Name        string
+	Digest      string
+	ABI         string
+	Instances   int
+	InUse       int            `json:"in_use"`
+	MemoryBytes int64          `json:"memory_bytes"`
+	Failures    map[string]int `json:"failures"`
+	Restarts    int
+}
+
+// filterStats reads the admin listener's /filters, by filter name.
+func filterStats(t *testing.T, g *gw) map[string]adminFilter {
+	t.Helper()
+	resp, body := get(t, h1Client(), "http://"+g.addr("admin")+"/filters")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/filters: %d %s", resp.StatusCode, body)
+	}
+	var out struct{ Filters []adminFilter }
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatalf("/filters: %v: %s", err, body)
+	}
+	m := map[string]adminFilter{}
+	for _, f := range out.Filters {
+		m[f.Name] = f
+	}
+	return m
 }
 
 // TestFilterRefusedAtLoad: a module without the ABI marker, or a filter that refuses its
