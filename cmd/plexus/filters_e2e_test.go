@@ -506,3 +506,44 @@ func TestFilterRefusedAtLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestFilterReload: a reload that changes a filter's configuration swaps in a new plugin;
+// one whose filter cannot load is refused, naming the place, and the running one keeps
+// serving.
+func TestFilterReload(t *testing.T) {
+	app := startBackend(t, echo("app"))
+	hello := module(t, "go", "examples/go/hello")
+	conf := func(value, module string) string {
+		return fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: hello, module: "file:%s", config: {header: x-hello, value: %s}}
+routes:
+  - {name: app, match: {path_prefix: /}, filters: [hello], backend: app}
+`, app.addr, module, value)
+	}
+	g := startGateway(t, conf("one", hello))
+	c := h1Client()
+	if resp, _ := get(t, c, g.url("web", "/")); resp.Header.Get("X-Hello") != "one" {
+		t.Fatalf("x-hello %q", resp.Header.Get("X-Hello"))
+	}
+	g.writeConfig(conf("two", hello))
+	g.waitLog("config reloaded", 1)
+	if resp, _ := get(t, c, g.url("web", "/")); resp.Header.Get("X-Hello") != "two" {
+		t.Errorf("after the reload x-hello %q, want two", resp.Header.Get("X-Hello"))
+	}
+	noabi := g.dir + "/noabi.wasm"
+	if err := os.WriteFile(noabi, wasmbuild.WAT(t, `(module (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) (i32.const 0)))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.writeConfig(conf("three", noabi))
+	l := g.waitLog("config reload refused; the running config keeps serving", 1)
+	if e, _ := l[0]["error"].(string); !strings.Contains(e, g.file+":6:27: filter \"hello\"") {
+		t.Errorf("refusal %q", e)
+	}
+	if resp, _ := get(t, c, g.url("web", "/")); resp.Header.Get("X-Hello") != "two" {
+		t.Errorf("after a refused reload x-hello %q, want two", resp.Header.Get("X-Hello"))
+	}
+}
