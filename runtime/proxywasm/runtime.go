@@ -77,13 +77,18 @@ type Runtime struct {
 
 // NewRuntime creates a runtime.
 func NewRuntime(ctx context.Context, o Options) (*Runtime, error) {
-	cache, err := rt.NewCache(o.CacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("proxywasm: %w", err)
-	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	cache, err := rt.NewCache(o.CacheDir)
+	if err != nil {
+		// A cache only saves compile time: without one on disk, filters compile at every
+		// start, which is slower but no reason to refuse to serve.
+		log.Warn("no compilation cache on disk; filters compile at every start", "dir", o.CacheDir, "error", err)
+		if cache, err = rt.NewCache(""); err != nil {
+			return nil, fmt.Errorf("proxywasm: %w", err)
+		}
 	}
 	r := &Runtime{o: o, log: log, cache: cache, plugins: map[*Plugin]struct{}{}, foreign: map[string]func([]byte) ([]byte, error){}}
 	r.queues.init()
