@@ -35,10 +35,12 @@ type chain struct {
 }
 
 // filterReply is a response a filter sent, and the position of that filter: the response
-// phase of the filters before it still runs on it.
+// phase of the filters before it still runs on it. The route's own answers (direct
+// responses, redirects) stand past the last filter, so every filter's response phase runs.
 type filterReply struct {
-	resp *proxywasm.LocalResponse
-	at   int
+	resp  *proxywasm.LocalResponse
+	at    int
+	route bool // the route's own direct response or redirect, not a filter's reply
 }
 
 // errChainReset means a filter closed the stream (proxy_close_stream): abort, answer nothing.
@@ -507,7 +509,7 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if c.grpc {
+	if c.grpc && !l.route {
 		// As Envoy answers a gRPC call locally: HTTP 200, trailers-only, the status in
 		// grpc-status (the filter's, or mapped from the HTTP status) and the body, else the
 		// details, as grpc-message. A grpc_status given for a request that is not gRPC is

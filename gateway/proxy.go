@@ -64,10 +64,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // act does what the route says: answer directly, redirect, or forward.
 func (h *handler) act(w http.ResponseWriter, r *http.Request, rt *route, path string, c *chain) {
 	switch {
+	case rt.direct != nil && c != nil:
+		// The route's own answer still passes back through its filters' response phase.
+		lr := &proxywasm.LocalResponse{Status: rt.direct.Status, Body: []byte(rt.direct.Body), GRPCStatus: -1}
+		for _, kv := range sortedPairs(rt.direct.Headers) {
+			lr.Headers = append(lr.Headers, proxywasm.Field{Key: kv[0], Value: kv[1]})
+		}
+		c.writeLocal(w, rt, &filterReply{resp: lr, at: len(c.streams), route: true})
 	case rt.direct != nil:
 		h.direct(w, rt)
+	case rt.redirect != nil && c != nil:
+		lr := &proxywasm.LocalResponse{Status: rt.redirect.Status, GRPCStatus: -1,
+			Headers: []proxywasm.Field{{Key: "location", Value: h.location(r, rt, path)}}}
+		c.writeLocal(w, rt, &filterReply{resp: lr, at: len(c.streams), route: true})
 	case rt.redirect != nil:
-		h.redirect(w, r, rt, path)
+		hdr := w.Header()
+		hdr["Location"] = []string{h.location(r, rt, path)}
+		rt.respOps.apply(hdr)
+		w.WriteHeader(rt.redirect.Status)
 	default:
 		if h.bodyLimit > 0 && r.ContentLength > h.bodyLimit {
 			localReply(w, http.StatusRequestEntityTooLarge, "request body too large")
@@ -126,7 +140,8 @@ func (h *handler) direct(w http.ResponseWriter, rt *route) {
 	io.WriteString(w, rt.direct.Body)
 }
 
-func (h *handler) redirect(w http.ResponseWriter, r *http.Request, rt *route, path string) {
+// location is where the route's redirect sends the request.
+func (h *handler) location(r *http.Request, rt *route, path string) string {
 	rd := rt.redirect
 	scheme := "http"
 	if h.tls {
@@ -153,10 +168,7 @@ func (h *handler) redirect(w http.ResponseWriter, r *http.Request, rt *route, pa
 	if r.URL.RawQuery != "" && !rd.StripQuery {
 		loc += "?" + r.URL.RawQuery
 	}
-	hdr := w.Header()
-	hdr["Location"] = []string{loc}
-	rt.respOps.apply(hdr)
-	w.WriteHeader(rd.Status)
+	return loc
 }
 
 // hostOnly drops the port of a Host value, keeping IPv6 brackets.

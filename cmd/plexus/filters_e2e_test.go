@@ -126,6 +126,8 @@ routes:
   - {name: wat, match: {path_prefix: /wat/}, filters: [wat], backend: app}
   - {name: chain, match: {path_prefix: /chain}, filters: [headers, hello, c], backend: app}
   - {name: chain-local, match: {path: /hello}, filters: [headers, hello, c], backend: app}
+  - {name: direct-filtered, match: {path: /direct-filtered}, filters: [headers], direct_response: {status: 202, body: "direct\n", headers: {x-direct: "1"}}}
+  - {name: redirect-filtered, match: {path: /redirect-filtered}, filters: [headers], redirect: {path: /elsewhere, status: 307}}
 `, app.addr, canary.addr, auth.addr,
 		mods["go_hello"], mods["go_http_headers"], mods["go_http_body"], mods["go_http_body"], mods["go_http_routing"],
 		mods["go_http_auth_callout"], mods["go_dispatch_call_on_tick"], mods["go_shared_data"], mods["go_shared_queue"],
@@ -351,6 +353,16 @@ routes:
 		}
 		if resp.Header.Get("X-Wasm-Response") != "http_headers" || !slices.Contains(resp.Header.Values("X-Hello"), "world") {
 			t.Errorf("earlier filters' response phase did not run: %v", resp.Header)
+		}
+	})
+	t.Run("the route's own answers pass through the response phase", func(t *testing.T) {
+		resp, body := get(t, h1Client(), g.url("web", "/direct-filtered"))
+		if resp.StatusCode != 202 || body != "direct\n" || resp.Header.Get("X-Direct") != "1" || resp.Header.Get("X-Wasm-Response") != "http_headers" {
+			t.Errorf("direct response: %d %v %q", resp.StatusCode, resp.Header, body)
+		}
+		resp, _ = get(t, h1Client(), g.url("web", "/redirect-filtered?q=1"))
+		if resp.StatusCode != 307 || !strings.HasSuffix(resp.Header.Get("Location"), "/elsewhere?q=1") || resp.Header.Get("X-Wasm-Response") != "http_headers" {
+			t.Errorf("redirect: %d %v", resp.StatusCode, resp.Header)
 		}
 	})
 	t.Run("filter logs carry the filter's name", func(t *testing.T) {
