@@ -284,7 +284,15 @@ func (i *instance) invokeFn(fn api.Function, name string, timeout time.Duration)
 	default:
 		cause = fmt.Errorf("%s: %w", name, err)
 	}
-	i.failure = i.p.failure(kind, cause)
+	level := slog.LevelWarn
+	i.p.mu.Lock()
+	closing := i.p.closed
+	i.p.mu.Unlock()
+	if i.cur != nil || closing {
+		// A stream's caller reports it; a plugin closing is discarding the instance anyway.
+		level = slog.LevelDebug
+	}
+	i.failure = i.p.failureLogged(kind, cause, level)
 	return i.failure
 }
 

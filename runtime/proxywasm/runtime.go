@@ -400,9 +400,16 @@ func (p *Plugin) closeRuntime() {
 
 // failure counts and logs a failure and returns it.
 func (p *Plugin) failure(kind rt.FailureKind, err error) *Failure {
+	return p.failureLogged(kind, err, slog.LevelWarn)
+}
+
+// failureLogged counts a failure and logs it at level: a failure inside a stream is the
+// caller's to report (with its request and policy), so it is logged here only for debugging,
+// while one in a timer, a callout or at start has no one else to tell.
+func (p *Plugin) failureLogged(kind rt.FailureKind, err error, level slog.Level) *Failure {
 	k := failureKind(kind)
 	p.failures[k].Add(1)
-	p.r.log.Warn("filter failed; instance discarded", "filter", p.cfg.Name, "kind", k.String(), "err", err)
+	p.r.log.Log(context.Background(), level, "filter failed; instance discarded", "filter", p.cfg.Name, "kind", k.String(), "err", err)
 	return &Failure{Filter: p.cfg.Name, Kind: k, Err: err}
 }
 
