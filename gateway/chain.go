@@ -221,15 +221,39 @@ func (c *chain) takeLocal() *filterReply {
 // back into r.
 func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
 	h := requestFields(r)
+	n := len(h.Fields)
 	if err := c.phase(false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
 	}); err != nil {
 		return err
 	}
-	if !h.Modified {
+	switch {
+	case !h.Modified:
+		return nil
+	case !h.Rewritten && appendOnly(h.Fields[n:]):
+		// The common edit, a header added: no need to rebuild the whole header.
+		addFields(r.Header, h.Fields[n:])
 		return nil
 	}
 	return applyRequestFields(h, r)
+}
+
+// appendOnly reports whether appended fields can be added to a header as they are: no
+// pseudo-header among them, which would change the request line instead.
+func appendOnly(fs []proxywasm.Field) bool {
+	for _, f := range fs {
+		if strings.HasPrefix(f.Key, ":") {
+			return false
+		}
+	}
+	return true
+}
+
+func addFields(h http.Header, fs []proxywasm.Field) {
+	for _, f := range fs {
+		k := canonicalKey(f.Key)
+		h[k] = append(h[k], f.Value)
+	}
 }
 
 // requestFields is r's header as filters see it: pseudo-headers first, lower-case names.

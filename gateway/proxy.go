@@ -431,6 +431,7 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 	if c != nil {
 		c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseCode = status })
 		fields := responseFields(status, resp.Header)
+		n := len(fields.Fields)
 		eos := resp.Body == http.NoBody || resp.ContentLength == 0
 		if err := c.phase(true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			return s.OnResponseHeaders(fields, eos)
@@ -442,7 +443,11 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 			c.writeLocal(w, rt, l)
 			return
 		}
-		if fields.Modified {
+		switch {
+		case !fields.Modified:
+		case !fields.Rewritten && appendOnly(fields.Fields[n:]):
+			addFields(resp.Header, fields.Fields[n:])
+		default:
 			status = applyResponseFields(fields, status, resp.Header)
 		}
 		pipe = &bodyPipe{c: c, response: true, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}

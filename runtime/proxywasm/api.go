@@ -33,10 +33,13 @@ type Field struct{ Key, Value string }
 
 // Headers is an ordered header (or trailer) map, edited in place by the filter through
 // proxy_add/replace/remove_header_map_value and proxy_set_header_map_pairs. Those set
-// Modified, so that the host can skip carrying back a map no filter changed.
+// Modified, so that the host can skip carrying back a map no filter changed, and Rewritten
+// when a change did more than append fields at the end, so that the host can carry back
+// just the appended ones otherwise.
 type Headers struct {
-	Fields   []Field
-	Modified bool
+	Fields    []Field
+	Modified  bool
+	Rewritten bool
 }
 
 // Body is the body data a phase sees: for a filter that paused to buffer, everything

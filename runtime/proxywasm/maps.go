@@ -164,7 +164,7 @@ func (h *Headers) remove(key []byte) {
 		}
 	}
 	if len(out) != len(h.Fields) {
-		h.Modified = true
+		h.Modified, h.Rewritten = true, true
 	}
 	clear(h.Fields[len(out):])
 	h.Fields = out
@@ -204,7 +204,7 @@ func hostSetHeaderMapPairs(i *instance, s []uint64) status {
 		return statusBadArgument
 	}
 	h.Fields = fields
-	h.Modified = true
+	h.Modified, h.Rewritten = true, true
 	return statusOK
 }
 
@@ -261,6 +261,7 @@ func hostReplaceHeaderMapValue(i *instance, s []uint64) status {
 		h.Fields = append(h.Fields, Field{Key: lower(key), Value: string(val)})
 		return statusOK
 	}
+	h.Rewritten = true
 	h.Fields[k].Value = string(val)
 	out := h.Fields[:k+1]
 	for _, f := range h.Fields[k+1:] {
