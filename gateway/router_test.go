@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestJoinPrefix(t *testing.T) {
+	for _, tc := range []struct{ prefix, rest, want string }{
+		{"/v2", "/x", "/v2/x"},
+		{"/v2/", "/x", "/v2/x"},
+		{"/v2", "", "/v2"},
+		{"/v2", "x", "/v2/x"},
+		{"/v2/", "x", "/v2/x"},
+		{"/", "/x", "/x"},
+		{"/v2", "?q=1", "/v2?q=1"},
+	} {
+		if got := joinPrefix(tc.prefix, tc.rest); got != tc.want {
+			t.Errorf("joinPrefix(%q, %q) = %q, want %q", tc.prefix, tc.rest, got, tc.want)
+		}
+	}
+}
+
+func TestRequestHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.com":        "example.com",
+		"Example.COM:8080":   "example.com",
+		"example.com.":       "example.com",
+		"[::1]:8443":         "::1",
+		"[::1]":              "::1",
+		"127.0.0.1:80":       "127.0.0.1",
+		"api.Example.com.:1": "api.example.com",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Host = in
+		if got := requestHost(r); got != want {
+			t.Errorf("requestHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHasTokenAndHopByHop(t *testing.T) {
+	h := http.Header{
+		"Connection":       {"keep-alive, X-Secret", "Upgrade"},
+		"X-Secret":         {"s"},
+		"Keep-Alive":       {"timeout=5"},
+		"Te":               {"gzip, trailers"},
+		"Upgrade":          {"websocket"},
+		"Proxy-Connection": {"keep-alive"},
+		"X-Kept":           {"k"},
+	}
+	if !hasToken(h["Connection"], "upgrade") || hasToken(h["Connection"], "close") {
+		t.Fatal("hasToken")
+	}
+	removeHopByHop(h, true)
+	for _, gone := range []string{"X-Secret", "Keep-Alive", "Proxy-Connection"} {
+		if _, ok := h[gone]; ok {
+			t.Errorf("%s survived", gone)
+		}
+	}
+	if h.Get("Te") != "trailers" || h.Get("Upgrade") != "websocket" || h.Get("Connection") != "Upgrade" || h.Get("X-Kept") != "k" {
+		t.Errorf("after: %v", h)
+	}
+}
+
+func TestNewRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := newRequestID()
+		if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[14] != '4' || id[18] != '-' || id[23] != '-' ||
+			(id[19] != '8' && id[19] != '9' && id[19] != 'a' && id[19] != 'b') {
+			t.Fatalf("not a version 4 UUID: %s", id)
+		}
+		if seen[id] {
+			t.Fatalf("repeated: %s", id)
+		}
+		seen[id] = true
+	}
+}
