@@ -67,7 +67,7 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 	}
 	p, err := rt.Load(ctx, wasm, pc, host)
 	if err != nil {
-		return nil, fmt.Errorf("%s: filter %q: %w", where, fc.Name, err)
+		return nil, fmt.Errorf("%s: %w", where, err) // the error names the filter and its digest
 	}
 	return &filter{name: fc.Name, key: key, plugin: p, failOpen: pc.FailOpen}, nil
 }

@@ -498,8 +498,8 @@ func TestFilterRefusedAtLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, filter, want string }{
-		{"no ABI marker", `{name: bad, module: "file:` + noabi + `"}`, `plexus.yaml:5:25: filter "bad": `},
-		{"configuration refused", `{name: hello, module: "file:` + hello + `", config: {header: ""}}`, `plexus.yaml:5:27: filter "hello": `},
+		{"no ABI marker", `{name: bad, module: "file:` + noabi + `"}`, `plexus.yaml:5:25: filter "bad" (sha256:`},
+		{"configuration refused", `{name: hello, module: "file:` + hello + `", config: {header: ""}}`, `plexus.yaml:5:27: filter "hello" (sha256:`},
 		{"missing file", `{name: gone, module: "file:/nonexistent.wasm"}`, `plexus.yaml:5:26: filter "gone": module /nonexistent.wasm does not exist`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

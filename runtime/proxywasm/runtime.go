@@ -206,8 +206,9 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 		live:    map[*instance]struct{}{},
 	}
 	loadErr := func(err error) (*Plugin, error) {
-		err = fmt.Errorf("proxywasm: filter %q (%s): %w", cfg.Name, digest[:19], err)
-		r.log.Error("filter load failed", "filter", cfg.Name, "digest", digest, "err", err)
+		err = fmt.Errorf("filter %q (%s): %w", cfg.Name, digest[:19], err)
+		// The caller reports it (a config error, a refused reload): logged here for debugging.
+		r.log.Debug("filter load failed", "filter", cfg.Name, "digest", digest, "err", err)
 		return nil, err
 	}
 	// No wazero memory limit: a MemoryLimiter per instance enforces cfg.MemoryLimitPages
