@@ -365,6 +365,7 @@ type bodyPipe struct {
 	response bool
 	bufs     []proxywasm.Body // per filter
 	limit    int              // most a filter may buffer
+	upto     int              // response: only the filters before this one (a local reply's)
 }
 
 var errBufferLimit = errors.New("a filter buffered more body than the limit")
@@ -381,7 +382,7 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 		if p.response {
 			i = n - 1 - k
 		}
-		if c.streams[i] == nil {
+		if c.streams[i] == nil || p.response && p.upto > 0 && i >= p.upto {
 			continue
 		}
 		b := &p.bufs[i]
@@ -559,6 +560,13 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 			return s.OnResponseHeaders(h, len(body) == 0)
 		}); err == nil {
 			status = applyResponseFields(h, status, hdr)
+		}
+		if len(body) > 0 {
+			// The body goes back through the same filters' body phase, all of it at once.
+			pipe := bodyPipe{c: c, response: true, bufs: make([]proxywasm.Body, len(c.streams)), limit: c.h.bufferLimit(), upto: l.at}
+			if out, err := pipe.push(body, true); err == nil && !c.hasLocal() {
+				body = out
+			}
 		}
 	}
 	rt.respOps.apply(hdr)

@@ -125,6 +125,7 @@ routes:
   - {name: as, match: {path_prefix: /as/}, filters: [as], backend: app}
   - {name: wat, match: {path_prefix: /wat/}, filters: [wat], backend: app}
   - {name: chain, match: {path_prefix: /chain}, filters: [headers, hello, c], backend: app}
+  - {name: local-body, match: {hosts: [local-body.test], path: /hello}, filters: [body-streaming, c], backend: app}
   - {name: chain-local, match: {path: /hello}, filters: [headers, hello, c], backend: app}
   - {name: direct-filtered, match: {path: /direct-filtered}, filters: [headers], direct_response: {status: 202, body: "direct\n", headers: {x-direct: "1"}}}
   - {name: redirect-filtered, match: {path: /redirect-filtered}, filters: [headers], redirect: {path: /elsewhere, status: 307}}
@@ -353,6 +354,12 @@ routes:
 		}
 		if resp.Header.Get("X-Wasm-Response") != "http_headers" || !slices.Contains(resp.Header.Values("X-Hello"), "world") {
 			t.Errorf("earlier filters' response phase did not run: %v", resp.Header)
+		}
+		// The reply's body passes through the earlier filters' body phase too: http_body
+		// replaces it.
+		resp, body = get(t, h1Client(), g.url("web", "/hello"), "host", "local-body.test")
+		if resp.StatusCode != 200 || body != "replaced\n" || resp.Header.Get("X-Hello") != "c" {
+			t.Errorf("local reply through http_body: %d %v %q", resp.StatusCode, resp.Header, body)
 		}
 	})
 	t.Run("the route's own answers pass through the response phase", func(t *testing.T) {
