@@ -602,7 +602,7 @@ func TestABILogLevels(t *testing.T) {
 		{"abi: info", "INFO", []string{"abi"}},
 		{"abi: warn", "WARN", []string{"abi", "abi-warn"}},
 		{"abi: error", "ERROR", []string{"abi", "abi-warn"}},
-		{"abi: critical", "ERROR+4", []string{"abi", "abi-warn"}},
+		{"abi: critical", "CRITICAL", []string{"abi", "abi-warn"}},
 	} {
 		var filters []string
 		for _, l := range e.g.findLogs(tc.msg) {

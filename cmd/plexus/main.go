@@ -119,7 +119,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "plexus run: --log-level %q: want debug, info, warn or error\n", *level)
 		return 2
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
+	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: levelNames}
 	var log *slog.Logger
 	switch *format {
 	case "text":
@@ -224,4 +224,19 @@ func cacheDirFlag(fs *flag.FlagSet) *string {
 		}
 	}
 	return fs.String("cache-dir", def, "`dir`ectory for compiled Wasm modules (env PLEXUS_CACHE_DIR); empty: no cache")
+}
+
+// levelNames names the two Proxy-Wasm log levels slog lacks, which filters' logs use:
+// trace (below debug) and critical (above error).
+func levelNames(_ []string, a slog.Attr) slog.Attr {
+	if a.Key != slog.LevelKey {
+		return a
+	}
+	switch lvl, _ := a.Value.Any().(slog.Level); {
+	case lvl < slog.LevelDebug:
+		a.Value = slog.StringValue("TRACE")
+	case lvl > slog.LevelError:
+		a.Value = slog.StringValue("CRITICAL")
+	}
+	return a
 }
