@@ -11,6 +11,7 @@ build:
 # The whole test suite; installs what the tests need first when it is missing.
 test: deps
 	go test -count=1 -timeout 15m ./...
+	go test -count=1 -timeout 15m -race ./runtime/... ./gateway/internal/...
 
 deps:
 	./scripts/deps.sh
