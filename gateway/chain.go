@@ -249,8 +249,12 @@ func appendOnly(fs []proxywasm.Field) bool {
 	return true
 }
 
+// addFields appends fs to h; pseudo-headers have no place in an http.Header and are skipped.
 func addFields(h http.Header, fs []proxywasm.Field) {
 	for _, f := range fs {
+		if strings.HasPrefix(f.Key, ":") {
+			continue
+		}
 		k := canonicalKey(f.Key)
 		h[k] = append(h[k], f.Value)
 	}
@@ -345,17 +349,6 @@ func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int 
 	return status
 }
 
-func fieldsToHeader(fs []proxywasm.Field) http.Header {
-	h := make(http.Header, len(fs))
-	for _, f := range fs {
-		if !strings.HasPrefix(f.Key, ":") {
-			k := http.CanonicalHeaderKey(f.Key)
-			h[k] = append(h[k], f.Value)
-		}
-	}
-	return h
-}
-
 // bodyPipe runs a body through the chain: each filter sees what the filters before it let
 // through, and a filter that pauses before the end of the body buffers: it is called again
 // with everything buffered so far when more arrives, as Envoy does for
@@ -424,9 +417,7 @@ func (c *chain) trailers(response bool, t http.Header) error {
 		return err
 	}
 	clear(t)
-	for k, v := range fieldsToHeader(h.Fields) {
-		t[k] = v
-	}
+	addFields(t, h.Fields)
 	return nil
 }
 
@@ -457,9 +448,7 @@ func (c *chain) addedTrailers(response bool) http.Header {
 		if t == nil {
 			t = make(http.Header, len(h.Fields))
 		}
-		for key, v := range fieldsToHeader(h.Fields) {
-			t[key] = append(t[key], v...)
-		}
+		addFields(t, h.Fields)
 	}
 	return t
 }
