@@ -558,15 +558,7 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 			}
 		}
 	}
-	rt.respOps.apply(hdr)
-	if len(body) > 0 {
-		if _, ok := hdr["Content-Type"]; !ok {
-			hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
-		}
-	}
-	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(status)
-	w.Write(body)
+	answer(w, rt, status, body)
 	c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseSize = int64(len(body)) })
 }
 

@@ -78,10 +78,8 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, rt *route, path st
 			Headers: []proxywasm.Field{{Key: "location", Value: h.location(r, rt, path)}}}
 		c.writeLocal(w, rt, &filterReply{resp: lr, at: len(c.streams), route: true})
 	case rt.redirect != nil:
-		hdr := w.Header()
-		hdr["Location"] = []string{h.location(r, rt, path)}
-		rt.respOps.apply(hdr)
-		w.WriteHeader(rt.redirect.Status)
+		w.Header()["Location"] = []string{h.location(r, rt, path)}
+		answer(w, rt, rt.redirect.Status, nil)
 	default:
 		if h.bodyLimit > 0 && r.ContentLength > h.bodyLimit {
 			localReply(w, http.StatusRequestEntityTooLarge, "request body too large")
@@ -129,15 +127,23 @@ func (h *handler) direct(w http.ResponseWriter, rt *route) {
 	for k, v := range rt.direct.Headers {
 		hdr[http.CanonicalHeaderKey(k)] = []string{v}
 	}
+	answer(w, rt, rt.direct.Status, []byte(rt.direct.Body))
+}
+
+// answer finishes a response plexus makes itself (a direct response, a redirect, a filter's
+// local reply): the route's response header operations, a type and length for a body, and
+// the body. An empty body gets no Content-Length, which a 204 must not carry.
+func answer(w http.ResponseWriter, rt *route, status int, body []byte) {
+	hdr := w.Header()
 	rt.respOps.apply(hdr)
-	if rt.direct.Body != "" {
+	if len(body) > 0 {
 		if _, ok := hdr["Content-Type"]; !ok {
 			hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		}
-		hdr["Content-Length"] = []string{strconv.Itoa(len(rt.direct.Body))}
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
-	w.WriteHeader(rt.direct.Status)
-	io.WriteString(w, rt.direct.Body)
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
 // location is where the route's redirect sends the request.
