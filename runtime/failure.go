@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"context"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -59,21 +58,22 @@ func Classify(err error, st CallState) FailureKind {
 	return Trap
 }
 
-// Watchdog stops a call that runs past its deadline: when it fires during a call it cancels
-// the instance's context, and wazero (WithCloseOnContextDone) closes the module at the
-// guest's next termination check. One per instance; arming and disarming cost a timer reset
-// and no allocation, where a context.WithTimeout per call would cost a context and a timer
-// each time.
+// Watchdog stops a call that runs past its deadline: when it fires during a call it calls
+// stop, which makes the guest stop at its next check (it sets the global of
+// interrupt.Instrument, or cancels the context that wazero's WithCloseOnContextDone watches).
+// One per instance; arming and disarming cost a timer reset and no allocation, where a
+// context.WithTimeout per call would cost a context and a timer each time.
 type Watchdog struct {
-	timer  *time.Timer
-	cancel context.CancelFunc
-	armed  atomic.Bool
-	fired  atomic.Bool
+	timer *time.Timer
+	stop  func()
+	armed atomic.Bool
+	fired atomic.Bool
 }
 
-// NewWatchdog returns a disarmed watchdog that calls cancel when it fires while armed.
-func NewWatchdog(cancel context.CancelFunc) *Watchdog {
-	w := &Watchdog{cancel: cancel}
+// NewWatchdog returns a disarmed watchdog that calls stop, from its own goroutine, when it
+// fires while armed.
+func NewWatchdog(stop func()) *Watchdog {
+	w := &Watchdog{stop: stop}
 	w.timer = time.AfterFunc(time.Hour, w.fire)
 	w.timer.Stop()
 	return w
@@ -82,7 +82,7 @@ func NewWatchdog(cancel context.CancelFunc) *Watchdog {
 func (w *Watchdog) fire() {
 	if w.armed.Load() {
 		w.fired.Store(true)
-		w.cancel()
+		w.stop()
 	}
 }
 
@@ -95,8 +95,8 @@ func (w *Watchdog) Arm(d time.Duration) {
 	w.timer.Reset(d)
 }
 
-// Disarm stops the clock and reports whether it fired: the instance's context is then
-// canceled and the instance unusable, even if the call itself completed in the meantime.
+// Disarm stops the clock and reports whether it fired: the instance is then unusable, even
+// if the call itself completed in the meantime.
 func (w *Watchdog) Disarm() bool {
 	w.armed.Store(false)
 	w.timer.Stop()

@@ -3,9 +3,12 @@ package proxywasm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // headersN is a request with n headers: hostile.wat misbehaves by that number.
@@ -18,6 +21,11 @@ func headersN(n int) *Headers {
 }
 
 func TestHostileFilters(t *testing.T) {
+	// A module that exports interrupt.Export itself cannot be instrumented: wazero's own
+	// termination checks must stop it instead. (They are at loop heads only: a recursion
+	// that never loops, case 13, runs on under them; see runtime/RATIONALE.md.)
+	uninstrumentable := strings.Replace(hostileWAT, `(func (export "proxy_abi_version_0_2_0"))`,
+		`(func (export "proxy_abi_version_0_2_0")) (func (export "plexus.interrupt"))`, 1)
 	tests := []struct {
 		name    string
 		headers int
@@ -25,6 +33,8 @@ func TestHostileFilters(t *testing.T) {
 		msg     string
 	}{
 		{"infinite loop", 7, FailTimeout, "deadline"},
+		{"recursion that never loops", 13, FailTimeout, "deadline"},
+		{"infinite loop, wazero's checks", 7, FailTimeout, "deadline"},
 		{"unbounded memory.grow", 8, FailMemory, "memory limit"},
 		{"unreachable", 9, FailTrap, "unreachable"},
 		{"malloc past memory", 10, FailABI, "past the end of linear memory"},
@@ -37,7 +47,14 @@ func TestHostileFilters(t *testing.T) {
 			if tt.kind == FailTimeout {
 				timeout = 50 * time.Millisecond
 			}
-			p := loadWAT(t, r, hostileWAT, Config{MaxInstances: 2, CallbackTimeout: timeout, MemoryLimitPages: 64}, nil)
+			src := hostileWAT
+			if strings.HasSuffix(tt.name, "wazero's checks") {
+				src = uninstrumentable
+			}
+			p := loadWAT(t, r, src, Config{MaxInstances: 2, CallbackTimeout: timeout, MemoryLimitPages: 64}, nil)
+			if p.interrupt != (src == hostileWAT) {
+				t.Fatalf("instrumented: %v", p.interrupt)
+			}
 			base := p.Stats()
 			if base.Instances != 1 || base.MemoryBytes != 2*65536 {
 				t.Fatalf("baseline %+v", base)
@@ -213,5 +230,29 @@ func TestRuntimeCloseWithOpenStream(t *testing.T) {
 	s.Close()
 	if p.Stats().Instances != 0 {
 		t.Errorf("stats %+v", p.Stats())
+	}
+}
+
+// TestStartFunctionHasADeadline: a start function runs under the start-up deadline (10× the
+// callback timeout) and one that never returns fails the Load, whether the module is
+// instrumented or stopped by wazero's checks.
+func TestStartFunctionHasADeadline(t *testing.T) {
+	const spin = `(module
+  (memory (export "memory") 1)
+  (func $spin (loop $l (br $l)))
+  (start $spin)
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_0"))%s)`
+	r := newRuntime(t)
+	for _, extra := range []string{"", `(func (export "plexus.interrupt"))`} {
+		start := time.Now()
+		_, err := r.Load(context.Background(), wasmbuild.WAT(t, fmt.Sprintf(spin, extra)), Config{Name: "spin", CallbackTimeout: 20 * time.Millisecond}, &fakeHost{})
+		var f *Failure
+		if !errors.As(err, &f) || f.Kind != FailTimeout {
+			t.Fatalf("Load with a start function that never returns (%q): %v, want a timeout", extra, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Load took %v", d)
+		}
 	}
 }

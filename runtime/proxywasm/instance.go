@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	rt "github.com/plexus-mesh/plexus/runtime"
+	"github.com/plexus-mesh/plexus/runtime/internal/interrupt"
 )
 
 // instance is one instantiation of a plugin's module, with its own root context. It is
@@ -28,6 +29,7 @@ type instance struct {
 	ctx    context.Context // carries the instance to host functions; canceled by dog
 	cancel context.CancelFunc
 	dog    *rt.Watchdog
+	flag   atomic.Pointer[api.MutableGlobal] // interrupt.Export, set by dog, when p.interrupt
 	lim    *rt.MemoryLimiter
 
 	fns    [numCallbacks]api.Function
@@ -133,7 +135,12 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		cbBuffer:  -1,
 	}
 	i.ctx = &instCtx{Context: base, i: i}
-	i.dog = rt.NewWatchdog(cancel)
+	i.dog = rt.NewWatchdog(func() {
+		if g := i.flag.Load(); g != nil {
+			(*g).Set(1)
+		}
+		cancel()
+	})
 	i.lim = rt.NewMemoryLimiter(p.cfg.MemoryLimitPages)
 	i.stdout = &logWriter{log: p.log, level: slog.LevelInfo, stream: "stdout"}
 	i.stderr = &logWriter{log: p.log, level: slog.LevelError, stream: "stderr"}
@@ -161,6 +168,16 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	}
 	i.mod = mod
 	i.mem = mod.Memory()
+	if p.interrupt {
+		g, ok := mod.ExportedGlobal(interrupt.Export).(api.MutableGlobal)
+		if !ok {
+			mod.Close(context.Background())
+			i.dog.Stop()
+			cancel()
+			return nil, p.failure(rt.ABI, fmt.Errorf("instantiate: no %s global", interrupt.Export))
+		}
+		i.flag.Store(&g)
+	}
 	for c := range callbacks {
 		i.fns[c] = mod.ExportedFunction(callbacks[c].name)
 	}
@@ -169,6 +186,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	fail := func(f *Failure) (*instance, error) {
 		i.release()
 		return nil, f
+	}
+	if fn := mod.ExportedFunction(interrupt.StartExport); fn != nil && p.interrupt {
+		if f := i.invokeFn(fn, "the start function", startTimeout); f != nil {
+			return fail(f)
+		}
 	}
 	if fn := mod.ExportedFunction("_initialize"); fn != nil {
 		if f := i.invokeFn(fn, "_initialize", startTimeout); f != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	rt "github.com/plexus-mesh/plexus/runtime"
+	"github.com/plexus-mesh/plexus/runtime/internal/interrupt"
 )
 
 // Options configure a Runtime.
@@ -144,17 +145,18 @@ func (r *Runtime) closeCache() {
 
 // Plugin is a loaded filter: a compiled module and a pool of started instances.
 type Plugin struct {
-	r        *Runtime
-	cfg      Config
-	host     Host
-	digest   string
-	abi      string
-	alloc    string // "malloc" or "proxy_on_memory_allocate"
-	timeout  time.Duration
-	log      *slog.Logger // the filter's own log (proxy_log, stdout, stderr)
-	wrt      wazero.Runtime
-	compiled wazero.CompiledModule
-	pool     rt.Pool[*instance]
+	r         *Runtime
+	cfg       Config
+	host      Host
+	digest    string
+	abi       string
+	alloc     string // "malloc" or "proxy_on_memory_allocate"
+	timeout   time.Duration
+	log       *slog.Logger // the filter's own log (proxy_log, stdout, stderr)
+	wrt       wazero.Runtime
+	compiled  wazero.CompiledModule
+	interrupt bool // compiled from interrupt.Instrument's rewrite: the watchdog sets its global
+	pool      rt.Pool[*instance]
 
 	failures [int(FailNoInstance) + 1]atomic.Int64
 
@@ -213,8 +215,31 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	}
 	// No wazero memory limit: a MemoryLimiter per instance enforces cfg.MemoryLimitPages
 	// and sees each growth it refuses (see runtime.MemoryLimiter).
-	p.wrt = r.cache.NewRuntime(ctx, 0, cfg.CallbackTimeout > 0)
-	compiled, err := p.wrt.CompileModule(ctx, wasm)
+	//
+	// A deadline needs a way to stop the guest: the interrupt checks Instrument adds, which
+	// cost a load and a branch, or, for modules it cannot rewrite, wazero's termination
+	// checks, which cost a goroutine per call (runtime/RATIONALE.md).
+	var compiled wazero.CompiledModule
+	var err error
+	if cfg.CallbackTimeout > 0 {
+		out, ierr := interrupt.Instrument(wasm)
+		if ierr == nil {
+			p.wrt = r.cache.NewRuntime(ctx, 0, false)
+			if compiled, ierr = p.wrt.CompileModule(ctx, out); ierr != nil {
+				p.wrt.Close(ctx)
+			}
+		}
+		if ierr != nil && errors.Is(ierr, interrupt.ErrUnsupported) {
+			p.log.Info("filter instrumentation: falling back to wazero's termination checks (slower)", "digest", digest, "reason", ierr)
+		}
+		// A module that is malformed, or that the rewrite broke, compiles as it is
+		// below, where wazero says what is wrong.
+		p.interrupt = ierr == nil
+	}
+	if !p.interrupt {
+		p.wrt = r.cache.NewRuntime(ctx, 0, cfg.CallbackTimeout > 0)
+		compiled, err = p.wrt.CompileModule(ctx, wasm)
+	}
 	if err != nil {
 		p.closeRuntime()
 		return loadErr(fmt.Errorf("compile: %w", err))

@@ -4,6 +4,7 @@
 ;;    9 traps (unreachable)      10 its malloc returns a pointer past the end of memory
 ;;   11 calls proxy_log with an out-of-bounds message (status at 0x100), then continues
 ;;   12 calls an env import the host does not provide
+;;   13 recurses 2^60 times without a loop
 ;; and behaves with any other number.
 (module
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
@@ -23,6 +24,11 @@
     (global.set $heap (i32.and (i32.add (i32.add (local.get $p) (local.get $n)) (i32.const 7)) (i32.const -8)))
     (local.get $p))
 
+  (func $fan (param $n i32)
+    (if (local.get $n) (then
+      (call $fan (i32.sub (local.get $n) (i32.const 1)))
+      (call $fan (i32.sub (local.get $n) (i32.const 1))))))
+
   (func (export "proxy_abi_version_0_2_0"))
   (func (export "proxy_on_context_create") (param i32 i32)
     (if (local.get 1) (then (global.set $heap (i32.const 65536)))))
@@ -40,6 +46,7 @@
     (if (i32.eq (local.get $n) (i32.const 11)) (then
       (i32.store (i32.const 0x0100) (call $log (i32.const 2) (i32.const 0xfffffff0) (i32.const 64)))))
     (if (i32.eq (local.get $n) (i32.const 12)) (then (call $not_provided)))
+    (if (i32.eq (local.get $n) (i32.const 13)) (then (call $fan (i32.const 60))))
     ;; behave: read :path, so the allocator runs
     (drop (call $get_header (i32.const 0) (i32.const 0x0800) (i32.const 5) (i32.const 0x0900) (i32.const 0x0904)))
     (i32.const 0))
