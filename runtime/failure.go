@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,53 +62,103 @@ func Classify(err error, st CallState) FailureKind {
 // Watchdog stops a call that runs past its deadline: when it fires during a call it calls
 // stop, which makes the guest stop at its next check (it sets the global of
 // interrupt.Instrument, or cancels the context that wazero's WithCloseOnContextDone watches).
-// One per instance; arming and disarming cost a timer reset and no allocation, where a
-// context.WithTimeout per call would cost a context and a timer each time.
+//
+// Arming stores a deadline and disarming clears it: a clock read and two atomic operations,
+// no timer. One goroutine for the whole process (the patrol) looks at every armed watchdog
+// each WatchdogTick and fires those past their deadline, so a call is stopped between its
+// deadline and a tick later. A time.Timer per instance costs a timer-heap update on every
+// arm and disarm, twelve per filter per request, about as much as the calls themselves.
 type Watchdog struct {
-	timer *time.Timer
-	stop  func()
-	armed atomic.Bool
-	fired atomic.Bool
+	stop     func()
+	deadline atomic.Int64 // nanoseconds since patrol.epoch; 0 when disarmed, -1 once fired
+	fired    atomic.Bool
 }
 
-// NewWatchdog returns a disarmed watchdog that calls stop, from its own goroutine, when it
-// fires while armed.
+// WatchdogTick is how often the patrol looks for calls past their deadline.
+const WatchdogTick = 5 * time.Millisecond
+
+// patrol is the goroutine that fires watchdogs. It runs while any watchdog exists.
+var patrol struct {
+	epoch   time.Time
+	mu      sync.Mutex
+	dogs    map[*Watchdog]struct{}
+	running bool
+}
+
+func init() { patrol.epoch = time.Now() }
+
+func since() int64 { return int64(time.Since(patrol.epoch)) }
+
+// NewWatchdog returns a disarmed watchdog that calls stop, from another goroutine, when it
+// fires while armed. Stop it when done with it.
 func NewWatchdog(stop func()) *Watchdog {
 	w := &Watchdog{stop: stop}
-	w.timer = time.AfterFunc(time.Hour, w.fire)
-	w.timer.Stop()
+	patrol.mu.Lock()
+	if patrol.dogs == nil {
+		patrol.dogs = map[*Watchdog]struct{}{}
+	}
+	patrol.dogs[w] = struct{}{}
+	if !patrol.running {
+		patrol.running = true
+		go patrolLoop()
+	}
+	patrol.mu.Unlock()
 	return w
 }
 
-func (w *Watchdog) fire() {
-	if w.armed.Load() {
-		w.fired.Store(true)
-		w.stop()
+func patrolLoop() {
+	t := time.NewTicker(WatchdogTick)
+	defer t.Stop()
+	var due []*Watchdog
+	for range t.C {
+		now := since()
+		patrol.mu.Lock()
+		if len(patrol.dogs) == 0 {
+			patrol.running = false
+			patrol.mu.Unlock()
+			return
+		}
+		for w := range patrol.dogs {
+			// The CAS fails if the call ended, or another began, since the load.
+			if d := w.deadline.Load(); d > 0 && now > d && w.deadline.CompareAndSwap(d, -1) {
+				due = append(due, w)
+			}
+		}
+		patrol.mu.Unlock()
+		for i, w := range due {
+			w.fired.Store(true)
+			w.stop()
+			due[i] = nil
+		}
+		due = due[:0]
 	}
 }
 
 // Arm starts the clock for a call; a d of zero or less arms nothing: the call has no deadline.
 func (w *Watchdog) Arm(d time.Duration) {
-	if d <= 0 {
+	if d <= 0 || w.fired.Load() {
 		return
 	}
-	w.armed.Store(true)
-	w.timer.Reset(d)
+	w.deadline.Store(since() + int64(d))
 }
 
 // Disarm stops the clock and reports whether it fired: the instance is then unusable, even
 // if the call itself completed in the meantime.
 func (w *Watchdog) Disarm() bool {
-	w.armed.Store(false)
-	w.timer.Stop()
+	if w.deadline.Swap(0) == -1 {
+		// Fired: stop may still be running; the caller discards the instance either way.
+		w.fired.Store(true)
+	}
 	return w.fired.Load()
 }
 
 // Fired reports whether the watchdog fired.
-func (w *Watchdog) Fired() bool { return w.fired.Load() }
+func (w *Watchdog) Fired() bool { return w.fired.Load() || w.deadline.Load() == -1 }
 
-// Stop releases the timer.
+// Stop disarms the watchdog for good and lets the patrol forget it.
 func (w *Watchdog) Stop() {
-	w.armed.Store(false)
-	w.timer.Stop()
+	w.deadline.Store(0)
+	patrol.mu.Lock()
+	delete(patrol.dogs, w)
+	patrol.mu.Unlock()
 }

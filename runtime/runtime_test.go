@@ -254,10 +254,40 @@ func TestWatchdog(t *testing.T) {
 	if w.Disarm() {
 		t.Fatal("fired")
 	}
+	// A short deadline of a call that ended does not reach the next call.
+	w.Arm(time.Millisecond)
+	w.Disarm()
+	w.Arm(time.Hour)
+	time.Sleep(3 * WatchdogTick)
+	if w.Disarm() || ctx.Err() != nil {
+		t.Fatal("fired for a call that had ended")
+	}
+	start := time.Now()
 	w.Arm(time.Millisecond)
 	<-ctx.Done()
+	if d := time.Since(start); d < time.Millisecond || d > time.Second {
+		t.Errorf("fired after %v", d)
+	}
 	if !w.Disarm() || !w.Fired() {
 		t.Error("did not report firing")
 	}
+	w.Arm(time.Hour)
+	if !w.Fired() {
+		t.Error("a fired watchdog was armed again")
+	}
 	w.Stop()
+	// With no watchdog left, the patrol goroutine ends.
+	deadline := time.Now().Add(time.Second)
+	for {
+		patrol.mu.Lock()
+		running := patrol.running
+		patrol.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the patrol still runs with no watchdog")
+		}
+		time.Sleep(WatchdogTick)
+	}
 }
