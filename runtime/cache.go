@@ -41,9 +41,9 @@ func (c *Cache) Dir() string { return c.dir }
 // NewRuntime returns a wazero runtime in compiler mode that shares this cache and limits each
 // instance's linear memory to memoryLimitPages (64 KiB pages; 0 keeps wazero's default of
 // 4 GiB, for hosts that limit memory with a MemoryLimiter). With interruptible, it compiles
-// termination checks into guest code, so that a call can be stopped (WithCloseOnContextDone;
-// see Watchdog); they cost wazero a goroutine per call into the guest (about 0.6 µs), which
-// a host may spare filters it trusts not to loop.
+// wazero's termination checks into guest code, so that a call can be stopped by canceling
+// its context; they cost wazero a goroutine per call into the guest (about 0.6 µs), and
+// hosts use them only for modules that interrupt.Instrument cannot rewrite (RATIONALE.md).
 //
 // Modules compiled by runtimes that share a cache share their machine code: compiling the
 // same bytes in a second runtime is a lookup.
