@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,33 @@ type chain struct {
 	mu     sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
 	local  *filterReply
 	closed bool
+
+	// Room for a typical request in the chain's own allocation: its streams, and the
+	// request and response headers as filters see them (filters may read the request's
+	// as properties until the end, so the two never share).
+	streamBuf [4]*proxywasm.Stream
+	reqHdr    proxywasm.Headers
+	respHdr   proxywasm.Headers
+	reqBuf    [16]proxywasm.Field
+	respBuf   [12]proxywasm.Field
+	bodyBufs  [2][4]proxywasm.Body // request, response
+}
+
+// pipe returns a body pipe for one direction, with its per-filter buffers in the chain's
+// room when the chain is short.
+func (c *chain) pipe(response bool, limit int) bodyPipe {
+	p := bodyPipe{c: c, response: response, limit: limit}
+	dir := 0
+	if response {
+		dir = 1
+	}
+	if n := len(c.streams); n <= len(c.bodyBufs[dir]) {
+		p.bufs = c.bodyBufs[dir][:n]
+		clear(p.bufs) // a local reply's pipe follows one that may have buffered
+	} else {
+		p.bufs = make([]proxywasm.Body, n)
+	}
+	return p
 }
 
 // filterReply is a response a filter sent, and the position of that filter: the response
@@ -52,7 +81,12 @@ type filterError struct{ f *proxywasm.Failure }
 func (e *filterError) Error() string { return e.f.Error() }
 
 func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
-	c := &chain{h: h, filters: rt.filters, streams: make([]*proxywasm.Stream, len(rt.filters))}
+	c := &chain{h: h, filters: rt.filters}
+	if n := len(rt.filters); n <= len(c.streamBuf) {
+		c.streams = c.streamBuf[:n]
+	} else {
+		c.streams = make([]*proxywasm.Stream, n)
+	}
 	c.ctx = r.Context()
 	c.grpc = strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 	if r.Body != nil && r.Body != http.NoBody {
@@ -77,8 +111,8 @@ func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 			c.info.TLSVersion = tlsVersionName(r.TLS.Version)
 		}
 	}
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(interface{ String() string }); ok {
-		c.info.DestAddress = a.String()
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		c.info.DestAddress = h.addrString(a)
 	}
 	if len(rt.backends) == 1 {
 		c.info.ClusterName = rt.backends[0].name
@@ -220,7 +254,7 @@ func (c *chain) takeLocal() *filterReply {
 // requestHeaders runs the request-header phase over r and writes what the filters changed
 // back into r.
 func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
-	h := requestFields(r)
+	h := requestFields(&c.reqHdr, c.reqBuf[:0], r)
 	n := len(h.Fields)
 	if err := c.phase(false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
@@ -260,8 +294,9 @@ func addFields(h http.Header, fs []proxywasm.Field) {
 	}
 }
 
-// requestFields is r's header as filters see it: pseudo-headers first, lower-case names.
-func requestFields(r *http.Request) *proxywasm.Headers {
+// requestFields is r's header as filters see it, in h, with buf's room: pseudo-headers
+// first, lower-case names.
+func requestFields(h *proxywasm.Headers, buf []proxywasm.Field, r *http.Request) *proxywasm.Headers {
 	path := r.RequestURI
 	if path == "" || !strings.HasPrefix(path, "/") {
 		path = r.URL.RequestURI()
@@ -270,7 +305,10 @@ func requestFields(r *http.Request) *proxywasm.Headers {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	h := &proxywasm.Headers{Fields: make([]proxywasm.Field, 0, 4+len(r.Header))}
+	if cap(buf) < 4+len(r.Header) {
+		buf = make([]proxywasm.Field, 0, 4+len(r.Header))
+	}
+	*h = proxywasm.Headers{Fields: buf}
 	h.Fields = append(h.Fields,
 		proxywasm.Field{Key: ":authority", Value: r.Host},
 		proxywasm.Field{Key: ":path", Value: path},
@@ -322,10 +360,16 @@ func addValue(h http.Header, vals []string, k, v string) []string {
 	return vals
 }
 
-// responseFields is a response header as filters see it: :status first.
-func responseFields(status int, header http.Header) *proxywasm.Headers {
-	h := &proxywasm.Headers{Fields: make([]proxywasm.Field, 0, 1+len(header))}
-	h.Fields = append(h.Fields, proxywasm.Field{Key: ":status", Value: strconv.Itoa(status)})
+// responseFields is a response header as filters see it, :status first, in the chain's
+// room for it.
+func (c *chain) responseFields(status int, header http.Header) *proxywasm.Headers {
+	h := &c.respHdr
+	buf := c.respBuf[:0]
+	if cap(buf) < 1+len(header) {
+		buf = make([]proxywasm.Field, 0, 1+len(header))
+	}
+	*h = proxywasm.Headers{Fields: buf}
+	h.Fields = append(h.Fields, proxywasm.Field{Key: ":status", Value: statusText(status)})
 	h.Fields = appendFields(h.Fields, header)
 	return h
 }
@@ -379,7 +423,15 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 			continue
 		}
 		b := &p.bufs[i]
-		b.Data = append(b.Data, in...)
+		// With nothing buffered the filter works on the chunk itself, capped so that
+		// growing it copies; it is copied only if the filter buffers it, since the
+		// caller reads the next chunk into the same memory.
+		borrowed := len(b.Data) == 0
+		if borrowed {
+			b.Data = in[:len(in):len(in)]
+		} else {
+			b.Data = append(b.Data, in...)
+		}
 		if p.limit > 0 && len(b.Data) > p.limit {
 			return nil, errBufferLimit
 		}
@@ -396,6 +448,9 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 			return nil, nil
 		}
 		if act == proxywasm.Pause {
+			if borrowed {
+				b.Data = slices.Clone(b.Data)
+			}
 			return nil, nil // buffering: the filters after it get nothing yet
 		}
 		in = b.Data
@@ -544,7 +599,7 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 		status, body = http.StatusOK, nil
 	}
 	if l.at > 0 {
-		h := responseFields(status, hdr)
+		h := c.responseFields(status, hdr)
 		if err := c.phase(true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			return s.OnResponseHeaders(h, len(body) == 0)
 		}); err == nil {
@@ -552,7 +607,8 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 		}
 		if len(body) > 0 {
 			// The body goes back through the same filters' body phase, all of it at once.
-			pipe := bodyPipe{c: c, response: true, bufs: make([]proxywasm.Body, len(c.streams)), limit: c.h.bufferLimit(), upto: l.at}
+			pipe := c.pipe(true, c.h.bufferLimit())
+			pipe.upto = l.at
 			if out, err := pipe.push(body, true); err == nil && !c.hasLocal() {
 				body = out
 			}

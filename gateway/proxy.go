@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
@@ -31,7 +32,52 @@ type handler struct {
 	altSvc    string // Alt-Svc value advertising h3, or ""
 	bodyLimit int64  // 0: no limit
 	hdrLimit  int64  // 0: no limit
+
+	lastAddr atomic.Pointer[addrName] // the listener address filters last saw, as text
 }
+
+type addrName struct {
+	addr net.Addr
+	name string
+}
+
+// addrString is a.String(), which allocates twice, remembered for the next request: on
+// one connection the address is the same value, and on a listener it seldom differs.
+func (h *handler) addrString(a net.Addr) string {
+	if last := h.lastAddr.Load(); last != nil && (last.addr == a || sameAddr(last.addr, a)) {
+		return last.name
+	}
+	n := &addrName{addr: a, name: a.String()}
+	h.lastAddr.Store(n)
+	return n.name
+}
+
+func sameAddr(a, b net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		b, ok := b.(*net.TCPAddr)
+		return ok && a.Port == b.Port && a.Zone == b.Zone && a.IP.Equal(b.IP)
+	case *net.UDPAddr:
+		b, ok := b.(*net.UDPAddr)
+		return ok && a.Port == b.Port && a.Zone == b.Zone && a.IP.Equal(b.IP)
+	}
+	return false
+}
+
+// statusText is strconv.Itoa(status) for a status code, without allocating.
+func statusText(status int) string {
+	if status >= 100 && status < 100+len(statusTexts) {
+		return statusTexts[status-100]
+	}
+	return strconv.Itoa(status)
+}
+
+var statusTexts = func() (t [900]string) {
+	for i := range t {
+		t[i] = strconv.Itoa(100 + i)
+	}
+	return t
+}()
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The snapshot is read once: a request finishes on the config it started with.
@@ -224,7 +270,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 		body = &trackedBody{rc: r.Body, limit: h.bodyLimit}
 		out.Body = body
 		if c != nil {
-			out.Body = &filteredBody{c: c, src: body, r: r, pipe: bodyPipe{c: c, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}}
+			out.Body = &filteredBody{c: c, src: body, r: r, pipe: c.pipe(false, h.bufferLimit())}
 			if r.Trailer == nil {
 				// A filter may add trailers to a body that has none, from its last body
 				// callback: the upstream request must be ready to send them.
@@ -436,7 +482,7 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 	var pipe *bodyPipe
 	if c != nil {
 		c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseCode = status })
-		fields := responseFields(status, resp.Header)
+		fields := c.responseFields(status, resp.Header)
 		n := len(fields.Fields)
 		eos := resp.Body == http.NoBody || resp.ContentLength == 0
 		if err := c.phase(true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
@@ -456,7 +502,8 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 		default:
 			status = applyResponseFields(fields, status, resp.Header)
 		}
-		pipe = &bodyPipe{c: c, response: true, bufs: make([]proxywasm.Body, len(c.streams)), limit: h.bufferLimit()}
+		p := c.pipe(true, h.bufferLimit())
+		pipe = &p
 	}
 	for k, vv := range resp.Header {
 		hdr[k] = vv
