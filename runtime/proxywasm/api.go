@@ -144,6 +144,7 @@ type Config struct {
 	MaxInstances     int           // instances in the pool at most, created as requests need them; default DefaultMaxInstances
 	MemoryLimitPages uint32        // linear memory per instance, in 64 KiB pages; default 1024 (64 MiB)
 	CallbackTimeout  time.Duration // longest a single callback may run; default 100ms (vm_start and configure get 10× that); negative: no deadline, and no termination checks compiled in (faster; for filters trusted not to loop)
+	DoneTimeout      time.Duration // how long a closing instance's root context may take to call proxy_done after its proxy_on_done returned false; default DefaultDoneTimeout
 	LogLevel         slog.Level    // the filter's own log level: proxy_log below it is dropped
 	Logger           *slog.Logger  // where proxy_log goes, tagged with the filter name
 }

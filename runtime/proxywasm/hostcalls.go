@@ -82,8 +82,14 @@ func hostSetTickPeriod(i *instance, s []uint64) status {
 
 // Contexts.
 
+// hostDone is proxy_done: the root context of a closing instance, which answered
+// proxy_on_done with false, is finished, and is deleted once the callback returns
+// (Plugin.finishRoot). A stream's context is never pending (see Stream.Close): NOT_FOUND.
 func hostDone(i *instance, _ []uint64) status {
-	// Finalization is never deferred (see Stream.Close): no context is pending it.
+	if i.rootPending && !i.rootDone && i.effective == i.rootID {
+		i.rootDone = true
+		return statusOK
+	}
 	return statusNotFound
 }
 

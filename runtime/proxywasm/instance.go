@@ -60,6 +60,10 @@ type instance struct {
 	failure *Failure // set once the instance failed; it is never used again
 	abiErr  error
 
+	// The root context answered proxy_on_done with false as the instance closed
+	// (rootPending), and has called proxy_done since (rootDone); see Plugin.finishRoot.
+	rootPending, rootDone bool
+
 	// Events from other goroutines: callout responses, queue items, ticks.
 	evMu       sync.Mutex
 	events     []event
@@ -457,13 +461,19 @@ func (i *instance) deliver() *Failure {
 		i.spare = nil
 		i.pending.Store(0)
 		i.evMu.Unlock()
-		if tick {
+		if tick && !i.rootDone {
 			i.effective = i.rootID
 			if _, f := i.call1(cbTick, i.rootID, i.p.timeout); f != nil {
 				return f
 			}
 		}
 		for k := range evs {
+			if i.rootDone {
+				// The root context is finished: what is left for it is dropped, as
+				// proxy-wasm-cpp-host deletes it after the callback that called proxy_done.
+				clear(evs[k:])
+				break
+			}
 			f := i.dispatch(&evs[k])
 			evs[k] = event{}
 			if f != nil {

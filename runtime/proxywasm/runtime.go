@@ -50,6 +50,10 @@ const (
 	// upstream round trip included, so the pool must cover the requests in flight on the
 	// filter's routes, not just the CPUs; instances are made only as concurrency needs them.
 	DefaultMaxInstances = 64
+	// DefaultDoneTimeout bounds how long a root context whose proxy_on_done returned false
+	// may take to call proxy_done. What it finishes is usually I/O (a last callout, a flush),
+	// not CPU, so the bound is a wall-clock one, not a multiple of the callback deadline.
+	DefaultDoneTimeout = 5 * time.Second
 )
 
 // ErrNoABIVersion is the Load error for a module that exports no proxy_abi_version_* marker.
@@ -112,8 +116,9 @@ func (r *Runtime) RegisterForeignFunction(name string, fn func(args []byte) ([]b
 // Metrics returns the metrics that filters defined, in definition order.
 func (r *Runtime) Metrics() []Metric { return r.metrics.snapshot() }
 
-// Close closes every plugin (see Plugin.Close: streams still open finish) and releases the
-// compilation cache once no plugin uses it (its directory stays).
+// Close closes every plugin (see Plugin.Close: streams still open finish, root contexts that
+// asked for time finish or run out of it) and releases the compilation cache once no plugin
+// uses it (its directory stays).
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -126,9 +131,16 @@ func (r *Runtime) Close(ctx context.Context) error {
 		plugins = append(plugins, p)
 	}
 	r.mu.Unlock()
+	// Concurrently: each may wait for root contexts finishing late (Plugin.Close).
+	var wg sync.WaitGroup
 	for _, p := range plugins {
-		p.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Close()
+		}()
 	}
+	wg.Wait()
 	r.mu.Lock()
 	idle := r.runtimes == 0
 	r.mu.Unlock()
@@ -163,6 +175,7 @@ type Plugin struct {
 	mu        sync.Mutex
 	live      map[*instance]struct{}
 	closed    bool
+	finishing []chan struct{} // closed when a root context finishing late is deleted
 	closeOnce sync.Once
 }
 
@@ -193,6 +206,9 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	}
 	if cfg.CallbackTimeout == 0 {
 		cfg.CallbackTimeout = DefaultCallbackTimeout
+	}
+	if cfg.DoneTimeout <= 0 {
+		cfg.DoneTimeout = DefaultDoneTimeout
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -366,6 +382,13 @@ func (p *Plugin) Stats() PluginStats {
 
 // Close closes idle instances now and busy ones when their stream closes; NewStream fails
 // from now on.
+//
+// Closing an instance finishes its root context: proxy_on_done, then proxy_on_delete. A
+// root context whose proxy_on_done returns false goes on getting its ticks, callout
+// responses and queue items until it calls proxy_done, or until Config.DoneTimeout has
+// passed, and is deleted then (runtime/RATIONALE.md, "Finishing contexts"). Close waits
+// for the instances it closes itself, the idle ones, so it returns within DoneTimeout
+// (plus a callback); those of streams still open finish in the background.
 func (p *Plugin) Close() {
 	p.mu.Lock()
 	if p.closed {
@@ -377,7 +400,18 @@ func (p *Plugin) Close() {
 	p.r.mu.Lock()
 	delete(p.r.plugins, p)
 	p.r.mu.Unlock()
-	if p.pool.Shutdown() {
+	p.pool.Shutdown()
+	p.mu.Lock()
+	finishing := p.finishing
+	p.finishing = nil
+	p.mu.Unlock()
+	for _, ch := range finishing {
+		<-ch
+	}
+	p.mu.Lock()
+	last := len(p.live) == 0
+	p.mu.Unlock()
+	if last && p.pool.Live() == 0 {
 		p.closeRuntime()
 	}
 }
@@ -388,18 +422,74 @@ func (p *Plugin) register(i *instance) {
 	p.mu.Unlock()
 }
 
-// closeInstance is the pool's Close: a healthy instance's root context is told it is done
-// when the plugin closes (proxy_on_done, proxy_on_delete), then everything is released.
+// closeInstance is the pool's Close. When the plugin closes, a healthy instance's root
+// context is told it is done (proxy_on_done); if it answers true it is deleted
+// (proxy_on_delete) and the instance released now; if false, it finishes on its own
+// goroutine (finishRoot), so that neither Close nor a stream's Close waits on the
+// filter here.
 func (p *Plugin) closeInstance(i *instance) {
 	p.mu.Lock()
 	closing := p.closed
 	p.mu.Unlock()
 	if closing && i.failure == nil {
 		i.effective = i.rootID
-		if _, f := i.call1(cbDone, i.rootID, p.timeout); f == nil {
+		done := true
+		if i.has(cbDone) {
+			r, f := i.call1(cbDone, i.rootID, p.timeout)
+			done = r != 0 || f != nil
+		}
+		if !done {
+			i.rootPending = true
+			ch := make(chan struct{})
+			p.mu.Lock()
+			p.finishing = append(p.finishing, ch)
+			p.mu.Unlock()
+			go func() {
+				defer close(ch)
+				p.finishRoot(i)
+			}()
+			return
+		}
+		if i.failure == nil {
 			i.call1(cbDelete, i.rootID, p.timeout)
 		}
 	}
+	p.retire(i)
+}
+
+// finishRoot delivers the events of an instance whose root context answered
+// proxy_on_done with false, until it calls proxy_done (then proxy_on_delete), fails, or
+// runs out of Config.DoneTimeout (then proxy_on_delete anyway, with a warning). The
+// instance is out of the pool: this goroutine holds it, and post and onTimer wake it.
+func (p *Plugin) finishRoot(i *instance) {
+	deadline := time.Now().Add(p.cfg.DoneTimeout)
+	timer := time.NewTimer(p.cfg.DoneTimeout)
+	defer timer.Stop()
+	for !i.rootDone && i.failure == nil {
+		if time.Now().After(deadline) {
+			p.r.log.Warn("filter's root context did not call proxy_done in time after its proxy_on_done returned false; deleting it",
+				"filter", p.cfg.Name, "waited", p.cfg.DoneTimeout)
+			break
+		}
+		if i.pending.Load() > 0 {
+			i.effective = i.rootID
+			i.deliver()
+			continue
+		}
+		select {
+		case <-i.notify:
+		case <-timer.C:
+		}
+	}
+	if i.failure == nil {
+		i.effective = i.rootID
+		i.call1(cbDelete, i.rootID, p.timeout)
+	}
+	p.retire(i)
+}
+
+// retire releases a closed instance, and the plugin's runtime with the last one.
+func (p *Plugin) retire(i *instance) {
 	i.release()
 	p.mu.Lock()
 	delete(p.live, i)
