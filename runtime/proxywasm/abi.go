@@ -105,6 +105,7 @@ const (
 	cbGRPCTrailingMetadata
 	cbGRPCClose
 	cbQueueReady
+	cbForeignFunction
 	numCallbacks
 )
 
@@ -137,4 +138,5 @@ var callbacks = [numCallbacks]callbackSpec{
 	cbGRPCTrailingMetadata: {"proxy_on_grpc_receive_trailing_metadata", 3, 0, false},
 	cbGRPCClose:            {"proxy_on_grpc_close", 3, 0, false},
 	cbQueueReady:           {"proxy_on_queue_ready", 2, 0, false},
+	cbForeignFunction:      {"proxy_on_foreign_function", 3, 0, false},
 }

@@ -10,6 +10,11 @@
 // phase returns Pause, Stream.Wait delivers the filter's callouts and timers to it until the
 // filter resumes the stream (proxy_continue_stream), answers locally
 // (proxy_send_local_response) or fails.
+//
+// Host services beyond the ABI are foreign functions, called by name with
+// proxy_call_foreign_function: Runtime.RegisterForeignFunction for one that answers within
+// the call, Runtime.RegisterAsyncForeignFunction for one that answers later, through
+// proxy_on_foreign_function on the calling instance's root context (see ForeignCall).
 package proxywasm
 
 import (

@@ -46,3 +46,36 @@ func ExampleRuntime_Load() {
 		log.Printf("forward with %v", h.Fields)
 	}
 }
+
+// A host service that waits on I/O answers a filter's proxy_call_foreign_function later:
+// the filter gets a token at once, and each answer as proxy_on_foreign_function(root
+// context, token, size) with the data in buffer 8.
+func ExampleRuntime_RegisterAsyncForeignFunction() {
+	ctx := context.Background()
+	r, err := proxywasm.NewRuntime(ctx, proxywasm.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close(ctx)
+	lookup := func(ctx context.Context, key []byte) ([]byte, error) { return append([]byte("value of "), key...), nil }
+	r.RegisterAsyncForeignFunction("example.lookup", func(args []byte, call *proxywasm.ForeignCall) error {
+		go func() {
+			// The work stops if the instance that asked goes away.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-call.Done():
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			v, err := lookup(ctx, args)
+			if err != nil {
+				v = nil // the service's own format says how an error looks: here, no data
+			}
+			call.Post(v)
+		}()
+		return nil
+	})
+}

@@ -135,7 +135,7 @@ func (i *instance) buffer(bt uint32) (buf *[]byte, writable bool, st status) {
 			return nil, false, statusNotFound
 		}
 		return &b.Data, true, statusOK
-	case bufferHTTPCallResponseBody, bufferGRPCReceiveBuffer:
+	case bufferHTTPCallResponseBody, bufferGRPCReceiveBuffer, bufferCallData:
 		if i.cbBuffer != int(bt) {
 			return nil, false, statusNotFound
 		}
@@ -144,7 +144,7 @@ func (i *instance) buffer(bt uint32) (buf *[]byte, writable bool, st status) {
 		return &i.p.cfg.VMConfig, false, statusOK
 	case bufferPluginConfiguration:
 		return &i.p.cfg.Plugin, false, statusOK
-	case bufferDownstreamData, bufferUpstreamData, bufferCallData:
+	case bufferDownstreamData, bufferUpstreamData:
 		return nil, false, statusNotFound
 	}
 	return nil, false, statusBadArgument

@@ -111,6 +111,7 @@ const (
 	evHTTP eventKind = iota + 1
 	evGRPC
 	evQueue
+	evForeign
 )
 
 type event struct {
@@ -118,7 +119,9 @@ type event struct {
 	id   uint32 // call id, queue id
 	resp *HTTPCallResponse
 	err  error
-	grpc *grpcEvent // evGRPC
+	grpc *grpcEvent   // evGRPC
+	data []byte       // evForeign: the answer
+	call *ForeignCall // evForeign
 }
 
 const rootContextID = 1
@@ -390,18 +393,21 @@ func (i *instance) alloc(size uint32) (ptr uint32, ok bool) {
 }
 
 // post queues an event for the instance and has it delivered: now, on this goroutine or
-// another (async), if the instance is idle; by its holder otherwise.
-func (i *instance) post(ev event, async bool) {
+// another (async), if the instance is idle; by its holder otherwise. It reports false when
+// the event was dropped: the instance is gone, or the event answers a foreign call that
+// never started.
+func (i *instance) post(ev event, async bool) bool {
 	i.evMu.Lock()
-	if i.dead {
+	if i.dead || (ev.call != nil && ev.call.dropped) {
 		i.evMu.Unlock()
-		return
+		return false
 	}
 	i.events = append(i.events, ev)
 	i.pending.Add(1)
 	i.evMu.Unlock()
 	i.wake()
 	i.p.kick(i, async)
+	return true
 }
 
 func (i *instance) wake() {
@@ -450,7 +456,7 @@ func (i *instance) onTimer() {
 }
 
 // deliver runs the pending callbacks of the instance's root context: ticks, callout
-// responses, queue items. The caller holds the instance.
+// responses (HTTP, gRPC, foreign functions), queue items. The caller holds the instance.
 func (i *instance) deliver() *Failure {
 	for i.pending.Load() > 0 && i.failure == nil {
 		i.evMu.Lock()
@@ -494,6 +500,8 @@ func (i *instance) dispatch(ev *event) *Failure {
 		return i.deliverGRPC(ev)
 	case evQueue:
 		return i.call2(cbQueueReady, i.rootID, ev.id, i.p.timeout)
+	case evForeign:
+		return i.deliverForeign(ev)
 	}
 	return nil
 }

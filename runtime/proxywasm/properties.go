@@ -257,23 +257,3 @@ func hostSetProperty(i *instance, s []uint64) status {
 	(*props)[string(path)] = bytes.Clone(val)
 	return statusOK
 }
-
-func hostCallForeignFunction(i *instance, s []uint64) status {
-	name, ok1 := i.read(u32(s, 0), u32(s, 1))
-	args, ok2 := i.read(u32(s, 2), u32(s, 3))
-	if !ok1 || !ok2 || !i.writable(u32(s, 4), 4) || !i.writable(u32(s, 5), 4) {
-		return statusInvalidMemoryAccess
-	}
-	r := i.p.r
-	r.foreignMu.RLock()
-	fn := r.foreign[string(name)]
-	r.foreignMu.RUnlock()
-	if fn == nil {
-		return statusNotFound
-	}
-	out, err := fn(bytes.Clone(args))
-	if err != nil {
-		return statusInternalFailure
-	}
-	return i.returnBytes(out, u32(s, 4), u32(s, 5))
-}

@@ -71,7 +71,7 @@ type Runtime struct {
 	queues  queueStore
 
 	foreignMu sync.RWMutex
-	foreign   map[string]func([]byte) ([]byte, error)
+	foreign   map[string]*foreignFunc
 
 	mu        sync.Mutex
 	plugins   map[*Plugin]struct{}
@@ -95,22 +95,9 @@ func NewRuntime(ctx context.Context, o Options) (*Runtime, error) {
 			return nil, fmt.Errorf("proxywasm: %w", err)
 		}
 	}
-	r := &Runtime{o: o, log: log, cache: cache, plugins: map[*Plugin]struct{}{}, foreign: map[string]func([]byte) ([]byte, error){}}
+	r := &Runtime{o: o, log: log, cache: cache, plugins: map[*Plugin]struct{}{}, foreign: map[string]*foreignFunc{}}
 	r.queues.init()
 	return r, nil
-}
-
-// RegisterForeignFunction registers fn for proxy_call_foreign_function under name,
-// replacing any function of that name. fn runs on the goroutine of the calling filter,
-// within its callback deadline; an error it returns becomes INTERNAL_FAILURE.
-func (r *Runtime) RegisterForeignFunction(name string, fn func(args []byte) ([]byte, error)) {
-	r.foreignMu.Lock()
-	defer r.foreignMu.Unlock()
-	if fn == nil {
-		delete(r.foreign, name)
-		return
-	}
-	r.foreign[name] = fn
 }
 
 // Metrics returns the metrics that filters defined, in definition order.
