@@ -106,7 +106,7 @@ type Host interface {
 	// ErrUnknownCluster for a name that is no backend, any other (a backend that does not
 	// speak HTTP/2, say) is shown to the filter as a failure to open, and logged.
 	GRPCStream(cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error)
-	// NodeID is node.id.
+	// NodeID is node.id for filters whose Config.Node names none.
 	NodeID() string
 }
 
@@ -152,6 +152,23 @@ type Config struct {
 	DoneTimeout      time.Duration // how long a closing instance's root context may take to call proxy_done after its proxy_on_done returned false; default DefaultDoneTimeout
 	LogLevel         slog.Level    // the filter's own log level: proxy_log below it is dropped
 	Logger           *slog.Logger  // where proxy_log goes, tagged with the filter name
+
+	Node Node // the node properties: node.id, node.cluster, node.metadata...
+}
+
+// Node is what a filter reads as Envoy's node attributes (node.id, node.cluster,
+// node.metadata and paths into it; also under xds.node), from the root context as from a
+// stream. Metadata holds what YAML or JSON decode to: map[string]any, []any, string, bool,
+// numbers; it is read, never changed.
+//
+// Serialized for the filter: a string as its bytes; a number or a boolean as its JSON text
+// ("3", "0.5", "true"); a map or a list as JSON; node itself as a JSON object of id,
+// cluster and metadata. (Envoy hands out protobuf for the node and its Struct metadata,
+// which no SDK decodes; runtime/RATIONALE.md, "Node properties".)
+type Node struct {
+	ID       string // node.id; Host.NodeID() when empty
+	Cluster  string
+	Metadata map[string]any
 }
 
 // FailureKind says how a filter failed.

@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"net"
 	"strconv"
 	"strings"
@@ -12,9 +13,9 @@ import (
 // Properties: Envoy's attribute paths (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes),
 // segments separated by NUL. Values are serialized as Envoy does: strings raw, integers as
 // 8-byte little-endian int64, booleans as one byte, timestamps as int64 nanoseconds since
-// the epoch, string maps in the Proxy-Wasm map serialization. A path the host does not
-// know is looked up among the values the filter set with proxy_set_property (per stream,
-// or per root context outside a stream).
+// the epoch, string maps in the Proxy-Wasm map serialization; node values as Node says.
+// A path the host does not know is looked up among the values the filter set with
+// proxy_set_property (per stream, or per root context outside a stream).
 
 // property appends the value at path to dst; ok is false for an unknown path or an
 // absent value.
@@ -37,11 +38,11 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 	case "plugin_vm_id":
 		return str(i.p.cfg.VMID)
 	case "node":
-		if string(field) == "id" && i.p.host != nil {
-			return str(i.p.host.NodeID())
-		}
-		return nil, false
+		return i.nodeProperty(dst, rest)
 	case "xds":
+		if string(field) == "node" {
+			return i.nodeProperty(dst, sub)
+		}
 		if s == nil || s.info == nil {
 			return nil, false
 		}
@@ -50,10 +51,6 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return str(s.info.RouteName)
 		case "cluster_name":
 			return str(s.info.ClusterName)
-		case "node":
-			if i.p.host != nil && string(sub) == "id" {
-				return str(i.p.host.NodeID())
-			}
 		}
 		return nil, false
 	}
@@ -186,6 +183,89 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// nodeProperty is node.<path>: Config.Node, serialized as Node's doc says.
+func (i *instance) nodeProperty(dst, path []byte) ([]byte, bool) {
+	n := &i.p.cfg.Node
+	id := n.ID
+	if id == "" && i.p.host != nil {
+		id = i.p.host.NodeID()
+	}
+	field, rest, _ := bytes.Cut(path, []byte{0})
+	switch string(field) {
+	case "":
+		if len(path) > 0 {
+			return nil, false
+		}
+		whole := map[string]any{}
+		if id != "" {
+			whole["id"] = id
+		}
+		if n.Cluster != "" {
+			whole["cluster"] = n.Cluster
+		}
+		if n.Metadata != nil {
+			whole["metadata"] = n.Metadata
+		}
+		return appendJSON(dst, whole)
+	case "id":
+		if id == "" {
+			return nil, false
+		}
+		return append(dst, id...), true
+	case "cluster":
+		if n.Cluster == "" {
+			return nil, false
+		}
+		return append(dst, n.Cluster...), true
+	case "metadata":
+		if n.Metadata == nil {
+			return nil, false
+		}
+		return valueProperty(dst, n.Metadata, rest)
+	}
+	return nil, false
+}
+
+// valueProperty is the value at path (segments separated by NUL: map keys, list indexes)
+// in v, a decoded YAML or JSON value: a string as its bytes, nil as absent, anything else
+// as JSON.
+func valueProperty(dst []byte, v any, path []byte) ([]byte, bool) {
+	for len(path) > 0 {
+		var seg []byte
+		seg, path, _ = bytes.Cut(path, []byte{0})
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[string(seg)]; !ok {
+				return nil, false
+			}
+		case []any:
+			k, err := strconv.Atoi(string(seg))
+			if err != nil || k < 0 || k >= len(x) {
+				return nil, false
+			}
+			v = x[k]
+		default:
+			return nil, false
+		}
+	}
+	switch x := v.(type) {
+	case nil:
+		return nil, false
+	case string:
+		return append(dst, x...), true
+	}
+	return appendJSON(dst, v)
+}
+
+func appendJSON(dst []byte, v any) ([]byte, bool) {
+	b, err := json.Marshal(v)
+	if err != nil { // a NaN, say: nothing the filter could read
+		return nil, false
+	}
+	return append(dst, b...), true
 }
 
 // headersProperty is a header map, or with a key, that header's value.
