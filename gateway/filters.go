@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,8 +43,15 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 	}
 	pluginConf, _ := fc.ConfigBytes() // validated by config.Load
 	vmConf, _ := fc.VMConfigBytes()
+	var node proxywasm.Node // node.id is the host's (Options.NodeID, the host name) unless node: names one
+	if cfg.Node != nil {
+		node = proxywasm.Node{ID: cfg.Node.ID, Cluster: cfg.Node.Cluster, Metadata: cfg.Node.Metadata}
+	}
+	// The node is part of every filter's key: a reload that changes node: reloads them all,
+	// so that every filter sees one node, not the old or the new one by chance.
+	nodeKey, _ := json.Marshal(node) // validated by config.Load
 	sum := sha256.Sum256(wasm)
-	key := fmt.Sprintf("%x|%s|%s|%s|%q|%q|%s|%s|%+v", sum, fc.Name, fc.RootID, fc.VMID, pluginConf, vmConf, fc.Failure, fc.LogLevel, fc.Limits)
+	key := fmt.Sprintf("%x|%s|%s|%s|%q|%q|%s|%s|%+v|%s", sum, fc.Name, fc.RootID, fc.VMID, pluginConf, vmConf, fc.Failure, fc.LogLevel, fc.Limits, nodeKey)
 	if prev != nil {
 		if old := prev.filters[fc.Name]; old != nil && old.key == key {
 			return old, nil
@@ -61,6 +69,7 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 		CallbackTimeout:  fc.Limits.CallbackTimeout,
 		LogLevel:         proxyLogLevel(fc.LogLevel),
 		Logger:           log,
+		Node:             node,
 	}
 	if fc.Limits.NoDeadline {
 		pc.CallbackTimeout = -1

@@ -31,7 +31,7 @@ import (
 type Options struct {
 	Logger   *slog.Logger // slog.Default() when nil
 	CacheDir string       // compiled Wasm modules are kept here across restarts; none when empty
-	NodeID   string       // node.id as filters see it; the host name when empty
+	NodeID   string       // node.id as filters see it when the config's node: names none; the host name when empty
 }
 
 // Gateway serves a config. Create it with New, then Start; Reload swaps the config while it

@@ -40,7 +40,8 @@ type abiSeen struct {
 //
 // Every answer carries x-backend: app.
 type abiEnv struct {
-	g *gw
+	g    *gw
+	yaml string // the config the gateway started with
 
 	mu   sync.Mutex
 	seen map[string]abiSeen
@@ -52,8 +53,12 @@ func startABI(t *testing.T) *abiEnv {
 	app := startBackend(t, e)
 	appH2C := startBackend(t, e)
 	abi := module(t, "wat", "cmd/plexus/testdata/abi.wat")
-	e.g = startGateway(t, fmt.Sprintf(`
+	e.yaml = fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
+node:
+  id: gw-e2e
+  cluster: edge
+  metadata: {region: eu-west-1, labels: {tier: gold}, replicas: 3}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
 backends:
   - {name: app, endpoints: [%s]}
@@ -69,7 +74,8 @@ routes:
   - {name: h2c-backend, match: {headers: [{name: x-filter, exact: h2c-backend}]}, filters: [abi], backend: app-h2c}
   - {name: plain-h2c, match: {headers: [{name: x-filter, exact: plain-h2c}]}, backend: app-h2c}
   - {name: abi, match: {path_prefix: /}, filters: [abi], backend: app}
-`, app.addr, appH2C.addr, abi))
+`, app.addr, appH2C.addr, abi)
+	e.g = startGateway(t, e.yaml)
 	return e
 }
 
@@ -617,4 +623,32 @@ func TestABILogLevels(t *testing.T) {
 			t.Errorf("%q logged by %q, want %q", tc.msg, filters, tc.filters)
 		}
 	}
+}
+
+// TestABINode: a filter reads the config's node: as Envoy's node attributes (strings raw,
+// numbers as text, maps as JSON), and a reload that changes node: reaches the filter.
+func TestABINode(t *testing.T) {
+	e := startABI(t)
+	c := e.client(t, h1Client)
+	check := func(t *testing.T, path, want string) {
+		t.Helper()
+		r := e.do(t, c, abiReq{method: "GET", path: path})
+		r.ok(t, 200)
+		if got := r.resp.Header.Values("X-Node"); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: x-node %q, want %q", path, got, want)
+		}
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/nm", "eu-west-1"},
+		{"/nd", "gold"},
+		{"/ni", "gw-e2e"},
+		{"/nc", "edge"},
+		{"/nw", `{"labels":{"tier":"gold"},"region":"eu-west-1","replicas":3}`},
+	} {
+		t.Run(tc.path, func(t *testing.T) { check(t, tc.path, tc.want) })
+	}
+
+	e.g.writeConfig(strings.Replace(e.yaml, "region: eu-west-1", "region: us-east-2", 1))
+	e.g.waitLog("config reloaded", 1)
+	check(t, "/nm", "us-east-2")
 }

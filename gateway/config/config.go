@@ -2,8 +2,8 @@
 // file:line:col errors, defaults and validation of every reference. A loaded *Config is an
 // immutable snapshot; a reload builds a new one.
 //
-// The file's top-level keys are admin, listeners, routes, backends and filters; the shape is the
-// one ../shared/DESIGN.md shows. schema.json beside this file is generated from these types
+// The file's top-level keys are admin, node, listeners, routes, backends and filters; the shape
+// is the one ../shared/DESIGN.md shows. schema.json beside this file is generated from these types
 // (go generate ./gateway/config) so that editors can validate the file.
 package config
 
@@ -22,6 +22,7 @@ import (
 // Config is the whole gateway declaration.
 type Config struct {
 	Admin     *Admin     `yaml:"admin" doc:"The admin listener: readiness, health, active config and routes."`
+	Node      *Node      `yaml:"node" doc:"How this gateway names itself to filters: Envoy's node attributes (node.id, node.cluster, node.metadata)."`
 	Listeners []Listener `yaml:"listeners" doc:"Where plexus accepts traffic." required:"true"`
 	Routes    []Route    `yaml:"routes" doc:"Routes, matched in declared order; the first match wins."`
 	Backends  []Backend  `yaml:"backends" doc:"Upstream services that routes forward to."`
@@ -36,6 +37,16 @@ type Config struct {
 type Admin struct {
 	Address string `yaml:"address" doc:"host:port of the admin listener." default:"127.0.0.1:9901"`
 }
+
+// Node is what filters read as Envoy's node attributes. A reload that changes it reloads
+// every filter, so that all of them see the new values.
+type Node struct {
+	ID       string         `yaml:"id" doc:"node.id; the gateway's host name when empty."`
+	Cluster  string         `yaml:"cluster" doc:"node.cluster: the group of gateways this one belongs to."`
+	Metadata map[string]any `yaml:"metadata" doc:"node.metadata: any YAML values. Filters read node.metadata.KEY (and deeper paths): a string as is, a number or a boolean as its text, a map or a list as JSON."`
+}
+
+func (Node) YAMLKind() string { return "node" }
 
 // Listener protocols.
 const (

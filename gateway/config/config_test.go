@@ -170,3 +170,45 @@ func TestRouteListsFilterTwice(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestNode(t *testing.T) {
+	c, err := Parse("node.yaml", []byte(good+`node:
+  id: gw-1
+  cluster: edge
+  metadata:
+    region: eu-west-1
+    replicas: 3
+    labels: {tier: gold}
+    zones: [a, b]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.Node
+	if n == nil || n.ID != "gw-1" || n.Cluster != "edge" {
+		t.Fatalf("node = %+v", n)
+	}
+	if n.Metadata["region"] != "eu-west-1" || n.Metadata["replicas"] != 3 ||
+		n.Metadata["labels"].(map[string]any)["tier"] != "gold" || len(n.Metadata["zones"].([]any)) != 2 {
+		t.Errorf("metadata = %#v", n.Metadata)
+	}
+	if got := c.Where("node.metadata.labels.tier"); got != "node.yaml:25:20" {
+		t.Errorf("Where = %s", got)
+	}
+	if m := c.Redacted().(map[string]any)["node"].(map[string]any); m["cluster"] != "edge" {
+		t.Errorf("redacted node = %v", m)
+	}
+
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"unknown key", "node: {id: a, zone: b}\n", `bad.yaml:19:15: unknown field "zone"`},
+		{"not JSON", "node:\n  metadata: {ratio: .nan}\n", `bad.yaml:20:13: node metadata cannot be handed to filters as JSON`},
+		{"not a map", "node: {metadata: [a]}\n", `bad.yaml:19:18: expected a mapping`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(good+tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

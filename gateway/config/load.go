@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -195,6 +196,13 @@ func (v *validator) unique(seen map[string]string, kind, name, path string) {
 func (v *validator) validate() {
 	c := v.c
 	v.hostPort("admin.address", c.Admin.Address)
+	if c.Node != nil && c.Node.Metadata != nil {
+		// Filters get maps and lists as JSON: a value JSON cannot carry (.nan, .inf) is
+		// refused here rather than missing at run time.
+		if _, err := json.Marshal(c.Node.Metadata); err != nil {
+			v.errorf("node.metadata", "node metadata cannot be handed to filters as JSON: %v", err)
+		}
+	}
 
 	if len(c.Listeners) == 0 {
 		v.errorf("", "no listeners: declare at least one under listeners:")

@@ -30,6 +30,9 @@
 ;;      upper-cases everything; T=W wraps the data of every callback that has any in "(w:" ")"
 ;;   v  proxy_log at every level (trace .. critical: "abi: trace" .. "abi: critical") in
 ;;      proxy_on_request_headers; proxy_get_log_level as x-log-level (0..5) on the response
+;;   n  a node property, read with proxy_get_property in proxy_on_response_headers, as
+;;      x-node on the response (none when absent). X says which: m node.metadata.region,
+;;      d node.metadata.labels.tier, i node.id, c node.cluster, w node.metadata (whole)
 ;;
 ;; Every response whose headers the filter sees without answering or closing it gets
 ;; x-abi-resp: T.
@@ -45,6 +48,7 @@
   (import "env" "proxy_send_local_response"
     (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_close_stream" (func $close (param i32) (result i32)))
+  (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
 
   (memory (export "memory") 2)
 
@@ -92,6 +96,12 @@
   (data (i32.const 0x8a0) "x-a: 1\0d\0ax-injected") ;; 18
   ;; 0x870: the log level as a digit; 0x880: the tag
   (data (i32.const 0x880) "-")
+  (data (i32.const 0x900) "x-node")                            ;; 6
+  (data (i32.const 0x920) "node\00metadata\00region")          ;; 20
+  (data (i32.const 0x940) "node\00metadata\00labels\00tier")   ;; 25
+  (data (i32.const 0x960) "node\00id")                         ;; 7
+  (data (i32.const 0x970) "node\00cluster")                    ;; 12
+  (data (i32.const 0x980) "node\00metadata")                   ;; 13
 
   (global $heap (mut i32) (i32.const 0x10000))
   (global $m (mut i32) (i32.const 0))     ;; mode
@@ -230,9 +240,21 @@
       (if (call $replace (i32.const 1) (i32.const 0x4e0) (i32.const 9) (i32.const 0x500) (i32.const 9)) (then unreachable))))
     (i32.const 0))
 
+  ;; node adds the property at path as x-node to the response headers, if it is there.
+  (func $node (param $path i32) (param $len i32)
+    (if (i32.eqz (call $get_property (local.get $path) (local.get $len) (i32.const 0x100) (i32.const 0x104))) (then
+      (if (call $add (i32.const 2) (i32.const 0x900) (i32.const 6) (i32.load (i32.const 0x100)) (i32.load (i32.const 0x104)))
+        (then unreachable)))))
+
   (func (export "proxy_on_response_headers") (param $id i32) (param $n i32) (param $eos i32) (result i32)
     (call $reset)
     (global.set $first (i32.const 1))
+    (if (i32.eq (global.get $m) (i32.const 0x6e)) (then ;; n
+      (if (i32.eq (global.get $x) (i32.const 0x6d)) (then (call $node (i32.const 0x920) (i32.const 20)))) ;; m
+      (if (i32.eq (global.get $x) (i32.const 0x64)) (then (call $node (i32.const 0x940) (i32.const 25)))) ;; d
+      (if (i32.eq (global.get $x) (i32.const 0x69)) (then (call $node (i32.const 0x960) (i32.const 7))))  ;; i
+      (if (i32.eq (global.get $x) (i32.const 0x63)) (then (call $node (i32.const 0x970) (i32.const 12)))) ;; c
+      (if (i32.eq (global.get $x) (i32.const 0x77)) (then (call $node (i32.const 0x980) (i32.const 13)))))) ;; w
     (if (i32.eq (global.get $m) (i32.const 0x72)) (then ;; r
       (if (call $close (i32.const 1)) (then unreachable))
       (return (i32.const 0))))
