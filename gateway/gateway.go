@@ -157,12 +157,18 @@ func (g *Gateway) closeNew(s, prev *snapshot) {
 }
 
 // closeSnapshot closes everything s holds.
+//
+// Filters close first, all at once: a root context that finishes late (proxy_on_done
+// answering false) may still make its last callouts through the backends, and each filter
+// waits for its own up to its done timeout, which must not add up.
 func (g *Gateway) closeSnapshot(s *snapshot) {
+	var wg sync.WaitGroup
+	for _, f := range s.filters {
+		wg.Go(f.plugin.Close)
+	}
+	wg.Wait()
 	for _, b := range s.backends {
 		b.close()
-	}
-	for _, f := range s.filters {
-		f.plugin.Close()
 	}
 }
 
@@ -254,12 +260,15 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			drain = max(drain, l.Drain)
 		}
 		time.AfterFunc(drain+maxRouteTimeout(old), func() {
+			// Plugins close their busy instances when the streams using them end; as in
+			// closeSnapshot, they close together, and before the backends.
+			var wg sync.WaitGroup
+			for _, f := range goneFilters {
+				wg.Go(f.plugin.Close)
+			}
+			wg.Wait()
 			for _, b := range gone {
 				b.close()
-			}
-			// Plugins close their busy instances when the streams using them end.
-			for _, f := range goneFilters {
-				f.plugin.Close()
 			}
 		})
 	}
