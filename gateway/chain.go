@@ -54,13 +54,17 @@ func (c *chain) pipe(response bool, limit int) bodyPipe {
 	if response {
 		dir = 1
 	}
-	if n := len(c.streams); n <= len(c.bodyBufs[dir]) {
-		p.bufs = c.bodyBufs[dir][:n]
-		clear(p.bufs) // a local reply's pipe follows one that may have buffered
-	} else {
-		p.bufs = make([]proxywasm.Body, n)
-	}
+	p.bufs = within(c.bodyBufs[dir][:], len(c.streams))
+	clear(p.bufs) // a local reply's pipe follows one that may have buffered
 	return p
+}
+
+// within is buf resliced to n elements when it has the room, a new slice otherwise.
+func within[T any](buf []T, n int) []T {
+	if n <= cap(buf) {
+		return buf[:n]
+	}
+	return make([]T, n)
 }
 
 // filterReply is a response a filter sent, and the position of that filter: the response
@@ -82,11 +86,7 @@ func (e *filterError) Error() string { return e.f.Error() }
 
 func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
 	c := &chain{h: h, filters: rt.filters}
-	if n := len(rt.filters); n <= len(c.streamBuf) {
-		c.streams = c.streamBuf[:n]
-	} else {
-		c.streams = make([]*proxywasm.Stream, n)
-	}
+	c.streams = within(c.streamBuf[:], len(rt.filters))
 	c.ctx = r.Context()
 	c.grpc = strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 	if r.Body != nil && r.Body != http.NoBody {
@@ -254,7 +254,7 @@ func (c *chain) takeLocal() *filterReply {
 // requestHeaders runs the request-header phase over r and writes what the filters changed
 // back into r.
 func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
-	h := requestFields(&c.reqHdr, c.reqBuf[:0], r)
+	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
 	n := len(h.Fields)
 	if err := c.phase(false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
@@ -305,10 +305,7 @@ func requestFields(h *proxywasm.Headers, buf []proxywasm.Field, r *http.Request)
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if cap(buf) < 4+len(r.Header) {
-		buf = make([]proxywasm.Field, 0, 4+len(r.Header))
-	}
-	*h = proxywasm.Headers{Fields: buf}
+	*h = proxywasm.Headers{Fields: within(buf, 4+len(r.Header))[:0]}
 	h.Fields = append(h.Fields,
 		proxywasm.Field{Key: ":authority", Value: r.Host},
 		proxywasm.Field{Key: ":path", Value: path},
@@ -364,11 +361,7 @@ func addValue(h http.Header, vals []string, k, v string) []string {
 // room for it.
 func (c *chain) responseFields(status int, header http.Header) *proxywasm.Headers {
 	h := &c.respHdr
-	buf := c.respBuf[:0]
-	if cap(buf) < 1+len(header) {
-		buf = make([]proxywasm.Field, 0, 1+len(header))
-	}
-	*h = proxywasm.Headers{Fields: buf}
+	*h = proxywasm.Headers{Fields: within(c.respBuf[:], 1+len(header))[:0]}
 	h.Fields = append(h.Fields, proxywasm.Field{Key: ":status", Value: statusText(status)})
 	h.Fields = appendFields(h.Fields, header)
 	return h
