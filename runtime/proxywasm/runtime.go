@@ -223,25 +223,25 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	// cost a load and a branch, or, for modules it cannot rewrite, wazero's termination
 	// checks, which cost a goroutine per call (runtime/RATIONALE.md).
 	var compiled wazero.CompiledModule
-	var err error
+	var err, ierr error
 	if cfg.CallbackTimeout > 0 {
-		out, ierr := interrupt.Instrument(wasm)
-		if ierr == nil {
+		var out []byte
+		if out, ierr = interrupt.Instrument(wasm); ierr == nil {
 			p.wrt = r.cache.NewRuntime(ctx, 0, false)
 			if compiled, ierr = p.wrt.CompileModule(ctx, out); ierr != nil {
 				p.wrt.Close(ctx)
+				ierr = fmt.Errorf("the rewritten module does not compile: %w", ierr)
 			}
 		}
-		if ierr != nil && errors.Is(ierr, interrupt.ErrUnsupported) {
-			p.log.Info("filter instrumentation: falling back to wazero's termination checks (slower)", "digest", digest, "reason", ierr)
-		}
-		// A module that is malformed, or that the rewrite broke, compiles as it is
-		// below, where wazero says what is wrong.
 		p.interrupt = ierr == nil
 	}
 	if !p.interrupt {
+		// A malformed module fails here too, where wazero says what is wrong.
 		p.wrt = r.cache.NewRuntime(ctx, 0, cfg.CallbackTimeout > 0)
 		compiled, err = p.wrt.CompileModule(ctx, wasm)
+		if err == nil && ierr != nil {
+			p.log.Info("filter deadline: falling back to wazero's termination checks (slower)", "digest", digest, "reason", ierr)
+		}
 	}
 	if err != nil {
 		p.closeRuntime()
