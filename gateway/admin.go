@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -13,8 +14,14 @@ import (
 //	/config   the active config, secrets redacted, with its version and load time
 //	/routes   the active routes in match order, with what each one does
 //	/filters  each Wasm filter: module, digest, ABI, instances, memory, failures
+//	/debug/pprof/  Go's runtime profiles (CPU, heap, goroutines, execution trace)
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	// Go's profiles, as Envoy's admin has /cpuprofiler and /heapprofiler: where a gateway's
+	// CPU goes under real traffic is something operators and we need to see.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))

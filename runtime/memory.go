@@ -14,6 +14,13 @@ import (
 // growth, every refusal is seen, and the failure that follows is classified as Memory
 // exactly. Pass it to the instantiation with experimental.WithMemoryAllocator; the module's
 // initial memory must fit the limit (check its minimum before instantiating).
+//
+// The memory is mapped outside Go's heap (anonymous pages, address space reserved up to the
+// limit, pages backed only once touched), where the Go heap would count it: a pool of Go
+// filters holds hundreds of MiB of linear memory, and with it in the heap the garbage
+// collector lets the heap grow by GOGC percent of all that before it collects, so every
+// request allocates fresh, cache-cold memory (runtime/RATIONALE.md). Where mapping fails,
+// the memory is an ordinary slice.
 type MemoryLimiter struct {
 	limit   uint64
 	refused atomic.Bool
@@ -28,11 +35,47 @@ func NewMemoryLimiter(limitPages uint32) *MemoryLimiter {
 func (l *MemoryLimiter) Refused() bool { return l.refused.Load() }
 
 // Allocate implements experimental.MemoryAllocator.
-func (l *MemoryLimiter) Allocate(capacity, _ uint64) experimental.LinearMemory {
+func (l *MemoryLimiter) Allocate(capacity, max uint64) experimental.LinearMemory {
+	if r := min(l.limit, max); r > 0 {
+		if b, err := mapMemory(r); err == nil {
+			return &mappedMemory{l: l, mem: b}
+		}
+	}
 	if capacity > l.limit {
 		capacity = l.limit
 	}
 	return &linearMemory{l: l, buf: make([]byte, 0, capacity)}
+}
+
+// refuse records a growth past the limit; a growth past the module's own maximum (wazero
+// checks that first) is not the limiter's refusal.
+func (l *MemoryLimiter) refuse(size uint64) []byte {
+	if size > l.limit {
+		l.refused.Store(true)
+	}
+	return nil
+}
+
+// mappedMemory is linear memory in a mapping reserved up to the limit: it grows in place,
+// and the kernel hands out zeroed pages as the guest touches them.
+type mappedMemory struct {
+	l   *MemoryLimiter
+	mem []byte // the whole reservation
+}
+
+func (m *mappedMemory) Reallocate(size uint64) []byte {
+	if size > uint64(len(m.mem)) {
+		return m.l.refuse(size)
+	}
+	return m.mem[:size:size]
+}
+
+// Free unmaps the memory. wazero calls it when the module closes, after its last call.
+func (m *mappedMemory) Free() {
+	if m.mem != nil {
+		unmapMemory(m.mem)
+		m.mem = nil
+	}
 }
 
 type linearMemory struct {
@@ -44,8 +87,7 @@ type linearMemory struct {
 // guest's memory.grow then returns -1).
 func (m *linearMemory) Reallocate(size uint64) []byte {
 	if size > m.l.limit && size > uint64(len(m.buf)) {
-		m.l.refused.Store(true)
-		return nil
+		return m.l.refuse(size)
 	}
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
