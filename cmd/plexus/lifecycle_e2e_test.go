@@ -1116,6 +1116,11 @@ routes:
 		t.Errorf("/routes after reload: %v version %v, want third,first,second, version 2", names, v)
 	}
 
+	// Go's profiles: the goroutine dump names the gateway's own code.
+	if resp, body := get(t, c, base+"/debug/pprof/goroutine?debug=1"); resp.StatusCode != 200 || !strings.Contains(body, "plexus-mesh/plexus/gateway") {
+		t.Errorf("GET /debug/pprof/goroutine: %d, want 200 and a dump naming the gateway's code", resp.StatusCode)
+	}
+
 	// Only GET is served; a mistyped path is a 404.
 	if resp, _ := do(t, c, "POST", base+"/ready", nil); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /ready: %d, want 405", resp.StatusCode)
