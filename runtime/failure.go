@@ -63,14 +63,15 @@ func Classify(err error, st CallState) FailureKind {
 // stop, which makes the guest stop at its next check (it sets the global of
 // interrupt.Instrument, or cancels the context that wazero's WithCloseOnContextDone watches).
 //
-// Arming stores a deadline and disarming clears it: a clock read and two atomic operations,
-// no timer. One goroutine for the whole process (the patrol) looks at every armed watchdog
-// each WatchdogTick and fires those past their deadline, so a call is stopped between its
-// deadline and a tick later. A time.Timer per instance costs a timer-heap update on every
+// Arming stores a deadline and disarming clears it: three atomic operations, no timer and
+// no clock read. One goroutine for the whole process (the patrol) counts WatchdogTicks and
+// fires the armed watchdogs whose deadline, in ticks, has come; a call is stopped between
+// its deadline and a tick later (later still if the patrol itself is held up: counting
+// its own ticks, never the wall clock, it never fires early). A time.Timer per instance costs a timer-heap update on every
 // arm and disarm, twelve per filter per request, about as much as the calls themselves.
 type Watchdog struct {
 	stop     func()
-	deadline atomic.Int64 // nanoseconds since patrol.epoch; 0 when disarmed, -1 once fired
+	deadline atomic.Int64 // the patrol tick at which it fires; 0 when disarmed, -1 once fired
 	fired    atomic.Bool
 }
 
@@ -79,15 +80,13 @@ const WatchdogTick = 5 * time.Millisecond
 
 // patrol is the goroutine that fires watchdogs. It runs while any watchdog exists.
 var patrol struct {
-	epoch   time.Time
+	ticks   atomic.Int64 // ticks counted so far, from 1
 	mu      sync.Mutex
 	dogs    map[*Watchdog]struct{}
 	running bool
 }
 
-func init() { patrol.epoch = time.Now() }
-
-func since() int64 { return int64(time.Since(patrol.epoch)) }
+func init() { patrol.ticks.Store(1) }
 
 // NewWatchdog returns a disarmed watchdog that calls stop, from another goroutine, when it
 // fires while armed. Stop it when done with it.
@@ -111,7 +110,7 @@ func patrolLoop() {
 	defer t.Stop()
 	var due []*Watchdog
 	for range t.C {
-		now := since()
+		now := patrol.ticks.Add(1)
 		patrol.mu.Lock()
 		if len(patrol.dogs) == 0 {
 			patrol.running = false
@@ -120,7 +119,7 @@ func patrolLoop() {
 		}
 		for w := range patrol.dogs {
 			// The CAS fails if the call ended, or another began, since the load.
-			if d := w.deadline.Load(); d > 0 && now > d && w.deadline.CompareAndSwap(d, -1) {
+			if d := w.deadline.Load(); d > 0 && now >= d && w.deadline.CompareAndSwap(d, -1) {
 				due = append(due, w)
 			}
 		}
@@ -139,7 +138,9 @@ func (w *Watchdog) Arm(d time.Duration) {
 	if d <= 0 || w.fired.Load() {
 		return
 	}
-	w.deadline.Store(since() + int64(d))
+	// The next tick may come at once: d has surely passed one tick after the last of
+	// the ticks it spans.
+	w.deadline.Store(patrol.ticks.Load() + int64((d+WatchdogTick-1)/WatchdogTick) + 1)
 }
 
 // Disarm stops the clock and reports whether it fired: the instance is then unusable, even
