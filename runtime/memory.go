@@ -24,6 +24,7 @@ import (
 type MemoryLimiter struct {
 	limit   uint64
 	refused atomic.Bool
+	mem     experimental.LinearMemory // the last memory allocated, for Free
 }
 
 // NewMemoryLimiter returns a limiter of limitPages 64 KiB pages.
@@ -38,13 +39,25 @@ func (l *MemoryLimiter) Refused() bool { return l.refused.Load() }
 func (l *MemoryLimiter) Allocate(capacity, max uint64) experimental.LinearMemory {
 	if r := min(l.limit, max); r > 0 {
 		if b, err := mapMemory(r); err == nil {
-			return &mappedMemory{l: l, mem: b}
+			l.mem = &mappedMemory{l: l, mem: b}
+			return l.mem
 		}
 	}
 	if capacity > l.limit {
 		capacity = l.limit
 	}
-	return &linearMemory{l: l, buf: make([]byte, 0, capacity)}
+	l.mem = &linearMemory{l: l, buf: make([]byte, 0, capacity)}
+	return l.mem
+}
+
+// Free releases the memory last allocated, if any. wazero frees the memory of a module it
+// closes, but not of one whose instantiation failed after allocating it (a data segment out
+// of bounds): call Free then. Freeing twice is harmless.
+func (l *MemoryLimiter) Free() {
+	if l.mem != nil {
+		l.mem.Free()
+		l.mem = nil
+	}
 }
 
 // refuse records a growth past the limit; a growth past the module's own maximum (wazero

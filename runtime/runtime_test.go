@@ -222,6 +222,7 @@ func TestMemoryLimiter(t *testing.T) {
 		t.Error("grew past the limit")
 	}
 	m.Free()
+	l.Free() // after wazero freed it: harmless
 }
 
 func TestClassify(t *testing.T) {

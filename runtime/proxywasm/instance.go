@@ -169,6 +169,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		if mod != nil {
 			mod.Close(context.Background())
 		}
+		i.lim.Free()
 		i.dog.Stop()
 		cancel()
 		return nil, p.failure(rt.Classify(err, rt.CallState{TimedOut: fired, MemRefused: i.lim.Refused()}), fmt.Errorf("instantiate: %w", orTimeout(err, fired)))
