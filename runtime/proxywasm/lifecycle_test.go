@@ -35,6 +35,11 @@ func TestLoadRefusesBrokenFilters(t *testing.T) {
 			(memory (export "memory") 1)
 			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1"))
 			(func (export "_start") (call $exit (i32.const 0))))`), Config{}, "not a reactor"},
+		{"data past memory", wasmbuild.WAT(t, `(module (memory (export "memory") 1) (data (i32.const 65535) "ab")
+			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1")))`), Config{}, "instantiate"},
+		{"trap in a start function", wasmbuild.WAT(t, `(module (memory (export "memory") 1)
+			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1"))
+			(func $s unreachable) (start $s))`), Config{}, "start function"},
 		{"trap in _start", wasmbuild.WAT(t, `(module (memory (export "memory") 1)
 			(func (export "malloc") (param i32) (result i32) (i32.const 8)) (func (export "proxy_abi_version_0_2_1"))
 			(func (export "_start") unreachable))`), Config{}, "_start"},
