@@ -156,9 +156,10 @@ func (h *Headers) get(key string) (string, bool) {
 	return "", false
 }
 
-func (h *Headers) remove(key []byte) {
-	out := h.Fields[:0]
-	for _, f := range h.Fields {
+// remove drops the fields named key (in any case) from the from-th on.
+func (h *Headers) remove(key []byte, from int) {
+	out := h.Fields[:from]
+	for _, f := range h.Fields[from:] {
 		if !equalFold(f.Key, key) {
 			out = append(out, f)
 		}
@@ -263,14 +264,7 @@ func hostReplaceHeaderMapValue(i *instance, s []uint64) status {
 	}
 	h.Rewritten = true
 	h.Fields[k].Value = string(val)
-	out := h.Fields[:k+1]
-	for _, f := range h.Fields[k+1:] {
-		if !equalFold(f.Key, key) {
-			out = append(out, f)
-		}
-	}
-	clear(h.Fields[len(out):])
-	h.Fields = out
+	h.remove(key, k+1)
 	return statusOK
 }
 
@@ -283,6 +277,6 @@ func hostRemoveHeaderMapValue(i *instance, s []uint64) status {
 	if st != statusOK {
 		return st
 	}
-	h.remove(key)
+	h.remove(key, 0)
 	return statusOK
 }
