@@ -54,6 +54,7 @@ func TestGoSDKFilter(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		ctx = context.WithValue(ctx, requestKey{}, path)
 		s, err := p.NewStream(ctx, info)
 		if err != nil {
 			t.Fatal(err)
@@ -117,6 +118,8 @@ func TestGoSDKFilter(t *testing.T) {
 		c := host.Calls()
 		if len(c) == 0 || c[len(c)-1].Cluster != "authz" || c[len(c)-1].Timeout != time.Second {
 			t.Errorf("calls %+v", c)
+		} else if got := requestOf(c[len(c)-1].Ctx); got != "/call" { // the SDK calls from the stream's context
+			t.Errorf("the call's context is request %v's, want /call's", got)
 		}
 	})
 	t.Run("http call denied", func(t *testing.T) {
@@ -158,12 +161,21 @@ func TestGoSDKFilter(t *testing.T) {
 		}
 	})
 	t.Run("queue", func(t *testing.T) {
-		request(t, "/queue", Field{"x-request-id", "q-1"})
-		requests++
-		eventually(t, "the queued item", func() bool {
-			v, _, ok := sharedData.get("gofilter", []byte("queued"))
-			return ok && string(v) == "q-1"
-		})
+		// Both instances registered the queue, and items go to them in turn: one of these
+		// goes to the instance the enqueuing stream holds, and must still be heard of while
+		// that stream lives, by the idle instance.
+		if st := p.Stats(); st.Instances != 2 {
+			t.Fatalf("%d instances live, want 2", st.Instances)
+		}
+		for _, id := range []string{"q-1", "q-2", "q-3"} {
+			s, _, _ := request(t, "/queue", Field{"x-request-id", id})
+			requests++
+			eventually(t, "the queued item "+id, func() bool {
+				v, _, ok := sharedData.get("gofilter", []byte("queued"))
+				return ok && string(v) == id
+			})
+			s.Close()
+		}
 	})
 	t.Run("ticks", func(t *testing.T) {
 		eventually(t, "three ticks", func() bool {
@@ -174,6 +186,9 @@ func TestGoSDKFilter(t *testing.T) {
 	t.Run("metrics and logs", func(t *testing.T) {
 		var counter, hist Metric
 		for _, m := range r.Metrics() {
+			if m.Filter != p.Name() {
+				t.Errorf("metric %+v, want filter %q", m, p.Name())
+			}
 			switch m.Name {
 			case "gofilter_requests":
 				counter = m

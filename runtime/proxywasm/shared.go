@@ -88,7 +88,7 @@ func hostGetSharedData(i *instance, s []uint64) status {
 
 // Shared queues, per Runtime, named by (vm_id, name). An item enqueued is announced with
 // proxy_on_queue_ready to the root context of one instance that registered the queue,
-// round-robin among them.
+// round-robin among them, an idle one first.
 
 type queueStore struct {
 	mu     sync.Mutex
@@ -159,15 +159,30 @@ func (q *queueStore) enqueue(id uint32, v []byte) status {
 		return statusNotFound
 	}
 	qu.items = append(qu.items, slices.Clone(v))
-	var owner *instance
+	// The owners in turn, starting with the next one's.
+	var buf [8]*instance
+	owners := buf[:0]
 	if n := len(qu.owners); n > 0 {
 		qu.turn = (qu.turn + 1) % n
-		owner = qu.owners[qu.turn]
+		owners = append(owners, qu.owners[qu.turn:]...)
+		owners = append(owners, qu.owners[:qu.turn]...)
 	}
 	q.mu.Unlock()
-	if owner != nil {
-		owner.post(event{kind: evQueue, id: id}, true)
+	if len(owners) == 0 {
+		return statusOK
 	}
+	ev := event{kind: evQueue, id: id}
+	// An idle owner hears of the item now. An owner a stream holds would hear of it only at
+	// that stream's next phase, which may be a long time coming: a backend's answer, a
+	// long upload.
+	for _, o := range owners {
+		if o.p.pool.TakeIdle(o) {
+			o.post(ev, true) // held here, so post only queues it
+			go o.p.background(o)
+			return statusOK
+		}
+	}
+	owners[0].post(ev, true)
 	return statusOK
 }
 
