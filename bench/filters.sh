@@ -57,20 +57,8 @@ $gw_cpus bin/plexus run --config "$tmp/plexus.yaml" --cache-dir "$tmp/cache" --l
 pid=$!
 for i in $(seq 100); do curl -sf "http://$gw/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-hz=$(getconf CLK_TCK)
-
-# run PATH -> "rps p99_ms cpu_us_per_request"
-run() {
-	local before after out rps p99 reqs
-	before=$(cpu_ticks)
-	out=$($load_cpus wrk -t2 -c${conns} -d${secs}s --latency "http://$gw$1")
-	after=$(cpu_ticks)
-	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-	p99=$(awk '$1=="99%" {v=$2; n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /[0-9]s$/ && v !~ /ms$/) n*=1000; printf "%.2f", n}' <<<"$out")
-	echo "$rps $p99 $(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
-}
+. bench/lib.sh
+run() { measure "$pid" "http://$gw$1"; }
 
 for p in /none /c /wat /go /chain3 /c-trusted /chain3-trusted; do wrk -t2 -c64 -d1s "http://$gw$p" >/dev/null; done
 
@@ -79,33 +67,12 @@ report="bench/results/filters-$(date -u +%Y%m%dT%H%M%SZ).txt"
 	echo "plexus filter benchmark, $(date -u), $(nproc) cores, ${secs}s x ${rounds} rounds, wrk -t2 -c$conns, HTTP/1.1${gw_cpus:+, gateway pinned to core 1, load and backend to core 0}"
 	printf "%-15s %-5s %10s %7s %9s %14s %12s\n" route round rps ratio p99 gw_cpu_us/req added_us/req
 	for r in $(seq "$rounds"); do
-		read -r base_rps base_p99 base_cpu < <(run /none)
-		printf "%-15s %-5s %10.0f %7s %7sms %14s %12s\n" none "$r" "$base_rps" 1.000 "$base_p99" "$base_cpu" -
+		base=$(run /none)
+		round_line none "$r" "$base" "$base"
 		for p in /c /wat /go /chain3 /c-trusted /chain3-trusted; do
-			read -r rps p99 cpu < <(run $p)
-			printf "%-15s %-5s %10.0f %7.3f %7sms %14s %12.1f\n" "${p#/}" "$r" "$rps" "$(awk -v a="$rps" -v b="$base_rps" 'BEGIN{print a/b}')" "$p99" "$cpu" "$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN{print a-b}')"
+			round_line "${p#/}" "$r" "$(run $p)" "$base"
 		done
 	done
 } | tee "$report.rounds"
-# Medians per route over the rounds.
-{
-	head -1 "$report.rounds"
-	echo "medians of $rounds rounds:"
-	printf "%-15s %10s %7s %9s %14s %12s\n" route rps ratio p99 gw_cpu_us/req added_us/req
-	awk 'NR > 2 {
-		r = $1; n[r]++; rps[r, n[r]] = $3; ratio[r, n[r]] = $4; p99[r, n[r]] = $5 + 0; cpu[r, n[r]] = $6; add[r, n[r]] = ($7 == "-" ? 0 : $7)
-		if (!(r in seen)) { seen[r] = 1; order[++k] = r }
-	}
-	function median(a, r, m,   i, j, t, v) {
-		for (i = 1; i <= m; i++) v[i] = a[r, i]
-		for (i = 2; i <= m; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
-		return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
-	}
-	END {
-		for (i = 1; i <= k; i++) {
-			r = order[i]; m = n[r]
-			printf "%-15s %10.0f %7.3f %7.2fms %14.1f %12.1f\n", r, median(rps, r, m), median(ratio, r, m), median(p99, r, m), median(cpu, r, m), median(add, r, m)
-		}
-	}' "$report.rounds"
-} | tee "$report"
+summarize "$report.rounds" "$rounds" | tee "$report"
 rm "$report.rounds"

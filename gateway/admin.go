@@ -2,9 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 )
 
 // adminHandler serves the admin listener:
@@ -13,7 +17,10 @@ import (
 //	/ready    200 once listening, 503 while draining (readiness: take it out of rotation)
 //	/config   the active config, secrets redacted, with its version and load time
 //	/routes   the active routes in match order, with what each one does
-//	/filters  each Wasm filter: module, digest, ABI, instances, memory, failures
+//	/filters  each Wasm filter: module, digest, ABI, instances, memory, failures, time per callback
+//	/clusters each backend: circuit breaker, and each endpoint's health and counters
+//	/stats    every metric, one line per series (?filter=REGEX, ?format=json)
+//	/metrics  every metric as Prometheus text (unless telemetry.metrics.prometheus is false)
 //	/debug/pprof/  Go's runtime profiles (CPU, heap, goroutines, execution trace)
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -77,11 +84,115 @@ func (g *Gateway) adminHandler() http.Handler {
 				"memory_bytes": st.MemoryBytes,
 				"failures":     failures,
 				"restarts":     st.Restarts,
+				"callbacks":    callbackStats(f),
 			})
 		}
 		writeJSON(w, map[string]any{"version": s.version, "filters": out})
 	})
+	if h := g.metrics.Prometheus(); h != nil {
+		mux.Handle("GET /metrics", h)
+	}
+	if g.inst != nil {
+		mux.HandleFunc("GET /stats", g.serveStats)
+	}
+	mux.HandleFunc("GET /clusters", g.serveClusters)
 	return mux
+}
+
+// callbackStats is how often each of a filter's callbacks ran and its mean time.
+func callbackStats(f *filter) map[string]any {
+	out := map[string]any{}
+	for ph, h := range f.durations {
+		if h == nil {
+			continue // metrics are disabled
+		}
+		if n := h.Count(); n > 0 {
+			out[phaseNames[ph]] = map[string]any{"calls": n, "mean_us": float64(h.Sum()) / float64(n) / 1e3}
+		}
+	}
+	return out
+}
+
+// serveStats shows every metric, as Envoy's /stats does: a line per series, or JSON.
+func (g *Gateway) serveStats(w http.ResponseWriter, r *http.Request) {
+	var filter *regexp.Regexp
+	if f := r.URL.Query().Get("filter"); f != "" {
+		var err error
+		if filter, err = regexp.Compile(f); err != nil {
+			http.Error(w, "filter: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	rm, err := g.metrics.Collect(r.Context())
+	if err != nil {
+		http.Error(w, "collecting metrics: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	lines := telemetry.Lines(&rm, filter)
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, map[string]any{"stats": lines})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	telemetry.WriteText(w, lines)
+}
+
+// endpointView is an endpoint as /clusters shows it.
+type endpointView struct {
+	Address         string `json:"address"`
+	Health          string `json:"health"` // healthy, or /failed_outlier_check while ejected
+	EjectedUntil    string `json:"ejected_until,omitempty"`
+	ConsecutiveFail int32  `json:"consecutive_connect_failures"`
+	RqTotal         int64  `json:"rq_total"`
+	RqActive        int64  `json:"rq_active"`
+	RqError         int64  `json:"rq_error"`
+	RqTimeout       int64  `json:"rq_timeout"`
+	CxConnectFail   int64  `json:"cx_connect_fail"`
+}
+
+// serveClusters shows each backend and its endpoints, as Envoy's /clusters does: lines of
+// backend::endpoint::stat::value, or JSON with ?format=json.
+func (g *Gateway) serveClusters(w http.ResponseWriter, r *http.Request) {
+	s := g.snap.Load()
+	now := time.Now()
+	type clusterView struct {
+		Name        string         `json:"name"`
+		Protocol    string         `json:"protocol"`
+		MaxRequests int64          `json:"max_requests"`
+		Active      int64          `json:"active_requests"`
+		Overflows   int64          `json:"overflows"`
+		Endpoints   []endpointView `json:"endpoints"`
+	}
+	var out []clusterView
+	for _, bc := range s.cfg.Backends {
+		b := s.backends[bc.Name]
+		cv := clusterView{Name: b.name, Protocol: bc.Protocol, MaxRequests: b.maxActive, Active: b.active.Load(), Overflows: b.overflows.Load()}
+		for _, ep := range b.endpoints {
+			v := endpointView{Address: ep.addr, Health: "healthy", ConsecutiveFail: ep.fails.Load(),
+				RqTotal: ep.stats.total.Load(), RqActive: ep.stats.active.Load(), RqError: ep.stats.errors.Load(),
+				RqTimeout: ep.stats.timeouts.Load(), CxConnectFail: ep.stats.connectFailures.Load()}
+			if until := time.Unix(0, ep.downUntil.Load()); until.After(now) {
+				v.Health, v.EjectedUntil = "/failed_outlier_check", until.UTC().Format(time.RFC3339Nano)
+			}
+			cv.Endpoints = append(cv.Endpoints, v)
+		}
+		out = append(out, cv)
+	}
+	if r.URL.Query().Get("format") == "json" {
+		writeJSON(w, map[string]any{"version": s.version, "clusters": out})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	for _, c := range out {
+		fmt.Fprintf(w, "%s::circuit_breakers::max_requests::%d\n", c.Name, c.MaxRequests)
+		fmt.Fprintf(w, "%s::active_requests::%d\n", c.Name, c.Active)
+		fmt.Fprintf(w, "%s::overflows::%d\n", c.Name, c.Overflows)
+		for _, e := range c.Endpoints {
+			p := c.Name + "::" + e.Address + "::"
+			fmt.Fprintf(w, "%shealth_flags::%s\n%srq_total::%d\n%srq_active::%d\n%srq_error::%d\n%srq_timeout::%d\n%scx_connect_fail::%d\n",
+				p, e.Health, p, e.RqTotal, p, e.RqActive, p, e.RqError, p, e.RqTimeout, p, e.CxConnectFail)
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

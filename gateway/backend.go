@@ -26,7 +26,24 @@ type backend struct {
 	next      atomic.Uint64   // round robin
 	h2        *http.Transport // HTTP/2 backends (h2c or h2); nil for http1
 	scheme    string          // "http" or "https", for the h2 transport's URLs
+
+	active    atomic.Int64 // requests in flight, for the circuit breaker
+	maxActive int64
+	overflows atomic.Int64 // requests the circuit breaker turned away
 }
+
+// admit takes a place for one request, or reports false when the circuit breaker is open
+// (max_requests in flight already). release gives the place back.
+func (b *backend) admit() bool {
+	if b.active.Add(1) > b.maxActive {
+		b.active.Add(-1)
+		b.overflows.Add(1)
+		return false
+	}
+	return true
+}
+
+func (b *backend) release() { b.active.Add(-1) }
 
 // endpoint is one address of a backend. A connect failure ejects it for a while
 // (1s, doubling per consecutive failure up to 30s); a success brings it back.
@@ -35,6 +52,12 @@ type endpoint struct {
 	pool      *upstream.Pool // http1 backends
 	fails     atomic.Int32
 	downUntil atomic.Int64 // unix nanos
+	stats     endpointStats
+}
+
+// endpointStats are an endpoint's counters, as the admin's /clusters shows them.
+type endpointStats struct {
+	total, active, errors, timeouts, connectFailures atomic.Int64
 }
 
 const (
@@ -43,7 +66,10 @@ const (
 )
 
 func newBackend(cfg config.Backend, c *config.Config) (*backend, error) {
-	b := &backend{name: cfg.Name, cfg: cfg, scheme: "http"}
+	b := &backend{name: cfg.Name, cfg: cfg, scheme: "http", maxActive: int64(cfg.CircuitBreaker.MaxRequests)}
+	if b.maxActive <= 0 {
+		b.maxActive = config.DefaultMaxRequests
+	}
 	var tlsConf *tls.Config
 	if cfg.TLS != nil || cfg.Protocol == config.UpstreamH2 {
 		var err error
@@ -160,6 +186,7 @@ func (b *backend) pick(avoid *endpoint) *endpoint {
 }
 
 func (ep *endpoint) connectFailed() {
+	ep.stats.connectFailures.Add(1)
 	n := ep.fails.Add(1)
 	d := ejectBase << min(n-1, 5)
 	ep.downUntil.Store(time.Now().Add(min(d, ejectMax)).UnixNano())

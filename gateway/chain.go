@@ -14,7 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
@@ -30,6 +35,9 @@ type chain struct {
 
 	info proxywasm.StreamInfo
 	grpc bool // the request is a gRPC call: local replies are gRPC statuses
+
+	filterSpans bool         // a span per callback, under the request's
+	tracer      trace.Tracer // when filterSpans
 
 	mu     sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
 	local  *filterReply
@@ -84,8 +92,11 @@ type filterError struct{ f *proxywasm.Failure }
 
 func (e *filterError) Error() string { return e.f.Error() }
 
-func (h *handler) newChain(r *http.Request, rt *route) (*chain, error) {
+func (h *handler) newChain(r *http.Request, rt *route, tr *telemetry.Tracing) (*chain, error) {
 	c := &chain{h: h, filters: rt.filters}
+	if tr.FilterSpans {
+		c.filterSpans, c.tracer = true, tr.Tracer
+	}
 	c.streams = within(c.streamBuf[:], len(rt.filters))
 	c.ctx = r.Context()
 	c.grpc = strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
@@ -183,7 +194,7 @@ func (c *chain) close() {
 
 // phase runs one callback on the streams in order (reverse for the response phase,
 // starting below from), waiting out each pause. It stops at a local reply or a failure.
-func (c *chain) phase(reverse bool, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
+func (c *chain) phase(ph phase, reverse bool, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.streams)
@@ -195,7 +206,7 @@ func (c *chain) phase(reverse bool, from int, call func(s *proxywasm.Stream) (pr
 				break
 			}
 		}
-		if _, err := c.step(i, call, true); err != nil {
+		if _, err := c.step(i, ph, call, true); err != nil {
 			return err
 		}
 		if c.local != nil {
@@ -208,12 +219,31 @@ func (c *chain) phase(reverse bool, from int, call func(s *proxywasm.Stream) (pr
 // step runs call on stream i; wait says a Pause holds the stream until the filter resumes
 // it (headers, trailers, the end of a body), rather than asking for more body to buffer.
 // It returns the filter's action when it did not wait.
-func (c *chain) step(i int, call func(s *proxywasm.Stream) (proxywasm.Action, error), wait bool) (proxywasm.Action, error) {
+func (c *chain) step(i int, ph phase, call func(s *proxywasm.Stream) (proxywasm.Action, error), wait bool) (proxywasm.Action, error) {
 	s := c.streams[i]
 	if s == nil || c.closed {
 		return proxywasm.Continue, nil
 	}
+	f := c.filters[i]
+	var span trace.Span
+	if c.filterSpans {
+		_, span = c.tracer.Start(c.ctx, f.spanNames[ph])
+	}
+	var start time.Time
+	d := f.durations[ph]
+	if d != nil {
+		start = time.Now()
+	}
 	act, err := call(s)
+	if d != nil {
+		d.Record(int64(time.Since(start)))
+	}
+	if span != nil {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 	if err == nil && act == proxywasm.Pause && wait && s.LocalResponse() == nil && !s.Reset() {
 		err = s.Wait(c.ctx)
 		act = proxywasm.Continue
@@ -256,7 +286,7 @@ func (c *chain) takeLocal() *filterReply {
 func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
 	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
 	n := len(h.Fields)
-	if err := c.phase(false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	if err := c.phase(phaseRequestHeaders, false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
 	}); err != nil {
 		return err
@@ -428,7 +458,11 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 		if p.limit > 0 && len(b.Data) > p.limit {
 			return nil, errBufferLimit
 		}
-		act, err := c.step(i, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		ph := phaseRequestBody
+		if p.response {
+			ph = phaseResponseBody
+		}
+		act, err := c.step(i, ph, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			if p.response {
 				return s.OnResponseBody(b, eos)
 			}
@@ -455,7 +489,11 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 // trailers runs the trailer phase over t.
 func (c *chain) trailers(response bool, t http.Header) error {
 	h := &proxywasm.Headers{Fields: appendFields(nil, t)}
-	err := c.phase(response, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	ph := phaseRequestTrailers
+	if response {
+		ph = phaseResponseTrailers
+	}
+	err := c.phase(ph, response, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		if response {
 			return s.OnResponseTrailers(h)
 		}
@@ -561,7 +599,11 @@ func (b *filteredBody) Close() error { return b.src.Close() }
 
 // writeLocal answers with a filter's local response, after the response phase of the
 // filters before it.
-func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
+func (c *chain) writeLocal(w *exchange, rt *route, l *filterReply) {
+	if !l.route {
+		w.flags |= accesslog.FilterLocalReply
+		w.filter = c.filters[l.at].name
+	}
 	lr := l.resp
 	hdr := w.Header()
 	for _, f := range lr.Headers {
@@ -593,7 +635,7 @@ func (c *chain) writeLocal(w http.ResponseWriter, rt *route, l *filterReply) {
 	}
 	if l.at > 0 {
 		h := c.responseFields(status, hdr)
-		if err := c.phase(true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		if err := c.phase(phaseResponseHeaders, true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			return s.OnResponseHeaders(h, len(body) == 0)
 		}); err == nil {
 			status = applyResponseFields(h, status, hdr)
@@ -651,10 +693,12 @@ func grpcPercentEncode(s string) string {
 
 // failChain answers a request the chain ended: a fail-closed filter failure is 503 with the
 // cause; a reset aborts the stream.
-func (h *handler) failChain(w http.ResponseWriter, err error) {
+func (h *handler) failChain(w *exchange, err error) {
 	var fe *filterError
 	switch {
 	case errors.As(err, &fe):
+		w.flags |= accesslog.FilterFailed
+		w.filter = fe.f.Filter
 		localReply(w, http.StatusServiceUnavailable, "filter "+fe.f.Filter+" failed: "+fe.f.Kind.String())
 	case errors.Is(err, errChainReset):
 		panic(http.ErrAbortHandler)

@@ -18,7 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
@@ -29,6 +33,26 @@ type filter struct {
 	key      string // everything that makes two declarations the same filter
 	plugin   *proxywasm.Plugin
 	failOpen bool
+
+	spanNames [numPhases]string               // "filter NAME on_request_headers"...
+	durations [numPhases]*telemetry.Histogram // time in each callback
+}
+
+// instrument names the filter's spans and binds its duration series, once per filter.
+// With metrics disabled (inst nil) only the span names are set.
+func (f *filter) instrument(inst *instruments) {
+	if f.spanNames[0] != "" {
+		return // carried over from the previous snapshot
+	}
+	for ph := range numPhases {
+		f.spanNames[ph] = "filter " + f.name + " " + phaseNames[ph]
+		if inst == nil {
+			continue
+		}
+		f.durations[ph] = inst.filterDuration.With(telemetry.Key{A: f.name, B: phaseNames[ph]}, func(k telemetry.Key) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("plexus.phase", k.B)}
+		})
+	}
 }
 
 // loadFilter reads, compiles and starts the module of fc. Loading runs proxy_on_vm_start
@@ -118,7 +142,7 @@ const maxCalloutBody = 4 << 20
 
 func (h *wasmHost) NodeID() string { return h.nodeID }
 
-func (h *wasmHost) HTTPCall(cluster string, headers []proxywasm.Field, body []byte, trailers []proxywasm.Field, timeout time.Duration, done func(*proxywasm.HTTPCallResponse, error)) error {
+func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []proxywasm.Field, body []byte, trailers []proxywasm.Field, timeout time.Duration, done func(*proxywasm.HTTPCallResponse, error)) error {
 	snap := h.g.snap.Load()
 	be := snap.backends[cluster]
 	if be == nil {
@@ -142,12 +166,15 @@ func (h *wasmHost) HTTPCall(cluster string, headers []proxywasm.Field, body []by
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	span := calloutSpan(snap.tracing, sctx, req, cluster)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		ep := be.pick(nil)
 		if ep == nil {
-			done(nil, fmt.Errorf("backend %q: no healthy upstream", cluster))
+			err := fmt.Errorf("backend %q: no healthy upstream", cluster)
+			endCallout(span, 0, err)
+			done(nil, err)
 			return
 		}
 		resp, err := be.roundTrip(ep, req.WithContext(ctx))
@@ -155,9 +182,11 @@ func (h *wasmHost) HTTPCall(cluster string, headers []proxywasm.Field, body []by
 			if ctx.Err() != nil {
 				err = fmt.Errorf("backend %q: no response within %s", cluster, timeout)
 			}
+			endCallout(span, 0, err)
 			done(nil, err)
 			return
 		}
+		endCallout(span, resp.StatusCode, nil)
 		defer resp.Body.Close()
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxCalloutBody+1))
 		if err == nil && len(data) > maxCalloutBody {
@@ -205,8 +234,9 @@ func calloutRequest(cluster string, headers []proxywasm.Field) (*http.Request, e
 // GRPCStream starts a filter's gRPC call or stream: a POST over the backend's HTTP/2
 // transport whose body is what the filter sends, as it sends it, and whose response is
 // reported as it arrives, from one goroutine.
-func (h *wasmHost) GRPCStream(cluster string, headers []proxywasm.Field, timeout time.Duration, ev proxywasm.GRPCEvents) (proxywasm.GRPCHandle, error) {
-	be := h.g.snap.Load().backends[cluster]
+func (h *wasmHost) GRPCStream(sctx context.Context, cluster string, headers []proxywasm.Field, timeout time.Duration, ev proxywasm.GRPCEvents) (proxywasm.GRPCHandle, error) {
+	snap := h.g.snap.Load()
+	be := snap.backends[cluster]
 	if be == nil {
 		return nil, fmt.Errorf("no backend named %q: %w", cluster, proxywasm.ErrUnknownCluster)
 	}
@@ -221,7 +251,7 @@ func (h *wasmHost) GRPCStream(cluster string, headers []proxywasm.Field, timeout
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(context.Background(), timeout)
 	}
-	c := &grpcCallout{cancel: cancel}
+	c := &grpcCallout{cancel: cancel, span: calloutSpan(snap.tracing, sctx, req, cluster)}
 	c.body.ready = make(chan struct{}, 1)
 	req.Body = &c.body
 	req.ContentLength = -1
@@ -233,6 +263,7 @@ func (h *wasmHost) GRPCStream(cluster string, headers []proxywasm.Field, timeout
 type grpcCallout struct {
 	body   grpcBody
 	cancel context.CancelFunc
+	span   trace.Span // nil when not traced
 }
 
 var (
@@ -260,6 +291,7 @@ func (c *grpcCallout) run(ctx context.Context, be *backend, req *http.Request, c
 				err = fmt.Errorf("backend %q: %w", cluster, err)
 			}
 		}
+		endCallout(c.span, 0, err)
 		ev.Done(err)
 	}
 	ep := be.pick(nil)

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,15 +24,39 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/counters"
+	"github.com/plexus-mesh/plexus/gateway/internal/stdio"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
+
+// Stderr is the process's standard error as the gateway writes to it (an access log on
+// stderr): its process log should write here too, so that their lines never interleave,
+// and a reader that went away is an error rather than SIGPIPE.
+var Stderr io.Writer = stdio.Stderr
 
 // Options are the gateway's process-level settings, the ones a config file does not carry.
 type Options struct {
 	Logger   *slog.Logger // slog.Default() when nil
 	CacheDir string       // compiled Wasm modules are kept here across restarts; none when empty
 	NodeID   string       // node.id as filters see it when the config's node: names none; the host name when empty
+	Version  string       // service.version in telemetry
+
+	// SpanExporter, when not nil, receives the spans instead of the exporter the config
+	// names (which must still be declared: tracing is on only with telemetry.tracing).
+	// The gateway flushes it but never shuts it down: it is the caller's.
+	SpanExporter sdktrace.SpanExporter
+	// MetricReader, when not nil, makes one more reader of the metrics, beside the
+	// config's. The metrics recorded per request come from producer: the reader must be
+	// made with sdkmetric.WithProducer(producer) to see them.
+	MetricReader func(producer sdkmetric.Producer) sdkmetric.Reader
 }
 
 // Gateway serves a config. Create it with New, then Start; Reload swaps the config while it
@@ -41,6 +66,14 @@ type Gateway struct {
 	snap atomic.Pointer[snapshot]
 	wasm *proxywasm.Runtime
 	host *wasmHost
+	opts Options
+
+	validating bool // built by Validate: exporters and access log files are left out
+
+	metrics *telemetry.Metrics // for the process: a reload cannot change telemetry.metrics
+	inst    *instruments
+	store   counters.Store        // shared counters: in Redis, or in process; for the process
+	redis   redis.UniversalClient // nil without redis:
 
 	mu        sync.Mutex // serializes Start, Reload and Shutdown
 	version   uint64
@@ -49,6 +82,10 @@ type Gateway struct {
 	adminAddr net.Addr
 	started   atomic.Bool
 	draining  atomic.Bool
+
+	retireMu sync.Mutex
+	retiring map[int]func() // what reloads left to close later; Shutdown closes it at once
+	retireID int
 }
 
 // snapshot is one loaded config, compiled. It never changes once built.
@@ -60,6 +97,8 @@ type snapshot struct {
 	backends map[string]*backend
 	filters  map[string]*filter
 	certs    map[string]*tls.Certificate // by listener name
+	tracing  *telemetry.Tracing
+	logs     []*accesslog.Logger
 }
 
 func (s *snapshot) match(r *http.Request, host, path string) *route {
@@ -72,8 +111,12 @@ func (s *snapshot) match(r *http.Request, host, path string) *route {
 }
 
 // New builds a gateway for cfg without binding anything.
-func New(cfg *config.Config, o Options) (*Gateway, error) {
-	g := &Gateway{log: o.Logger}
+func New(cfg *config.Config, o Options) (*Gateway, error) { return build(cfg, o, false) }
+
+// build is New; validating builds everything that checks the config but nothing that
+// reaches out: no exporter that would push at shutdown, no access log file created.
+func build(cfg *config.Config, o Options, validating bool) (*Gateway, error) {
+	g := &Gateway{log: o.Logger, opts: o, validating: validating}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -81,14 +124,47 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	if g.host.nodeID == "" {
 		g.host.nodeID, _ = os.Hostname()
 	}
-	var err error
+	res, err := g.resource(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mt := *cfg.Telemetry
+	if validating {
+		mt.Metrics.Exporter = nil
+	} else {
+		telemetry.LogErrors(g.log, 10*time.Second)
+	}
+	if g.metrics, err = telemetry.NewMetrics(&mt, res, o.MetricReader); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Where("telemetry.metrics"), err)
+	}
+	if *cfg.Telemetry.Metrics.Enabled {
+		g.inst = newInstruments(g.metrics.Stats)
+	}
 	if g.wasm, err = proxywasm.NewRuntime(context.Background(), proxywasm.Options{CacheDir: o.CacheDir, Logger: g.log}); err != nil {
+		g.metrics.Shutdown(context.Background())
+		return nil, err
+	}
+	if err := g.observe(); err != nil {
+		g.metrics.Shutdown(context.Background())
+		g.wasm.Close(context.Background())
 		return nil, err
 	}
 	s, err := g.buildSnapshot(cfg, nil)
 	if err != nil {
+		g.metrics.Shutdown(context.Background())
 		g.wasm.Close(context.Background())
 		return nil, err
+	}
+	if g.store, g.redis, err = g.newStore(cfg); err != nil {
+		g.closeSnapshot(s)
+		g.metrics.Shutdown(context.Background())
+		g.wasm.Close(context.Background())
+		return nil, err
+	}
+	if cfg.Redis != nil && !validating {
+		g.checkRedis(cfg)
+		g.log.Warn("redis: connected, but no filter in this build of plexus can reach the shared counters yet",
+			"where", cfg.Where("redis"))
 	}
 	g.version = 1
 	s.version = 1
@@ -100,12 +176,44 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 // (certificates load, references resolve, filters load and accept their configuration),
 // without binding anything.
 func Validate(cfg *config.Config, o Options) error {
-	g, err := New(cfg, o)
+	g, err := build(cfg, o, true)
 	if err != nil {
 		return err
 	}
 	g.closeSnapshot(g.snap.Load())
+	g.metrics.Shutdown(context.Background())
+	g.closeStore()
 	return g.wasm.Close(context.Background())
+}
+
+func (g *Gateway) closeStore() {
+	g.store.Close()
+	if g.redis != nil {
+		g.redis.Close()
+	}
+}
+
+// Flush exports the spans and pushes the metrics that wait in batches now, rather than on
+// the exporters' schedules.
+func (g *Gateway) Flush(ctx context.Context) error {
+	var err error
+	if tp := g.snap.Load().tracing.Provider; tp != nil {
+		err = tp.ForceFlush(ctx)
+	}
+	return errors.Join(err, g.metrics.Provider.ForceFlush(ctx))
+}
+
+// resource is the OpenTelemetry resource of cfg's telemetry.
+func (g *Gateway) resource(cfg *config.Config) (*resource.Resource, error) {
+	instance := g.host.nodeID
+	if cfg.Node != nil && cfg.Node.ID != "" {
+		instance = cfg.Node.ID
+	}
+	res, err := telemetry.Resource(cfg.Telemetry, g.opts.Version, instance)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Where("telemetry"), err)
+	}
+	return res, nil
 }
 
 func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, error) {
@@ -139,7 +247,12 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 			g.closeNew(s, prev)
 			return nil, err
 		}
+		f.instrument(g.inst)
 		s.filters[f.name] = f
+	}
+	if err := g.buildTelemetry(s, prev); err != nil {
+		g.closeNew(s, prev)
+		return nil, err
 	}
 	for i := range cfg.Routes {
 		s.routes = append(s.routes, compileRoute(&cfg.Routes[i], s.backends, s.filters))
@@ -147,11 +260,95 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 	return s, nil
 }
 
+// buildTelemetry gives s its tracing and access logs: prev's when the config of them did
+// not change, so that a reload neither restarts exporters nor reopens files.
+func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
+	cfg := s.cfg
+	t := cfg.Telemetry
+	if g.validating {
+		// Exporters are not made (shutting them down pushes to a collector) and log files
+		// not opened (that creates them); that they could be is checked.
+		s.tracing, _ = telemetry.NewTracing(nil, nil, nil)
+		for i, a := range t.AccessLog {
+			if err := accesslog.CheckPath(logPath(cfg, a.Path)); err != nil {
+				return fmt.Errorf("%s: %w", cfg.Where(fmt.Sprintf("telemetry.access_log[%d].path", i)), err)
+			}
+		}
+		return nil
+	}
+	if prev != nil && reflect.DeepEqual(prev.cfg.Telemetry.Tracing, t.Tracing) &&
+		prev.cfg.Telemetry.ServiceName == t.ServiceName && reflect.DeepEqual(prev.cfg.Telemetry.Resource, t.Resource) {
+		s.tracing = prev.tracing
+	} else {
+		res, err := g.resource(cfg)
+		if err != nil {
+			return err
+		}
+		var exp sdktrace.SpanExporter
+		if g.opts.SpanExporter != nil {
+			// The caller's: every tracer provider a reload makes shares it, and none may
+			// shut it down.
+			exp = keepOpen{g.opts.SpanExporter}
+		}
+		if s.tracing, err = telemetry.NewTracing(t.Tracing, res, exp); err != nil {
+			return fmt.Errorf("%s: %w", cfg.Where("telemetry.tracing.exporter"), err)
+		}
+	}
+	if prev != nil && reflect.DeepEqual(prev.cfg.Telemetry.AccessLog, t.AccessLog) {
+		s.logs = prev.logs
+		return nil
+	}
+	for i, a := range t.AccessLog {
+		l, err := accesslog.New(accesslog.Options{Path: logPath(cfg, a.Path), Format: a.Format, Fields: a.Fields, Sample: *a.Sample,
+			Status: a.Status, FlushInterval: a.FlushInterval})
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.Where(fmt.Sprintf("telemetry.access_log[%d]", i)), err)
+		}
+		s.logs = append(s.logs, l)
+	}
+	return nil
+}
+
 // closeNew closes what s loaded that prev does not share: a snapshot that failed to build.
 func (g *Gateway) closeNew(s, prev *snapshot) {
 	for name, f := range s.filters {
 		if prev == nil || prev.filters[name] != f {
 			f.plugin.Close()
+		}
+	}
+	g.closeTelemetry(s, prev)
+}
+
+// logPath is an access log's path: stdout, stderr, or a file relative to the config's.
+func logPath(cfg *config.Config, path string) string {
+	if path == "stdout" || path == "stderr" {
+		return path
+	}
+	return cfg.Path(path)
+}
+
+// keepOpen is a span exporter its tracer provider does not shut down.
+type keepOpen struct{ sdktrace.SpanExporter }
+
+func (keepOpen) Shutdown(context.Context) error { return nil }
+
+// sameLogs reports whether b carries a's access logs over (they are carried whole or not).
+func sameLogs(a, b *snapshot) bool {
+	return len(a.logs) == len(b.logs) && (len(a.logs) == 0 || a.logs[0] == b.logs[0])
+}
+
+// closeTelemetry flushes and closes s's tracing and access logs that next does not use.
+func (g *Gateway) closeTelemetry(s, next *snapshot) {
+	if s.tracing != nil && (next == nil || next.tracing != s.tracing) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.tracing.Shutdown(ctx); err != nil {
+			g.log.Warn("tracing: spans not exported at shutdown", "error", err)
+		}
+		cancel()
+	}
+	if len(s.logs) > 0 && (next == nil || !sameLogs(s, next)) {
+		for _, l := range s.logs {
+			l.Close()
 		}
 	}
 }
@@ -170,6 +367,7 @@ func (g *Gateway) closeSnapshot(s *snapshot) {
 	for _, b := range s.backends {
 		b.close()
 	}
+	g.closeTelemetry(s, nil)
 }
 
 // Start binds the admin listener and every listener and serves them in the background.
@@ -232,6 +430,17 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if err := sameBinding(old.cfg, cfg); err != nil {
 		return err
 	}
+	if !reflect.DeepEqual(old.cfg.Telemetry.Metrics, cfg.Telemetry.Metrics) {
+		return fmt.Errorf("%s: telemetry.metrics cannot change on reload; restart plexus", cfg.Where("telemetry.metrics"))
+	}
+	if !reflect.DeepEqual(old.cfg.Redis, cfg.Redis) {
+		return fmt.Errorf("%s: redis cannot change on reload; restart plexus", cfg.Where("redis"))
+	}
+	if o, n := old.cfg.Telemetry, cfg.Telemetry; o.ServiceName != n.ServiceName || !reflect.DeepEqual(o.Resource, n.Resource) {
+		// Metrics keep the resource they started with; traces changing theirs alone would
+		// split one gateway in two in a backend's eyes.
+		return fmt.Errorf("%s: telemetry.service_name and telemetry.resource cannot change on reload; restart plexus", cfg.Where("telemetry"))
+	}
 	s, err := g.buildSnapshot(cfg, old)
 	if err != nil {
 		return err
@@ -254,12 +463,12 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			goneFilters = append(goneFilters, f)
 		}
 	}
-	if len(gone)+len(goneFilters) > 0 {
+	if len(gone)+len(goneFilters) > 0 || old.tracing != s.tracing || !sameLogs(old, s) {
 		drain := config.DefaultDrainTimeout
 		for _, l := range cfg.Listeners {
 			drain = max(drain, l.Drain)
 		}
-		time.AfterFunc(drain+maxRouteTimeout(old), func() {
+		g.retire(drain+maxRouteTimeout(old), func() {
 			// Plugins close their busy instances when the streams using them end; as in
 			// closeSnapshot, they close together, and before the backends.
 			var wg sync.WaitGroup
@@ -270,9 +479,31 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			for _, b := range gone {
 				b.close()
 			}
+			g.closeTelemetry(old, s)
 		})
 	}
 	return nil
+}
+
+// retire runs f after d, or when Shutdown comes first, at once: what an old snapshot
+// holds (buffered log lines, batched spans) must not be lost at exit.
+func (g *Gateway) retire(d time.Duration, f func()) {
+	var once sync.Once
+	g.retireMu.Lock()
+	defer g.retireMu.Unlock()
+	if g.retiring == nil {
+		g.retiring = map[int]func(){}
+	}
+	id := g.retireID
+	g.retireID++
+	run := func() {
+		once.Do(f)
+		g.retireMu.Lock()
+		delete(g.retiring, id)
+		g.retireMu.Unlock()
+	}
+	g.retiring[id] = run
+	time.AfterFunc(d, run)
 }
 
 func maxRouteTimeout(s *snapshot) time.Duration {
@@ -329,8 +560,24 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.admin.Shutdown(actx)
 		cancel()
 	}
+	// The last push reads filters and backends: before they close.
+	mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := g.metrics.Shutdown(mctx); err != nil {
+		g.log.Warn("metrics: last push failed at shutdown", "error", err)
+	}
+	cancel()
+	g.retireMu.Lock()
+	pending := make([]func(), 0, len(g.retiring))
+	for _, f := range g.retiring {
+		pending = append(pending, f)
+	}
+	g.retireMu.Unlock()
+	for _, f := range pending {
+		f()
+	}
 	g.closeSnapshot(g.snap.Load())
 	g.wasm.Close(context.Background())
+	g.closeStore()
 	return errors.Join(errs...)
 }
 
@@ -348,7 +595,10 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 	l := &listener{cfg: lc}
 	lim := lc.Limits
 	h := &handler{g: g, listener: lc.Name, tls: lc.TLS != nil, bodyLimit: int64(lim.MaxRequestBodyBytes),
-		hdrLimit: int64(lim.MaxHeaderBytes)}
+		hdrLimit: int64(lim.MaxHeaderBytes), scheme: "http"}
+	if h.tls {
+		h.scheme = "https"
+	}
 	if h.bodyLimit < 0 {
 		h.bodyLimit = 0
 	}

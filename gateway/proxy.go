@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
@@ -29,6 +31,7 @@ type handler struct {
 	g         *Gateway
 	listener  string
 	tls       bool
+	scheme    string // "http" or "https"
 	altSvc    string // Alt-Svc value advertising h3, or ""
 	bodyLimit int64  // 0: no limit
 	hdrLimit  int64  // 0: no limit
@@ -79,9 +82,11 @@ var statusTexts = func() (t [900]string) {
 	return t
 }()
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// The snapshot is read once: a request finishes on the config it started with.
 	snap := h.g.snap.Load()
+	w := h.begin(rw, r, snap)
+	defer h.finish(w)
 	if h.hdrLimit > 0 && headerSize(r) > h.hdrLimit {
 		localReply(w, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 		return
@@ -97,9 +102,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := snap.match(r, host, path)
 	if rt == nil {
 		h.g.log.Debug("no route", "listener", h.listener, "host", host, "path", path, "method", r.Method)
+		w.flags |= accesslog.NoRoute
 		localReply(w, http.StatusNotFound, "no route")
 		return
 	}
+	w.route = rt
 	if len(rt.filters) > 0 {
 		h.serveFiltered(w, r, snap, rt)
 		return
@@ -108,7 +115,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // act does what the route says: answer directly, redirect, or forward.
-func (h *handler) act(w http.ResponseWriter, r *http.Request, rt *route, path string, c *chain) {
+func (h *handler) act(w *exchange, r *http.Request, rt *route, path string, c *chain) {
+	w.direct = rt.direct != nil || rt.redirect != nil
 	switch {
 	case rt.direct != nil && c != nil:
 		// The route's own answer still passes back through its filters' response phase.
@@ -139,9 +147,14 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, rt *route, path st
 // request as the backend will (X-Forwarded-*, x-request-id), and what they change in the
 // request header can change the route it takes: the route is matched again after them, as
 // Envoy does when a filter clears the route cache. The new route's own filters do not run.
-func (h *handler) serveFiltered(w http.ResponseWriter, r *http.Request, snap *snapshot, rt *route) {
+func (h *handler) serveFiltered(w *exchange, r *http.Request, snap *snapshot, rt *route) {
+	if w.span != nil {
+		// Filters' callouts and spans belong to the request's trace.
+		r = r.WithContext(w.ctx)
+		w.r = r
+	}
 	prepareRequestHeader(r, h.tls, isUpgrade(r))
-	c, err := h.newChain(r, rt)
+	c, err := h.newChain(r, rt, snap.tracing)
 	if err != nil {
 		h.failChain(w, err)
 		return
@@ -159,16 +172,18 @@ func (h *handler) serveFiltered(w http.ResponseWriter, r *http.Request, snap *sn
 	host, path := requestHost(r), r.URL.EscapedPath()
 	if again := snap.match(r, host, path); again != rt {
 		if again == nil {
+			w.flags |= accesslog.NoRoute
 			localReply(w, http.StatusNotFound, "no route")
 			return
 		}
 		rt = again
+		w.route = rt
 		c.setInfo(func(i *proxywasm.StreamInfo) { i.RouteName = rt.name })
 	}
 	h.act(w, r, rt, path, c)
 }
 
-func (h *handler) direct(w http.ResponseWriter, rt *route) {
+func (h *handler) direct(w *exchange, rt *route) {
 	hdr := w.Header()
 	for k, v := range rt.direct.Headers {
 		hdr[http.CanonicalHeaderKey(k)] = []string{v}
@@ -238,9 +253,16 @@ var errPerTryTimeout = errors.New("per-try timeout")
 
 // forward sends the request upstream, with the route's timeout and retry policy, and streams
 // the response back: select an endpoint, attempt, classify the outcome, try again or answer.
-func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, path string, c *chain) {
+func (h *handler) forward(w *exchange, r *http.Request, rt *route, path string, c *chain) {
 	be := rt.pickBackend()
 	upgrade := isUpgrade(r)
+	w.be = be
+	if !be.admit() {
+		w.flags |= accesslog.UpstreamOverflow
+		h.fail(w, r, rt, be, nil, 0, http.StatusServiceUnavailable, "upstream overflow", nil)
+		return
+	}
+	defer be.release()
 
 	ctx := r.Context()
 	if rt.timeout > 0 && !upgrade {
@@ -268,6 +290,7 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &trackedBody{rc: r.Body, limit: h.bodyLimit}
+		w.body = body
 		out.Body = body
 		if c != nil {
 			out.Body = &filteredBody{c: c, src: body, r: r, pipe: c.pipe(false, h.bufferLimit())}
@@ -302,10 +325,16 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 	)
 	for try = 1; ; try++ {
 		if ep = be.pick(ep); ep == nil {
+			w.flags |= accesslog.NoHealthyUpstream
 			h.fail(w, r, rt, be, nil, try, http.StatusServiceUnavailable, "no healthy upstream", nil)
 			return
 		}
+		w.beginAttempt(be, ep, out, try)
 		resp, err = attempt(be, ep, out, perTry)
+		if err == nil {
+			w.upstreamTime = time.Since(w.attemptStart)
+			w.upstreamStatus = resp.StatusCode
+		}
 		retry := false
 		var ue *upstream.Error
 		switch {
@@ -327,20 +356,37 @@ func (h *handler) forward(w http.ResponseWriter, r *http.Request, rt *route, pat
 			}
 		}
 		if !retry || try >= attempts || body.touched() || ctx.Err() != nil {
+			if retry && attempts > 1 && try >= attempts {
+				w.flags |= accesslog.RetriesExhausted
+			}
 			break
 		}
 		if resp != nil {
+			w.endAttempt(resp.StatusCode, nil)
 			resp.Body.Close()
+			resp = nil
+		} else {
+			w.endAttempt(0, err)
 		}
 		if !sleepBackoff(ctx, rt.retry, try) {
+			// The route's timeout (or the client) ended the wait: the failed attempt's
+			// response is gone, and the request ends as the timeout says.
+			err = classify(ctx, ctx.Err())
 			break
 		}
+		if m := h.g.inst; m != nil {
+			m.retries.With(telemetry.Key{B: rt.name, C: be.name}, retryAttrs).Add(1)
+		}
+	}
+	if err != nil {
+		w.endAttempt(0, err)
 	}
 
 	if c != nil {
 		if l := c.takeLocal(); l != nil {
 			// A filter answered from the request body phase; the upstream exchange is void.
 			if resp != nil {
+				w.endAttempt(resp.StatusCode, nil)
 				resp.Body.Close()
 			}
 			c.writeLocal(w, rt, l)
@@ -403,22 +449,25 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
-func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, rt *route, be *backend, ep *endpoint, tries int, err error, body *trackedBody) {
+func (h *handler) upstreamError(w *exchange, r *http.Request, rt *route, be *backend, ep *endpoint, tries int, err error, body *trackedBody) {
 	var ue *upstream.Error
 	kind := upstream.KindReset
 	if errors.As(err, &ue) {
 		kind = ue.Kind
 	}
 	switch {
-	case body != nil && body.tooLarge:
+	case body != nil && body.tooLarge.Load():
 		h.g.log.Debug("request body too large", "route", rt.name, "limit", h.bodyLimit)
 		localReply(w, http.StatusRequestEntityTooLarge, "request body too large")
 	case kind == upstream.KindCanceled || r.Context().Err() != nil:
 		// The client went away; there is no one to answer.
+		w.flags |= accesslog.DownstreamTerminated
 		h.g.log.Debug("client canceled", "route", rt.name, "backend", be.name)
 	case kind == upstream.KindConnect:
+		w.flags |= accesslog.UpstreamConnectFailure
 		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream connect failed: "+reason(err), err)
 	case kind == upstream.KindTimeout:
+		w.flags |= accesslog.UpstreamTimeout
 		h.fail(w, r, rt, be, ep, tries, http.StatusGatewayTimeout, "upstream timeout", err)
 	case kind == upstream.KindRequestBody:
 		// The client's body broke off (or was shorter than it said): the client's fault, not
@@ -426,14 +475,16 @@ func (h *handler) upstreamError(w http.ResponseWriter, r *http.Request, rt *rout
 		h.g.log.Debug("request body failed", "route", rt.name, "backend", be.name, "error", err)
 		localReply(w, http.StatusBadRequest, "request body incomplete")
 	case kind == upstream.KindProtocol:
+		w.flags |= accesslog.UpstreamProtocolError
 		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream protocol error: "+reason(err), err)
 	default:
+		w.flags |= accesslog.UpstreamReset
 		h.fail(w, r, rt, be, ep, tries, http.StatusBadGateway, "upstream reset before response", err)
 	}
 }
 
 // fail answers a request the gateway could not forward, and logs it once.
-func (h *handler) fail(w http.ResponseWriter, r *http.Request, rt *route, be *backend, ep *endpoint, tries, status int, cause string, err error) {
+func (h *handler) fail(w *exchange, r *http.Request, rt *route, be *backend, ep *endpoint, tries, status int, cause string, err error) {
 	attrs := []any{"route", rt.name, "backend", be.name, "status", status, "cause", cause, "attempts", tries,
 		"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get("X-Request-Id")}
 	if ep != nil {
@@ -474,7 +525,7 @@ func reason(err error) string {
 }
 
 // respond streams the upstream response to the client.
-func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be *backend, resp *http.Response, c *chain) {
+func (h *handler) respond(w *exchange, r *http.Request, rt *route, be *backend, resp *http.Response, c *chain) {
 	defer resp.Body.Close()
 	hdr := w.Header()
 	removeHopByHop(resp.Header, false)
@@ -485,7 +536,7 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 		fields := c.responseFields(status, resp.Header)
 		n := len(fields.Fields)
 		eos := resp.Body == http.NoBody || resp.ContentLength == 0
-		if err := c.phase(true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		if err := c.phase(phaseResponseHeaders, true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			return s.OnResponseHeaders(fields, eos)
 		}); err != nil {
 			h.failChain(w, err)
@@ -522,10 +573,10 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 	w.WriteHeader(status)
 
 	flush := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	if f, ok := w.(http.Flusher); ok && flush {
+	if flush {
 		// The header of a stream goes out now: its body may not start for a long time (a
 		// long poll, a gRPC server stream), and the client must not wait for it.
-		f.Flush()
+		w.Flush()
 	}
 	sent, err := copyBody(w, resp.Body, flush, pipe)
 	if c != nil {
@@ -538,20 +589,30 @@ func (h *handler) respond(w http.ResponseWriter, r *http.Request, rt *route, be 
 			// Trailers a filter added to a response that had none: the header must go now,
 			// or net/http's HTTP/1.1 server, holding the whole body, sends it with a
 			// Content-Length when the handler returns, and drops the trailers.
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
-			}
+			w.Flush()
 		}
 	}
 	if err != nil {
 		if errors.Is(err, errClientWrite) || r.Context().Err() != nil {
+			w.flags |= accesslog.DownstreamTerminated
 			return
 		}
+		w.aborted = true
 		var fe *filterError
-		if errors.As(err, &fe) || errors.Is(err, errChainReset) || errors.Is(err, errLocalReply) || errors.Is(err, errBufferLimit) {
+		switch {
+		case errors.As(err, &fe):
+			w.flags |= accesslog.FilterFailed
+			w.filter = fe.f.Filter
+		case errors.Is(err, errLocalReply):
+			w.flags |= accesslog.FilterLocalReply
+		case errors.Is(err, errBufferLimit):
+			w.flags |= accesslog.FilterFailed
+		}
+		if fe != nil || errors.Is(err, errChainReset) || errors.Is(err, errLocalReply) || errors.Is(err, errBufferLimit) {
 			// Logged where it happened; the response has begun, so the stream is aborted.
 			panic(http.ErrAbortHandler)
 		}
+		w.flags |= accesslog.UpstreamReset
 		h.g.log.Warn("upstream response body failed", "route", rt.name, "backend", be.name, "error", err,
 			"request_id", r.Header.Get("X-Request-Id"))
 		// The status is gone; all that is left is to abort the stream so the client sees an
@@ -617,7 +678,7 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *bodyPipe) 
 
 // switchProtocols completes an Upgrade (WebSocket and the like): the 101 goes to the client
 // and from then on bytes flow both ways untouched until either side closes.
-func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *route, resp *http.Response) {
+func (h *handler) switchProtocols(w *exchange, r *http.Request, rt *route, resp *http.Response) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
@@ -633,6 +694,7 @@ func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *ro
 	defer conn.Close()
 	hdr := resp.Header.Clone()
 	rt.respOps.apply(hdr)
+	w.status = http.StatusSwitchingProtocols
 	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	hdr.Write(brw)
 	brw.WriteString("\r\n")
@@ -643,6 +705,7 @@ func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *ro
 	// half-close, so that the other side can still finish what it has to say; an error,
 	// or a side that cannot half-close, ends both.
 	done := make(chan struct{}, 2)
+	var sent int64
 	go func() {
 		// Bytes the client sent after its request may already sit in the server's buffer.
 		_, err := io.Copy(up, brw.Reader)
@@ -653,7 +716,8 @@ func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *ro
 		done <- struct{}{}
 	}()
 	go func() {
-		_, err := io.Copy(conn, up)
+		n, err := io.Copy(conn, up)
+		sent = n
 		if err != nil || closeWrite(conn) != nil {
 			up.Close()
 			conn.Close()
@@ -662,6 +726,7 @@ func (h *handler) switchProtocols(w http.ResponseWriter, r *http.Request, rt *ro
 	}()
 	<-done
 	<-done
+	w.sent += sent
 }
 
 // closeWrite half-closes c when it can (TCP and TLS connections can).
@@ -675,25 +740,27 @@ func closeWrite(c any) error {
 // trackedBody is the request body on its way upstream. It remembers whether any of it was
 // read, since a body that was partly sent cannot be sent again, and enforces the listener's
 // body limit.
+//
+// The upstream client may read it from its own goroutine while the handler looks at it
+// (a backend that answered before it read the whole body), so its state is atomic.
 type trackedBody struct {
 	rc       io.ReadCloser
-	n        int64
 	limit    int64
-	read     bool
-	tooLarge bool
+	n        atomic.Int64
+	read     atomic.Bool
+	tooLarge atomic.Bool
 }
 
 var errBodyTooLarge = errors.New("request body too large")
 
 func (b *trackedBody) Read(p []byte) (int, error) {
-	b.read = true
-	if b.tooLarge {
+	b.read.Store(true)
+	if b.tooLarge.Load() {
 		return 0, errBodyTooLarge
 	}
 	n, err := b.rc.Read(p)
-	b.n += int64(n)
-	if b.limit > 0 && b.n > b.limit {
-		b.tooLarge = true
+	if total := b.n.Add(int64(n)); b.limit > 0 && total > b.limit {
+		b.tooLarge.Store(true)
 		return 0, errBodyTooLarge
 	}
 	return n, err
@@ -701,7 +768,7 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 
 func (b *trackedBody) Close() error { return b.rc.Close() }
 
-func (b *trackedBody) touched() bool { return b != nil && b.read }
+func (b *trackedBody) touched() bool { return b != nil && b.read.Load() }
 
 func isIdempotent(method string) bool {
 	switch method {
@@ -740,7 +807,8 @@ func setEscapedPath(u *url.URL, escaped string) {
 	}
 }
 
-func localReply(w http.ResponseWriter, status int, cause string) {
+func localReply(w *exchange, status int, cause string) {
+	w.local = true
 	hdr := w.Header()
 	hdr[HeaderError] = []string{cause}
 	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}

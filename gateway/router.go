@@ -16,8 +16,9 @@ import (
 // route is a config.Route compiled for matching and forwarding. It belongs to one snapshot
 // and never changes.
 type route struct {
-	name string
-	cfg  *config.Route
+	name     string
+	cfg      *config.Route
+	template string // http.route: the paths it matches, as a template ("/api/*")
 
 	// match
 	exactHosts  []string // lower case, no trailing dot
@@ -110,6 +111,21 @@ func (o *headerOps) empty() bool { return len(o.remove)+len(o.set)+len(o.add) ==
 
 // compileRoute turns a validated config.Route into a route; backends are those of the
 // snapshot being built.
+// pathTemplate is the paths m matches, as http.route takes them (a low-cardinality
+// template): the exact path, the prefix followed by "*", the regular expression, or "/*"
+// for a route that matches any path.
+func pathTemplate(m *config.Match) string {
+	switch {
+	case m.Path != "":
+		return m.Path
+	case m.PathPrefix != "":
+		return m.PathPrefix + "*"
+	case m.PathRegex != "":
+		return m.PathRegex
+	}
+	return "/*"
+}
+
 func compileRoute(rc *config.Route, backends map[string]*backend, filters map[string]*filter) *route {
 	r := &route{
 		name:     rc.Name,
@@ -124,6 +140,7 @@ func compileRoute(rc *config.Route, backends map[string]*backend, filters map[st
 		respOps:  compileHeaderOps(rc.ResponseHeaders),
 		timeout:  *rc.Timeout,
 		retry:    rc.Retry,
+		template: pathTemplate(&rc.Match),
 	}
 	for _, h := range rc.Match.Hosts {
 		h = strings.TrimSuffix(strings.ToLower(h), ".")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,5 +293,140 @@ func TestWatchdog(t *testing.T) {
 			t.Fatal("the patrol still runs with no watchdog")
 		}
 		time.Sleep(WatchdogTick)
+	}
+}
+
+// constModule is a module whose one function, f, returns v: distinct v, distinct modules.
+func constModule(v byte) []byte {
+	return []byte{
+		0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00,
+		0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
+		0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+		0x07, 0x05, 0x01, 0x01, 'f', 0x00, 0x00, // export "f"
+		0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, v & 0x3f, 0x0b, // i32.const v; end
+	}
+}
+
+// TestCacheCompile: what Compile calls a hit is a compile wazero served from memory or
+// from the directory, and only that.
+func TestCacheCompile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c, err := NewCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	compile := func(c *Cache, interruptible bool, wasm []byte, wantHit bool) {
+		t.Helper()
+		w := c.NewRuntime(ctx, 0, interruptible)
+		defer w.Close(ctx)
+		_, hit, took, err := c.Compile(ctx, w, interruptible, wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hit != wantHit || took <= 0 {
+			t.Errorf("hit %v, took %v; want hit %v", hit, took, wantHit)
+		}
+	}
+	files := func() int {
+		t.Helper()
+		return len(c.files())
+	}
+
+	compile(c, false, constModule(1), false)
+	if n := files(); n != 1 {
+		t.Fatalf("%d files in the cache directory after a compile, want 1", n)
+	}
+	compile(c, false, constModule(1), true)  // another runtime: from memory
+	compile(c, true, constModule(1), false)  // with wazero's termination checks: other code
+	compile(c, false, constModule(2), false) // other bytes
+	if n := files(); n != 3 {
+		t.Fatalf("%d files in the cache directory, want 3", n)
+	}
+
+	// Memory hits are wazero's: with the directory emptied, and every runtime that
+	// compiled the module closed, wazero still writes nothing for it.
+	sub := wazeroDir(t, c)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	compile(c, false, constModule(1), true)
+	if n := files(); n != 0 {
+		t.Errorf("a memory hit wrote %d files", n)
+	}
+
+	// A new cache (a new process) on the same directory: a hit for what is there only.
+	compile(c, false, constModule(3), false) // written to the directory
+	c2, err := NewCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(ctx)
+	compile(c2, false, constModule(3), true)  // from the directory
+	compile(c2, false, constModule(1), false) // emptied above
+	compile(c2, false, constModule(1), true)
+
+	// In memory only: hits from memory.
+	c3, err := NewCache("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close(ctx)
+	compile(c3, false, constModule(1), false)
+	compile(c3, false, constModule(1), true)
+
+	// A module that does not compile is neither.
+	w := c3.NewRuntime(ctx, 0, false)
+	defer w.Close(ctx)
+	if _, hit, _, err := c3.Compile(ctx, w, false, []byte("not wasm")); err == nil || hit {
+		t.Errorf("garbage: hit %v, err %v", hit, err)
+	}
+}
+
+// wazeroDir is the subdirectory wazero keeps its files in, relative to the cache's.
+func wazeroDir(t *testing.T, c *Cache) string {
+	t.Helper()
+	for path := range c.files() {
+		rel, _ := filepath.Rel(c.dir, filepath.Dir(path))
+		return rel
+	}
+	t.Fatal("no file in the cache directory")
+	return ""
+}
+
+// TestCacheCompileConcurrently: runtimes compiling one module at once compile it once.
+func TestCacheCompileConcurrently(t *testing.T) {
+	ctx := context.Background()
+	c, err := NewCache("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var hits, misses atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := c.NewRuntime(ctx, 0, false)
+			defer w.Close(ctx)
+			_, hit, _, err := c.Compile(ctx, w, false, constModule(7))
+			switch {
+			case err != nil:
+				t.Error(err)
+			case hit:
+				hits.Add(1)
+			default:
+				misses.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if hits.Load() != 7 || misses.Load() != 1 {
+		t.Errorf("%d hits, %d compiles; want 7, 1", hits.Load(), misses.Load())
 	}
 }

@@ -464,6 +464,17 @@ routes:
 			t.Errorf("%s: %+v", name, a)
 		}
 	}
+	// The same counts as metrics, and the fail-closed ones as local replies by cause.
+	_, metrics := get(t, c, "http://"+g.addr("admin")+"/metrics")
+	for _, want := range []string{
+		`plexus_filter_failures_total{error_type="trap",otel_scope_name="github.com/plexus-mesh/plexus/gateway",otel_scope_schema_url="",otel_scope_version="",plexus_filter="hostile-closed"} 1`,
+		`plexus_filter_failures_total{error_type="timeout",otel_scope_name="github.com/plexus-mesh/plexus/gateway",otel_scope_schema_url="",otel_scope_version="",plexus_filter="hostile-open"} 1`,
+		`plexus_cause="filter_failed",plexus_route="closed"} 4`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 type adminFilter struct {

@@ -75,9 +75,17 @@ func startGateway(t *testing.T, yaml string) *gw {
 
 func startGatewayIn(t *testing.T, dir, yaml string) *gw {
 	t.Helper()
+	return startGatewayOut(t, dir, yaml, nil)
+}
+
+// startGatewayOut is startGatewayIn with the process's stdout (access logs, stdout
+// exporters) written to stdout; discarded when nil.
+func startGatewayOut(t *testing.T, dir, yaml string, stdout io.Writer) *gw {
+	t.Helper()
 	g := &gw{t: t, dir: dir, file: filepath.Join(dir, "plexus.yaml"), addrs: map[string]string{}, waitc: make(chan struct{})}
 	g.writeConfig(yaml)
 	g.cmd = exec.Command(plexusBin, "run", "--config", g.file, "--log-format", "json", "--log-level", "debug")
+	g.cmd.Stdout = stdout
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

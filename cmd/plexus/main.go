@@ -35,7 +35,7 @@ Run "plexus COMMAND --help" for a command's flags.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, gateway.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -143,7 +143,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: log, CacheDir: *cacheDir})
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, CacheDir: *cacheDir, Version: buildVersion()})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -2,7 +2,8 @@
 // file:line:col errors, defaults and validation of every reference. A loaded *Config is an
 // immutable snapshot; a reload builds a new one.
 //
-// The file's top-level keys are admin, node, listeners, routes, backends and filters; the shape
+// The file's top-level keys are admin, node, listeners, routes, backends, filters and
+// telemetry; the shape
 // is the one ../shared/DESIGN.md shows. schema.json beside this file is generated from these types
 // (go generate ./gateway/config) so that editors can validate the file.
 package config
@@ -27,6 +28,8 @@ type Config struct {
 	Routes    []Route    `yaml:"routes" doc:"Routes, matched in declared order; the first match wins."`
 	Backends  []Backend  `yaml:"backends" doc:"Upstream services that routes forward to."`
 	Filters   []Filter   `yaml:"filters" doc:"Wasm filters, each declared once and listed by name on routes."`
+	Telemetry *Telemetry `yaml:"telemetry" doc:"Traces, metrics and access logs. Without it: Prometheus metrics on the admin listener's /metrics, no traces, no access log."`
+	Redis     *Redis     `yaml:"redis" doc:"Where replicas share counters, rate limits and shared data. Without it, all of that is in-process state: the gateway needs no external service."`
 
 	file string               // the path it was loaded from
 	pos  strictyaml.Positions // where each value path ("routes[2].backend") stands in file
@@ -96,15 +99,23 @@ const (
 
 // Backend is an upstream service: a set of endpoints and how to reach them.
 type Backend struct {
-	Name           string        `yaml:"name" doc:"Unique name of the backend." required:"true"`
-	Endpoints      []string      `yaml:"endpoints" doc:"host:port of each endpoint." required:"true"`
-	Balance        string        `yaml:"balance" doc:"Load-balancing policy." enum:"round_robin" default:"round_robin"`
-	Protocol       string        `yaml:"protocol" doc:"http1, h2c (HTTP/2 without TLS) or h2 (HTTP/2 over TLS)." enum:"http1,h2c,h2" default:"http1"`
-	TLS            *BackendTLS   `yaml:"tls" doc:"Connect with TLS; implied by protocol h2."`
-	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"Time allowed to open a connection to an endpoint." default:"2s"`
-	MaxIdle        int           `yaml:"max_idle_per_endpoint" doc:"Idle keep-alive connections kept per endpoint." default:"128"`
-	IdleTimeout    time.Duration `yaml:"idle_timeout" doc:"Idle upstream connections older than this are closed." default:"60s"`
+	Name           string         `yaml:"name" doc:"Unique name of the backend." required:"true"`
+	Endpoints      []string       `yaml:"endpoints" doc:"host:port of each endpoint." required:"true"`
+	Balance        string         `yaml:"balance" doc:"Load-balancing policy." enum:"round_robin" default:"round_robin"`
+	Protocol       string         `yaml:"protocol" doc:"http1, h2c (HTTP/2 without TLS) or h2 (HTTP/2 over TLS)." enum:"http1,h2c,h2" default:"http1"`
+	TLS            *BackendTLS    `yaml:"tls" doc:"Connect with TLS; implied by protocol h2."`
+	ConnectTimeout time.Duration  `yaml:"connect_timeout" doc:"Time allowed to open a connection to an endpoint." default:"2s"`
+	MaxIdle        int            `yaml:"max_idle_per_endpoint" doc:"Idle keep-alive connections kept per endpoint." default:"128"`
+	IdleTimeout    time.Duration  `yaml:"idle_timeout" doc:"Idle upstream connections older than this are closed." default:"60s"`
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker" doc:"Bounds on what the gateway sends this backend at once; requests beyond them get 503 at once (response flag UO) instead of piling up."`
 }
+
+// CircuitBreaker bounds a backend's load, as Envoy's circuit_breakers thresholds do.
+type CircuitBreaker struct {
+	MaxRequests int `yaml:"max_requests" doc:"Requests in flight to the backend at most, retries included." default:"1024"`
+}
+
+func (CircuitBreaker) YAMLKind() string { return "circuit breaker" }
 
 func (Backend) YAMLKind() string { return "backend" }
 
@@ -326,3 +337,89 @@ type Backoff struct {
 }
 
 func (Backoff) YAMLKind() string { return "backoff" }
+
+// Redis modes.
+const (
+	RedisSingle   = "single"
+	RedisSentinel = "sentinel"
+	RedisCluster  = "cluster"
+)
+
+// Redis is the Redis that replicas share. Its timeouts are short by default: a Redis call
+// must never hold a request up by more than tens of milliseconds.
+type Redis struct {
+	Address      string        `yaml:"address" doc:"host:port of the Redis server (mode single)."`
+	Addresses    []string      `yaml:"addresses" doc:"host:port of each cluster node (mode cluster) or sentinel (mode sentinel)."`
+	Mode         string        `yaml:"mode" doc:"single, sentinel or cluster." enum:"single,sentinel,cluster" default:"single"`
+	MasterName   string        `yaml:"master_name" doc:"The master's name, for mode sentinel."`
+	Username     string        `yaml:"username" doc:"ACL user name (Redis 6 and later)."`
+	Password     string        `yaml:"password" doc:"Password, or the ACL user's." secret:"true"`
+	DB           int           `yaml:"db" doc:"Database number (mode single and sentinel)."`
+	TLS          *BackendTLS   `yaml:"tls" doc:"Connect with TLS: ca, server_name, cert and key as a backend's tls."`
+	PoolSize     int           `yaml:"pool_size" doc:"Connections per node at most; 0: 10 per CPU."`
+	DialTimeout  time.Duration `yaml:"dial_timeout" doc:"Time allowed to connect." default:"100ms"`
+	ReadTimeout  time.Duration `yaml:"read_timeout" doc:"Time allowed for a reply." default:"25ms"`
+	WriteTimeout time.Duration `yaml:"write_timeout" doc:"Time allowed to send a command." default:"25ms"`
+}
+
+func (Redis) YAMLKind() string { return "redis" }
+
+// Telemetry says where traces, metrics and access logs go.
+type Telemetry struct {
+	ServiceName string            `yaml:"service_name" doc:"service.name of the traces and metrics plexus exports." default:"plexus"`
+	Resource    map[string]string `yaml:"resource" doc:"More OpenTelemetry resource attributes (deployment.environment, service.namespace, ...)."`
+	Tracing     *Tracing          `yaml:"tracing" doc:"Traces: a server span per request, a client span per upstream attempt. None without it (trace headers still pass through untouched)."`
+	Metrics     Metrics           `yaml:"metrics" doc:"Metrics, following the OpenTelemetry HTTP semantic conventions."`
+	AccessLog   []AccessLog       `yaml:"access_log" doc:"Access logs: one line per request, to each of these."`
+}
+
+func (Telemetry) YAMLKind() string { return "telemetry" }
+
+// Exporter kinds.
+const (
+	ExportOTLPGRPC = "otlp_grpc"
+	ExportOTLPHTTP = "otlp_http"
+	ExportStdout   = "stdout"
+)
+
+// Tracing is the tracing configuration.
+type Tracing struct {
+	Sampling    *float64 `yaml:"sampling" doc:"Fraction of requests that start a trace (0 to 1). A request that arrives with a traceparent follows its caller's decision (parent-based sampling)." default:"1"`
+	FilterSpans bool     `yaml:"filter_spans" doc:"A span per filter callback (request headers, body, response headers...), under the request's server span."`
+	Exporter    Exporter `yaml:"exporter" doc:"Where spans go." required:"true"`
+}
+
+func (Tracing) YAMLKind() string { return "tracing" }
+
+// Exporter is an OpenTelemetry exporter.
+type Exporter struct {
+	Type     string            `yaml:"type" doc:"otlp_grpc, otlp_http or stdout." enum:"otlp_grpc,otlp_http,stdout" required:"true"`
+	Endpoint string            `yaml:"endpoint" doc:"host:port of the collector (otlp_grpc, otlp_http), or an http(s):// URL (otlp_http): a base URL gets /v1/traces or /v1/metrics added, a URL with a path is used as it is. Default: the OTEL_EXPORTER_OTLP_* environment variables, else localhost:4317 (grpc) or localhost:4318 (http)."`
+	Insecure bool              `yaml:"insecure" doc:"Plain text to a host:port endpoint, no TLS (with a URL, its scheme says)."`
+	Headers  map[string]string `yaml:"headers" doc:"Headers sent with every export (an API key, say)." secret:"true"`
+	Timeout  time.Duration     `yaml:"timeout" doc:"Time allowed for one export." default:"10s"`
+}
+
+func (Exporter) YAMLKind() string { return "exporter" }
+
+// Metrics is the metrics configuration.
+type Metrics struct {
+	Enabled    *bool         `yaml:"enabled" doc:"Record metrics. false: nothing is recorded per request, and /metrics and /stats are gone (a gateway whose every microsecond counts, or a benchmark's baseline)." default:"true"`
+	Prometheus *bool         `yaml:"prometheus" doc:"Serve the metrics as Prometheus text on the admin listener's /metrics." default:"true"`
+	Exporter   *Exporter     `yaml:"exporter" doc:"Push the metrics to an OpenTelemetry collector too."`
+	Interval   time.Duration `yaml:"interval" doc:"How often metrics are pushed to the exporter." default:"60s"`
+}
+
+func (Metrics) YAMLKind() string { return "metrics" }
+
+// AccessLog is one access log sink.
+type AccessLog struct {
+	Path          string        `yaml:"path" doc:"stdout, stderr, or a file (appended to)." default:"stdout"`
+	Format        string        `yaml:"format" doc:"json: an object per line; text: Envoy's default line, or key=value pairs when fields are given." enum:"json,text" default:"json"`
+	Fields        []string      `yaml:"fields" doc:"What each line holds, in order: start_time, duration, method, authority, path, protocol, scheme, response_code, response_flags, bytes_received, bytes_sent, upstream_service_time, upstream_host, upstream_cluster, route_name, listener, attempts, request_id, trace_id, span_id, downstream_remote_address, user_agent, referer, x_forwarded_for, filter, req.HEADER, resp.HEADER. Default: Istio's JSON fields."`
+	Sample        *float64      `yaml:"sample" doc:"Fraction of requests logged: above 0, at most 1." default:"1"`
+	Status        []string      `yaml:"status" doc:"Log only these statuses: classes (4xx), codes (404) or ranges (500-599)."`
+	FlushInterval time.Duration `yaml:"flush_interval" doc:"Lines are written at least this often (and whenever 64 KiB are waiting)." default:"1s"`
+}
+
+func (AccessLog) YAMLKind() string { return "access log" }

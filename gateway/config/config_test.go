@@ -59,8 +59,35 @@ func TestLoadDefaults(t *testing.T) {
 	if d := c.Routes[2].DirectResponse; d.Status != 200 {
 		t.Errorf("direct status = %d", d.Status)
 	}
+	if b := c.Backends[0]; b.CircuitBreaker.MaxRequests != DefaultMaxRequests {
+		t.Errorf("max_requests = %d", b.CircuitBreaker.MaxRequests)
+	}
+	if tm := c.Telemetry; tm == nil || tm.ServiceName != "plexus" || tm.Tracing != nil || !*tm.Metrics.Prometheus || tm.Metrics.Interval != DefaultMetricsInterval {
+		t.Errorf("telemetry not defaulted: %+v", tm)
+	}
 	if got := c.Where("routes[1].match.hosts[0]"); got != "good.yaml:15:21" {
 		t.Errorf("Where = %s", got)
+	}
+}
+
+func TestRedisDefaults(t *testing.T) {
+	c, err := Parse("good.yaml", []byte(good+"redis: {address: 127.0.0.1:6379}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redis
+	if r.Mode != RedisSingle || r.DialTimeout != DefaultRedisDialTimeout || r.ReadTimeout != DefaultRedisReadTimeout || r.WriteTimeout != DefaultRedisWriteTimeout {
+		t.Errorf("redis not defaulted: %+v", r)
+	}
+	if red := c.Redacted().(map[string]any)["redis"]; red == nil {
+		t.Error("redis missing from the redacted config")
+	}
+	c, err = Parse("good.yaml", []byte(good+"redis: {address: 127.0.0.1:6379, password: hunter2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw := c.Redacted().(map[string]any)["redis"].(map[string]any)["password"]; pw != "[redacted]" {
+		t.Errorf("redis password shown as %v", pw)
 	}
 }
 
@@ -83,6 +110,19 @@ func TestLoadErrors(t *testing.T) {
 		{"strip without prefix", strings.Replace(good, "path_prefix: /api,", "path: /api,", 1), []string{`bad.yaml:11:14: route "api": strip_prefix and prefix rewrite the matched path_prefix`}},
 		{"syntax", "listeners:\n  - name: [\n", []string{`bad.yaml:`}},
 		{"tls files missing", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    tls: {cert: nope.pem, key: nope-key.pem}", 1), []string{`bad.yaml:5:17: listener "web": cannot load certificate`}},
+		{"sampling out of range", good + "telemetry:\n  tracing: {sampling: 1.5, exporter: {type: stdout}}\n", []string{`bad.yaml:20:23: sampling 1.5 must be between 0 and 1`}},
+		{"unknown exporter", good + "telemetry:\n  tracing: {exporter: {type: jaeger}}\n", []string{`bad.yaml:20:30: invalid value "jaeger" for type`}},
+		{"grpc exporter with a URL", good + "telemetry:\n  metrics: {exporter: {type: otlp_grpc, endpoint: \"http://c:4317\"}}\n", []string{`bad.yaml:20:51: otlp_grpc takes host:port, not a URL`}},
+		{"unknown access log field", good + "telemetry:\n  access_log: [{fields: [method, response_cod]}]\n", []string{`bad.yaml:20:34: accesslog: unknown field "response_cod"; known fields are`}},
+		{"bad access log status", good + "telemetry:\n  access_log: [{status: [5xx, 6xx]}]\n", []string{`bad.yaml:20:31: accesslog: status filter entry "6xx"`}},
+		{"access log field twice", good + "telemetry:\n  access_log: [{fields: [method, method]}]\n", []string{`bad.yaml:20:25: accesslog: field "method" is listed twice`}},
+		{"insecure with a URL", good + "telemetry:\n  tracing: {exporter: {type: otlp_http, endpoint: \"https://c\", insecure: true}}\n", []string{`bad.yaml:20:74: insecure asks for plain text, and the https:// endpoint for TLS`}},
+		{"redis without an address", good + "redis: {db: 1}\n", []string{`bad.yaml:19:8: redis: give address (one server), or addresses with mode cluster or sentinel`}},
+		{"redis cluster with address", good + "redis: {mode: cluster, address: \"r:6379\"}\n", []string{`bad.yaml:19:8: redis: mode cluster needs addresses`}},
+		{"redis sentinel without master", good + "redis: {mode: sentinel, addresses: [\"s:26379\"]}\n", []string{`bad.yaml:19:8: redis: master_name goes with mode sentinel`}},
+		{"redis bad address", good + "redis: {address: localhost}\n", []string{`bad.yaml:19:18: address "localhost": want host:port (missing port in address)`}},
+		{"redis cluster db", good + "redis: {mode: cluster, addresses: [\"a:1\", \"b:2\"], db: 2}\n", []string{`bad.yaml:19:55: redis: a cluster has only database 0`}},
+		{"negative max_requests", strings.Replace(good, "endpoints: [127.0.0.1:9000]", "endpoints: [127.0.0.1:9000]\n    circuit_breaker: {max_requests: -1}", 1), []string{`bad.yaml:8:37: must be positive`}},
 		{"several at once", strings.Replace(strings.Replace(good, "backend: app", "backend: x", 1), "retry: {attempts: 3}", "retry: {attempts: 30}", 1),
 			[]string{`bad.yaml:12:14: route "api": no backend named "x"`, `bad.yaml:13:23: route "api": attempts 30 must be between 1 and 10`}},
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/strictyaml"
 )
 
@@ -99,6 +101,14 @@ const (
 	DefaultBackoffMax           = 250 * time.Millisecond
 	DefaultFilterMemory         = 64 << 20
 	DefaultCallbackTimeout      = 100 * time.Millisecond
+	DefaultMaxRequests          = 1024
+	DefaultServiceName          = "plexus"
+	DefaultExportTimeout        = 10 * time.Second
+	DefaultMetricsInterval      = 60 * time.Second
+	DefaultLogFlushInterval     = time.Second
+	DefaultRedisDialTimeout     = 100 * time.Millisecond
+	DefaultRedisReadTimeout     = 25 * time.Millisecond
+	DefaultRedisWriteTimeout    = 25 * time.Millisecond
 )
 
 func (c *Config) setDefaults() {
@@ -129,6 +139,46 @@ func (c *Config) setDefaults() {
 		def(&b.ConnectTimeout, DefaultConnectTimeout)
 		def(&b.MaxIdle, DefaultMaxIdle)
 		def(&b.IdleTimeout, DefaultUpstreamIdleTimeout)
+		def(&b.CircuitBreaker.MaxRequests, DefaultMaxRequests)
+	}
+	if r := c.Redis; r != nil {
+		def(&r.Mode, RedisSingle)
+		def(&r.DialTimeout, DefaultRedisDialTimeout)
+		def(&r.ReadTimeout, DefaultRedisReadTimeout)
+		def(&r.WriteTimeout, DefaultRedisWriteTimeout)
+	}
+	if c.Telemetry == nil {
+		c.Telemetry = &Telemetry{}
+	}
+	t := c.Telemetry
+	def(&t.ServiceName, DefaultServiceName)
+	if t.Tracing != nil {
+		if t.Tracing.Sampling == nil {
+			one := 1.0
+			t.Tracing.Sampling = &one
+		}
+		def(&t.Tracing.Exporter.Timeout, DefaultExportTimeout)
+	}
+	if t.Metrics.Enabled == nil {
+		on := true
+		t.Metrics.Enabled = &on
+	}
+	if t.Metrics.Prometheus == nil {
+		t.Metrics.Prometheus = t.Metrics.Enabled
+	}
+	if t.Metrics.Exporter != nil {
+		def(&t.Metrics.Exporter.Timeout, DefaultExportTimeout)
+	}
+	def(&t.Metrics.Interval, DefaultMetricsInterval)
+	for i := range t.AccessLog {
+		a := &t.AccessLog[i]
+		def(&a.Path, "stdout")
+		def(&a.Format, "json")
+		if a.Sample == nil {
+			one := 1.0
+			a.Sample = &one
+		}
+		def(&a.FlushInterval, DefaultLogFlushInterval)
 	}
 	for i := range c.Filters {
 		f := &c.Filters[i]
@@ -257,6 +307,139 @@ func (v *validator) validate() {
 	for i := range c.Routes {
 		v.route(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names)
 	}
+	v.telemetry(c.Telemetry)
+	if c.Redis != nil {
+		v.redis(c.Redis)
+	}
+}
+
+func (v *validator) redis(r *Redis) {
+	if !v.oneOf("redis.mode", "mode", r.Mode, RedisSingle, RedisSentinel, RedisCluster) {
+		return
+	}
+	switch {
+	case r.Mode == RedisSingle && (r.Address == "") == (len(r.Addresses) == 0):
+		v.errorf("redis", "redis: give address (one server), or addresses with mode cluster or sentinel")
+	case r.Mode == RedisSingle && len(r.Addresses) > 0:
+		v.errorf("redis.addresses", "redis: addresses is for mode cluster or sentinel; one server takes address")
+	case r.Mode != RedisSingle && len(r.Addresses) == 0:
+		v.errorf("redis", "redis: mode %s needs addresses (the %s)", r.Mode, map[string]string{RedisCluster: "cluster nodes", RedisSentinel: "sentinels"}[r.Mode])
+	case r.Mode != RedisSingle && r.Address != "":
+		v.errorf("redis.address", "redis: mode %s takes addresses, not address", r.Mode)
+	}
+	if r.Address != "" {
+		v.hostPort("redis.address", r.Address)
+	}
+	for i, a := range r.Addresses {
+		v.hostPort(fmt.Sprintf("redis.addresses[%d]", i), a)
+	}
+	if (r.Mode == RedisSentinel) != (r.MasterName != "") {
+		v.errorf("redis.master_name", "redis: master_name goes with mode sentinel, and only with it")
+	}
+	if r.DB != 0 && r.Mode == RedisCluster {
+		v.errorf("redis.db", "redis: a cluster has only database 0")
+	}
+	if r.DB < 0 || r.PoolSize < 0 {
+		v.errorf("redis", "redis: db and pool_size must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{"dial_timeout", r.DialTimeout}, {"read_timeout", r.ReadTimeout}, {"write_timeout", r.WriteTimeout}} {
+		if d.val < 0 {
+			v.errorf("redis."+d.key, "must be positive")
+		}
+	}
+	if r.TLS != nil {
+		v.clientTLS("redis.tls", "redis", r.TLS)
+	}
+}
+
+// clientTLS checks the TLS that plexus connects with (to a backend, to Redis) at p; who
+// names the connection in messages.
+func (v *validator) clientTLS(p, who string, t *BackendTLS) {
+	if t.CA != "" {
+		if pem, err := os.ReadFile(v.c.Path(t.CA)); err != nil {
+			v.errorf(p+".ca", "%s: ca %s", who, statMsg(err))
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			v.errorf(p+".ca", "%s: no PEM certificate in %s", who, t.CA)
+		}
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		v.errorf(p, "%s: a client certificate needs both cert and key", who)
+	} else if t.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(v.c.Path(t.Cert), v.c.Path(t.Key)); err != nil {
+			v.errorf(p+".cert", "%s: cannot load client certificate: %v", who, err)
+		}
+	}
+}
+
+func (v *validator) telemetry(t *Telemetry) {
+	if tr := t.Tracing; tr != nil {
+		if s := *tr.Sampling; s < 0 || s > 1 || s != s {
+			v.errorf("telemetry.tracing.sampling", "sampling %v must be between 0 and 1", s)
+		}
+		v.exporter("telemetry.tracing.exporter", &tr.Exporter)
+	}
+	if e := t.Metrics.Exporter; e != nil {
+		v.exporter("telemetry.metrics.exporter", e)
+		if e.Type == ExportStdout && t.Metrics.Interval < time.Second {
+			v.errorf("telemetry.metrics.interval", "interval %s is too short; at least 1s", t.Metrics.Interval)
+		}
+	}
+	if t.Metrics.Interval < 100*time.Millisecond {
+		v.errorf("telemetry.metrics.interval", "interval %s is too short; at least 100ms", t.Metrics.Interval)
+	}
+	for i := range t.AccessLog {
+		a := &t.AccessLog[i]
+		p := fmt.Sprintf("telemetry.access_log[%d]", i)
+		v.oneOf(p+".format", "format", a.Format, "json", "text")
+		if s := *a.Sample; s <= 0 || s > 1 || s != s {
+			v.errorf(p+".sample", "sample %v must be above 0 and at most 1 (to log nothing, leave the sink out)", s)
+		}
+		if a.FlushInterval < 0 {
+			v.errorf(p+".flush_interval", "must be positive")
+		}
+		if a.Format == "json" || a.Format == "text" {
+			bad := false
+			for j, f := range a.Fields {
+				if err := accesslog.CheckFields(a.Format, []string{f}); err != nil {
+					v.errorf(fmt.Sprintf("%s.fields[%d]", p, j), "%v", err)
+					bad = true
+				}
+			}
+			if err := accesslog.CheckFields(a.Format, a.Fields); err != nil && !bad {
+				v.errorf(p+".fields", "%v", err) // what no one field shows: a field listed twice
+			}
+		}
+		for j, e := range a.Status {
+			if err := accesslog.CheckStatus([]string{e}); err != nil {
+				v.errorf(fmt.Sprintf("%s.status[%d]", p, j), "%v", err)
+			}
+		}
+	}
+}
+
+func (v *validator) exporter(p string, e *Exporter) {
+	if !v.oneOf(p+".type", "exporter type", e.Type, ExportOTLPGRPC, ExportOTLPHTTP, ExportStdout) {
+		return
+	}
+	switch {
+	case e.Endpoint == "" || e.Type == ExportStdout:
+	case strings.HasPrefix(e.Endpoint, "http://") || strings.HasPrefix(e.Endpoint, "https://"):
+		if e.Type != ExportOTLPHTTP {
+			v.errorf(p+".endpoint", "%s takes host:port, not a URL (%s)", e.Type, e.Endpoint)
+		} else if _, err := url.Parse(e.Endpoint); err != nil {
+			v.errorf(p+".endpoint", "bad URL %q: %v", e.Endpoint, err)
+		} else if e.Insecure && strings.HasPrefix(e.Endpoint, "https://") {
+			v.errorf(p+".insecure", "insecure asks for plain text, and the https:// endpoint for TLS: with a URL, its scheme says; use http:// for plain text")
+		}
+	default:
+		v.hostPort(p+".endpoint", e.Endpoint)
+	}
+	if e.Timeout <= 0 {
+		v.errorf(p+".timeout", "must be positive")
+	}
 }
 
 func (v *validator) listener(p string, l *Listener, names, addrs map[string]string) {
@@ -314,24 +497,14 @@ func (v *validator) backend(p string, b *Backend, names map[string]string) {
 	if b.Protocol == UpstreamH2C && b.TLS != nil {
 		v.errorf(p+".protocol", "backend %q: h2c is HTTP/2 without TLS; with tls use h2", b.Name)
 	}
-	if t := b.TLS; t != nil {
-		if t.CA != "" {
-			if pem, err := os.ReadFile(v.c.Path(t.CA)); err != nil {
-				v.errorf(p+".tls.ca", "backend %q: ca %s", b.Name, statMsg(err))
-			} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-				v.errorf(p+".tls.ca", "backend %q: no PEM certificate in %s", b.Name, t.CA)
-			}
-		}
-		if (t.Cert == "") != (t.Key == "") {
-			v.errorf(p+".tls", "backend %q: a client certificate needs both cert and key", b.Name)
-		} else if t.Cert != "" {
-			if _, err := tls.LoadX509KeyPair(v.c.Path(t.Cert), v.c.Path(t.Key)); err != nil {
-				v.errorf(p+".tls.cert", "backend %q: cannot load client certificate: %v", b.Name, err)
-			}
-		}
+	if b.TLS != nil {
+		v.clientTLS(p+".tls", fmt.Sprintf("backend %q", b.Name), b.TLS)
 	}
 	if b.MaxIdle < 0 {
 		v.errorf(p+".max_idle_per_endpoint", "must not be negative")
+	}
+	if b.CircuitBreaker.MaxRequests < 0 {
+		v.errorf(p+".circuit_breaker.max_requests", "must be positive")
 	}
 }
 
@@ -508,7 +681,11 @@ func (v *validator) oneOf(path, what, val string, allowed ...string) bool {
 func (v *validator) hostPort(path, addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		v.errorf(path, "address %q: want host:port (%v)", addr, errors.Unwrap(err))
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err) // "missing port in address", without the address again
+		}
+		v.errorf(path, "address %q: want host:port (%v)", addr, err)
 		return false
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {

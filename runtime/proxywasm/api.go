@@ -18,6 +18,7 @@
 package proxywasm
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -88,13 +89,26 @@ type HTTPCallResponse struct {
 }
 
 // Host is what the gateway provides to every filter.
+//
+// The ctx of a callout (HTTPCall, GRPCStream) says on whose behalf the filter calls out:
+// for a call made while a stream's context is effective (in the stream's phase callbacks,
+// or in a root callback after proxy_set_effective_context named the stream, as the SDKs do
+// before handing a callout's response to the stream's context), it is the ctx the stream
+// was created with (Plugin.NewStream); for a call made by the root context (in a tick,
+// proxy_on_configure, a callout response, a queue item, a foreign function's answer), it
+// is context.Background(). The host reads values from it, such as the request's trace to
+// propagate (W3C traceparent), and nothing more: it must not bound the call's lifetime by
+// it, neither by its cancellation nor by its deadline. A callout belongs to the root
+// context and outlives the stream that made it (its response is still delivered after the
+// stream closed; runtime/RATIONALE.md, "Callouts belong to the root context"), and the
+// stream's ctx often ends as soon as the request does; the call keeps its own timeout.
 type Host interface {
 	// HTTPCall starts a request to the backend named cluster. headers carry :method,
 	// :path and :authority. It must not block; done is called exactly once, from any
 	// goroutine, with the response or an error (a timeout, no such backend, a connect
 	// failure). An error returned at once means the call could not start (proxy_http_call
-	// then returns BadArgument for an unknown cluster).
-	HTTPCall(cluster string, headers []Field, body []byte, trailers []Field, timeout time.Duration,
+	// then returns BadArgument for an unknown cluster). ctx is read from only (see Host).
+	HTTPCall(ctx context.Context, cluster string, headers []Field, body []byte, trailers []Field, timeout time.Duration,
 		done func(*HTTPCallResponse, error)) error
 	// GRPCStream starts an HTTP/2 request to the backend named cluster for a gRPC call or
 	// stream (proxy_grpc_call, proxy_grpc_stream) and returns at once. headers carry
@@ -104,8 +118,9 @@ type Host interface {
 	// reported to ev as it arrives. timeout bounds the whole exchange; 0 means none.
 	// An error returned at once means the call could not start: one wrapping
 	// ErrUnknownCluster for a name that is no backend, any other (a backend that does not
-	// speak HTTP/2, say) is shown to the filter as a failure to open, and logged.
-	GRPCStream(cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error)
+	// speak HTTP/2, say) is shown to the filter as a failure to open, and logged. ctx is
+	// read from only (see Host).
+	GRPCStream(ctx context.Context, cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error)
 	// NodeID is node.id for filters whose Config.Node names none.
 	NodeID() string
 }

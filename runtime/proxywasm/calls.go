@@ -62,7 +62,7 @@ func hostHTTPCall(i *instance, s []uint64) status {
 		return statusInternalFailure
 	}
 	id := i.newCallID()
-	err := host.HTTPCall(cluster, headers, slices.Clone(body), trailers, calloutTimeout(u32(s, 8)),
+	err := host.HTTPCall(i.calloutContext(), cluster, headers, slices.Clone(body), trailers, calloutTimeout(u32(s, 8)),
 		func(resp *HTTPCallResponse, err error) {
 			i.post(event{kind: evHTTP, id: id, resp: resp, err: err}, true)
 		})
@@ -201,7 +201,7 @@ func (i *instance) openGRPC(cluster string, headers []Field, timeout time.Durati
 	}
 	id := i.newCallID()
 	r := &grpcReceiver{i: i, id: id, unary: !stream}
-	h, err := host.GRPCStream(cluster, headers, timeout, GRPCEvents{
+	h, err := host.GRPCStream(i.calloutContext(), cluster, headers, timeout, GRPCEvents{
 		Headers: r.onHeaders, Data: r.onData, Trailers: r.onTrailers, Done: r.onDone,
 	})
 	if err != nil {

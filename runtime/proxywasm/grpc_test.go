@@ -80,7 +80,7 @@ func (f *fakeGRPC) respond(resp *HTTPCallResponse, err error) {
 // GRPCStream makes the fakeHost answer gRPC requests as it does HTTP calls: with its
 // handler, given the whole request body; without one, with the request's messages echoed
 // and status OK. "nowhere" is no backend, "http1" one that cannot carry gRPC.
-func (h *fakeHost) GRPCStream(cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error) {
+func (h *fakeHost) GRPCStream(ctx context.Context, cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error) {
 	switch cluster {
 	case "nowhere":
 		return nil, fmt.Errorf("backend %q: %w", cluster, ErrUnknownCluster)
@@ -90,7 +90,7 @@ func (h *fakeHost) GRPCStream(cluster string, headers []Field, timeout time.Dura
 	f := &fakeGRPC{cluster: cluster, headers: headers, timeout: timeout, ev: ev}
 	f.onEnd = func(f *fakeGRPC) {
 		h.mu.Lock()
-		h.calls = append(h.calls, fakeCall{Cluster: cluster, Headers: headers, Body: slices.Clone(f.body), Timeout: timeout})
+		h.calls = append(h.calls, fakeCall{Ctx: ctx, Cluster: cluster, Headers: headers, Body: slices.Clone(f.body), Timeout: timeout})
 		handler := h.handler
 		sync := h.sync
 		h.mu.Unlock()
@@ -120,9 +120,9 @@ type streamHost struct {
 	opened chan *fakeGRPC
 }
 
-func (h *streamHost) GRPCStream(cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error) {
+func (h *streamHost) GRPCStream(ctx context.Context, cluster string, headers []Field, timeout time.Duration, ev GRPCEvents) (GRPCHandle, error) {
 	if cluster != "backend" {
-		return h.fakeHost.GRPCStream(cluster, headers, timeout, ev)
+		return h.fakeHost.GRPCStream(ctx, cluster, headers, timeout, ev)
 	}
 	f := &fakeGRPC{cluster: cluster, headers: headers, timeout: timeout, ev: ev}
 	h.opened <- f

@@ -2,14 +2,16 @@ package proxywasm
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // TestHammer runs many concurrent streams, some paused on HTTP calls answered from other
 // goroutines, some failing, while ticks fire, against a pool smaller than the number of
-// goroutines. Run it with -race.
+// goroutines, and two filters count into a metric of the same name. Run it with -race.
 func TestHammer(t *testing.T) {
 	r := newRuntime(t)
 	host := &fakeHost{}
@@ -17,6 +19,35 @@ func TestHammer(t *testing.T) {
 	hostile := loadWAT(t, r, hostileWAT, Config{Name: "hostile", MaxInstances: 2, CallbackTimeout: 20 * time.Millisecond}, nil)
 	for i := range p.live {
 		i.setU32(0x04, 1) // continue on the HTTP call response
+	}
+	meters := [2]*Plugin{
+		loadWAT(t, r, hostcallsWAT, Config{Name: "meter-a", MaxInstances: 2}, nil),
+		loadWAT(t, r, hostcallsWAT, Config{Name: "meter-b", MaxInstances: 2}, nil),
+	}
+	var counted [2]atomic.Int64
+	count := func(m int) error { // defines hammer_total in a stream of meters[m] and adds 1
+		s, err := meters[m].NewStream(context.Background(), &StreamInfo{})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		i := s.inst
+		call := func(name string, args ...uint64) uint32 {
+			res, err := i.mod.ExportedFunction("t_"+name).Call(i.ctx, args...)
+			if err != nil {
+				return statusInternalFailure
+			}
+			return uint32(res[0])
+		}
+		i.mem.WriteString(0x1000, "hammer_total")
+		if st := call("proxy_define_metric", metricCounter, 0x1000, 12, outU32); st != statusOK {
+			return fmt.Errorf("proxy_define_metric: status %d", st)
+		}
+		if st := call("proxy_increment_metric", uint64(i.u32At(outU32)), 1); st != statusOK {
+			return fmt.Errorf("proxy_increment_metric: status %d", st)
+		}
+		counted[m].Add(1)
+		return nil
 	}
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
@@ -61,11 +92,23 @@ func TestHammer(t *testing.T) {
 					_ = p.Stats()
 					_ = r.Metrics()
 				}
+				if n%5 == 0 {
+					if err := count(g % 2); err != nil {
+						t.Error(err)
+					}
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	if st := p.Stats(); st.InUse != 0 || len(st.Failures) != 0 {
 		t.Errorf("stats %+v", st)
+	}
+	got := map[string]int64{}
+	for _, m := range r.Metrics() {
+		got[m.Filter+" "+m.Name] = m.Value
+	}
+	if got["meter-a hammer_total"] != counted[0].Load() || got["meter-b hammer_total"] != counted[1].Load() {
+		t.Errorf("metrics %v, want meter-a %d and meter-b %d", got, counted[0].Load(), counted[1].Load())
 	}
 }

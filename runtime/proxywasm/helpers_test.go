@@ -42,6 +42,7 @@ type fakeHost struct {
 }
 
 type fakeCall struct {
+	Ctx      context.Context // the ctx the runtime handed the host
 	Cluster  string
 	Headers  []Field
 	Body     []byte
@@ -51,12 +52,12 @@ type fakeCall struct {
 
 var errUnknownCluster = errors.New("no such backend")
 
-func (h *fakeHost) HTTPCall(cluster string, headers []Field, body []byte, trailers []Field, timeout time.Duration, done func(*HTTPCallResponse, error)) error {
+func (h *fakeHost) HTTPCall(ctx context.Context, cluster string, headers []Field, body []byte, trailers []Field, timeout time.Duration, done func(*HTTPCallResponse, error)) error {
 	if cluster == "nowhere" {
 		return errUnknownCluster
 	}
 	h.mu.Lock()
-	h.calls = append(h.calls, fakeCall{cluster, headers, body, trailers, timeout})
+	h.calls = append(h.calls, fakeCall{ctx, cluster, headers, body, trailers, timeout})
 	handler := h.handler
 	h.mu.Unlock()
 	answer := func() {

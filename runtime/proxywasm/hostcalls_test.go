@@ -371,12 +371,15 @@ func TestHostFunctions(t *testing.T) {
 			h.expect("unknown id", h.call("proxy_get_metric", 9999, outU64), statusNotFound)
 			ms := map[string]Metric{}
 			for _, m := range r.Metrics() {
-				ms[m.Kind+" "+m.Name] = m
+				ms[m.Filter+" "+m.Kind+" "+m.Name] = m
 			}
-			if m := ms["counter hc_requests"]; m.Value != 5 {
+			if len(ms) != 3 {
+				h.t.Errorf("Metrics %v, want the three of filter hc", ms)
+			}
+			if m := ms["hc counter hc_requests"]; m.Value != 5 {
 				h.t.Errorf("Metrics counter %+v", m)
 			}
-			m := ms["histogram hc_latency"]
+			m := ms["hc histogram hc_latency"]
 			wantHist := make([]uint64, len(HistogramBounds)+1)
 			wantHist[2]++                    // 3: (2, 5]
 			wantHist[5]++                    // 30: (25, 50]

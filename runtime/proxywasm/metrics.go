@@ -1,23 +1,66 @@
 package proxywasm
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
 
-// Metrics are shared by name and kind across every instance of every filter of a Runtime:
-// each instance defines them in its root context, and they are one series.
+// Metrics belong to a filter (Config.Name): every instance of a filter defines them in its
+// root context and they are one series, which a reload of the same filter name keeps (the
+// store lives in the Runtime); two filters that define the same name have a series each
+// (runtime/RATIONALE.md, "Metrics per filter"). A metric's id is its index in its filter's
+// list, plus one, so that the hot path (increment, record, get) is an atomic load and an
+// index into the plugin's own list: no lock, no allocation, and no way to reach another
+// filter's metrics.
 
+// metricStore holds the metrics of a Runtime's filters, by filter name.
 type metricStore struct {
-	mu    sync.RWMutex
-	byKey map[metricKey]uint32
-	list  []*metric
+	mu      sync.Mutex
+	filters map[string]*filterMetrics
 }
 
-type metricKey struct {
-	name string
-	kind uint32
+// filter returns name's metrics, created empty the first time.
+func (m *metricStore) filter(name string) *filterMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fm := m.filters[name]
+	if fm == nil {
+		if m.filters == nil {
+			m.filters = map[string]*filterMetrics{}
+		}
+		fm = &filterMetrics{name: name}
+		m.filters[name] = fm
+	}
+	return fm
+}
+
+// snapshot is every filter's metrics, by filter name, each filter's in definition order.
+func (m *metricStore) snapshot() []Metric {
+	m.mu.Lock()
+	filters := make([]*filterMetrics, 0, len(m.filters))
+	for _, fm := range m.filters {
+		filters = append(filters, fm)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(filters, func(a, b *filterMetrics) int { return strings.Compare(a.name, b.name) })
+	var out []Metric
+	for _, fm := range filters {
+		out = fm.snapshot(out)
+	}
+	return out
+}
+
+// filterMetrics are one filter's metrics. list only grows, and is replaced whole
+// (define appends under mu, then publishes the new slice header): readers load it without
+// a lock, and never look past the length they loaded.
+type filterMetrics struct {
+	name   string
+	mu     sync.RWMutex
+	byName [metricHistogram + 1]map[string]uint32 // by kind, then name: ids
+	list   atomic.Pointer[[]*metric]
 }
 
 type metric struct {
@@ -31,51 +74,59 @@ type metric struct {
 
 var metricKinds = [...]string{metricCounter: "counter", metricGauge: "gauge", metricHistogram: "histogram"}
 
-func (m *metricStore) define(kind uint32, name []byte) (uint32, status) {
+func (m *filterMetrics) define(kind uint32, name []byte) (uint32, status) {
 	if kind > metricHistogram {
 		return 0, statusBadArgument
 	}
+	// Every instance defines the filter's metrics as its root context starts (some
+	// filters, per request): found, a metric costs a read lock and a lookup that does not
+	// allocate.
 	m.mu.RLock()
-	id, ok := m.byKey[metricKey{string(name), kind}]
+	id, ok := m.byName[kind][string(name)]
 	m.mu.RUnlock()
 	if ok {
 		return id, statusOK
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	key := metricKey{string(name), kind}
-	if id, ok := m.byKey[key]; ok {
+	if id, ok := m.byName[kind][string(name)]; ok {
 		return id, statusOK
 	}
-	if m.byKey == nil {
-		m.byKey = map[metricKey]uint32{}
+	if m.byName[kind] == nil {
+		m.byName[kind] = map[string]uint32{}
 	}
-	mt := &metric{name: key.name, kind: kind}
+	mt := &metric{name: string(name), kind: kind}
 	if kind == metricHistogram {
 		mt.hist = make([]uint64, len(HistogramBounds)+1)
 	}
-	m.list = append(m.list, mt)
-	id = uint32(len(m.list))
-	m.byKey[key] = id
+	var list []*metric
+	if p := m.list.Load(); p != nil {
+		list = *p
+	}
+	// Appending in place is safe: readers of the old header never index past its length.
+	list = append(list, mt)
+	m.list.Store(&list)
+	id = uint32(len(list))
+	m.byName[kind][mt.name] = id
 	return id, statusOK
 }
 
-func (m *metricStore) get(id uint32) *metric {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if id == 0 || int(id) > len(m.list) {
+func (m *filterMetrics) get(id uint32) *metric {
+	p := m.list.Load()
+	if p == nil || id == 0 || int(id) > len(*p) {
 		return nil
 	}
-	return m.list[id-1]
+	return (*p)[id-1]
 }
 
-func (m *metricStore) snapshot() []Metric {
-	m.mu.RLock()
-	list := append([]*metric(nil), m.list...)
-	m.mu.RUnlock()
-	out := make([]Metric, 0, len(list))
-	for _, mt := range list {
-		x := Metric{Name: mt.name, Kind: metricKinds[mt.kind], Value: mt.value.Load()}
+// snapshot appends the filter's metrics to out, in definition order.
+func (m *filterMetrics) snapshot(out []Metric) []Metric {
+	p := m.list.Load()
+	if p == nil {
+		return out
+	}
+	for _, mt := range *p {
+		x := Metric{Filter: m.name, Name: mt.name, Kind: metricKinds[mt.kind], Value: mt.value.Load()}
 		if mt.kind == metricHistogram {
 			mt.hmu.Lock()
 			x.Histogram = append([]uint64(nil), mt.hist...)
@@ -93,7 +144,7 @@ func hostDefineMetric(i *instance, s []uint64) status {
 	if !ok || !i.writable(u32(s, 3), 4) {
 		return statusInvalidMemoryAccess
 	}
-	id, st := i.p.r.metrics.define(u32(s, 0), name)
+	id, st := i.p.metrics.define(u32(s, 0), name)
 	if st != statusOK {
 		return st
 	}
@@ -104,7 +155,7 @@ func hostDefineMetric(i *instance, s []uint64) status {
 // hostIncrementMetric adds delta: a counter only goes up (BAD_ARGUMENT otherwise), a gauge
 // either way; a histogram takes proxy_record_metric.
 func hostIncrementMetric(i *instance, s []uint64) status {
-	mt := i.p.r.metrics.get(u32(s, 0))
+	mt := i.p.metrics.get(u32(s, 0))
 	if mt == nil {
 		return statusNotFound
 	}
@@ -124,7 +175,7 @@ func hostIncrementMetric(i *instance, s []uint64) status {
 // hostRecordMetric sets a gauge, adds to a counter (as Envoy does), records a value in a
 // histogram.
 func hostRecordMetric(i *instance, s []uint64) status {
-	mt := i.p.r.metrics.get(u32(s, 0))
+	mt := i.p.metrics.get(u32(s, 0))
 	if mt == nil {
 		return statusNotFound
 	}
@@ -147,7 +198,7 @@ func hostRecordMetric(i *instance, s []uint64) status {
 
 // hostGetMetric returns a counter's or gauge's value, a histogram's sum.
 func hostGetMetric(i *instance, s []uint64) status {
-	mt := i.p.r.metrics.get(u32(s, 0))
+	mt := i.p.metrics.get(u32(s, 0))
 	if mt == nil {
 		return statusNotFound
 	}

@@ -22,8 +22,11 @@ type Options struct {
 	Logger   *slog.Logger // runtime-level events (instance restarts, load errors)
 }
 
-// Metric is one Proxy-Wasm metric (proxy_define_metric), shared by name and kind by every
-// filter of a Runtime.
+// Metric is one Proxy-Wasm metric (proxy_define_metric) of one filter: a filter's
+// metric is named by its name and kind, and shared by every instance of the filter (and
+// kept across a reload of the same filter name, for as long as the Runtime lives); two
+// filters that define the same name have one each (runtime/RATIONALE.md, "Metrics per
+// filter"). Filter is the filter's name (Config.Name), which exported metrics carry.
 //
 // Kind is "counter", "gauge" or "histogram". For a counter or a gauge, Value is its value.
 // For a histogram, Value is the sum of the recorded values, Count their number, and
@@ -31,6 +34,7 @@ type Options struct {
 // v with HistogramBounds[k-1] < v <= HistogramBounds[k], and its last element the values
 // above the last bound (len(Histogram) == len(HistogramBounds)+1; not cumulative).
 type Metric struct {
+	Filter    string
 	Name      string
 	Kind      string
 	Value     int64
@@ -59,9 +63,9 @@ const (
 // ErrNoABIVersion is the Load error for a module that exports no proxy_abi_version_* marker.
 var ErrNoABIVersion = errors.New("proxywasm: the module exports no proxy_abi_version_0_2_1, _0_2_0 or _0_1_0 marker: it is not a Proxy-Wasm filter, or was built with a toolchain that dropped the export")
 
-// Runtime hosts Proxy-Wasm plugins. Plugins of one Runtime share a compilation cache, the
-// metrics, shared queues and foreign functions; shared data (proxy_*_shared_data) is
-// process-wide, like Envoy's, namespaced by vm_id.
+// Runtime hosts Proxy-Wasm plugins. Plugins of one Runtime share a compilation cache, shared
+// queues and foreign functions, and keep their metrics in it, by filter name; shared data
+// (proxy_*_shared_data) is process-wide, like Envoy's, namespaced by vm_id.
 type Runtime struct {
 	o     Options
 	log   *slog.Logger
@@ -69,6 +73,7 @@ type Runtime struct {
 
 	metrics metricStore
 	queues  queueStore
+	stats   runtimeStats
 
 	foreignMu sync.RWMutex
 	foreign   map[string]*foreignFunc
@@ -100,7 +105,48 @@ func NewRuntime(ctx context.Context, o Options) (*Runtime, error) {
 	return r, nil
 }
 
-// Metrics returns the metrics that filters defined, in definition order.
+// RuntimeStats are counters since the Runtime was created.
+//
+// Every Load that gets as far as compiled code counts once, in Compiles or in CacheHits,
+// whether or not it succeeds after that; a Load counts once in Loads or in LoadFailures.
+type RuntimeStats struct {
+	// Compiles counts the loads that compiled their module to machine code: neither
+	// wazero's memory nor the cache directory had it.
+	Compiles uint64
+	// CompileTime is the time those loads spent compiling: rewriting the module for
+	// deadlines (interrupt instrumentation) and wazero's compile, a failed attempt with the
+	// rewrite included. Loads served from a cache are not in it.
+	CompileTime time.Duration
+	// CacheHits counts the loads whose module's machine code came from a compilation
+	// cache: from memory, because a plugin of this Runtime loaded the same module bytes
+	// with the same kind of deadline checks before (compiled code stays in memory for the
+	// Runtime's life, whatever the filter's name, after its plugin closed too), or from
+	// Options.CacheDir, compiled by an earlier process (or Runtime) with the same wazero.
+	// See runtime.Cache.Compile for how each is told.
+	CacheHits    uint64
+	Loads        uint64 // Load calls that succeeded
+	LoadFailures uint64 // Load calls that returned an error
+}
+
+type runtimeStats struct {
+	compiles, hits, loads, failures atomic.Uint64
+	compileTime                     atomic.Int64
+}
+
+// Stats returns the Runtime's counters.
+func (r *Runtime) Stats() RuntimeStats {
+	return RuntimeStats{
+		Compiles:     r.stats.compiles.Load(),
+		CompileTime:  time.Duration(r.stats.compileTime.Load()),
+		CacheHits:    r.stats.hits.Load(),
+		Loads:        r.stats.loads.Load(),
+		LoadFailures: r.stats.failures.Load(),
+	}
+}
+
+// Metrics returns the metrics that filters defined: ordered by filter name, and each
+// filter's in the order it defined them. A filter's metrics stay after it closes, so that
+// a reload of the same name goes on with its series.
 func (r *Runtime) Metrics() []Metric { return r.metrics.snapshot() }
 
 // Close closes every plugin (see Plugin.Close: streams still open finish, root contexts that
@@ -147,6 +193,7 @@ type Plugin struct {
 	r         *Runtime
 	cfg       Config
 	host      Host
+	metrics   *filterMetrics // the Runtime's, for cfg.Name
 	digest    string
 	abi       string
 	alloc     string // "malloc" or "proxy_on_memory_allocate"
@@ -166,7 +213,8 @@ type Plugin struct {
 	closeOnce sync.Once
 }
 
-// Load compiles a module (once per digest: the cache keeps compiled code), checks that it
+// Load compiles a module (once per digest: the cache keeps compiled code; see
+// RuntimeStats for what it counts), checks that it
 // is a Proxy-Wasm filter, resolves its imports, and starts one instance (instantiation,
 // _initialize, proxy_on_vm_start, proxy_on_configure), so that a broken filter is refused
 // here with an error naming it.
@@ -174,6 +222,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		r.stats.failures.Add(1)
 		return nil, errors.New("proxywasm: runtime closed")
 	}
 	r.runtimes++ // for p.wrt, below: every return after this closes it
@@ -205,12 +254,14 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 		r:       r,
 		cfg:     cfg,
 		host:    host,
+		metrics: r.metrics.filter(cfg.Name),
 		digest:  digest,
 		timeout: cfg.CallbackTimeout,
 		log:     logger.With("filter", cfg.Name),
 		live:    map[*instance]struct{}{},
 	}
 	loadErr := func(err error) (*Plugin, error) {
+		r.stats.failures.Add(1)
 		err = fmt.Errorf("filter %q (%s): %w", cfg.Name, digest[:19], err)
 		// The caller reports it (a config error, a refused reload): logged here for debugging.
 		r.log.Debug("filter load failed", "filter", cfg.Name, "digest", digest, "err", err)
@@ -224,11 +275,18 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	// checks, which cost a goroutine per call (runtime/RATIONALE.md).
 	var compiled wazero.CompiledModule
 	var err, ierr error
+	var hit bool
+	var took, d time.Duration
 	if cfg.CallbackTimeout > 0 {
+		start := time.Now()
 		var out []byte
-		if out, ierr = interrupt.Instrument(wasm); ierr == nil {
+		out, ierr = interrupt.Instrument(wasm)
+		took = time.Since(start)
+		if ierr == nil {
 			p.wrt = r.cache.NewRuntime(ctx, 0, false)
-			if compiled, ierr = p.wrt.CompileModule(ctx, out); ierr != nil {
+			compiled, hit, d, ierr = r.cache.Compile(ctx, p.wrt, false, out)
+			took += d
+			if ierr != nil {
 				p.wrt.Close(ctx)
 				ierr = fmt.Errorf("the rewritten module does not compile: %w", ierr)
 			}
@@ -237,8 +295,10 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	}
 	if !p.interrupt {
 		// A malformed module fails here too, where wazero says what is wrong.
-		p.wrt = r.cache.NewRuntime(ctx, 0, cfg.CallbackTimeout > 0)
-		compiled, err = p.wrt.CompileModule(ctx, wasm)
+		interruptible := cfg.CallbackTimeout > 0
+		p.wrt = r.cache.NewRuntime(ctx, 0, interruptible)
+		compiled, hit, d, err = r.cache.Compile(ctx, p.wrt, interruptible, wasm)
+		took += d
 		if err == nil && ierr != nil {
 			p.log.Info("filter deadline: falling back to wazero's termination checks (slower)", "digest", digest, "reason", ierr)
 		}
@@ -246,6 +306,12 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	if err != nil {
 		p.closeRuntime()
 		return loadErr(fmt.Errorf("compile: %w", err))
+	}
+	if hit {
+		r.stats.hits.Add(1)
+	} else {
+		r.stats.compiles.Add(1)
+		r.stats.compileTime.Add(int64(took))
 	}
 	p.compiled = compiled
 	if err := p.check(); err != nil {
@@ -279,6 +345,7 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	r.mu.Lock()
 	r.plugins[p] = struct{}{}
 	r.mu.Unlock()
+	r.stats.loads.Add(1)
 	return p, nil
 }
 

@@ -18,6 +18,7 @@ type Stream struct {
 	inst *instance // nil once failed or closed
 	id   uint32
 	info *StreamInfo
+	ctx  context.Context // NewStream's: handed to the host with the stream's callouts
 
 	reqHeaders, reqTrailers   *Headers
 	respHeaders, respTrailers *Headers
@@ -40,7 +41,8 @@ var errClosed = errors.New("proxywasm: stream closed")
 
 // NewStream takes an instance (waiting for one while ctx lives when all MaxInstances are
 // busy) and creates a stream context in it. Errors are *Failure: FailNoInstance when no
-// instance could be had.
+// instance could be had. The stream keeps ctx to hand it to the host with the callouts it
+// makes (see Host): its values, such as the request's trace, go with them.
 func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, error) {
 	i, err := p.pool.Get(ctx)
 	if err != nil {
@@ -54,7 +56,7 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 	if i.nextID == 0 || i.nextID == i.rootID {
 		i.nextID = i.rootID + 1
 	}
-	s := &Stream{p: p, inst: i, id: i.nextID, info: info}
+	s := &Stream{p: p, inst: i, id: i.nextID, info: info, ctx: ctx}
 	if i.pending.Load() > 0 {
 		if f := i.deliver(); f != nil {
 			p.pool.Discard(i)
@@ -307,6 +309,15 @@ func (s *Stream) Close() {
 	i.cur = nil
 	i.effective = i.rootID
 	s.p.putBack(i)
+}
+
+// calloutContext is the ctx a callout made now goes to the host with (see Host): the
+// stream's, when its context is effective; else the root context's.
+func (i *instance) calloutContext() context.Context {
+	if s := i.stream(); s != nil {
+		return s.ctx
+	}
+	return context.Background()
 }
 
 // stream returns the stream the instance's effective context belongs to, if any.

@@ -1,0 +1,367 @@
+package counters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// slack is how far a measured duration may fall short of the exact one:
+// time passes between the test's calls (and, for Redis, between the
+// server's clock reads), more so under -race.
+const slack = 50 * time.Millisecond
+
+// storeMaker makes a fresh, empty store for one subtest.
+type storeMaker struct {
+	name string
+	make func(t *testing.T) Store
+}
+
+// stores returns the implementations the behavioural table runs against:
+// Local, and Redis on a real redis-server (each subtest under its own prefix).
+func stores(t *testing.T) []storeMaker {
+	srv := startRedis(t)
+	c := srv.client(t)
+	return []storeMaker{
+		{"local", func(t *testing.T) Store {
+			l := NewLocal()
+			t.Cleanup(func() { l.Close() })
+			return l
+		}},
+		{"redis", func(t *testing.T) Store {
+			r := NewRedis(c, t.Name()+":")
+			t.Cleanup(func() { r.Close() })
+			return r
+		}},
+	}
+}
+
+func within(got, want time.Duration) bool { return got <= want && got > want-slack }
+
+func checkDecision(t *testing.T, what string, got, want Decision) {
+	t.Helper()
+	if got.Allowed != want.Allowed || got.Remaining != want.Remaining ||
+		!within(got.RetryAfter, want.RetryAfter) && !(want.RetryAfter <= 0 && got.RetryAfter == want.RetryAfter) ||
+		!within(got.ResetAfter, want.ResetAfter) && !(want.ResetAfter == 0 && got.ResetAfter == 0) {
+		t.Fatalf("%s: %+v, want %+v (durations up to %v less)", what, got, want, slack)
+	}
+}
+
+var perHour3 = Limit{Rate: 1, Period: time.Hour, Burst: 3}
+
+var storeTests = []struct {
+	name string
+	run  func(t *testing.T, s Store)
+}{
+	{"burst then denial", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		for i := int64(1); i <= 3; i++ {
+			d, err := s.Allow(ctx, "k", perHour3, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, fmt.Sprintf("request %d", i), d,
+				Decision{Allowed: true, Remaining: 3 - i, ResetAfter: time.Duration(i) * time.Hour})
+		}
+		// The (Burst+1)-th is denied, and a denial changes nothing.
+		for i := 0; i < 3; i++ {
+			d, err := s.Allow(ctx, "k", perHour3, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, "over the burst", d, Decision{RetryAfter: time.Hour, ResetAfter: 3 * time.Hour})
+		}
+		// Another key is untouched.
+		d, err := s.Allow(ctx, "other", perHour3, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDecision(t, "other key", d, Decision{Allowed: true, Remaining: 2, ResetAfter: time.Hour})
+	}},
+	{"refill after T", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		lim := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms
+		for i := 0; i < 2; i++ {
+			if d, err := s.Allow(ctx, "k", lim, 1); err != nil || !d.Allowed {
+				t.Fatalf("request %d: %+v, %v", i, d, err)
+			}
+		}
+		d, err := s.Allow(ctx, "k", lim, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkDecision(t, "third", d, Decision{RetryAfter: 100 * time.Millisecond, ResetAfter: 200 * time.Millisecond})
+		time.Sleep(d.RetryAfter + 2*time.Millisecond)
+		d, err = s.Allow(ctx, "k", lim, 1)
+		if err != nil || !d.Allowed || d.Remaining != 0 {
+			t.Fatalf("after RetryAfter: %+v, %v; want allowed, 0 remaining", d, err)
+		}
+		if d, _ := s.Allow(ctx, "k", lim, 1); d.Allowed {
+			t.Fatalf("right after the refill: %+v, want denied", d)
+		}
+	}},
+	{"cost above 1", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		lim := Limit{Rate: 1, Period: time.Hour, Burst: 5}
+		steps := []struct {
+			cost int64
+			want Decision
+		}{
+			{3, Decision{Allowed: true, Remaining: 2, ResetAfter: 3 * time.Hour}},
+			{3, Decision{Remaining: 2, RetryAfter: time.Hour, ResetAfter: 3 * time.Hour}},
+			{6, Decision{Remaining: 2, RetryAfter: -1, ResetAfter: 3 * time.Hour}},
+			{0, Decision{Allowed: true, Remaining: 2, ResetAfter: 3 * time.Hour}},
+			{2, Decision{Allowed: true, Remaining: 0, ResetAfter: 5 * time.Hour}},
+			{1, Decision{Remaining: 0, RetryAfter: time.Hour, ResetAfter: 5 * time.Hour}},
+		}
+		for i, st := range steps {
+			d, err := s.Allow(ctx, "k", lim, st.cost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, fmt.Sprintf("step %d (cost %d)", i, st.cost), d, st.want)
+		}
+	}},
+	{"idle limit key expires", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		lim := Limit{Rate: 20, Period: time.Second, Burst: 1} // T = 50ms
+		if d, err := s.Allow(ctx, "k", lim, 1); err != nil || !d.Allowed {
+			t.Fatalf("%+v, %v", d, err)
+		}
+		if _, ok, err := s.Get(ctx, "k"); err != nil || !ok {
+			t.Fatalf("right after: exists %v, %v", ok, err)
+		}
+		time.Sleep(80 * time.Millisecond)
+		if _, ok, err := s.Get(ctx, "k"); err != nil || ok {
+			t.Fatalf("after ResetAfter: exists %v, %v; want gone", ok, err)
+		}
+		d, err := s.Allow(ctx, "k", lim, 0)
+		checkDecision(t, "peek", d, Decision{Allowed: true, Remaining: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}},
+	{"incr without window", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		if _, ok, err := s.Get(ctx, "c"); err != nil || ok {
+			t.Fatalf("missing key: exists %v, %v", ok, err)
+		}
+		for _, st := range []struct{ delta, want int64 }{{1, 1}, {5, 6}, {-10, -4}, {0, -4}} {
+			v, err := s.Incr(ctx, "c", st.delta, 0)
+			if err != nil || v != st.want {
+				t.Fatalf("Incr(%d) = %d, %v; want %d", st.delta, v, err, st.want)
+			}
+		}
+		if v, ok, err := s.Get(ctx, "c"); err != nil || !ok || v != -4 {
+			t.Fatalf("Get = %d, %v, %v; want -4", v, ok, err)
+		}
+	}},
+	{"incr with window", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		for round := 0; round < 2; round++ {
+			start := time.Now()
+			for i := int64(1); i <= 3; i++ {
+				v, err := s.Incr(ctx, "w", 1, 100*time.Millisecond)
+				if err != nil || v != i {
+					t.Fatalf("round %d: Incr = %d, %v; want %d", round, v, err, i)
+				}
+			}
+			if v, ok, err := s.Get(ctx, "w"); err != nil || !ok || v != 3 {
+				t.Fatalf("round %d: Get = %d, %v, %v; want 3", round, v, ok, err)
+			}
+			// Later increments do not extend the window.
+			time.Sleep(time.Until(start.Add(60 * time.Millisecond)))
+			if v, err := s.Incr(ctx, "w", 1, 100*time.Millisecond); err != nil || v != 4 {
+				t.Fatalf("round %d: Incr = %d, %v; want 4", round, v, err)
+			}
+			time.Sleep(time.Until(start.Add(130 * time.Millisecond)))
+			if _, ok, err := s.Get(ctx, "w"); err != nil || ok {
+				t.Fatalf("round %d: after the window: exists %v, %v", round, ok, err)
+			}
+		}
+	}},
+	{"allow many matches sequential allow", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		small := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+		big := Limit{Rate: 10, Period: time.Hour, Burst: 4}
+		var reqs []Request
+		for i := 0; i < 3; i++ {
+			reqs = append(reqs,
+				Request{"a", small, 1},
+				Request{"b", big, 2},
+				Request{"c", big, 5},
+				Request{"a", small, 0},
+				Request{"d", small, 1},
+			)
+		}
+		many, err := s.AllowMany(ctx, reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(many) != len(reqs) {
+			t.Fatalf("%d decisions for %d requests", len(many), len(reqs))
+		}
+		for i, r := range reqs {
+			one, err := s.Allow(ctx, "seq-"+r.Key, r.Limit, r.Cost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Durations depend on the time between a key's decisions,
+			// which differs a little between the two runs.
+			m := many[i]
+			if m.Allowed != one.Allowed || m.Remaining != one.Remaining ||
+				(m.RetryAfter-one.RetryAfter).Abs() > slack || (m.ResetAfter-one.ResetAfter).Abs() > slack {
+				t.Fatalf("request %d %+v: AllowMany %+v, Allow %+v", i, r, m, one)
+			}
+		}
+		if d, err := s.AllowMany(ctx, nil); err != nil || len(d) != 0 {
+			t.Fatalf("no requests: %v, %v", d, err)
+		}
+	}},
+	{"hammer one key", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		lim := Limit{Rate: 1, Period: time.Hour, Burst: 50}
+		var admitted, denied atomic.Int64
+		var wg sync.WaitGroup
+		for g := 0; g < 16; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 10; i++ {
+					d, err := s.Allow(ctx, "hot", lim, 1)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if d.Allowed {
+						admitted.Add(1)
+					} else {
+						denied.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if admitted.Load() != 50 || denied.Load() != 110 {
+			t.Fatalf("admitted %d, denied %d; want exactly the burst, 50, and 110", admitted.Load(), denied.Load())
+		}
+	}},
+	{"hammer incr", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for g := 0; g < 16; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 20; i++ {
+					if _, err := s.Incr(ctx, "n", 1, time.Hour); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if v, _, err := s.Get(ctx, "n"); err != nil || v != 320 {
+			t.Fatalf("Get = %d, %v; want 320", v, err)
+		}
+	}},
+	{"invalid arguments", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		bad := []error{}
+		_, err := s.Allow(ctx, "k", Limit{Rate: 0, Period: time.Second, Burst: 1}, 1)
+		bad = append(bad, err)
+		_, err = s.Allow(ctx, "k", Limit{Rate: 1, Period: time.Second, Burst: 0}, 1)
+		bad = append(bad, err)
+		_, err = s.Allow(ctx, "k", perHour3, -1)
+		bad = append(bad, err)
+		_, err = s.AllowMany(ctx, []Request{{"k", perHour3, 1}, {"k", Limit{}, 1}})
+		bad = append(bad, err)
+		_, err = s.Incr(ctx, "k", 1, -time.Second)
+		bad = append(bad, err)
+		for i, err := range bad {
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("case %d: err = %v, want ErrInvalid", i, err)
+			}
+		}
+		// The valid request before the invalid one was not decided.
+		if _, ok, _ := s.Get(ctx, "k"); ok {
+			t.Errorf("an invalid AllowMany decided part of its requests")
+		}
+	}},
+	{"closed", func(t *testing.T, s Store) {
+		ctx := context.Background()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		_, err1 := s.Allow(ctx, "k", perHour3, 1)
+		_, err2 := s.AllowMany(ctx, []Request{{"k", perHour3, 1}})
+		_, err3 := s.Incr(ctx, "k", 1, 0)
+		_, _, err4 := s.Get(ctx, "k")
+		for i, err := range []error{err1, err2, err3, err4} {
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("call %d after Close: %v, want ErrClosed", i, err)
+			}
+		}
+	}},
+}
+
+// TestStore runs the same behavioural table against every implementation.
+func TestStore(t *testing.T) {
+	for _, impl := range stores(t) {
+		t.Run(impl.name, func(t *testing.T) {
+			for _, tt := range storeTests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					tt.run(t, impl.make(t))
+				})
+			}
+		})
+	}
+}
+
+func TestLocalSweep(t *testing.T) {
+	l := newLocal(10 * time.Millisecond)
+	defer l.Close()
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		if _, err := l.Incr(ctx, fmt.Sprint("short", i), 1, time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Allow(ctx, fmt.Sprint("limit", i), Limit{Rate: 1000, Period: time.Second, Burst: 1}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Incr(ctx, "long", 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.len() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys left after the sweep, want 1", l.len())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLocalOverflow(t *testing.T) {
+	l := NewLocal()
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Incr(ctx, "k", 1<<62, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Incr(ctx, "k", 1<<62, 0); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("err = %v, want ErrOverflow", err)
+	}
+	if v, _, _ := l.Get(ctx, "k"); v != 1<<62 {
+		t.Fatalf("a failed Incr changed the value to %d", v)
+	}
+}

@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/counters"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+)
+
+// newStore makes the store of shared counters cfg asks for: in Redis when redis: is
+// declared, in process when not. The client is nil for the in-process store.
+func (g *Gateway) newStore(cfg *config.Config) (counters.Store, redis.UniversalClient, error) {
+	rc := cfg.Redis
+	if rc == nil {
+		return counters.NewLocal(), nil, nil
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:        rc.Addresses,
+		MasterName:   rc.MasterName,
+		Username:     rc.Username,
+		Password:     rc.Password,
+		DB:           rc.DB,
+		PoolSize:     rc.PoolSize,
+		DialTimeout:  rc.DialTimeout,
+		ReadTimeout:  rc.ReadTimeout,
+		WriteTimeout: rc.WriteTimeout,
+		// A request waits for a connection no longer than it would wait for one to dial.
+		PoolTimeout:           rc.DialTimeout,
+		ContextTimeoutEnabled: true,
+		// No retries inside the client: a decision sent twice may be counted twice, and the
+		// caller's failure policy, not a retry loop, decides what a failed call means.
+		MaxRetries:    -1,
+		DialerRetries: 1,
+		// CLIENT SETINFO on every new connection is a round trip nobody here reads.
+		DisableIdentity: true,
+		IsClusterMode:   rc.Mode == config.RedisCluster,
+	}
+	if rc.Address != "" {
+		opts.Addrs = []string{rc.Address}
+	}
+	if rc.TLS != nil {
+		t, err := backendTLS(rc.TLS, cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: redis: %w", cfg.Where("redis.tls"), err)
+		}
+		opts.TLSConfig = t
+	}
+	client := redis.NewUniversalClient(opts)
+	if g.inst != nil {
+		client.AddHook(redisHook{g.inst.redisDuration})
+	}
+	return counters.NewRedis(client, "plexus:"), client, nil
+}
+
+// checkRedis asks Redis for a PONG once, at start, to say early what would otherwise show
+// only when a filter first needs it; a Redis that does not answer stops nothing.
+func (g *Gateway) checkRedis(cfg *config.Config) {
+	if g.redis == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Redis.DialTimeout+cfg.Redis.ReadTimeout)
+	defer cancel()
+	if err := g.redis.Ping(ctx).Err(); err != nil {
+		g.log.Warn("redis: no answer at start; calls fail until it answers", "where", cfg.Where("redis"), "error", err)
+	}
+}
+
+// redisHook times every Redis call into plexus.redis.duration, by command and outcome.
+type redisHook struct{ vec *telemetry.HistogramVec }
+
+func (redisHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmd)
+		h.record(cmd.Name(), start, err)
+		return err
+	}
+}
+
+func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmds)
+		h.record("pipeline", start, err)
+		return err
+	}
+}
+
+func (h redisHook) record(command string, start time.Time, err error) {
+	outcome := "ok"
+	if err != nil && !errors.Is(err, redis.Nil) {
+		outcome = "error"
+	}
+	h.vec.With(telemetry.Key{A: strings.ToLower(command), D: outcome}, redisAttrs).Record(int64(time.Since(start)))
+}
+
+func redisAttrs(k telemetry.Key) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("db.operation.name", k.A), attribute.String("outcome", k.D)}
+}
