@@ -153,6 +153,22 @@ func (w *Watchdog) Disarm() bool {
 	return w.fired.Load()
 }
 
+// Left is how long the armed call may still run before the watchdog fires, at least: ok is
+// false when it is not armed. It reads no clock, only the patrol's count of ticks, and
+// errs short by up to a tick.
+func (w *Watchdog) Left() (left time.Duration, ok bool) {
+	d := w.deadline.Load()
+	if d == 0 {
+		return 0, false
+	}
+	// The next tick may come at once; the one at d fires.
+	n := d - patrol.ticks.Load() - 1
+	if d < 0 || n < 0 {
+		return 0, true
+	}
+	return time.Duration(n) * WatchdogTick, true
+}
+
 // Fired reports whether the watchdog fired.
 func (w *Watchdog) Fired() bool { return w.fired.Load() || w.deadline.Load() == -1 }
 

@@ -169,6 +169,25 @@ type Config struct {
 	Logger           *slog.Logger  // where proxy_log goes, tagged with the filter name
 
 	Node Node // the node properties: node.id, node.cluster, node.metadata...
+
+	// SharedData keeps the filter's shared data (proxy_get_shared_data,
+	// proxy_set_shared_data) somewhere other than in this process, such as a store every
+	// replica of the gateway shares; nil keeps it in process, per vm_id.
+	SharedData SharedData
+}
+
+// SharedData is a filter's shared data outside the process (Config.SharedData). It must
+// keep the compare-and-swap semantics of proxy-wasm-cpp-host that filters rely on: a cas
+// of 0 sets unconditionally, as does a set of a key that does not exist; any other cas
+// must equal the key's current one, or the set fails with ErrCasMismatch and changes
+// nothing; every set gives the key a new cas, never 0. Keys are namespaced by
+// Caller.VMID. Its methods run on the filter's goroutine, within its callback deadline
+// (Caller.TimeLeft); their errors reach the filter as statuses (see RegisterForeignFunction).
+type SharedData interface {
+	// Get returns key's value and cas, or ErrNotFound.
+	Get(c Caller, key []byte) (value []byte, cas uint32, err error)
+	// Set stores value under key, given the cas the filter read (0: unconditionally).
+	Set(c Caller, key, value []byte, cas uint32) error
 }
 
 // Node is what a filter reads as Envoy's node attributes (node.id, node.cluster,

@@ -2,7 +2,10 @@ package proxywasm
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
+	"time"
 )
 
 // Foreign functions: host services a filter calls by name with proxy_call_foreign_function,
@@ -25,15 +28,79 @@ import (
 
 // foreignFunc is one registered foreign function: sync or async, not both.
 type foreignFunc struct {
-	sync  func(args []byte) ([]byte, error)
+	sync  func(c Caller, args []byte) ([]byte, error)
 	async func(args []byte, call *ForeignCall) error
+}
+
+// Errors a synchronous foreign function or a SharedData returns, or wraps, to give the
+// filter a status other than INTERNAL_FAILURE.
+var (
+	ErrNotFound    = errors.New("proxywasm: not found")    // NOT_FOUND
+	ErrBadArgument = errors.New("proxywasm: bad argument") // BAD_ARGUMENT
+	ErrCasMismatch = errors.New("proxywasm: cas mismatch") // CAS_MISMATCH
+)
+
+// errStatus is the status a host service's error gives the filter.
+func errStatus(err error) status {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return statusNotFound
+	case errors.Is(err, ErrBadArgument):
+		return statusBadArgument
+	case errors.Is(err, ErrCasMismatch):
+		return statusCasMismatch
+	}
+	return statusInternalFailure
+}
+
+// Caller is the filter calling a synchronous foreign function or its SharedData: what the
+// host needs to know to serve it. It is valid during that call only.
+type Caller struct{ i *instance }
+
+// Filter is the calling filter's name (Config.Name).
+func (c Caller) Filter() string { return c.i.p.cfg.Name }
+
+// VMID is the calling filter's vm_id, the namespace of its shared state.
+func (c Caller) VMID() string { return c.i.p.cfg.VMID }
+
+// Host is the Host the calling filter was loaded with.
+func (c Caller) Host() Host { return c.i.p.host }
+
+// Context is the context the call is made on behalf of, as for a callout (see Host): the
+// stream's, when a stream's context is effective; else context.Background(). It is read
+// from only: its deadline is the request's, not the call's (see TimeLeft).
+func (c Caller) Context() context.Context { return c.i.calloutContext() }
+
+// TimeLeft is how long the calling callback may still run before its deadline
+// (Config.CallbackTimeout) stops it; a service that blocks must answer within it, or the
+// filter fails as having run past its deadline. ok is false when the callback has no
+// deadline.
+func (c Caller) TimeLeft() (left time.Duration, ok bool) { return c.i.dog.Left() }
+
+// InStream reports whether a stream's context is effective: the call comes from a
+// request's callback (or from a root callback acting for a stream).
+func (c Caller) InStream() bool { return c.i.stream() != nil }
+
+// SendLocalResponse answers the calling stream with lr, as if the filter had called
+// proxy_send_local_response: for a host service whose failure must end the request
+// (lr.GRPCStatus is -1 unless a grpc-status is meant). It reports false when no stream's
+// context is effective.
+func (c Caller) SendLocalResponse(lr LocalResponse) bool {
+	st := c.i.stream()
+	if st == nil {
+		return false
+	}
+	st.sendLocal(&lr)
+	return true
 }
 
 // RegisterForeignFunction registers fn for proxy_call_foreign_function under name,
 // replacing any function of that name (a nil fn removes it). fn runs on the goroutine of
-// the calling filter, within its callback deadline; what it returns is the filter's
-// result, and an error it returns becomes INTERNAL_FAILURE. args is the filter's, copied.
-func (r *Runtime) RegisterForeignFunction(name string, fn func(args []byte) ([]byte, error)) {
+// the calling filter, within its callback deadline (Caller.TimeLeft); what it returns is
+// the filter's result. An error it returns gives the filter INTERNAL_FAILURE, or the
+// status of ErrNotFound, ErrBadArgument or ErrCasMismatch when it wraps one. args is the
+// filter's, copied.
+func (r *Runtime) RegisterForeignFunction(name string, fn func(c Caller, args []byte) ([]byte, error)) {
 	var f *foreignFunc
 	if fn != nil {
 		f = &foreignFunc{sync: fn}
@@ -107,9 +174,9 @@ func hostCallForeignFunction(i *instance, s []uint64) status {
 		return statusNotFound
 	}
 	if fn.sync != nil {
-		out, err := fn.sync(bytes.Clone(args))
+		out, err := fn.sync(Caller{i}, bytes.Clone(args))
 		if err != nil {
-			return statusInternalFailure
+			return errStatus(err)
 		}
 		return i.returnBytes(out, u32(s, 4), u32(s, 5))
 	}

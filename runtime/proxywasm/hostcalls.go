@@ -260,19 +260,24 @@ func hostSendLocalResponse(i *instance, s []uint64) status {
 	if st == nil {
 		return statusNotFound
 	}
-	st.local = &LocalResponse{
+	st.sendLocal(&LocalResponse{
 		Status:     int(u32(s, 0)),
 		Details:    string(details),
 		Body:       slices.Clone(body),
 		Headers:    fields,
 		GRPCStatus: int(int32(u32(s, 7))),
-	}
-	if st.local.GRPCStatus < -1 {
-		st.local.GRPCStatus = -1
-	}
-	st.locals++
-	i.wake()
+	})
 	return statusOK
+}
+
+// sendLocal is proxy_send_local_response on the stream, from its instance's goroutine.
+func (s *Stream) sendLocal(lr *LocalResponse) {
+	if lr.GRPCStatus < -1 {
+		lr.GRPCStatus = -1
+	}
+	s.local = lr
+	s.locals++
+	s.inst.wake()
 }
 
 func hostGetStatus(i *instance, s []uint64) status {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -86,8 +87,8 @@ func TestHostFunctions(t *testing.T) {
 		VMConfig: []byte("vmconf"), Plugin: []byte("plugconf"),
 		LogLevel: slog.LevelInfo, Logger: slog.New(sink),
 	}, host)
-	r.RegisterForeignFunction("reverse", func(b []byte) ([]byte, error) { slices.Reverse(b); return b, nil })
-	r.RegisterForeignFunction("fails", func([]byte) ([]byte, error) { return nil, errors.New("no") })
+	r.RegisterForeignFunction("reverse", func(_ Caller, b []byte) ([]byte, error) { slices.Reverse(b); return b, nil })
+	r.RegisterForeignFunction("fails", func(Caller, []byte) ([]byte, error) { return nil, errors.New("no") })
 	start := time.Unix(1700000000, 5)
 	info := &StreamInfo{
 		ID: "req-1", Start: start, Protocol: "HTTP/2", Scheme: "https",
@@ -553,5 +554,104 @@ func TestHostFunctionsOutOfBounds(t *testing.T) {
 	}
 	if st := p.Stats(); len(st.Failures) != 0 || st.Instances != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// mapShared is a SharedData in a map, with the ABI's CAS semantics, failing on demand.
+type mapShared struct {
+	m    map[string]sharedValue
+	next uint32
+	fail error
+	ns   []string // the Caller.VMID of each call
+}
+
+func (s *mapShared) Get(c Caller, key []byte) ([]byte, uint32, error) {
+	s.ns = append(s.ns, c.VMID())
+	if s.fail != nil {
+		return nil, 0, s.fail
+	}
+	v, ok := s.m[string(key)]
+	if !ok {
+		return nil, 0, ErrNotFound
+	}
+	return v.v, v.cas, nil
+}
+
+func (s *mapShared) Set(c Caller, key, value []byte, cas uint32) error {
+	s.ns = append(s.ns, c.VMID())
+	if s.fail != nil {
+		return s.fail
+	}
+	if cur, ok := s.m[string(key)]; ok && cas != 0 && cas != cur.cas {
+		return fmt.Errorf("key %q: %w", key, ErrCasMismatch)
+	}
+	s.next++
+	s.m[string(key)] = sharedValue{v: slices.Clone(value), cas: s.next}
+	return nil
+}
+
+// TestHostServices: foreign functions see who calls them and answer with statuses, and a
+// Config.SharedData takes the place of the process's shared data.
+func TestHostServices(t *testing.T) {
+	r := newRuntime(t)
+	sd := &mapShared{m: map[string]sharedValue{}}
+	host := &fakeHost{}
+	p := loadWAT(t, r, hostcallsWAT, Config{Name: "svc", VMID: "vm-svc", SharedData: sd}, host)
+	var seen []string
+	r.RegisterForeignFunction("whoami", func(c Caller, args []byte) ([]byte, error) {
+		left, armed := c.TimeLeft()
+		seen = append(seen, fmt.Sprintf("%s %s %v %v %v %v", c.Filter(), c.VMID(), c.Host() == host, c.InStream(), armed, left > 50*time.Millisecond))
+		if string(args) == "deny" && !c.SendLocalResponse(LocalResponse{Status: 503, Body: []byte("down"), Headers: []Field{{"x-why", "store"}}, GRPCStatus: -1}) {
+			return nil, errors.New("no stream to answer")
+		}
+		return []byte(c.Filter()), nil
+	})
+	r.RegisterForeignFunction("missing", func(Caller, []byte) ([]byte, error) { return nil, fmt.Errorf("key: %w", ErrNotFound) })
+	r.RegisterForeignFunction("bad", func(Caller, []byte) ([]byte, error) { return nil, fmt.Errorf("args: %w", ErrBadArgument) })
+
+	h := newHC(t, p, &StreamInfo{})
+	fn, fnn := h.put("whoami")
+	a, an := h.put("hi")
+	// Outside any callback: no deadline, and the root context is effective.
+	h.i.effective = h.i.rootID
+	h.expect("whoami from the root", h.call("proxy_call_foreign_function", fn, fnn, a, an, outPtr, outSize), statusOK)
+	if h.result() != "svc" {
+		t.Errorf("result %q", h.result())
+	}
+	// As a stream's callback: armed, in the stream.
+	h.i.effective = h.s.id
+	h.i.dog.Arm(100 * time.Millisecond)
+	d, dn := h.put("deny")
+	h.expect("whoami from the stream", h.call("proxy_call_foreign_function", fn, fnn, d, dn, outPtr, outSize), statusOK)
+	h.i.dog.Disarm()
+	want := []string{"svc vm-svc true false false false", "svc vm-svc true true true true"}
+	if !slices.Equal(seen, want) {
+		t.Errorf("callers\n%q\nwant\n%q", seen, want)
+	}
+	if lr := h.s.LocalResponse(); lr == nil || lr.Status != 503 || string(lr.Body) != "down" || !slices.Equal(lr.Headers, []Field{{"x-why", "store"}}) {
+		t.Errorf("local response %+v", lr)
+	}
+	for name, want := range map[string]status{"missing": statusNotFound, "bad": statusBadArgument} {
+		n, nn := h.put(name)
+		h.expect(name, h.call("proxy_call_foreign_function", n, nn, a, an, outPtr, outSize), want)
+	}
+
+	k, kn := h.put("k")
+	v1, v1n := h.put("v1")
+	h.expect("get absent", h.call("proxy_get_shared_data", k, kn, outPtr, outSize, outU32), statusNotFound)
+	h.expect("set", h.call("proxy_set_shared_data", k, kn, v1, v1n, 0), statusOK)
+	h.expect("get", h.call("proxy_get_shared_data", k, kn, outPtr, outSize, outU32), statusOK)
+	if cas := h.i.u32At(outU32); h.result() != "v1" || cas != 1 {
+		t.Errorf("get: %q cas %d", h.result(), cas)
+	}
+	h.expect("stale cas", h.call("proxy_set_shared_data", k, kn, v1, v1n, 7), statusCasMismatch)
+	if _, _, found := sharedData.get("vm-svc", []byte("k")); found {
+		t.Error("the process's shared data was written too")
+	}
+	sd.fail = errors.New("store down")
+	h.expect("get, store down", h.call("proxy_get_shared_data", k, kn, outPtr, outSize, outU32), statusInternalFailure)
+	h.expect("set, store down", h.call("proxy_set_shared_data", k, kn, v1, v1n, 0), statusInternalFailure)
+	if len(sd.ns) != 6 || slices.ContainsFunc(sd.ns, func(ns string) bool { return ns != "vm-svc" }) {
+		t.Errorf("namespaces %q", sd.ns)
 	}
 }

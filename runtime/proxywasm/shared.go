@@ -63,6 +63,12 @@ func hostSetSharedData(i *instance, s []uint64) status {
 	if !ok1 || !ok2 {
 		return statusInvalidMemoryAccess
 	}
+	if sd := i.p.cfg.SharedData; sd != nil {
+		if err := sd.Set(Caller{i}, key, val, u32(s, 4)); err != nil {
+			return errStatus(err)
+		}
+		return statusOK
+	}
 	return sharedData.set(i.p.cfg.VMID, key, val, u32(s, 4))
 }
 
@@ -75,9 +81,18 @@ func hostGetSharedData(i *instance, s []uint64) status {
 	if !i.writable(casPtr, 4) {
 		return statusInvalidMemoryAccess
 	}
-	v, cas, found := sharedData.get(i.p.cfg.VMID, key)
-	if !found {
-		return statusNotFound
+	var v []byte
+	var cas uint32
+	if sd := i.p.cfg.SharedData; sd != nil {
+		var err error
+		if v, cas, err = sd.Get(Caller{i}, key); err != nil {
+			return errStatus(err)
+		}
+	} else {
+		var found bool
+		if v, cas, found = sharedData.get(i.p.cfg.VMID, key); !found {
+			return statusNotFound
+		}
 	}
 	if st := i.returnBytes(v, u32(s, 2), u32(s, 3)); st != statusOK {
 		return st
