@@ -50,6 +50,10 @@ type Decision struct {
 	RetryAfter time.Duration
 	// ResetAfter is how long until the key is back to a full burst.
 	ResetAfter time.Duration
+	// Cached is true when a [DenyCache] denied the request from what it
+	// remembers, without asking the store; Remaining and the durations are
+	// then computed from what the store last said about the key.
+	Cached bool
 }
 
 var (

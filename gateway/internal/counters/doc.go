@@ -2,7 +2,12 @@
 // replicas share: in Redis ([Redis]) when one is configured, in process
 // ([Local]) when not, behind one [Store] interface with the same semantics,
 // so the gateway needs no external service and a filter behaves the same on
-// either.
+// either. It also keeps the Proxy-Wasm shared data of filters that share it
+// across replicas ([RedisShared]), and has the two wrappers a store in Redis
+// wants: a circuit breaker ([NewGuarded]) and a cache of denials
+// ([DenyCache]), composed as
+//
+//	NewDenyCache(NewGuarded(NewRedis(c, "plexus:"), NewBreaker(BreakerConfig{})), 0)
 //
 // # Counters
 //
@@ -69,4 +74,81 @@
 // a call to a Redis that is down waits through five dials 100ms apart.
 // A new pooled connection's handshake (HELLO, CLIENT SETINFO) is a cost of
 // dialing, not of a decision.
+//
+// # Shared data
+//
+// [RedisShared] is proxy_get_shared_data and proxy_set_shared_data for the
+// filters declared shared_data: redis, with the compare-and-swap semantics
+// of Envoy's in-process shared data (proxy-wasm-cpp-host, SharedData in
+// src/shared_data.cc) across every replica. Get returns a key's value and
+// its cas. Set with cas 0, or of a key never set, writes unconditionally;
+// with another cas it writes only if the key's cas is still that one, and
+// otherwise returns [ErrCasMismatch] and changes nothing. Every successful
+// set gives the key a new cas, never 0. So get, compute, set with the cas
+// read, and again on ErrCasMismatch loses no update, whichever replicas
+// make them. As in Envoy, creating a key is not conditional: two replicas
+// that both find a key missing and set it with cas 0 both succeed, the
+// second overwriting the first.
+//
+// A namespace (a plugin's vm_id) is one hash, named prefix + "sd:" + the
+// namespace with ':' and '%' percent-escaped (so that a namespace is one
+// level of the key tree and the naming stays injective). Its fields are
+// "v:"+key, the value, and "c:"+key, its cas in decimal, and "#", a counter
+// (HINCRBY) from which new cas values come, mapped onto 1..2³²−1 as
+// ((n−1) mod (2³²−1)) + 1. Envoy draws cas values from one counter per
+// process, here there is one per namespace: no filter can tell, as a cas is
+// only compared with its own key's. Keys and values are any bytes,
+// values maybe empty. Get is one HMGET, which reads the value and its cas
+// together; Set is one script (shared.lua, by EVALSHA as above) that
+// compares and writes. Shared data never expires, as in Envoy, where it
+// lasts as long as the process; the hash of a namespace no longer used can
+// be deleted by hand. A [Redis] store under the same prefix must not use
+// counter or limit keys beginning with "sd:".
+//
+// # The circuit breaker
+//
+// A store in Redis fails when Redis does: a call to a Redis that is down
+// costs a dial timeout, one that stalls a read timeout, on every request. A
+// [Breaker] counts consecutive failures, the errors that wrap [ErrRedis];
+// after [BreakerConfig].Failures of them it opens, and for Cooldown every
+// call returns [ErrBreakerOpen] at once, without reaching Redis; then the
+// next call is a trial (half open: the calls made meanwhile are refused too),
+// whose success closes the breaker and whose failure opens it for another
+// Cooldown. Every other result is a success, as Redis answered ([ErrInvalid],
+// [ErrCasMismatch]), except [ErrClosed] and context.Canceled, which count
+// neither way: a caller that gave up says nothing about Redis. To the
+// caller's failure policy ErrBreakerOpen means what ErrRedis means: the
+// store is unavailable. [NewGuarded] puts a store's calls behind a breaker;
+// closed, the breaker costs two atomic loads a call.
+//
+// # Denials cached in process
+//
+// A key under attack is denied on nearly every request, and each denial is a
+// round trip to Redis. A [DenyCache] in front of the store answers those
+// denials in process. A key's TAT only grows (an allowed request stores a
+// later one, and the key expires only once its TAT is past), so after the
+// store's decision start + ResetAfter, with start read on this replica's
+// monotonic clock before asking, is at most the key's TAT, whatever the
+// other replicas do. The cache keeps that bound for each key the store
+// denied (raising it with later decisions on the key) and decides a request
+// of cost 1..Burst by GCRA against it: when that denies the request, so
+// would the store, with at least that RetryAfter, and the cache answers
+// with GCRA's decision on the bound, marked [Decision].Cached. In particular
+// the request the store denied is denied in process until its RetryAfter
+// has passed, and then reaches the store again. Every other request goes to
+// the store: one the bound allows, a cost of 0 (allowed, and a peek at the
+// key's state) and a cost above Burst (denied forever, which the store
+// says). A denial that can never pass is not cached. The bound is the key's,
+// not a limit's, so it serves every limit asked on the key. [Store.AllowMany]
+// sends the requests the cache cannot deny to the store in one call, and
+// none when it can deny them all.
+//
+// The cache holds at most max keys (65536 by default); an entry expires
+// when its key is back to a full burst. When it is full, a new denial first
+// drops the expired entries, at most every 100ms and only when one may have
+// expired, and is not cached if it is still full. A cached denial costs
+// about 100ns and no allocation, against a round trip; it is also made when
+// the breaker behind the cache is open. The price: a key deleted in Redis by
+// hand, to lift a limit, is still denied by each replica until the TAT it
+// remembers has passed.
 package counters

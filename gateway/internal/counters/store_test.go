@@ -22,21 +22,27 @@ type storeMaker struct {
 }
 
 // stores returns the implementations the behavioural table runs against:
-// Local, and Redis on a real redis-server (each subtest under its own prefix).
+// Local, and Redis on a real redis-server (each subtest under its own prefix),
+// and the wrappers around them, which must not change what a store does.
 func stores(t *testing.T) []storeMaker {
 	srv := startRedis(t)
 	c := srv.client(t)
+	mkLocal := func(t *testing.T) Store {
+		l := NewLocal()
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	mkRedis := func(t *testing.T) Store {
+		r := NewRedis(c, t.Name()+":")
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
 	return []storeMaker{
-		{"local", func(t *testing.T) Store {
-			l := NewLocal()
-			t.Cleanup(func() { l.Close() })
-			return l
-		}},
-		{"redis", func(t *testing.T) Store {
-			r := NewRedis(c, t.Name()+":")
-			t.Cleanup(func() { r.Close() })
-			return r
-		}},
+		{"local", mkLocal},
+		{"redis", mkRedis},
+		{"redis guarded", func(t *testing.T) Store { return NewGuarded(mkRedis(t), NewBreaker(BreakerConfig{})) }},
+		{"local deny cache", func(t *testing.T) Store { return NewDenyCache(mkLocal(t), 0) }},
+		{"redis deny cache", func(t *testing.T) Store { return NewDenyCache(mkRedis(t), 0) }},
 	}
 }
 
