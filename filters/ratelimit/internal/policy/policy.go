@@ -1,0 +1,370 @@
+// Package policy is the ratelimit filter's logic, apart from the Proxy-Wasm calls so that
+// it builds and is tested on the host: the configuration and its validation, the keys a
+// request is limited on, and what the filter answers for the decisions (the headers of
+// Envoy's local_ratelimit, DRAFT_VERSION_03 of draft-ietf-httpapi-ratelimit-headers).
+// See filters/ratelimit/README.md for the configuration.
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plexus-mesh/plexus/sdk/go/plexus/wire"
+)
+
+// Config is the plugin configuration, as JSON.
+type Config struct {
+	Limits []LimitConfig `json:"limits"`
+	// Status of the local reply to a denied request: 429 when 0.
+	Status int `json:"status"`
+	// Headers: whether to send x-ratelimit-limit, -remaining and -reset; true when absent.
+	Headers *bool `json:"headers"`
+}
+
+// LimitConfig is one limit of the configuration.
+type LimitConfig struct {
+	Name   string `json:"name"`
+	Key    string `json:"key"`    // global, remote_address, header:NAME, path, authority
+	Rate   int64  `json:"rate"`   // requests per period, at least 1
+	Period string `json:"period"` // a Go duration of whole milliseconds: "1s", "1m", "250ms"
+	Burst  int64  `json:"burst"`  // 0: rate
+}
+
+// Sources of a limit's key.
+const (
+	sourceGlobal = iota
+	sourceRemoteAddress
+	sourceHeader
+	sourcePath
+	sourceAuthority
+)
+
+const (
+	maxNameLen = 64
+	// maxSpan bounds Burst × Period/Rate, as the gateway's store does
+	// (gateway/internal/counters: maxSpan, 2^50 µs, about 35 years), so that a limit the
+	// gateway would refuse on every request is refused at start instead.
+	maxSpan = 1 << 50
+	// hashedPrefix marks a key value replaced by its SHA-256, for values too long for a
+	// key.
+	hashedPrefix = "sha256:"
+)
+
+// Policy is a validated configuration. It never changes, and may be shared.
+type Policy struct {
+	limits  []limit
+	status  uint32
+	headers bool
+}
+
+type limit struct {
+	source int
+	header string // for sourceHeader: the lower-case header name
+	prefix string // "ratelimit:" + name + ":"
+	rate   int64
+	period time.Duration
+	burst  int64 // as configured: 0 means rate
+}
+
+// Parse decodes and validates the plugin configuration. Unknown fields are errors; the
+// error names the field and what is wrong with it.
+func Parse(raw []byte) (*Policy, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, fmt.Errorf("ratelimit: no configuration: it needs at least one limit, as in " +
+			`{"limits": [{"name": "per-client", "key": "header:x-api-key", "rate": 10, "period": "1s"}]}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("ratelimit: configuration: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("ratelimit: configuration: more after the JSON object, at byte %d", dec.InputOffset())
+	}
+	return c.Policy()
+}
+
+// Policy validates c.
+func (c *Config) Policy() (*Policy, error) {
+	p := &Policy{status: 429, headers: true}
+	if c.Headers != nil {
+		p.headers = *c.Headers
+	}
+	if c.Status != 0 {
+		if c.Status < 400 || c.Status > 599 {
+			return nil, fmt.Errorf("ratelimit: status %d: want a 4xx or 5xx code (the default is 429)", c.Status)
+		}
+		p.status = uint32(c.Status)
+	}
+	switch n := len(c.Limits); {
+	case n == 0:
+		return nil, fmt.Errorf(`ratelimit: no limits: "limits" needs 1 to %d entries`, wire.MaxKeys)
+	case n > wire.MaxKeys:
+		return nil, fmt.Errorf("ratelimit: %d limits, at most %d: one request is decided on all of them in one call", n, wire.MaxKeys)
+	}
+	names := map[string]int{}
+	for i, lc := range c.Limits {
+		l, err := lc.limit()
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: limits[%d] (%q): %w", i, lc.Name, err)
+		}
+		if j, dup := names[lc.Name]; dup {
+			return nil, fmt.Errorf("ratelimit: limits[%d]: name %q is limits[%d]'s too: names must be unique, they make the keys", i, lc.Name, j)
+		}
+		names[lc.Name] = i
+		p.limits = append(p.limits, l)
+	}
+	return p, nil
+}
+
+func (lc LimitConfig) limit() (limit, error) {
+	if err := checkName(lc.Name); err != nil {
+		return limit{}, err
+	}
+	l := limit{prefix: "ratelimit:" + lc.Name + ":", rate: lc.Rate, burst: lc.Burst}
+	switch k := lc.Key; {
+	case k == "global":
+		l.source = sourceGlobal
+	case k == "remote_address":
+		l.source = sourceRemoteAddress
+	case k == "path":
+		l.source = sourcePath
+	case k == "authority":
+		l.source = sourceAuthority
+	case strings.HasPrefix(k, "header:"):
+		name := strings.TrimPrefix(k, "header:")
+		if !isToken(name) {
+			return limit{}, fmt.Errorf("key %q: %q is not a header name", k, name)
+		}
+		l.source, l.header = sourceHeader, strings.ToLower(name)
+	case k == "":
+		return limit{}, fmt.Errorf(`no key: want global, remote_address, header:NAME, path or authority`)
+	default:
+		return limit{}, fmt.Errorf("unknown key source %q: want global, remote_address, header:NAME, path or authority", k)
+	}
+	if lc.Rate < 1 {
+		return limit{}, fmt.Errorf("rate %d: want at least 1 request per period", lc.Rate)
+	}
+	if lc.Period == "" {
+		return limit{}, fmt.Errorf(`no period: want a duration such as "1s", "1m" or "250ms"`)
+	}
+	period, err := time.ParseDuration(lc.Period)
+	switch {
+	case err != nil:
+		return limit{}, fmt.Errorf(`period %q: want a duration such as "1s", "1m" or "250ms"`, lc.Period)
+	case period < time.Millisecond:
+		return limit{}, fmt.Errorf("period %q: want at least 1ms", lc.Period)
+	case period%time.Millisecond != 0:
+		return limit{}, fmt.Errorf("period %q: want whole milliseconds", lc.Period)
+	}
+	l.period = period
+	if lc.Burst < 0 {
+		return limit{}, fmt.Errorf("burst %d: want 0 (the rate) or more", lc.Burst)
+	}
+	// T, the time one request takes of the budget, in whole µs rounded up as the store
+	// computes it; a burst may run at most maxSpan ahead.
+	ns := int64(period) / lc.Rate
+	if int64(period)%lc.Rate != 0 {
+		ns++
+	}
+	t := (ns + 999) / 1000
+	if l.effectiveBurst() > maxSpan/t {
+		return limit{}, fmt.Errorf("burst %d × period/rate %v is more than 35 years: the store cannot count it", l.effectiveBurst(), time.Duration(t)*time.Microsecond)
+	}
+	return l, nil
+}
+
+func (l limit) effectiveBurst() int64 {
+	if l.burst == 0 {
+		return l.rate
+	}
+	return l.burst
+}
+
+// checkName allows what is safe in a key and in a log line.
+func checkName(name string) error {
+	if name == "" {
+		return fmt.Errorf("no name: every limit needs one, unique, to make its keys")
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("name of %d bytes, at most %d", len(name), maxNameLen)
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("name %q: use letters, digits, '-', '_' and '.'", name)
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP field name (RFC 9110, section 5.1: a token).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// Request is what a policy reads of a request.
+type Request interface {
+	// Header is a request header's value (":path" and ":authority" too), and whether the
+	// request has it.
+	Header(name string) (string, bool)
+	// SourceAddress is the client's address, "ip:port" or "ip", and whether it is known.
+	SourceAddress() (string, bool)
+}
+
+// Limits are the limits request r is decided on, each with a cost of 1: one per
+// configured limit whose key r has, as Envoy skips a descriptor it cannot build (a
+// header the request lacks, say).
+func (p *Policy) Limits(r Request) []wire.Limit {
+	ls := make([]wire.Limit, 0, len(p.limits))
+	for _, l := range p.limits {
+		v, ok := l.value(r)
+		if !ok {
+			continue
+		}
+		key := l.prefix + v
+		if len(key) > wire.MaxKeyLen {
+			// A value too long for a key is limited by its hash: a long header stays
+			// limited, one key per value, and the key stays short.
+			sum := sha256.Sum256([]byte(v))
+			key = l.prefix + hashedPrefix + hex.EncodeToString(sum[:])
+		}
+		ls = append(ls, wire.Limit{Key: key, Rate: l.rate, Period: l.period, Burst: l.burst, Cost: 1})
+	}
+	return ls
+}
+
+func (l limit) value(r Request) (string, bool) {
+	switch l.source {
+	case sourceGlobal:
+		return "", true
+	case sourceRemoteAddress:
+		a, ok := r.SourceAddress()
+		if !ok || a == "" {
+			return "", false
+		}
+		return hostOf(a), true
+	case sourceHeader:
+		return r.Header(l.header)
+	case sourcePath:
+		path, ok := r.Header(":path")
+		if !ok {
+			return "", false
+		}
+		path, _, _ = strings.Cut(path, "?")
+		return path, true
+	case sourceAuthority:
+		a, ok := r.Header(":authority")
+		if !ok {
+			return "", false
+		}
+		return strings.ToLower(a), true
+	}
+	return "", false
+}
+
+// hostOf is the IP of "ip:port", "[ipv6]:port" or a bare IP, without importing net (which
+// would make the filter bigger for one split).
+func hostOf(addr string) string {
+	if strings.HasPrefix(addr, "[") {
+		if end := strings.IndexByte(addr, ']'); end > 0 {
+			return addr[1:end]
+		}
+		return addr
+	}
+	if strings.Count(addr, ":") == 1 {
+		return addr[:strings.IndexByte(addr, ':')]
+	}
+	return addr // a bare IPv4 or IPv6 address
+}
+
+// Body is the body of the local reply to a denied request.
+const Body = "rate limited\n"
+
+// Verdict is what the filter does with a request's decisions.
+type Verdict struct {
+	// Denied: answer with Status, Headers and Body instead of passing the request on.
+	Denied bool
+	Status uint32
+	// Headers are the local reply's when Denied; otherwise the ones to set on the
+	// response, if any.
+	Headers [][2]string
+}
+
+// Verdict decides request limited by ls on their decisions ds (one per limit, in order):
+// denied when any limit denies it. The headers describe the most restrictive limit: of
+// the denying ones, the one to wait longest for; of allowing ones, the one with the
+// fewest requests remaining (then the latest reset). Fail-open decisions say nothing and
+// are left out; when every decision is fail-open there are no x-ratelimit headers.
+func (p *Policy) Verdict(ls []wire.Limit, ds []wire.Decision) Verdict {
+	pick := -1
+	denied := false
+	for i, d := range ds {
+		switch {
+		case !d.Allowed:
+			if !denied || longerWait(d, ds[pick]) {
+				pick = i
+			}
+			denied = true
+		case denied || d.FailOpen:
+		case pick < 0 || d.Remaining < ds[pick].Remaining ||
+			d.Remaining == ds[pick].Remaining && d.ResetAfter > ds[pick].ResetAfter:
+			pick = i
+		}
+	}
+	v := Verdict{Denied: denied}
+	if denied {
+		v.Status = p.status
+		v.Headers = append(v.Headers, [2]string{"content-type", "text/plain; charset=utf-8"})
+		if d := ds[pick]; d.RetryAfter >= 0 {
+			// Retry-After is whole seconds (RFC 9110, 10.2.3); never 0, which some
+			// clients take as "now", for a request denied at this moment.
+			v.Headers = append(v.Headers, [2]string{"retry-after", strconv.FormatInt(max(1, seconds(d.RetryAfter)), 10)})
+		}
+	}
+	if p.headers && pick >= 0 {
+		d, l := ds[pick], ls[pick]
+		burst := l.Burst
+		if burst == 0 {
+			burst = l.Rate
+		}
+		v.Headers = append(v.Headers,
+			[2]string{"x-ratelimit-limit", strconv.FormatInt(burst, 10)},
+			[2]string{"x-ratelimit-remaining", strconv.FormatInt(d.Remaining, 10)},
+			[2]string{"x-ratelimit-reset", strconv.FormatInt(seconds(d.ResetAfter), 10)},
+		)
+	}
+	return v
+}
+
+// longerWait reports whether denial a is to wait longer than b; one that never passes
+// (RetryAfter < 0) waits longest.
+func longerWait(a, b wire.Decision) bool {
+	switch {
+	case b.RetryAfter < 0:
+		return false
+	case a.RetryAfter < 0:
+		return true
+	}
+	return a.RetryAfter > b.RetryAfter
+}
+
+// seconds is d in whole seconds, rounded up.
+func seconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
