@@ -81,7 +81,7 @@ func Go(t testing.TB, dir string) string {
 	t.Helper()
 	root := ModuleRoot(t)
 	args := []string{"build", "-buildmode=c-shared", "-trimpath", "-o", "OUT", "./" + filepath.ToSlash(filepath.Clean(dir))}
-	key := hashSources(t, recipe("go", args...), []string{filepath.Join(root, dir)}, nil,
+	key := hashSources(t, recipe("go", args...), goLocalDeps(t, root, dir), nil,
 		filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
 	out := filepath.Join(CacheDir(), "go-"+filepath.Base(dir)+"-"+key+".wasm")
 	return build(t, out, out, func(tmp string) error {
@@ -90,6 +90,29 @@ func Go(t testing.TB, dir string) string {
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		return goFirst.run(cmd)
 	})
+}
+
+// goLocalDeps lists the directories of the packages of this module that the Go filter in
+// dir is built from, itself included (sdk/go/plexus for a filter that uses it, say): a
+// change to any of them is a change to the filter. Packages from other modules are pinned
+// by go.sum.
+func goLocalDeps(t testing.TB, root, dir string) []string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", "./"+filepath.ToSlash(filepath.Clean(dir)))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("wasmbuild: go list %s: %v", dir, err)
+	}
+	var dirs []string
+	for line := range strings.Lines(string(out)) {
+		if d := strings.TrimSpace(line); d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	return dirs
 }
 
 // goFirst holds every Go build back until one has succeeded in this process. The first one
