@@ -58,7 +58,7 @@ func (f *filter) instrument(inst *instruments) {
 // loadFilter reads, compiles and starts the module of fc. Loading runs proxy_on_vm_start
 // and proxy_on_configure once, so a filter that refuses its configuration is refused here,
 // at load, naming the filter and where it is declared.
-func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host, cfg *config.Config, i int, prev *snapshot, log *slog.Logger) (*filter, error) {
+func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, prev *snapshot) (*filter, error) {
 	fc := &cfg.Filters[i]
 	where := cfg.Where(fmt.Sprintf("filters[%d].module", i))
 	wasm, err := readModule(cfg, fc.Module)
@@ -75,7 +75,7 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 	// so that every filter sees one node, not the old or the new one by chance.
 	nodeKey, _ := json.Marshal(node) // validated by config.Load
 	sum := sha256.Sum256(wasm)
-	key := fmt.Sprintf("%x|%s|%s|%s|%q|%q|%s|%s|%+v|%s", sum, fc.Name, fc.RootID, fc.VMID, pluginConf, vmConf, fc.Failure, fc.LogLevel, fc.Limits, nodeKey)
+	key := fmt.Sprintf("%x|%s|%s|%s|%q|%q|%s|%s|%+v|%s|%s|%s", sum, fc.Name, fc.RootID, fc.VMID, pluginConf, vmConf, fc.Failure, fc.LogLevel, fc.Limits, nodeKey, fc.SharedData, fc.RedisFailure)
 	if prev != nil {
 		if old := prev.filters[fc.Name]; old != nil && old.key == key {
 			return old, nil
@@ -92,13 +92,21 @@ func loadFilter(ctx context.Context, rt *proxywasm.Runtime, host proxywasm.Host,
 		MemoryLimitPages: uint32(fc.Limits.Memory / (64 << 10)),
 		CallbackTimeout:  fc.Limits.CallbackTimeout,
 		LogLevel:         proxyLogLevel(fc.LogLevel),
-		Logger:           log,
+		Logger:           g.log,
 		Node:             node,
+	}
+	if fc.SharedData == config.SharedRedis {
+		if g.svc.shared != nil {
+			pc.SharedData = sharedData{g.svc}
+		} else {
+			g.log.Warn("filter declared shared_data: redis, with no redis: in the config: its shared data stays in this process",
+				"filter", fc.Name, "where", cfg.Where(fmt.Sprintf("filters[%d].shared_data", i)))
+		}
 	}
 	if fc.Limits.NoDeadline {
 		pc.CallbackTimeout = -1
 	}
-	p, err := rt.Load(ctx, wasm, pc, host)
+	p, err := g.wasm.Load(ctx, wasm, pc, newFilterHost(g.host, fc, g.inst))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err) // the error names the filter and its digest
 	}

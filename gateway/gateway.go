@@ -31,7 +31,6 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
-	"github.com/plexus-mesh/plexus/gateway/internal/counters"
 	"github.com/plexus-mesh/plexus/gateway/internal/stdio"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
@@ -72,7 +71,7 @@ type Gateway struct {
 
 	metrics *telemetry.Metrics // for the process: a reload cannot change telemetry.metrics
 	inst    *instruments
-	store   counters.Store        // shared counters: in Redis, or in process; for the process
+	svc     *services             // counters and shared data: in Redis, or in process; for the process
 	redis   redis.UniversalClient // nil without redis:
 
 	mu        sync.Mutex // serializes Start, Reload and Shutdown
@@ -149,22 +148,22 @@ func build(cfg *config.Config, o Options, validating bool) (*Gateway, error) {
 		g.wasm.Close(context.Background())
 		return nil, err
 	}
-	s, err := g.buildSnapshot(cfg, nil)
-	if err != nil {
+	// Filters may use the services as they load (shared data in proxy_on_configure).
+	if g.svc, g.redis, err = g.newServices(cfg); err != nil {
 		g.metrics.Shutdown(context.Background())
 		g.wasm.Close(context.Background())
 		return nil, err
 	}
-	if g.store, g.redis, err = g.newStore(cfg); err != nil {
-		g.closeSnapshot(s)
-		g.metrics.Shutdown(context.Background())
-		g.wasm.Close(context.Background())
-		return nil, err
-	}
+	g.svc.register(g.wasm)
 	if cfg.Redis != nil && !validating {
 		g.checkRedis(cfg)
-		g.log.Warn("redis: connected, but no filter in this build of plexus can reach the shared counters yet",
-			"where", cfg.Where("redis"))
+	}
+	s, err := g.buildSnapshot(cfg, nil)
+	if err != nil {
+		g.closeStore()
+		g.metrics.Shutdown(context.Background())
+		g.wasm.Close(context.Background())
+		return nil, err
 	}
 	g.version = 1
 	s.version = 1
@@ -187,7 +186,7 @@ func Validate(cfg *config.Config, o Options) error {
 }
 
 func (g *Gateway) closeStore() {
-	g.store.Close()
+	g.svc.store.Close()
 	if g.redis != nil {
 		g.redis.Close()
 	}
@@ -242,7 +241,7 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 		s.backends[bc.Name] = b
 	}
 	for i := range cfg.Filters {
-		f, err := loadFilter(context.Background(), g.wasm, g.host, cfg, i, prev, g.log)
+		f, err := g.loadFilter(context.Background(), cfg, i, prev)
 		if err != nil {
 			g.closeNew(s, prev)
 			return nil, err

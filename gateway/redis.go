@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -15,12 +16,12 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 )
 
-// newStore makes the store of shared counters cfg asks for: in Redis when redis: is
-// declared, in process when not. The client is nil for the in-process store.
-func (g *Gateway) newStore(cfg *config.Config) (counters.Store, redis.UniversalClient, error) {
+// newServices makes the host services cfg asks for: counters and shared data in Redis
+// when redis: is declared, in process when not. The client is nil for the in-process store.
+func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalClient, error) {
 	rc := cfg.Redis
 	if rc == nil {
-		return counters.NewLocal(), nil, nil
+		return &services{store: counters.NewLocal(), log: g.log}, nil, nil
 	}
 	opts := &redis.UniversalOptions{
 		Addrs:        rc.Addresses,
@@ -53,11 +54,37 @@ func (g *Gateway) newStore(cfg *config.Config) (counters.Store, redis.UniversalC
 		}
 		opts.TLSConfig = t
 	}
+	// go-redis logs dial failures of its pool itself, on every call while Redis is down;
+	// the gateway says so once (the breaker), and these go to debug.
+	redis.SetLogger(redisLogger{g.log})
 	client := redis.NewUniversalClient(opts)
 	if g.inst != nil {
 		client.AddHook(redisHook{g.inst.redisDuration})
 	}
-	return counters.NewRedis(client, "plexus:"), client, nil
+	breaker := counters.NewBreaker(counters.BreakerConfig{
+		Failures: rc.Breaker.Failures,
+		Cooldown: rc.Breaker.Cooldown,
+		// Once when Redis goes away and once when it is back: a trial that fails again in
+		// between is no news.
+		OnChange: func(from, to counters.BreakerState) {
+			switch {
+			case from == counters.BreakerClosed:
+				g.log.Warn("redis: circuit breaker open: calls fail at once until a trial call succeeds", "failures", rc.Breaker.Failures, "cooldown", rc.Breaker.Cooldown)
+			case to == counters.BreakerClosed:
+				g.log.Info("redis: circuit breaker closed: a trial call succeeded")
+			default:
+				g.log.Debug("redis: circuit breaker "+to.String(), "was", from.String())
+			}
+		},
+	})
+	sv := &services{
+		store:   counters.NewDenyCache(counters.NewGuarded(counters.NewRedis(client, "plexus:"), breaker), 0),
+		shared:  counters.NewRedisShared(client, "plexus:"),
+		breaker: breaker,
+		timeout: rc.Timeout,
+		log:     g.log,
+	}
+	return sv, client, nil
 }
 
 // checkRedis asks Redis for a PONG once, at start, to say early what would otherwise show
@@ -106,4 +133,13 @@ func (h redisHook) record(command string, start time.Time, err error) {
 
 func redisAttrs(k telemetry.Key) []attribute.KeyValue {
 	return []attribute.KeyValue{attribute.String("db.operation.name", k.A), attribute.String("outcome", k.D)}
+}
+
+// redisLogger is go-redis's own log, at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l.log.Enabled(ctx, slog.LevelDebug) {
+		l.log.Debug("redis: " + fmt.Sprintf(format, v...))
+	}
 }

@@ -1,42 +1,15 @@
 package gateway_test
 
 import (
-	"bufio"
-	"fmt"
-	"net"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/plexus-mesh/plexus/gateway"
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 // startRedis runs a redis-server on a free 127.0.0.1 port until the test ends.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed (scripts/deps.sh installs it)")
-	}
-	addr := closedAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		fmt.Fprint(c, "PING\r\n")
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		return strings.HasPrefix(line, "+PONG")
-	})
-	return addr
-}
+func startRedis(t *testing.T) string { return testredis.Start(t).Addr }
 
 // With redis: declared, the gateway reaches it at start (a PONG, timed in
 // plexus.redis.duration); a Redis that does not answer stops nothing.

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/counters"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
@@ -36,6 +37,8 @@ type instruments struct {
 	localReplies   *telemetry.CounterVec   // Key{B: route, C: cause, N: status}
 	filterDuration *telemetry.HistogramVec // Key{A: filter, B: phase}
 	redisDuration  *telemetry.HistogramVec // Key{A: command, D: outcome}
+	redisFailures  *telemetry.CounterVec   // Key{A: filter, B: cause}
+	decisions      *telemetry.CounterVec   // Key{A: filter, B: allowed or denied, C: source}
 }
 
 // Bucket bounds. Durations follow the semantic conventions' advice, with sub-millisecond
@@ -57,6 +60,8 @@ func newInstruments(s *telemetry.Stats) *instruments {
 		localReplies:   s.Counter("plexus.local_replies", "{response}", "Responses plexus made itself, by cause."),
 		filterDuration: s.Histogram("plexus.filter.duration", "s", "Time spent in a Wasm filter's callbacks, per callback.", 1e-9, filterBounds),
 		redisDuration:  s.Histogram("plexus.redis.duration", "s", "Redis calls (a pipeline is one), by command and outcome.", 1e-9, filterBounds),
+		redisFailures:  s.Counter("plexus.redis.failures", "{call}", "Filters' calls to shared counters or shared data that Redis did not serve, by filter and cause (timeout, unavailable, breaker_open)."),
+		decisions:      s.Counter("plexus.ratelimit.decisions", "{decision}", "Rate-limit decisions, by filter, outcome and source: store (Redis, or in process), cache (a key known to be over its limit), fail_open (Redis failed and the filter's redis_failure is open)."),
 	}
 }
 
@@ -674,7 +679,9 @@ func (g *Gateway) observe() error {
 		metric.WithDescription("Access log lines, by outcome (written, dropped because the sink fell behind or failed) and sink."))
 	logErrors, err12 := m.Int64ObservableCounter("plexus.access_log.write_errors", metric.WithUnit("{error}"),
 		metric.WithDescription("Failed writes to an access log sink; the lines are kept for the next write, up to a bound."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12); err != nil {
+	breaker, err13 := m.Int64ObservableGauge("plexus.redis.breaker.state", metric.WithUnit("1"),
+		metric.WithDescription("The Redis circuit breaker's state: 1 for the state it is in (closed, open, half_open), 0 for the others."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12, err13); err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -716,12 +723,22 @@ func (g *Gateway) observe() error {
 			o.ObserveInt64(logLines, int64(dropped), metric.WithAttributes(sink, attribute.String("outcome", "dropped")))
 			o.ObserveInt64(logErrors, int64(werrs), metric.WithAttributes(sink))
 		}
+		if sv := g.svc; sv != nil && sv.breaker != nil {
+			now := sv.breaker.State()
+			for _, st := range []counters.BreakerState{counters.BreakerClosed, counters.BreakerOpen, counters.BreakerHalfOpen} {
+				v := int64(0)
+				if st == now {
+					v = 1
+				}
+				o.ObserveInt64(breaker, v, metric.WithAttributes(attribute.String("state", st.String())))
+			}
+		}
 		rs := g.wasm.Stats()
 		o.ObserveInt64(compiles, int64(rs.Compiles))
 		o.ObserveFloat64(compileTime, rs.CompileTime.Seconds())
 		o.ObserveInt64(hits, int64(rs.CacheHits))
 		return nil
-	}, instances, memory, failures, restarts, upActive, overflows, healthy, compiles, compileTime, hits, logLines, logErrors)
+	}, instances, memory, failures, restarts, upActive, overflows, healthy, compiles, compileTime, hits, logLines, logErrors, breaker)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}

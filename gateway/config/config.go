@@ -141,6 +141,8 @@ type Filter struct {
 	Failure  string       `yaml:"failure" doc:"What a request gets when the filter fails: closed answers 503, open skips the filter." enum:"closed,open" default:"closed"`
 	LogLevel string       `yaml:"log_level" doc:"The filter's own log level: its proxy_log calls below it are dropped." enum:"trace,debug,info,warn,error,critical" default:"info"`
 	Limits   FilterLimits `yaml:"limits" doc:"Resources one filter may use."`
+	SharedData   string `yaml:"shared_data" doc:"Where the filter's proxy_get_shared_data and proxy_set_shared_data keep their data: local, in this process; redis, in the redis: server, so that every replica sees it, with the same compare-and-swap semantics. Without redis: it stays local." enum:"local,redis" default:"local"`
+	RedisFailure string `yaml:"redis_failure" doc:"What the filter's calls get when Redis cannot answer: open allows rate-limit decisions (counted, and logged now and then) and returns an error to counter and shared-data calls; closed also answers the request with 503 and x-plexus-error." enum:"open,closed" default:"open"`
 }
 
 // FilterLimits bound a filter's instances.
@@ -345,6 +347,12 @@ const (
 	RedisCluster  = "cluster"
 )
 
+// Where a filter's shared data lives (Filter.SharedData).
+const (
+	SharedLocal = "local"
+	SharedRedis = "redis"
+)
+
 // Redis is the Redis that replicas share. Its timeouts are short by default: a Redis call
 // must never hold a request up by more than tens of milliseconds.
 type Redis struct {
@@ -360,7 +368,17 @@ type Redis struct {
 	DialTimeout  time.Duration `yaml:"dial_timeout" doc:"Time allowed to connect." default:"100ms"`
 	ReadTimeout  time.Duration `yaml:"read_timeout" doc:"Time allowed for a reply." default:"25ms"`
 	WriteTimeout time.Duration `yaml:"write_timeout" doc:"Time allowed to send a command." default:"25ms"`
+	Timeout      time.Duration `yaml:"timeout" doc:"Longest one call from a filter may take, waiting for a connection included; a call also ends before its filter's callback deadline." default:"50ms"`
+	Breaker      RedisBreaker  `yaml:"breaker" doc:"The circuit breaker around the client: after this many failures in a row, calls fail at once, without Redis, until one trial call succeeds."`
 }
+
+// RedisBreaker is the circuit breaker around the Redis client.
+type RedisBreaker struct {
+	Failures int           `yaml:"failures" doc:"Failed calls in a row that open the breaker." default:"5"`
+	Cooldown time.Duration `yaml:"cooldown" doc:"How long the breaker stays open before it lets one trial call through." default:"1s"`
+}
+
+func (RedisBreaker) YAMLKind() string { return "redis breaker" }
 
 func (Redis) YAMLKind() string { return "redis" }
 

@@ -109,6 +109,9 @@ const (
 	DefaultRedisDialTimeout     = 100 * time.Millisecond
 	DefaultRedisReadTimeout     = 25 * time.Millisecond
 	DefaultRedisWriteTimeout    = 25 * time.Millisecond
+	DefaultRedisTimeout         = 50 * time.Millisecond
+	DefaultRedisFailures        = 5
+	DefaultRedisCooldown        = time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -146,6 +149,9 @@ func (c *Config) setDefaults() {
 		def(&r.DialTimeout, DefaultRedisDialTimeout)
 		def(&r.ReadTimeout, DefaultRedisReadTimeout)
 		def(&r.WriteTimeout, DefaultRedisWriteTimeout)
+		def(&r.Timeout, DefaultRedisTimeout)
+		def(&r.Breaker.Failures, DefaultRedisFailures)
+		def(&r.Breaker.Cooldown, DefaultRedisCooldown)
 	}
 	if c.Telemetry == nil {
 		c.Telemetry = &Telemetry{}
@@ -183,6 +189,8 @@ func (c *Config) setDefaults() {
 	for i := range c.Filters {
 		f := &c.Filters[i]
 		def(&f.Failure, "closed")
+		def(&f.SharedData, SharedLocal)
+		def(&f.RedisFailure, "open")
 		def(&f.VMID, f.Name)
 		def(&f.LogLevel, "info")
 		def(&f.Limits.Memory, DefaultFilterMemory)
@@ -287,6 +295,8 @@ func (v *validator) validate() {
 			v.errorf(p+".module", "filter %q: module %q must start with file: or oci://", f.Name, f.Module)
 		}
 		v.oneOf(p+".failure", "failure", f.Failure, "closed", "open")
+		v.oneOf(p+".shared_data", "shared_data", f.SharedData, SharedLocal, SharedRedis)
+		v.oneOf(p+".redis_failure", "redis_failure", f.RedisFailure, "open", "closed")
 		if f.Limits.Memory < 64<<10 || f.Limits.Memory > 4<<30 {
 			v.errorf(p+".limits.memory", "filter %q: memory %s must be between 64KiB and 4GiB", f.Name, f.Limits.Memory)
 		}
@@ -339,13 +349,16 @@ func (v *validator) redis(r *Redis) {
 	if r.DB != 0 && r.Mode == RedisCluster {
 		v.errorf("redis.db", "redis: a cluster has only database 0")
 	}
+	if r.Breaker.Failures < 0 {
+		v.errorf("redis.breaker.failures", "redis: breaker failures must be at least 1")
+	}
 	if r.DB < 0 || r.PoolSize < 0 {
 		v.errorf("redis", "redis: db and pool_size must not be negative")
 	}
 	for _, d := range []struct {
 		key string
 		val time.Duration
-	}{{"dial_timeout", r.DialTimeout}, {"read_timeout", r.ReadTimeout}, {"write_timeout", r.WriteTimeout}} {
+	}{{"dial_timeout", r.DialTimeout}, {"read_timeout", r.ReadTimeout}, {"write_timeout", r.WriteTimeout}, {"timeout", r.Timeout}, {"breaker.cooldown", r.Breaker.Cooldown}} {
 		if d.val < 0 {
 			v.errorf("redis."+d.key, "must be positive")
 		}

@@ -1,0 +1,306 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/counters"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/runtime/proxywasm"
+	"github.com/plexus-mesh/plexus/sdk/go/plexus/wire"
+)
+
+// services are the host services filters reach with proxy_call_foreign_function (counters
+// and rate-limit decisions, sdk/go/plexus) and the shared data of filters declared
+// shared_data: redis. Without redis: the store is in process and shared is nil.
+type services struct {
+	store   counters.Store      // the deny cache, over the breaker, over Redis; or Local
+	shared  counters.SharedData // nil without redis:
+	breaker *counters.Breaker   // nil without redis:
+	timeout time.Duration       // redis.timeout: the longest one call may take
+	log     *slog.Logger
+}
+
+// register makes the services callable by every filter of rt.
+func (sv *services) register(rt *proxywasm.Runtime) {
+	rt.RegisterForeignFunction(wire.FuncIncr, sv.incr)
+	rt.RegisterForeignFunction(wire.FuncGet, sv.get)
+	rt.RegisterForeignFunction(wire.FuncRateLimit, sv.rateLimit)
+}
+
+// filterHost is the host one filter is loaded with: the gateway's, and what the services
+// need to know of the filter: its namespace, its redis_failure policy, its series.
+type filterHost struct {
+	*wasmHost
+	name       string
+	ns         string // the prefix of its keys: its vm_id, escaped
+	failClosed bool
+
+	allowed, denied, cached, failOpen *telemetry.Counter // nil without metrics
+	failures                          *telemetry.CounterVec
+
+	logMu   sync.Mutex
+	logged  time.Time // when a failure was last logged
+	dropped int       // failures not logged since
+}
+
+// failureLogEvery is how often a filter's failing calls are logged at most.
+const failureLogEvery = 10 * time.Second
+
+func newFilterHost(h *wasmHost, fc *config.Filter, inst *instruments) *filterHost {
+	fh := &filterHost{wasmHost: h, name: fc.Name, ns: "c:" + escapeKey(fc.VMID) + ":", failClosed: fc.RedisFailure == "closed"}
+	if inst != nil {
+		attrs := func(k telemetry.Key) []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("plexus.decision", k.B), attribute.String("plexus.decision.source", k.C)}
+		}
+		fh.allowed = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "store"}, attrs)
+		fh.denied = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "store"}, attrs)
+		fh.cached = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "cache"}, attrs)
+		fh.failOpen = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "fail_open"}, attrs)
+		fh.failures = inst.redisFailures
+	}
+	return fh
+}
+
+// escapeKey makes a vm_id part of a key, so that no two (vm_id, key) pairs make one.
+func escapeKey(s string) string {
+	return strings.NewReplacer("%", "%25", ":", "%3A").Replace(s)
+}
+
+func add(c *telemetry.Counter, n int64) {
+	if c != nil {
+		c.Add(n)
+	}
+}
+
+// of is the filterHost of the calling filter. Every filter the gateway loads has one.
+func of(c proxywasm.Caller) *filterHost { return c.Host().(*filterHost) }
+
+// ctx bounds one call by redis.timeout and by what the filter's callback has left, less a
+// watchdog tick for the filter to finish its callback.
+func (sv *services) ctx(c proxywasm.Caller) (context.Context, context.CancelFunc, error) {
+	d := sv.timeout
+	if left, ok := c.TimeLeft(); ok {
+		left -= 5 * time.Millisecond
+		if left <= 0 {
+			return nil, nil, fmt.Errorf("%w: the filter's callback has no time left for it", counters.ErrRedis)
+		}
+		d = min(d, left)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	return ctx, cancel, nil
+}
+
+func (sv *services) incr(c proxywasm.Caller, args []byte) ([]byte, error) {
+	in, err := wire.ParseIncr(args)
+	if err != nil {
+		return nil, sv.badArgument(c, err)
+	}
+	fh := of(c)
+	ctx, cancel, err := sv.ctx(c)
+	if err != nil {
+		return nil, sv.failed(c, wire.FuncIncr, err)
+	}
+	defer cancel()
+	v, err := sv.store.Incr(ctx, fh.ns+in.Key, in.Delta, in.Window)
+	if err != nil {
+		return nil, sv.failed(c, wire.FuncIncr, err)
+	}
+	return wire.AppendValue(nil, v), nil
+}
+
+func (sv *services) get(c proxywasm.Caller, args []byte) ([]byte, error) {
+	key, err := wire.ParseGet(args)
+	if err != nil {
+		return nil, sv.badArgument(c, err)
+	}
+	fh := of(c)
+	ctx, cancel, err := sv.ctx(c)
+	if err != nil {
+		return nil, sv.failed(c, wire.FuncGet, err)
+	}
+	defer cancel()
+	v, found, err := sv.store.Get(ctx, fh.ns+key)
+	if err != nil {
+		return nil, sv.failed(c, wire.FuncGet, err)
+	}
+	if !found {
+		return nil, proxywasm.ErrNotFound
+	}
+	return wire.AppendValue(nil, v), nil
+}
+
+func (sv *services) rateLimit(c proxywasm.Caller, args []byte) ([]byte, error) {
+	ls, err := wire.ParseLimits(args)
+	if err != nil {
+		return nil, sv.badArgument(c, err)
+	}
+	fh := of(c)
+	reqs := make([]counters.Request, len(ls))
+	for k, l := range ls {
+		burst := l.Burst
+		if burst == 0 {
+			burst = l.Rate
+		}
+		reqs[k] = counters.Request{Key: fh.ns + l.Key, Limit: counters.Limit{Rate: l.Rate, Period: l.Period, Burst: burst}, Cost: l.Cost}
+	}
+	ctx, cancel, err := sv.ctx(c)
+	if err == nil {
+		defer cancel()
+		var ds []counters.Decision
+		if len(reqs) == 1 {
+			var d counters.Decision
+			d, err = sv.store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
+			ds = []counters.Decision{d}
+		} else {
+			ds, err = sv.store.AllowMany(ctx, reqs)
+		}
+		if err == nil {
+			out := make([]wire.Decision, len(ds))
+			for k, d := range ds {
+				out[k] = wire.Decision{Allowed: d.Allowed, Cached: d.Cached, Remaining: d.Remaining, RetryAfter: d.RetryAfter, ResetAfter: d.ResetAfter}
+				switch {
+				case d.Allowed:
+					add(fh.allowed, 1)
+				case d.Cached:
+					add(fh.cached, 1)
+				default:
+					add(fh.denied, 1)
+				}
+			}
+			return wire.AppendDecisions(nil, out), nil
+		}
+	}
+	if errors.Is(err, counters.ErrInvalid) {
+		return nil, sv.badArgument(c, err)
+	}
+	if err := sv.failed(c, wire.FuncRateLimit, err); fh.failClosed {
+		return nil, err
+	}
+	// Fail open: every request is allowed, and says why.
+	out := make([]wire.Decision, len(ls))
+	for k := range out {
+		out[k] = wire.Decision{Allowed: true, FailOpen: true}
+	}
+	add(fh.failOpen, int64(len(ls)))
+	return wire.AppendDecisions(nil, out), nil
+}
+
+// badArgument is a call the filter got wrong: BAD_ARGUMENT, and a line in the log now and
+// then, for the filter's author.
+func (sv *services) badArgument(c proxywasm.Caller, err error) error {
+	of(c).logFailure(sv.log, "filter's host service call has bad arguments", err)
+	return fmt.Errorf("%w: %w", proxywasm.ErrBadArgument, err)
+}
+
+// failed is a call the store could not serve: counted by cause, logged now and then, and,
+// for a filter whose redis_failure is closed, the request it serves gets a 503.
+func (sv *services) failed(c proxywasm.Caller, fn string, err error) error {
+	fh := of(c)
+	cause := failureCause(err)
+	if fh.failures != nil {
+		fh.failures.With(telemetry.Key{A: fh.name, B: cause}, failureAttrs).Add(1)
+	}
+	policy := "open: rate limits allow the request"
+	if fh.failClosed {
+		policy = "closed: the request gets 503"
+		c.SendLocalResponse(proxywasm.LocalResponse{
+			Status:     http.StatusServiceUnavailable,
+			Details:    "redis_unavailable",
+			Body:       []byte("shared store unavailable\n"),
+			Headers:    []proxywasm.Field{{Key: strings.ToLower(HeaderError), Value: "filter " + fh.name + ": redis unavailable (" + cause + ")"}},
+			GRPCStatus: -1,
+		})
+	}
+	fh.logFailure(sv.log, "redis: a filter's call failed; its redis_failure is "+policy, fmt.Errorf("%s: %w", fn, err))
+	return err
+}
+
+func failureAttrs(k telemetry.Key) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("error.type", k.B)}
+}
+
+// failureCause names why a store call failed, for metrics and the x-plexus-error header.
+func failureCause(err error) string {
+	switch {
+	case errors.Is(err, counters.ErrBreakerOpen):
+		return "breaker_open"
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return "timeout"
+	case errors.Is(err, counters.ErrClosed):
+		return "closed"
+	}
+	return "unavailable"
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// logFailure logs err at most once per failureLogEvery for the filter, with how many were
+// not logged since the last line.
+func (fh *filterHost) logFailure(log *slog.Logger, msg string, err error) {
+	fh.logMu.Lock()
+	now := time.Now()
+	if now.Sub(fh.logged) < failureLogEvery {
+		fh.dropped++
+		fh.logMu.Unlock()
+		return
+	}
+	fh.logged = now
+	n := fh.dropped
+	fh.dropped = 0
+	fh.logMu.Unlock()
+	log.Warn(msg, "filter", fh.name, "error", err, "unlogged_since_last", n)
+}
+
+// sharedData is proxywasm.SharedData in Redis, for filters declared shared_data: redis.
+type sharedData struct{ sv *services }
+
+func (s sharedData) Get(c proxywasm.Caller, key []byte) ([]byte, uint32, error) {
+	ctx, cancel, err := s.sv.ctx(c)
+	if err != nil {
+		return nil, 0, s.sv.failed(c, "proxy_get_shared_data", err)
+	}
+	defer cancel()
+	var v []byte
+	var cas uint32
+	var found bool
+	err = s.sv.breaker.Do(func() (err error) {
+		v, cas, found, err = s.sv.shared.Get(ctx, c.VMID(), key)
+		return err
+	})
+	if err != nil {
+		return nil, 0, s.sv.failed(c, "proxy_get_shared_data", err)
+	}
+	if !found {
+		return nil, 0, proxywasm.ErrNotFound
+	}
+	return v, cas, nil
+}
+
+func (s sharedData) Set(c proxywasm.Caller, key, value []byte, cas uint32) error {
+	ctx, cancel, err := s.sv.ctx(c)
+	if err != nil {
+		return s.sv.failed(c, "proxy_set_shared_data", err)
+	}
+	defer cancel()
+	err = s.sv.breaker.Do(func() error { return s.sv.shared.Set(ctx, c.VMID(), key, value, cas) })
+	switch {
+	case errors.Is(err, counters.ErrCasMismatch):
+		return proxywasm.ErrCasMismatch
+	case err != nil:
+		return s.sv.failed(c, "proxy_set_shared_data", err)
+	}
+	return nil
+}
