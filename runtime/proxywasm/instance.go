@@ -41,6 +41,9 @@ type instance struct {
 	nextID    uint32
 	effective uint32  // the context host functions act on
 	cur       *Stream // the stream holding the instance, nil when none
+	// streamHeld is cur != nil, for other goroutines: a stream holds the instance, and
+	// will run what is posted to it only at its next phase.
+	streamHeld atomic.Bool
 
 	// State of the callback being delivered.
 	configKind int // 1 in proxy_on_vm_start, 2 in proxy_on_configure (0.1.0 proxy_get_configuration)

@@ -197,6 +197,14 @@ func (q *queueStore) enqueue(id uint32, v []byte) status {
 			return statusOK
 		}
 	}
+	// None is idle: one busy delivering its root context's events looks for more before
+	// it goes back to the pool.
+	for _, o := range owners {
+		if !o.streamHeld.Load() {
+			o.post(ev, true)
+			return statusOK
+		}
+	}
 	owners[0].post(ev, true)
 	return statusOK
 }

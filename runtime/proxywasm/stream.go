@@ -63,10 +63,10 @@ func (p *Plugin) NewStream(ctx context.Context, info *StreamInfo) (*Stream, erro
 			return nil, f
 		}
 	}
-	i.cur = s
+	i.setStream(s)
 	i.effective = s.id
 	if f := i.call2(cbContextCreate, s.id, i.rootID, p.timeout); f != nil {
-		i.cur = nil
+		i.setStream(nil)
 		p.pool.Discard(i)
 		return nil, f
 	}
@@ -199,7 +199,7 @@ func (s *Stream) fail(f *Failure) *Failure {
 	s.failure = f
 	if i := s.inst; i != nil {
 		s.inst = nil
-		i.cur = nil
+		i.setStream(nil)
 		i.wake()
 		s.p.pool.Discard(i)
 	}
@@ -306,7 +306,7 @@ func (s *Stream) Close() {
 		return
 	}
 	s.inst = nil
-	i.cur = nil
+	i.setStream(nil)
 	i.effective = i.rootID
 	s.p.putBack(i)
 }
@@ -318,6 +318,12 @@ func (i *instance) calloutContext() context.Context {
 		return s.ctx
 	}
 	return context.Background()
+}
+
+// setStream binds the instance to the stream holding it (nil: to none).
+func (i *instance) setStream(s *Stream) {
+	i.cur = s
+	i.streamHeld.Store(s != nil)
 }
 
 // stream returns the stream the instance's effective context belongs to, if any.
