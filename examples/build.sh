@@ -3,9 +3,9 @@
 # them (module: file:examples/go/hello.wasm):
 #
 #   examples/go/NAME.wasm  examples/c/NAME.wasm  examples/assemblyscript/NAME.wasm
-#   examples/wat/NAME.wasm
+#   examples/wat/NAME.wasm  filters/NAME.wasm (plexus's own filters, in Go)
 #
-# Usage: examples/build.sh [go|c|assemblyscript|wat|PATH ...]   (no argument: all of them)
+# Usage: examples/build.sh [go|c|assemblyscript|wat|filters|PATH ...]   (no argument: all of them)
 # The tests build the same sources with the same commands through internal/wasmbuild.
 # scripts/deps.sh installs the tools.
 set -euo pipefail
@@ -41,7 +41,8 @@ build() {
 	c) for d in examples/c/*/; do build_c "${d%/}"; done ;;
 	assemblyscript) for d in examples/assemblyscript/*/; do build_as "${d%/}"; done ;;
 	wat) for f in examples/wat/*.wat; do build_wat "$f"; done ;;
-	examples/go/*) build_go "${1%/}" ;;
+	filters) for d in filters/*/; do build_go "${d%/}"; done ;;
+	examples/go/* | filters/*) build_go "${1%/}" ;;
 	examples/c/*) build_c "${1%/}" ;;
 	examples/assemblyscript/*) build_as "${1%/}" ;;
 	examples/wat/*.wat) build_wat "$1" ;;
@@ -50,7 +51,7 @@ build() {
 }
 
 if [ $# -eq 0 ]; then
-	set -- go c assemblyscript wat
+	set -- go c assemblyscript wat filters
 fi
 for a in "$@"; do
 	build "$a"

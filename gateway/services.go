@@ -82,8 +82,14 @@ func add(c *telemetry.Counter, n int64) {
 	}
 }
 
-// of is the filterHost of the calling filter. Every filter the gateway loads has one.
-func of(c proxywasm.Caller) *filterHost { return c.Host().(*filterHost) }
+// of is the filterHost of the calling filter. Every filter the gateway loads has one; a
+// plugin loaded on the runtime otherwise gets its name and namespace, and the defaults.
+func of(c proxywasm.Caller) *filterHost {
+	if fh, ok := c.Host().(*filterHost); ok {
+		return fh
+	}
+	return &filterHost{name: c.Filter(), ns: "c:" + escapeKey(c.VMID()) + ":"}
+}
 
 // ctx bounds one call by redis.timeout and by what the filter's callback has left, less a
 // watchdog tick for the filter to finish its callback.

@@ -21,8 +21,9 @@ import (
 // and shared data keeps its compare-and-swap semantics across them.
 
 // fleetConfig is the config every replica runs. The global limit is 300 requests/s, in
-// bursts of 30; the open and closed filters' limits are too high to deny, so that what
-// their requests get shows the failure policy alone.
+// bursts of 30, and fails closed, so that nothing passes it but what Redis allowed; the
+// open and closed filters' limits are too high to deny, so that what their requests get
+// shows the failure policy alone.
 const fleetConfig = `
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
@@ -31,6 +32,7 @@ redis: {address: "{{redis}}", timeout: 50ms, breaker: {failures: 5, cooldown: 30
 filters:
   - name: global
     module: file:{{ratelimit}}
+    redis_failure: closed
     config: {limits: [{name: all, key: global, rate: 300, period: 1s, burst: 30}]}
   - name: open
     module: file:{{ratelimit}}
@@ -43,11 +45,15 @@ filters:
   - name: counter
     module: file:{{shared}}
     shared_data: redis
+  - name: requests
+    module: file:{{requests}}
+    config: {header: x-client, window: 1m}
 routes:
   - {name: global, match: {path_prefix: /global}, filters: [global], backend: app}
   - {name: open, match: {path_prefix: /open}, filters: [open], backend: app}
   - {name: closed, match: {path_prefix: /closed}, filters: [closed], backend: app}
   - {name: counter, match: {path_prefix: /counter}, filters: [counter], backend: app}
+  - {name: requests, match: {path_prefix: /request}, filters: [requests], backend: app}
 `
 
 // outcome is one request's result, timed from when it was sent.
@@ -103,6 +109,7 @@ func startFleet(t *testing.T, n int, rs *testredis.Server) []*gw {
 		"{{backend}}", app.addr, "{{redis}}", rs.Addr,
 		"{{ratelimit}}", module(t, "go", "filters/ratelimit"),
 		"{{shared}}", module(t, "go", "examples/go/shared_data"),
+		"{{requests}}", module(t, "go", "examples/go/request_counter"),
 	).Replace(fleetConfig)
 	gws := make([]*gw, n)
 	for k := range gws {
@@ -124,9 +131,9 @@ func TestRedisFleet(t *testing.T) {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second+windows*window)
 		defer cancel()
-		out := drive(ctx, gws, 4, "/global")
+		out := drive(ctx, gws, 3, "/global")
 		counts := make([]int, windows)
-		var denied, admitted int
+		var denied, admitted, failed int
 		perGateway := map[string]int{}
 		for _, o := range out {
 			switch o.status {
@@ -140,6 +147,8 @@ func TestRedisFleet(t *testing.T) {
 				if ra, _ := strconv.Atoi(o.header.Get("Retry-After")); ra < 1 {
 					t.Errorf("429 with retry-after %q", o.header.Get("Retry-After"))
 				}
+			case http.StatusServiceUnavailable: // Redis did not answer in time
+				failed++
 			default:
 				t.Fatalf("status %d", o.status)
 			}
@@ -148,8 +157,8 @@ func TestRedisFleet(t *testing.T) {
 			perGateway[g.addr("web")] = int(statValue(t, g, `plexus.ratelimit.decisions{plexus.decision="allowed",plexus.decision.source="store",plexus.filter="global"}`))
 		}
 		want := rate * int(window/time.Second)
-		t.Logf("%d requests: %d admitted, %d denied; admitted per %v window %v (limit %d); allowed by each gateway %v",
-			len(out), admitted, denied, window, counts, want, perGateway)
+		t.Logf("%d requests: %d admitted, %d denied, %d failed; admitted per %v window %v (limit %d); allowed by each gateway %v",
+			len(out), admitted, denied, failed, window, counts, want, perGateway)
 		if denied < 2*admitted {
 			t.Fatalf("offered load too low to test the limit: %d denied, %d admitted", denied, admitted)
 		}
@@ -251,10 +260,14 @@ func TestRedisFleet(t *testing.T) {
 		if v := statValue(t, g, `plexus.redis.breaker.state{state="closed"}`); v != 1 {
 			t.Errorf("the breaker is not closed again")
 		}
-		if l := g.findLogs("redis: circuit breaker open: calls fail at once until a trial call succeeds"); len(l) != 2 || len(g.findLogs("redis: circuit breaker closed: a trial call succeeded")) != 2 {
-			t.Errorf("%d log lines for the breaker opening, want one per fault", len(l))
+		// One line when the breaker opens, one when it closes: not one per failed trial.
+		opened := len(g.findLogs("redis: circuit breaker open: calls fail at once until a trial call succeeds"))
+		if closed := len(g.findLogs("redis: circuit breaker closed: a trial call succeeded")); opened < 2 || opened != closed {
+			t.Errorf("the breaker logged opening %d times and closing %d times, want once each per fault", opened, closed)
 		}
 	})
+
+	t.Run("counter", func(t *testing.T) { testFleetCounter(t, gws) })
 
 	t.Run("shared data", func(t *testing.T) {
 		// The first set of a key is unconditional (cas 0 on a key not set), as in Envoy:
@@ -307,6 +320,46 @@ func TestRedisFleet(t *testing.T) {
 			t.Error("no CAS mismatch: the updates did not race")
 		}
 	})
+}
+
+// Counters: every replica increments the same one, atomically.
+func testFleetCounter(t *testing.T, gws []*gw) {
+	const each = 30
+	var mu sync.Mutex
+	var got []int
+	var wg sync.WaitGroup
+	for _, g := range gws {
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := h1Client()
+				for range each {
+					resp, _ := get(t, c, g.url("web", "/requests"), "x-client", "fleet")
+					n, err := strconv.Atoi(resp.Header.Get("X-Request-Count"))
+					mu.Lock()
+					if err != nil {
+						t.Errorf("x-request-count %q", resp.Header.Get("X-Request-Count"))
+					}
+					got = append(got, n)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	sort.Ints(got)
+	for k, n := range got {
+		if n != k+1 {
+			t.Fatalf("counts %v...: want each of 1..%d once", got[max(0, k-3):min(len(got), k+3)], len(got))
+		}
+	}
+	for _, g := range gws {
+		resp, _ := get(t, h1Client(), g.url("web", "/request-count"), "x-client", "fleet")
+		if c := resp.Header.Get("X-Request-Count"); c != strconv.Itoa(len(got)) {
+			t.Errorf("%s reads %q, want %d", g.addr("web"), c, len(got))
+		}
+	}
 }
 
 // statValue reads one series's value from the gateway's /stats; 0 when absent.
