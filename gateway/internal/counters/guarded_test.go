@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -50,10 +49,8 @@ func TestGuardedRedis(t *testing.T) {
 		t.Fatalf("after invalid arguments: %v", st)
 	}
 
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.cmd.Process.Signal(syscall.SIGCONT)
+	srv.Stall()
+	defer srv.Resume()
 	for i := 0; i < 2; i++ {
 		if err := calls[0].call(); !errors.Is(err, ErrRedis) {
 			t.Fatalf("with Redis stalled: %v, want ErrRedis", err)
@@ -73,9 +70,7 @@ func TestGuardedRedis(t *testing.T) {
 		t.Fatalf("while open: %d round trips in %v; want none, at once", n, took)
 	}
 
-	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	srv.Resume()
 	clock.advance(time.Minute)
 	if v, ok, err := s.Get(ctx, "n"); err != nil || !ok || v != 1 {
 		t.Fatalf("the trial, Redis back: %d, %v, %v", v, ok, err)

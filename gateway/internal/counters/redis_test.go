@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -212,7 +211,7 @@ func TestRedisDown(t *testing.T) {
 	if _, err := s.Allow(ctx, "k", perHour3, 1); err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
+	srv.Stop()
 	calls := []struct {
 		name string
 		call func() error
@@ -309,10 +308,8 @@ func TestRedisStalled(t *testing.T) {
 	if _, err := s.Allow(ctx, "k", perHour3, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.cmd.Process.Signal(syscall.SIGCONT)
+	srv.Stall()
+	defer srv.Resume()
 	for _, call := range []func() error{
 		func() error { _, err := s.Allow(ctx, "k", perHour3, 1); return err },
 		func() error { _, err := s.AllowMany(ctx, []Request{{"k", perHour3, 1}}); return err },

@@ -2,21 +2,19 @@ package counters
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 // redisServer is a redis-server started for one test, on a port the OS picked.
 type redisServer struct {
+	*testredis.Server
 	addr string
-	cmd  *exec.Cmd
 }
 
 // startRedis starts redis-server with no persistence on a free 127.0.0.1
@@ -24,61 +22,8 @@ type redisServer struct {
 // binary is missing.
 func startRedis(tb testing.TB) *redisServer {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Skip("redis-server is not installed (apt-get install redis-server): skipping the tests against a real Redis")
-	}
-	for attempt := 0; ; attempt++ {
-		port := freePort(tb)
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start redis-server: %v", err)
-		}
-		s := &redisServer{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
-		tb.Cleanup(s.stop)
-		if s.waitReady(5 * time.Second) {
-			return s
-		}
-		s.stop()
-		if attempt == 2 {
-			tb.Fatalf("redis-server on %s did not answer PING", s.addr)
-		}
-	}
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func (s *redisServer) waitReady(within time.Duration) bool {
-	c := redis.NewClient(&redis.Options{Addr: s.addr, DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if c.Ping(context.Background()).Err() == nil {
-			return true
-		}
-		if s.cmd.ProcessState != nil {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
-// stop kills the server; it is safe to call twice.
-func (s *redisServer) stop() {
-	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
+	s := testredis.Start(tb)
+	return &redisServer{Server: s, addr: s.Addr}
 }
 
 // client returns a client of s with short timeouts and no retries, as the
@@ -143,3 +88,10 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 func (h *roundTrips) total() int64 { return h.cmds.Load() + h.pipelines.Load() }
 
 func (h *roundTrips) reset() { h.cmds.Store(0); h.pipelines.Store(0); h.handshakes.Store(0) }
+
+// The tests stop Redis on purpose: go-redis's own log of failed dials is noise here.
+func init() { redis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}

@@ -292,7 +292,7 @@ func TestRedisSharedDown(t *testing.T) {
 	if err := s.Set(ctx, "ns", []byte("k"), []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
+	srv.Stop()
 	for _, c := range []struct {
 		name string
 		call func() error
