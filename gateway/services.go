@@ -91,9 +91,12 @@ func of(c proxywasm.Caller) *filterHost {
 	return &filterHost{name: c.Filter(), ns: "c:" + escapeKey(c.VMID()) + ":"}
 }
 
-// ctx bounds one call by redis.timeout and by what the filter's callback has left, less a
-// watchdog tick for the filter to finish its callback.
+// ctx bounds one call to Redis by redis.timeout and by what the filter's callback has
+// left, less a watchdog tick for the filter to finish its callback.
 func (sv *services) ctx(c proxywasm.Caller) (context.Context, context.CancelFunc, error) {
+	if sv.breaker == nil {
+		return context.Background(), func() {}, nil // in process: nothing to wait for
+	}
 	d := sv.timeout
 	if left, ok := c.TimeLeft(); ok {
 		left -= 5 * time.Millisecond

@@ -132,17 +132,17 @@ func (BackendTLS) YAMLKind() string { return "backend tls" }
 
 // Filter declares a Wasm filter once; routes list it by name.
 type Filter struct {
-	Name     string       `yaml:"name" doc:"Unique name of the filter: plugin_name, and its name in logs and metrics." required:"true"`
-	Module   string       `yaml:"module" doc:"file:PATH or oci://REFERENCE of the Wasm module." required:"true"`
-	RootID   string       `yaml:"root_id" doc:"Root context id handed to the module."`
-	VMID     string       `yaml:"vm_id" doc:"VM id: filters with the same vm_id share shared data and queues. The filter's name when empty."`
-	VMConfig *yaml.Node   `yaml:"vm_config" doc:"VM configuration: a string, or YAML handed to the filter as JSON."`
-	Config   *yaml.Node   `yaml:"config" doc:"Plugin configuration: a string, or YAML handed to the filter as JSON."`
-	Failure  string       `yaml:"failure" doc:"What a request gets when the filter fails: closed answers 503, open skips the filter." enum:"closed,open" default:"closed"`
-	LogLevel string       `yaml:"log_level" doc:"The filter's own log level: its proxy_log calls below it are dropped." enum:"trace,debug,info,warn,error,critical" default:"info"`
-	Limits   FilterLimits `yaml:"limits" doc:"Resources one filter may use."`
-	SharedData   string `yaml:"shared_data" doc:"Where the filter's proxy_get_shared_data and proxy_set_shared_data keep their data: local, in this process; redis, in the redis: server, so that every replica sees it, with the same compare-and-swap semantics. Without redis: it stays local." enum:"local,redis" default:"local"`
-	RedisFailure string `yaml:"redis_failure" doc:"What the filter's calls get when Redis cannot answer: open allows rate-limit decisions (counted, and logged now and then) and returns an error to counter and shared-data calls; closed also answers the request with 503 and x-plexus-error." enum:"open,closed" default:"open"`
+	Name         string       `yaml:"name" doc:"Unique name of the filter: plugin_name, and its name in logs and metrics." required:"true"`
+	Module       string       `yaml:"module" doc:"file:PATH or oci://REFERENCE of the Wasm module." required:"true"`
+	RootID       string       `yaml:"root_id" doc:"Root context id handed to the module."`
+	VMID         string       `yaml:"vm_id" doc:"VM id: filters with the same vm_id share shared data and queues. The filter's name when empty."`
+	VMConfig     *yaml.Node   `yaml:"vm_config" doc:"VM configuration: a string, or YAML handed to the filter as JSON."`
+	Config       *yaml.Node   `yaml:"config" doc:"Plugin configuration: a string, or YAML handed to the filter as JSON."`
+	Failure      string       `yaml:"failure" doc:"What a request gets when the filter fails: closed answers 503, open skips the filter." enum:"closed,open" default:"closed"`
+	LogLevel     string       `yaml:"log_level" doc:"The filter's own log level: its proxy_log calls below it are dropped." enum:"trace,debug,info,warn,error,critical" default:"info"`
+	Limits       FilterLimits `yaml:"limits" doc:"Resources one filter may use."`
+	SharedData   string       `yaml:"shared_data" doc:"Where the filter's proxy_get_shared_data and proxy_set_shared_data keep their data: local, in this process; redis, in the redis: server, so that every replica sees it, with the same compare-and-swap semantics. Without redis: it stays local." enum:"local,redis" default:"local"`
+	RedisFailure string       `yaml:"redis_failure" doc:"What the filter's calls get when Redis cannot answer: open allows rate-limit decisions (counted, and logged now and then) and returns an error to counter and shared-data calls; closed also answers the request with 503 and x-plexus-error." enum:"open,closed" default:"open"`
 }
 
 // FilterLimits bound a filter's instances.
