@@ -265,21 +265,17 @@ func TestWatchdog(t *testing.T) {
 	if w.Disarm() || ctx.Err() != nil {
 		t.Fatal("fired for a call that had ended")
 	}
-	// Left is how long until the watchdog fires, at least: a little past the deadline,
-	// as it never fires early.
+	// Left counts the patrol's ticks, as firing does: never more than the deadline.
 	if _, ok := w.Left(); ok {
 		t.Error("Left of a disarmed watchdog")
 	}
-	start := time.Now()
 	w.Arm(50 * time.Millisecond)
-	time.Sleep(2 * WatchdogTick)
-	left, ok := w.Left()
-	if el := time.Since(start); !ok || left > 50*time.Millisecond-el+WatchdogTick || left < 50*time.Millisecond-el-3*WatchdogTick {
-		t.Errorf("Left %v, %v after arming for 50ms", left, el)
+	if left, ok := w.Left(); !ok || left > 50*time.Millisecond || left < 30*time.Millisecond {
+		t.Errorf("Left %v, %v just after arming for 50ms", left, ok)
 	}
 	w.Disarm()
 	// Never early, whenever in a tick it was armed.
-	start = time.Now()
+	start := time.Now()
 	w.Arm(12 * time.Millisecond)
 	<-ctx.Done()
 	if d := time.Since(start); d < 12*time.Millisecond || d > time.Second {
