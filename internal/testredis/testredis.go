@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,21 +23,24 @@ import (
 type Server struct {
 	Addr string // host:port
 
-	tb  testing.TB
-	bin string
-	mu  sync.Mutex
+	tb   testing.TB
+	bin  string
+	conf string   // a config file to start with, for a sentinel
+	args []string // more arguments to redis-server
+	mu   sync.Mutex
 	cmd *exec.Cmd // nil while stopped
 }
 
-// Start starts redis-server with no persistence. It skips the test when the binary is
-// missing (scripts/deps.sh installs it).
-func Start(tb testing.TB) *Server {
+// Start starts redis-server with no persistence, and args after the others (such as
+// "--cluster-enabled", "yes"). It skips the test when the binary is missing
+// (scripts/deps.sh installs it).
+func Start(tb testing.TB, args ...string) *Server {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Skip("redis-server is not installed (scripts/deps.sh installs it)")
 	}
-	s := &Server{tb: tb, bin: bin}
+	s := &Server{tb: tb, bin: bin, args: args}
 	tb.Cleanup(s.Stop)
 	for attempt := 0; ; attempt++ {
 		s.Addr = freeAddr(tb)
@@ -45,6 +50,29 @@ func Start(tb testing.TB) *Server {
 			tb.Fatal(err)
 		}
 	}
+}
+
+// StartSentinel starts a Redis Sentinel that watches the master at masterAddr under name,
+// alone (a quorum of 1).
+func StartSentinel(tb testing.TB, name, masterAddr string) *Server {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		tb.Skip("redis-server is not installed (scripts/deps.sh installs it)")
+	}
+	host, port, _ := net.SplitHostPort(masterAddr)
+	conf := filepath.Join(tb.TempDir(), "sentinel.conf") // the sentinel rewrites it
+	body := fmt.Sprintf("sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\n", name, host, port, name)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	s := &Server{tb: tb, bin: bin, conf: conf}
+	tb.Cleanup(s.Stop)
+	s.Addr = freeAddr(tb)
+	if err := s.start(); err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }
 
 func freeAddr(tb testing.TB) string {
@@ -59,7 +87,13 @@ func freeAddr(tb testing.TB) string {
 
 func (s *Server) start() error {
 	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf, "--sentinel")
+	}
+	args = append(args, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
+	cmd := exec.Command(s.bin, append(args, s.args...)...)
+	cmd.Dir = s.tb.TempDir() // where a cluster node keeps its nodes.conf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
