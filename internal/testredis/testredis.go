@@ -28,7 +28,7 @@ type Server struct {
 	conf string   // a config file to start with, for a sentinel
 	args []string // more arguments to redis-server
 	mu   sync.Mutex
-	cmd *exec.Cmd // nil while stopped
+	cmd  *exec.Cmd // nil while stopped
 }
 
 // Start starts redis-server with no persistence, and args after the others (such as
