@@ -33,8 +33,9 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 		DialTimeout:  rc.DialTimeout,
 		ReadTimeout:  rc.ReadTimeout,
 		WriteTimeout: rc.WriteTimeout,
-		// A request waits for a connection no longer than it would wait for one to dial.
-		PoolTimeout:           rc.DialTimeout,
+		// Waiting for a pooled connection is part of a call, which redis.timeout bounds
+		// (the call's context); under load calls queue for connections rather than fail.
+		PoolTimeout:           rc.Timeout,
 		ContextTimeoutEnabled: true,
 		// No retries inside the client: a decision sent twice may be counted twice, and the
 		// caller's failure policy, not a retry loop, decides what a failed call means.

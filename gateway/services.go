@@ -59,16 +59,17 @@ const failureLogEvery = 10 * time.Second
 func newFilterHost(h *wasmHost, fc *config.Filter, inst *instruments) *filterHost {
 	fh := &filterHost{wasmHost: h, name: fc.Name, ns: "c:" + escapeKey(fc.VMID) + ":", failClosed: fc.RedisFailure == "closed"}
 	if inst != nil {
-		attrs := func(k telemetry.Key) []attribute.KeyValue {
-			return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("plexus.decision", k.B), attribute.String("plexus.decision.source", k.C)}
-		}
-		fh.allowed = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "store"}, attrs)
-		fh.denied = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "store"}, attrs)
-		fh.cached = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "cache"}, attrs)
-		fh.failOpen = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "fail_open"}, attrs)
+		fh.allowed = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "store"}, decisionAttrs)
+		fh.denied = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "store"}, decisionAttrs)
+		fh.cached = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "cache"}, decisionAttrs)
+		fh.failOpen = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "fail_open"}, decisionAttrs)
 		fh.failures = inst.redisFailures
 	}
 	return fh
+}
+
+func decisionAttrs(k telemetry.Key) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("plexus.decision", k.B), attribute.String("plexus.decision.source", k.C)}
 }
 
 // escapeKey makes a vm_id part of a key, so that no two (vm_id, key) pairs make one.
