@@ -167,6 +167,17 @@ func TestRedisFleet(t *testing.T) {
 				t.Errorf("window %d admitted %d, want %d ± 2%%", w, n, want)
 			}
 		}
+		// A key over its limit is answered from each gateway's cache until it may pass
+		// again (here a few milliseconds: a request every 3.3ms passes).
+		var cached, fromRedis float64
+		for _, g := range gws {
+			cached += statValue(t, g, `plexus.ratelimit.decisions{plexus.decision="denied",plexus.decision.source="cache",plexus.filter="global"}`)
+			fromRedis += statValue(t, g, `plexus.ratelimit.decisions{plexus.decision="denied",plexus.decision.source="store",plexus.filter="global"}`)
+		}
+		t.Logf("denials: %v from the gateways' caches, %v from Redis", cached, fromRedis)
+		if cached == 0 {
+			t.Errorf("no denial from the caches, %v from Redis", fromRedis)
+		}
 		for addr, n := range perGateway {
 			if n < want/10 {
 				t.Errorf("gateway %s allowed only %d: the load did not go through all three", addr, n)
