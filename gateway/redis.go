@@ -41,6 +41,9 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 		// caller's failure policy, not a retry loop, decides what a failed call means.
 		MaxRetries:    -1,
 		DialerRetries: 1,
+		// A cluster client would otherwise send a command again after a timeout or a
+		// MOVED: a MOVED now fails one call, and the slots are reloaded for the next.
+		MaxRedirects: -1,
 		// CLIENT SETINFO on every new connection is a round trip nobody here reads.
 		DisableIdentity: true,
 		IsClusterMode:   rc.Mode == config.RedisCluster,
@@ -62,6 +65,7 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 	if g.inst != nil {
 		client.AddHook(redisHook{g.inst.redisDuration})
 	}
+	var cache *counters.DenyCache // made after the breaker, which it sits on
 	breaker := counters.NewBreaker(counters.BreakerConfig{
 		Failures: rc.Breaker.Failures,
 		Cooldown: rc.Breaker.Cooldown,
@@ -72,14 +76,18 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 			case from == counters.BreakerClosed:
 				g.log.Warn("redis: circuit breaker open: calls fail at once until a trial call succeeds", "failures", rc.Breaker.Failures, "cooldown", rc.Breaker.Cooldown)
 			case to == counters.BreakerClosed:
+				// Redis may have lost keys meanwhile (a restart, a failover): what the
+				// cache remembers of their TATs could deny what Redis would allow.
+				cache.Forget()
 				g.log.Info("redis: circuit breaker closed: a trial call succeeded")
 			default:
 				g.log.Debug("redis: circuit breaker "+to.String(), "was", from.String())
 			}
 		},
 	})
+	cache = counters.NewDenyCache(counters.NewGuarded(counters.NewRedis(client, "plexus:"), breaker), 0)
 	sv := &services{
-		store:   counters.NewDenyCache(counters.NewGuarded(counters.NewRedis(client, "plexus:"), breaker), 0),
+		store:   cache,
 		shared:  counters.NewRedisShared(client, "plexus:"),
 		breaker: breaker,
 		timeout: rc.Timeout,

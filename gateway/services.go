@@ -48,9 +48,30 @@ type filterHost struct {
 	allowed, denied, cached, failOpen *telemetry.Counter // nil without metrics
 	failures                          *telemetry.CounterVec
 
-	logMu   sync.Mutex
-	logged  time.Time // when a failure was last logged
-	dropped int       // failures not logged since
+	// One throttle for the filter's mistakes, one for Redis's failures, so that a filter
+	// that keeps getting its calls wrong does not hide an outage.
+	badArgs, failed throttle
+}
+
+// throttle lets a line be logged at most once per failureLogEvery.
+type throttle struct {
+	mu      sync.Mutex
+	logged  time.Time // when a line was last logged
+	dropped int       // lines not logged since
+}
+
+// allow reports whether to log now, and how many lines were held back before it.
+func (t *throttle) allow() (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if now.Sub(t.logged) < failureLogEvery {
+		t.dropped++
+		return false, 0
+	}
+	n := t.dropped
+	t.logged, t.dropped = now, 0
+	return true, n
 }
 
 // failureLogEvery is how often a filter's failing calls are logged at most.
@@ -122,6 +143,9 @@ func (sv *services) incr(c proxywasm.Caller, args []byte) ([]byte, error) {
 	}
 	defer cancel()
 	v, err := sv.store.Incr(ctx, fh.ns+in.Key, in.Delta, in.Window)
+	if errors.Is(err, counters.ErrInvalid) || errors.Is(err, counters.ErrOverflow) {
+		return nil, sv.badArgument(c, err) // the filter's doing, not the store's
+	}
 	if err != nil {
 		return nil, sv.failed(c, wire.FuncIncr, err)
 	}
@@ -208,7 +232,8 @@ func (sv *services) rateLimit(c proxywasm.Caller, args []byte) ([]byte, error) {
 // badArgument is a call the filter got wrong: BAD_ARGUMENT, and a line in the log now and
 // then, for the filter's author.
 func (sv *services) badArgument(c proxywasm.Caller, err error) error {
-	of(c).logFailure(sv.log, "filter's host service call has bad arguments", err)
+	fh := of(c)
+	fh.logThrottled(&fh.badArgs, sv.log, "filter's host service call has bad arguments", err)
 	return fmt.Errorf("%w: %w", proxywasm.ErrBadArgument, err)
 }
 
@@ -231,7 +256,7 @@ func (sv *services) failed(c proxywasm.Caller, fn string, err error) error {
 			GRPCStatus: -1,
 		})
 	}
-	fh.logFailure(sv.log, "redis: a filter's call failed; its redis_failure is "+policy, fmt.Errorf("%s: %w", fn, err))
+	fh.logThrottled(&fh.failed, sv.log, "redis: a filter's call failed; its redis_failure is "+policy, fmt.Errorf("%s: %w", fn, err))
 	return err
 }
 
@@ -257,21 +282,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// logFailure logs err at most once per failureLogEvery for the filter, with how many were
-// not logged since the last line.
-func (fh *filterHost) logFailure(log *slog.Logger, msg string, err error) {
-	fh.logMu.Lock()
-	now := time.Now()
-	if now.Sub(fh.logged) < failureLogEvery {
-		fh.dropped++
-		fh.logMu.Unlock()
-		return
+// logThrottled logs err through t, at most once per failureLogEvery, with how many lines
+// were held back since the last one.
+func (fh *filterHost) logThrottled(t *throttle, log *slog.Logger, msg string, err error) {
+	if ok, n := t.allow(); ok {
+		log.Warn(msg, "filter", fh.name, "error", err, "unlogged_since_last", n)
 	}
-	fh.logged = now
-	n := fh.dropped
-	fh.dropped = 0
-	fh.logMu.Unlock()
-	log.Warn(msg, "filter", fh.name, "error", err, "unlogged_since_last", n)
 }
 
 // sharedData is proxywasm.SharedData in Redis, for filters declared shared_data: redis.

@@ -198,14 +198,18 @@ func (q *queueStore) enqueue(id uint32, v []byte) status {
 		}
 	}
 	// None is idle: one busy delivering its root context's events looks for more before
-	// it goes back to the pool.
+	// it goes back to the pool. An owner gone since the look-up (post reports false)
+	// passes the item on to the next.
 	for _, o := range owners {
-		if !o.streamHeld.Load() {
-			o.post(ev, true)
+		if !o.streamHeld.Load() && o.post(ev, true) {
 			return statusOK
 		}
 	}
-	owners[0].post(ev, true)
+	for _, o := range owners {
+		if o.post(ev, true) {
+			break
+		}
+	}
 	return statusOK
 }
 

@@ -8,8 +8,9 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"net"
 	"strconv"
 	"time"
@@ -69,7 +70,7 @@ type stream struct {
 }
 
 func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
-	key := "requests:" + s.client()
+	key := s.client()
 	if path, _ := proxywasm.GetHttpRequestHeader(":path"); path == "/request-count" {
 		n, found, err := plexus.Get(key)
 		switch {
@@ -86,10 +87,8 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	n, err := plexus.Incr(key, 1, s.p.window)
 	if err != nil {
 		// The store is down: the request goes on uncounted (or, with the filter's
-		// redis_failure: closed, the gateway has answered 503 already).
-		if !errors.Is(err, plexus.ErrUnavailable) {
-			proxywasm.LogWarnf("request_counter: %v", err)
-		}
+		// redis_failure: closed, the gateway has answered 503 already). The gateway logs
+		// why, now and then.
 		s.count = "error"
 		return types.ActionContinue
 	}
@@ -97,21 +96,27 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	return types.ActionContinue
 }
 
-// client is the configured header's value, else the client's IP address.
+// client is the counter's key: the configured header's value (hashed when long, so that
+// any value makes a key), else the client's IP address, each in a namespace of its own so
+// that a header cannot name an address's counter.
 func (s *stream) client() string {
 	if s.p.header != "" {
 		if v, err := proxywasm.GetHttpRequestHeader(s.p.header); err == nil && v != "" {
-			return v
+			if len(v) > 64 {
+				sum := sha256.Sum256([]byte(v))
+				v = "sha256:" + hex.EncodeToString(sum[:])
+			}
+			return "requests:header:" + v
 		}
 	}
 	addr, err := proxywasm.GetProperty([]string{"source", "address"})
 	if err != nil {
-		return "unknown"
+		return "requests:ip:unknown"
 	}
 	if host, _, err := net.SplitHostPort(string(addr)); err == nil {
-		return host
+		return "requests:ip:" + host
 	}
-	return string(addr)
+	return "requests:ip:" + string(addr)
 }
 
 func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {

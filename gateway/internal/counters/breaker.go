@@ -57,10 +57,11 @@ type BreakerConfig struct {
 // consecutive failures it refuses calls for Cooldown, so that a Redis that is
 // down or stalled costs each request nothing rather than a timeout, then lets
 // one trial call through to see whether Redis is back. A failure is an error
-// that wraps [ErrRedis], except one that wraps context.Canceled (the caller
-// gave up: that says nothing about Redis) or [ErrClosed], which count
-// neither way. Any other result, [ErrInvalid] and [ErrCasMismatch] included,
-// is a success: Redis answered.
+// that wraps [ErrRedis]. One that wraps context.Canceled (the caller gave
+// up), [ErrClosed], [ErrInvalid] or [ErrOverflow] (the caller's mistake, often
+// refused before Redis is asked) counts neither way: it says nothing about
+// Redis. Any other result, [ErrCasMismatch] included, is a success: Redis
+// answered.
 //
 // Make one with [NewBreaker]. It is safe for concurrent use; while closed,
 // Do costs two atomic loads besides the call.
@@ -103,7 +104,10 @@ func classify(err error) outcome {
 	switch {
 	case err == nil:
 		return success
-	case errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):
+	case errors.Is(err, ErrClosed), errors.Is(err, context.Canceled),
+		// Refused before Redis was asked, or a caller's mistake Redis refused: says
+		// nothing about Redis either way (a trial must not close the breaker on it).
+		errors.Is(err, ErrInvalid), errors.Is(err, ErrOverflow):
 		return neutral
 	case errors.Is(err, ErrRedis):
 		return failure

@@ -59,13 +59,15 @@ func TestBreakerStates(t *testing.T) {
 		{name: "success", result: nil, called: true, state: BreakerClosed},
 		{name: "failure 1", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "failure 2", result: errDown, want: errDown, called: true, state: BreakerClosed},
-		{name: "invalid argument resets", result: ErrInvalid, want: ErrInvalid, called: true, state: BreakerClosed},
+		{name: "a success resets", result: nil, called: true, state: BreakerClosed},
 		{name: "failure 1 again", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "failure 2 again", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "cas mismatch resets", result: ErrCasMismatch, want: ErrCasMismatch, called: true, state: BreakerClosed},
 		{name: "failure 1 a third time", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "failure 2 a third time", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "closed store counts neither way", result: ErrClosed, want: ErrClosed, called: true, state: BreakerClosed},
+		{name: "invalid argument counts neither way", result: ErrInvalid, want: ErrInvalid, called: true, state: BreakerClosed},
+		{name: "overflow counts neither way", result: ErrOverflow, want: ErrOverflow, called: true, state: BreakerClosed},
 		{name: "cancelled counts neither way", result: wrap(context.Canceled), want: context.Canceled, called: true, state: BreakerClosed},
 		{name: "failure 3 opens", result: errDown, want: errDown, called: true, state: BreakerOpen, changes: "closed>open"},
 		{name: "open: not called", want: ErrBreakerOpen, state: BreakerOpen},
@@ -78,7 +80,7 @@ func TestBreakerStates(t *testing.T) {
 		{name: "the count started over: failure 1", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "failure 2", result: errDown, want: errDown, called: true, state: BreakerClosed},
 		{name: "failure 3", result: errDown, want: errDown, called: true, state: BreakerOpen, changes: "closed>open"},
-		{name: "a trial that returns another error closes", advance: time.Hour, result: ErrInvalid, want: ErrInvalid, called: true, state: BreakerClosed, changes: "open>half_open half_open>closed"},
+		{name: "a trial that returns another error closes", advance: time.Hour, result: ErrCasMismatch, want: ErrCasMismatch, called: true, state: BreakerClosed, changes: "open>half_open half_open>closed"},
 	}
 	for _, st := range steps {
 		clock.advance(st.advance)

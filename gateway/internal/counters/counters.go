@@ -104,9 +104,13 @@ func checkCost(cost int64) error {
 	return nil
 }
 
+// maxWindow bounds a counter's window: Redis refuses an expiry whose time in ms overflows,
+// and Local adds it to its clock.
+const maxWindow = 100 * 365 * 24 * time.Hour
+
 func checkWindow(window time.Duration) error {
-	if window < 0 {
-		return fmt.Errorf("%w: negative window %v", ErrInvalid, window)
+	if window < 0 || window > maxWindow {
+		return fmt.Errorf("%w: window %v: want 0 (never expires) up to 100 years", ErrInvalid, window)
 	}
 	return nil
 }

@@ -292,6 +292,19 @@ func (c *DenyCache) Close() error {
 	return c.s.Close()
 }
 
+// Forget drops every entry: for when the store may have lost what the cache remembers
+// of it (Redis back after a failure: restarted without persistence, failed over to a
+// replica that lagged), so that no key stays denied on the strength of a TAT that is gone.
+func (c *DenyCache) Forget() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		c.size.Add(-int64(len(s.m)))
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}
+
 // len counts the entries, expired or not, for tests.
 func (c *DenyCache) len() int {
 	n := 0

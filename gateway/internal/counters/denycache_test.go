@@ -394,3 +394,24 @@ func BenchmarkDenyCache(b *testing.B) {
 		})
 	}
 }
+
+// Forget drops every entry: the next request on a denied key goes to the store.
+func TestDenyCacheForget(t *testing.T) {
+	local := NewLocal()
+	defer local.Close()
+	c := NewDenyCache(local, 0)
+	lim := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	ctx := context.Background()
+	c.Allow(ctx, "k", lim, 1) // allowed
+	c.Allow(ctx, "k", lim, 1) // denied by the store, and remembered
+	if d, _ := c.Allow(ctx, "k", lim, 1); d.Allowed || !d.Cached {
+		t.Fatalf("third request: %+v, want a cached denial", d)
+	}
+	c.Forget()
+	if n := c.len(); n != 0 {
+		t.Fatalf("%d entries after Forget", n)
+	}
+	if d, _ := c.Allow(ctx, "k", lim, 1); d.Allowed || d.Cached {
+		t.Fatalf("after Forget: %+v, want the store's denial", d)
+	}
+}

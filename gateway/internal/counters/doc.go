@@ -114,9 +114,11 @@
 // call returns [ErrBreakerOpen] at once, without reaching Redis; then the
 // next call is a trial (half open: the calls made meanwhile are refused too),
 // whose success closes the breaker and whose failure opens it for another
-// Cooldown. Every other result is a success, as Redis answered ([ErrInvalid],
-// [ErrCasMismatch]), except [ErrClosed] and context.Canceled, which count
-// neither way: a caller that gave up says nothing about Redis. To the
+// Cooldown. Every other result is a success, as Redis answered
+// ([ErrCasMismatch]), except [ErrClosed], context.Canceled, [ErrInvalid] and
+// [ErrOverflow], which count neither way: a caller that gave up, or that asked
+// for what no store does (often refused before Redis is asked), says nothing
+// about Redis. To the
 // caller's failure policy ErrBreakerOpen means what ErrRedis means: the
 // store is unavailable. [NewGuarded] puts a store's calls behind a breaker;
 // closed, the breaker costs two atomic loads a call.
@@ -148,7 +150,9 @@
 // drops the expired entries, at most every 100ms and only when one may have
 // expired, and is not cached if it is still full. A cached denial costs
 // about 100ns and no allocation, against a round trip; it is also made when
-// the breaker behind the cache is open. The price: a key deleted in Redis by
-// hand, to lift a limit, is still denied by each replica until the TAT it
-// remembers has passed.
+// the breaker behind the cache is open. The price: a key Redis lost (deleted
+// by hand to lift a limit, evicted, flushed, gone with a restart or a
+// failover to a lagging replica) is still denied by each replica until the
+// TAT it remembers has passed; [DenyCache.Forget] drops what it remembers,
+// which the gateway does when its breaker closes after a failure.
 package counters

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,16 +58,25 @@ func (r *Redis) Incr(ctx context.Context, key string, delta int64, window time.D
 	if window == 0 {
 		v, err := r.c.IncrBy(ctx, k, delta).Result()
 		if err != nil {
-			return 0, wrap(err)
+			return 0, wrapIncr(err)
 		}
 		return v, nil
 	}
 	ms := (window + time.Millisecond - 1).Milliseconds()
 	v, err := incrScript.Run(ctx, r.c, []string{k}, delta, ms).Int64()
 	if err != nil {
-		return 0, wrap(err)
+		return 0, wrapIncr(err)
 	}
 	return v, nil
+}
+
+// wrapIncr is wrap, but Redis refusing an increment that would overflow is the caller's
+// doing, as Local's ErrOverflow is: not a failure of Redis.
+func wrapIncr(err error) error {
+	if strings.Contains(err.Error(), "increment or decrement would overflow") {
+		return fmt.Errorf("%w: %w", ErrOverflow, err)
+	}
+	return wrap(err)
 }
 
 // Get implements [Store.Get].

@@ -16,6 +16,15 @@ if want ~= 0 then
   end
 end
 local n = redis.call('HINCRBY', KEYS[1], '#', 1)
+if n == 1 then
+  -- A new hash, or one lost (a restart without persistence, a flush, an eviction):
+  -- start from the clock rather than from 1, so that a cas a replica read before the
+  -- loss is not handed out again at once.
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  n = (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967295 + 1
+  redis.call('HSET', KEYS[1], '#', string.format('%d', n))
+end
 -- 0 means "no cas" in the ABI, so the 2^32-1 values after 0 go round.
 local cas = (n - 1) % 4294967295 + 1
 if n > 4294967295 then
