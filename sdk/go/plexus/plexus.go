@@ -41,7 +41,8 @@ const maxPeriod = time.Duration(1<<63-1) / time.Millisecond * time.Millisecond
 // Incr adds delta to the counter key, creating it at 0 first if it does not exist, and
 // returns the new value. A counter created by Incr expires window after its creation
 // (rounded up to whole milliseconds; later increments do not extend it); window 0 means
-// it never expires. A negative delta subtracts.
+// it never expires, and the gateway refuses one over 100 years (ErrBadArgument), as it
+// does an increment that would overflow. A negative delta subtracts.
 func Incr(key string, delta int64, window time.Duration) (int64, error) {
 	if err := checkKey(wire.FuncIncr, key); err != nil {
 		return 0, err
