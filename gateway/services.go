@@ -252,11 +252,11 @@ func (sv *services) failed(c proxywasm.Caller, fn string, err error) error {
 			Status:     http.StatusServiceUnavailable,
 			Details:    "redis_unavailable",
 			Body:       []byte("shared store unavailable\n"),
-			Headers:    []proxywasm.Field{{Key: strings.ToLower(HeaderError), Value: "filter " + fh.name + ": redis unavailable (" + cause + ")"}},
+			Headers:    []proxywasm.Field{{Key: strings.ToLower(HeaderError), Value: "filter " + fh.name + ": " + unavailable(cause)}},
 			GRPCStatus: -1,
 		})
 	}
-	fh.logThrottled(&fh.failed, sv.log, "redis: a filter's call failed; its redis_failure is "+policy, fmt.Errorf("%s: %w", fn, err))
+	fh.logThrottled(&fh.failed, sv.log, "shared store: a filter's call failed; its redis_failure is "+policy, fmt.Errorf("%s: %w", fn, err))
 	return err
 }
 
@@ -264,13 +264,25 @@ func failureAttrs(k telemetry.Key) []attribute.KeyValue {
 	return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("error.type", k.B)}
 }
 
-// failureCause names why a store call failed, for metrics and the x-plexus-error header.
+// unavailable says why the store could not serve a call, for x-plexus-error.
+func unavailable(cause string) string {
+	if cause == "store_full" {
+		return "in-process store full"
+	}
+	return "redis unavailable (" + cause + ")"
+}
+
+// failureCause names why a store call failed, for metrics and the x-plexus-error header:
+// timeout, breaker_open, store_full (the in-process store's memory bound), closed, or
+// unavailable.
 func failureCause(err error) string {
 	switch {
 	case errors.Is(err, counters.ErrBreakerOpen):
 		return "breaker_open"
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return "timeout"
+	case errors.Is(err, counters.ErrFull):
+		return "store_full"
 	case errors.Is(err, counters.ErrClosed):
 		return "closed"
 	}

@@ -46,6 +46,7 @@ filters:
   - name: counter
     module: file:{{shared}}
     shared_data: redis
+    limits: {callback_timeout: 1s}   # a CAS loop over the network, on a loaded machine
   - name: requests
     module: file:{{requests}}
     config: {header: x-client, window: 1m}

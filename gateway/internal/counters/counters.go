@@ -68,6 +68,10 @@ var (
 	// ErrOverflow is returned by Local when an increment would overflow int64
 	// (Redis answers with an error too).
 	ErrOverflow = errors.New("counters: increment would overflow")
+	// ErrFull is returned by Local for a new key when its memory bound is
+	// reached and no key has expired: the store is unavailable to that key,
+	// as a store in Redis that cannot be reached is.
+	ErrFull = errors.New("counters: in-process store full")
 )
 
 // maxSpan bounds L = Burst×T in microseconds, so that every time the Lua

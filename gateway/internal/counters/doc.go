@@ -17,6 +17,12 @@
 // Incr with a one-minute window. Keys of counters and of rate limits share
 // one namespace: use distinct keys for the two.
 //
+// [Local] bounds its memory: about 64 MiB of keys and entries (1 MiB in each
+// of its 64 shards). Clients that make a new key with every request (a limit
+// per header value) fill it; then a new key in a full shard, once nothing in
+// it has expired, is refused with [ErrFull] (the caller's failure policy
+// applies, as for a Redis that cannot be reached), while known keys go on.
+//
 // # Rate limits: GCRA
 //
 // [Store.Allow] decides by the generic cell rate algorithm (GCRA, ITU-T

@@ -2,6 +2,7 @@ package counters
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -31,9 +32,57 @@ type Local struct {
 }
 
 type shard struct {
-	mu sync.Mutex
-	m  map[string]entry
-	_  [48]byte // keep shards on separate cache lines
+	mu    sync.Mutex
+	m     map[string]entry
+	bytes int64    // what m's keys and entries take, roughly: at most shardBytes
+	scan  int64    // when full: no look for expired keys before this time (µs)
+	_     [32]byte // keep shards on separate cache lines
+}
+
+// shardBytes bounds a shard's keys and entries, so that clients sending a new key with
+// every request (a limit per header value, say) cannot grow the process without end:
+// 64 MiB for the store. A shard that is full, with nothing expired to drop, refuses new
+// keys with ErrFull.
+const shardBytes = 1 << 20
+
+// entryBytes is what one key costs a shard: its bytes, the entry, the map's slot.
+func entryBytes(key string) int64 { return int64(len(key)) + 64 }
+
+// put stores e under key, which must be new to the shard or replace an entry, and reports
+// false when the shard is full. The caller holds s.mu.
+func (s *shard) put(key string, e entry, now int64) bool {
+	if _, ok := s.m[key]; !ok {
+		if s.bytes+entryBytes(key) > shardBytes {
+			if now < s.scan {
+				return false
+			}
+			// Full: drop what has expired, and when that frees nothing look again no
+			// sooner than 100ms on, so that a flood of new keys costs no scan each.
+			s.dropExpired(now)
+			if s.bytes+entryBytes(key) > shardBytes {
+				s.scan = now + 100_000
+				return false
+			}
+		}
+		s.bytes += entryBytes(key)
+	}
+	s.m[key] = e
+	return true
+}
+
+func (s *shard) del(key string) {
+	if _, ok := s.m[key]; ok {
+		delete(s.m, key)
+		s.bytes -= entryBytes(key)
+	}
+}
+
+func (s *shard) dropExpired(now int64) {
+	for k, e := range s.m {
+		if !e.live(now) {
+			s.del(k)
+		}
+	}
 }
 
 // entry is a counter, or the TAT of a rate limit (then exp == v).
@@ -96,7 +145,9 @@ func (l *Local) Incr(_ context.Context, key string, delta int64, window time.Dur
 		return 0, ErrOverflow
 	}
 	e.v += delta
-	s.m[key] = e
+	if !s.put(key, e, now) {
+		return 0, ErrFull
+	}
 	return e.v, nil
 }
 
@@ -114,7 +165,7 @@ func (l *Local) Get(_ context.Context, key string) (int64, bool, error) {
 		return 0, false, nil
 	}
 	if !e.live(now) {
-		delete(s.m, key)
+		s.del(key)
 		return 0, false, nil
 	}
 	return e.v, true, nil
@@ -132,13 +183,14 @@ func (l *Local) Allow(_ context.Context, key string, limit Limit, cost int64) (D
 	if l.closed.Load() {
 		return Decision{}, ErrClosed
 	}
-	return l.allow(key, p, cost), nil
+	return l.allow(key, p, cost)
 }
 
-func (l *Local) allow(key string, p params, cost int64) Decision {
+func (l *Local) allow(key string, p params, cost int64) (Decision, error) {
 	now := l.now()
 	s := l.shard(key)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	e, ok := s.m[key]
 	tat := int64(0)
 	if ok && e.live(now) {
@@ -146,12 +198,13 @@ func (l *Local) allow(key string, p params, cost int64) Decision {
 	}
 	stored, write, m := gcra(tat, now, p, cost)
 	if write {
-		s.m[key] = entry{v: stored, exp: stored}
+		if !s.put(key, entry{v: stored, exp: stored}, now) {
+			return Decision{}, ErrFull
+		}
 	} else if ok && !e.live(now) {
-		delete(s.m, key)
+		s.del(key)
 	}
-	s.mu.Unlock()
-	return m.decision()
+	return m.decision(), nil
 }
 
 // AllowMany implements [Store.AllowMany]: the requests are decided one
@@ -174,7 +227,12 @@ func (l *Local) AllowMany(_ context.Context, reqs []Request) ([]Decision, error)
 	}
 	out := make([]Decision, len(reqs))
 	for i, r := range reqs {
-		out[i] = l.allow(r.Key, ps[i], r.Cost)
+		d, err := l.allow(r.Key, ps[i], r.Cost)
+		if err != nil {
+			// As Redis's pipeline: the decisions before it were made and recorded.
+			return nil, fmt.Errorf("%w (key %q)", err, r.Key)
+		}
+		out[i] = d
 	}
 	return out, nil
 }
@@ -209,11 +267,7 @@ func (l *Local) sweep() {
 		s := &l.shards[i]
 		now := l.now()
 		s.mu.Lock()
-		for k, e := range s.m {
-			if !e.live(now) {
-				delete(s.m, k)
-			}
-		}
+		s.dropExpired(now)
 		s.mu.Unlock()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -369,5 +370,44 @@ func TestLocalOverflow(t *testing.T) {
 	}
 	if v, _, _ := l.Get(ctx, "k"); v != 1<<62 {
 		t.Fatalf("a failed Incr changed the value to %d", v)
+	}
+}
+
+// Local's memory is bounded: a flood of new keys fills it, then new keys are refused
+// with ErrFull (known ones still work), until keys expire.
+func TestLocalBounded(t *testing.T) {
+	l := NewLocal()
+	defer l.Close()
+	ctx := context.Background()
+	pad := strings.Repeat("x", 1000)
+	const window = 2 * time.Second
+	var full int
+	for k := range 100_000 {
+		if _, err := l.Incr(ctx, fmt.Sprintf("%s%d", pad, k), 1, window); errors.Is(err, ErrFull) {
+			full++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if full == 0 {
+		t.Fatal("100,000 keys of 1KB were all kept")
+	}
+	var bytes int64
+	for i := range l.shards {
+		bytes += l.shards[i].bytes
+	}
+	if bytes > localShards*shardBytes {
+		t.Fatalf("%d bytes of keys kept, above the bound", bytes)
+	}
+	if n, err := l.Incr(ctx, pad+"0", 1, window); err != nil || n != 2 {
+		t.Fatalf("a key kept: %d, %v", n, err)
+	}
+	if _, err := l.Allow(ctx, pad+"new", Limit{Rate: 1, Period: time.Second, Burst: 1}, 1); !errors.Is(err, ErrFull) {
+		t.Fatalf("a new key when full: %v, want ErrFull", err)
+	}
+	// Once the keys have expired, there is room again.
+	time.Sleep(window + 200*time.Millisecond)
+	if _, err := l.Incr(ctx, pad+"new", 1, window); err != nil {
+		t.Fatalf("a new key after expiry: %v", err)
 	}
 }
