@@ -113,15 +113,17 @@ func of(c proxywasm.Caller) *filterHost {
 	return &filterHost{name: c.Filter(), ns: "c:" + escapeKey(c.VMID()) + ":"}
 }
 
-// ctx bounds one call to Redis by redis.timeout and by what the filter's callback has
-// left, less a watchdog tick for the filter to finish its callback.
+// ctx bounds one call to Redis by redis.timeout and by three quarters of what the filter's
+// callback has left (at least a watchdog tick less): the rest is for the filter to finish
+// its callback, and for the goroutine to be scheduled again on a busy machine once the
+// call gave up.
 func (sv *services) ctx(c proxywasm.Caller) (context.Context, context.CancelFunc, error) {
 	if sv.breaker == nil {
 		return context.Background(), func() {}, nil // in process: nothing to wait for
 	}
 	d := sv.timeout
 	if left, ok := c.TimeLeft(); ok {
-		left -= 5 * time.Millisecond
+		left = min(left*3/4, left-5*time.Millisecond)
 		if left <= 0 {
 			return nil, nil, fmt.Errorf("%w: the filter's callback has no time left for it", counters.ErrRedis)
 		}

@@ -34,14 +34,17 @@ filters:
   - name: global
     module: file:{{ratelimit}}
     redis_failure: closed
+    limits: {callback_timeout: 1s}
     config: {limits: [{name: all, key: global, rate: 300, period: 1s, burst: 30}]}
   - name: open
     module: file:{{ratelimit}}
     redis_failure: open
+    limits: {callback_timeout: 1s}   # Redis's timeouts, not the callback's, bound a call
     config: {limits: [{name: per-client, key: "header:x-client", rate: 1000000, period: 1s}]}
   - name: closed
     module: file:{{ratelimit}}
     redis_failure: closed
+    limits: {callback_timeout: 1s}
     config: {limits: [{name: per-client, key: "header:x-client", rate: 1000000, period: 1s}]}
   - name: counter
     module: file:{{shared}}
