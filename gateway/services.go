@@ -133,23 +133,43 @@ func (sv *services) ctx(c proxywasm.Caller) (context.Context, context.CancelFunc
 	return ctx, cancel, nil
 }
 
+// call runs f with a context bounded as ctx says.
+func (sv *services) call(c proxywasm.Caller, f func(ctx context.Context) error) error {
+	ctx, cancel, err := sv.ctx(c)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return f(ctx)
+}
+
+// outcome is what the filter gets for a store call's error: BAD_ARGUMENT for its own
+// mistakes, CAS_MISMATCH, or for a failure of the store what failed makes of it (failure
+// is then true).
+func (sv *services) outcome(c proxywasm.Caller, fn string, err error) (out error, failure bool) {
+	switch {
+	case err == nil:
+		return nil, false
+	case errors.Is(err, counters.ErrInvalid), errors.Is(err, counters.ErrOverflow):
+		return sv.badArgument(c, err), false // the filter's doing, not the store's
+	case errors.Is(err, counters.ErrCasMismatch):
+		return proxywasm.ErrCasMismatch, false
+	}
+	return sv.failed(c, fn, err), true
+}
+
 func (sv *services) incr(c proxywasm.Caller, args []byte) ([]byte, error) {
 	in, err := wire.ParseIncr(args)
 	if err != nil {
 		return nil, sv.badArgument(c, err)
 	}
-	fh := of(c)
-	ctx, cancel, err := sv.ctx(c)
-	if err != nil {
-		return nil, sv.failed(c, wire.FuncIncr, err)
-	}
-	defer cancel()
-	v, err := sv.store.Incr(ctx, fh.ns+in.Key, in.Delta, in.Window)
-	if errors.Is(err, counters.ErrInvalid) || errors.Is(err, counters.ErrOverflow) {
-		return nil, sv.badArgument(c, err) // the filter's doing, not the store's
-	}
-	if err != nil {
-		return nil, sv.failed(c, wire.FuncIncr, err)
+	var v int64
+	err = sv.call(c, func(ctx context.Context) (err error) {
+		v, err = sv.store.Incr(ctx, of(c).ns+in.Key, in.Delta, in.Window)
+		return err
+	})
+	if err, _ := sv.outcome(c, wire.FuncIncr, err); err != nil {
+		return nil, err
 	}
 	return wire.AppendValue(nil, v), nil
 }
@@ -159,15 +179,14 @@ func (sv *services) get(c proxywasm.Caller, args []byte) ([]byte, error) {
 	if err != nil {
 		return nil, sv.badArgument(c, err)
 	}
-	fh := of(c)
-	ctx, cancel, err := sv.ctx(c)
-	if err != nil {
-		return nil, sv.failed(c, wire.FuncGet, err)
-	}
-	defer cancel()
-	v, found, err := sv.store.Get(ctx, fh.ns+key)
-	if err != nil {
-		return nil, sv.failed(c, wire.FuncGet, err)
+	var v int64
+	var found bool
+	err = sv.call(c, func(ctx context.Context) (err error) {
+		v, found, err = sv.store.Get(ctx, of(c).ns+key)
+		return err
+	})
+	if err, _ := sv.outcome(c, wire.FuncGet, err); err != nil {
+		return nil, err
 	}
 	if !found {
 		return nil, proxywasm.ErrNotFound
@@ -189,45 +208,40 @@ func (sv *services) rateLimit(c proxywasm.Caller, args []byte) ([]byte, error) {
 		}
 		reqs[k] = counters.Request{Key: fh.ns + l.Key, Limit: counters.Limit{Rate: l.Rate, Period: l.Period, Burst: burst}, Cost: l.Cost}
 	}
-	ctx, cancel, err := sv.ctx(c)
-	if err == nil {
-		defer cancel()
-		var ds []counters.Decision
-		if len(reqs) == 1 {
-			var d counters.Decision
-			d, err = sv.store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
-			ds = []counters.Decision{d}
-		} else {
+	var ds []counters.Decision
+	err = sv.call(c, func(ctx context.Context) (err error) {
+		if len(reqs) > 1 {
 			ds, err = sv.store.AllowMany(ctx, reqs)
+			return err
 		}
-		if err == nil {
-			out := make([]wire.Decision, len(ds))
-			for k, d := range ds {
-				out[k] = wire.Decision{Allowed: d.Allowed, Cached: d.Cached, Remaining: d.Remaining, RetryAfter: d.RetryAfter, ResetAfter: d.ResetAfter}
-				switch {
-				case d.Allowed:
-					add(fh.allowed, 1)
-				case d.Cached:
-					add(fh.cached, 1)
-				default:
-					add(fh.denied, 1)
-				}
-			}
-			return wire.AppendDecisions(nil, out), nil
-		}
-	}
-	if errors.Is(err, counters.ErrInvalid) {
-		return nil, sv.badArgument(c, err)
-	}
-	if err := sv.failed(c, wire.FuncRateLimit, err); fh.failClosed {
-		return nil, err
-	}
-	// Fail open: every request is allowed, and says why.
+		d, err := sv.store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
+		ds = []counters.Decision{d}
+		return err
+	})
 	out := make([]wire.Decision, len(ls))
-	for k := range out {
-		out[k] = wire.Decision{Allowed: true, FailOpen: true}
+	if err != nil {
+		err, failure := sv.outcome(c, wire.FuncRateLimit, err)
+		if !failure || fh.failClosed {
+			return nil, err
+		}
+		// Fail open: every request is allowed, and says why.
+		for k := range out {
+			out[k] = wire.Decision{Allowed: true, FailOpen: true}
+		}
+		add(fh.failOpen, int64(len(ls)))
+		return wire.AppendDecisions(nil, out), nil
 	}
-	add(fh.failOpen, int64(len(ls)))
+	for k, d := range ds {
+		out[k] = wire.Decision{Allowed: d.Allowed, Cached: d.Cached, Remaining: d.Remaining, RetryAfter: d.RetryAfter, ResetAfter: d.ResetAfter}
+		switch {
+		case d.Allowed:
+			add(fh.allowed, 1)
+		case d.Cached:
+			add(fh.cached, 1)
+		default:
+			add(fh.denied, 1)
+		}
+	}
 	return wire.AppendDecisions(nil, out), nil
 }
 
@@ -308,20 +322,17 @@ func (fh *filterHost) logThrottled(t *throttle, log *slog.Logger, msg string, er
 type sharedData struct{ sv *services }
 
 func (s sharedData) Get(c proxywasm.Caller, key []byte) ([]byte, uint32, error) {
-	ctx, cancel, err := s.sv.ctx(c)
-	if err != nil {
-		return nil, 0, s.sv.failed(c, "proxy_get_shared_data", err)
-	}
-	defer cancel()
 	var v []byte
 	var cas uint32
 	var found bool
-	err = s.sv.breaker.Do(func() (err error) {
-		v, cas, found, err = s.sv.shared.Get(ctx, c.VMID(), key)
-		return err
+	err := s.sv.call(c, func(ctx context.Context) error {
+		return s.sv.breaker.Do(func() (err error) {
+			v, cas, found, err = s.sv.shared.Get(ctx, c.VMID(), key)
+			return err
+		})
 	})
-	if err != nil {
-		return nil, 0, s.sv.failed(c, "proxy_get_shared_data", err)
+	if err, _ := s.sv.outcome(c, "proxy_get_shared_data", err); err != nil {
+		return nil, 0, err
 	}
 	if !found {
 		return nil, 0, proxywasm.ErrNotFound
@@ -330,17 +341,9 @@ func (s sharedData) Get(c proxywasm.Caller, key []byte) ([]byte, uint32, error) 
 }
 
 func (s sharedData) Set(c proxywasm.Caller, key, value []byte, cas uint32) error {
-	ctx, cancel, err := s.sv.ctx(c)
-	if err != nil {
-		return s.sv.failed(c, "proxy_set_shared_data", err)
-	}
-	defer cancel()
-	err = s.sv.breaker.Do(func() error { return s.sv.shared.Set(ctx, c.VMID(), key, value, cas) })
-	switch {
-	case errors.Is(err, counters.ErrCasMismatch):
-		return proxywasm.ErrCasMismatch
-	case err != nil:
-		return s.sv.failed(c, "proxy_set_shared_data", err)
-	}
-	return nil
+	err := s.sv.call(c, func(ctx context.Context) error {
+		return s.sv.breaker.Do(func() error { return s.sv.shared.Set(ctx, c.VMID(), key, value, cas) })
+	})
+	err, _ = s.sv.outcome(c, "proxy_set_shared_data", err)
+	return err
 }
