@@ -16,15 +16,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-2}
 rounds=${2:-9}
 conns=${CONNS:-64}
-# PIN=1 gives the gateway core 1 to itself and the load generator and backend core 0, so
-# the gateway is what saturates and other processes' bursts move its figures less.
-gw_cpus= load_cpus=
-if [ "${PIN:-0}" = 1 ]; then gw_cpus="taskset -c 1" load_cpus="taskset -c 0"; fi
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-
-mkdir -p bin bench/results
-go build -o bin/plexus ./cmd/plexus
-go build -o bin/bench-backend ./bench/backend
+. bench/lib.sh
+bench_setup # PIN=1: see bench/lib.sh
 examples/build.sh examples/c/hello examples/wat/hello.wat examples/go/hello >/dev/null
 
 tmp=$(mktemp -d)
@@ -57,7 +50,6 @@ $gw_cpus bin/plexus run --config "$tmp/plexus.yaml" --cache-dir "$tmp/cache" --l
 pid=$!
 for i in $(seq 100); do curl -sf "http://$gw/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-. bench/lib.sh
 run() { measure "$pid" "http://$gw$1"; }
 
 for p in /none /c /wat /go /chain3 /c-trusted /chain3-trusted; do wrk -t2 -c64 -d1s "http://$gw$p" >/dev/null; done

@@ -1,6 +1,20 @@
-# Shared by the wrk benchmarks: source it after setting conns, secs and load_cpus.
+# Shared by the wrk benchmarks: source it, then call bench_setup; measure and summarize read
+# conns, secs and load_cpus when they run.
 
 hz=$(getconf CLK_TCK)
+
+# bench_setup is how every wrk benchmark starts. PIN=1 gives the gateways core 1 to
+# themselves and the load generator and backend core 0 (gw_cpus, load_cpus), so that the
+# gateway is what saturates and other processes' bursts move its figures less. It installs
+# wrk when missing and builds bin/plexus and bin/bench-backend.
+bench_setup() {
+	gw_cpus= load_cpus=
+	if [ "${PIN:-0}" = 1 ]; then gw_cpus="taskset -c 1" load_cpus="taskset -c 0"; fi
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	mkdir -p bin bench/results
+	go build -o bin/plexus ./cmd/plexus
+	go build -o bin/bench-backend ./bench/backend
+}
 
 # measure PID URL -> "rps p99_ms cpu_us_per_request": wrk against URL for secs seconds, and
 # the CPU time (user + system, from /proc) process PID spent per request meanwhile.

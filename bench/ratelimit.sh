@@ -41,10 +41,6 @@ cd "$(dirname "$0")/.."
 secs=${1:-2}
 rounds=${2:-5}
 conns=${CONNS:-64}
-# PIN=1 gives the gateways core 1 and the load generator, the backend and Redis core 0.
-gw_cpus= load_cpus=
-if [ "${PIN:-0}" = 1 ]; then gw_cpus="taskset -c 1" load_cpus="taskset -c 0"; fi
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v redis-cli >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 backend=127.0.0.1:18300
@@ -58,11 +54,10 @@ for a in $backend $gw $admin $lgw $ladmin 127.0.0.1:$rport; do
 	fi
 done
 
-mkdir -p bin bench/results
+. bench/lib.sh
+bench_setup # PIN=1 (see bench/lib.sh): Redis runs on core 0, with the load generator and the backend
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-go build -o bin/plexus ./cmd/plexus
-go build -o bin/bench-backend ./bench/backend
 # As examples/build.sh builds a Go filter, into the tmp dir.
 GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -o "$tmp/ratelimit.wasm" ./filters/ratelimit
 # And the C filter as examples/build.sh builds it.
@@ -115,8 +110,6 @@ for _ in $(seq 100); do redis-cli -p $rport ping >/dev/null 2>&1 && break; sleep
 for u in "http://$gw/" "http://$lgw/"; do
 	for _ in $(seq 100); do curl -sf "$u" >/dev/null 2>&1 && break; sleep 0.1; done
 done
-
-. bench/lib.sh
 
 # counts ADMIN FILTER -> "store_decisions fail_open redis_calls": the gateway's decisions
 # for FILTER so far, its fail-open answers, and the calls its Redis client has timed.

@@ -17,14 +17,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-2}
 rounds=${2:-9}
 conns=${CONNS:-64}
-# PIN=1 gives the gateways core 1 and the load generator and backend core 0.
-gw_cpus= load_cpus=
-if [ "${PIN:-0}" = 1 ]; then gw_cpus="taskset -c 1" load_cpus="taskset -c 0"; fi
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-
-mkdir -p bin bench/results
-go build -o bin/plexus ./cmd/plexus
-go build -o bin/bench-backend ./bench/backend
+. bench/lib.sh
+bench_setup # PIN=1: see bench/lib.sh
 
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -56,7 +50,6 @@ for port in "${ports[@]}"; do
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
-. bench/lib.sh
 for port in "${ports[@]}"; do wrk -t2 -c64 -d1s "http://127.0.0.1:$port/" >/dev/null; done
 
 report="bench/results/telemetry-$(date -u +%Y%m%dT%H%M%SZ).txt"
