@@ -416,6 +416,18 @@ routes:
 	})
 }
 
+// statsHave reports each line of want that the admin's /stats, filtered by the regular
+// expression filter, lacks.
+func statsHave(t *testing.T, admin, filter string, want ...string) {
+	t.Helper()
+	stats := adminGet(t, admin, "/stats?filter="+filter)
+	for _, w := range want {
+		if !strings.Contains(stats, w) {
+			t.Errorf("/stats lacks %s:\n%s", w, stats)
+		}
+	}
+}
+
 func adminGet(t *testing.T, admin, path string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + path)

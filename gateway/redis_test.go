@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/plexus-mesh/plexus/gateway"
@@ -30,11 +29,7 @@ redis: {address: "`+tc.addr+`"}
 			if resp := get(t, "http://"+addrs["web"]+"/"); resp.StatusCode != 200 {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
-			stats := adminGet(t, addrs["admin"], "/stats?filter=^plexus.redis")
-			want := `plexus.redis.duration{db.operation.name="ping",outcome="` + tc.outcome + `"}: count=1 `
-			if !strings.Contains(stats, want) {
-				t.Errorf("/stats lacks %s:\n%s", want, stats)
-			}
+			statsHave(t, addrs["admin"], "^plexus.redis", `plexus.redis.duration{db.operation.name="ping",outcome="`+tc.outcome+`"}: count=1 `)
 		})
 	}
 }
