@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/internal/testredis"
@@ -57,7 +55,7 @@ routes: [{name: r, filters: [limit], direct_response: {body: ok}}]
 				b.Fatal(err)
 			}
 			defer g.Shutdown(context.Background())
-			var trips roundTrips
+			var trips testredis.RoundTrips
 			if g.redis != nil {
 				g.redis.AddHook(&trips)
 			}
@@ -101,27 +99,8 @@ routes: [{name: r, filters: [limit], direct_response: {body: ok}}]
 			}
 			b.ReportMetric(decisions/elapsed.Seconds(), "decisions/s")
 			if tc.redis {
-				b.ReportMetric(float64(trips.n.Load())/decisions, "roundtrips/decision")
+				b.ReportMetric(float64(trips.Total())/decisions, "roundtrips/decision")
 			}
 		})
-	}
-}
-
-// roundTrips counts the commands and pipelines a client sends, each one write and one read.
-type roundTrips struct{ n atomic.Int64 }
-
-func (*roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		r.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		r.n.Add(1)
-		return next(ctx, cmds)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 var (
@@ -31,30 +33,30 @@ const benchParallelism = 8
 func benchStores(b *testing.B) []struct {
 	name  string
 	store Store
-	hook  *roundTrips
+	hook  *testredis.RoundTrips
 } {
 	srv := startRedis(b)
 	c := redis.NewClient(&redis.Options{Addr: srv.addr, MaxRetries: -1, DialerRetries: 1, DisableIdentity: true})
 	b.Cleanup(func() { c.Close() })
-	hook := &roundTrips{}
+	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	local := NewLocal()
 	b.Cleanup(func() { local.Close() })
 	return []struct {
 		name  string
 		store Store
-		hook  *roundTrips
+		hook  *testredis.RoundTrips
 	}{
 		{"local", local, nil},
 		{"redis", NewRedis(c, "bench:"), hook},
 	}
 }
 
-func reportDecisions(b *testing.B, decisions int, hook *roundTrips) {
+func reportDecisions(b *testing.B, decisions int, hook *testredis.RoundTrips) {
 	b.ReportMetric(float64(decisions)/b.Elapsed().Seconds(), "decisions/s")
 	rt := 0.0
 	if hook != nil {
-		rt = float64(hook.total())
+		rt = float64(hook.Total())
 	}
 	b.ReportMetric(rt/float64(decisions), "roundtrips/decision")
 	b.ReportMetric(rt/float64(b.N), "roundtrips/op")
@@ -70,7 +72,7 @@ func BenchmarkAllow(b *testing.B) {
 				b.Fatal(err)
 			}
 			if s.hook != nil {
-				s.hook.reset()
+				s.hook.Reset()
 			}
 			var next atomic.Uint64
 			b.ReportAllocs()
@@ -101,7 +103,7 @@ func BenchmarkAllowMany(b *testing.B) {
 				b.Fatal(err)
 			}
 			if s.hook != nil {
-				s.hook.reset()
+				s.hook.Reset()
 			}
 			var next atomic.Uint64
 			b.ReportAllocs()

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 // countingStore counts the calls that reach a store and keeps the keys
@@ -53,7 +55,7 @@ type denyBackend struct {
 func denyBackends(t *testing.T) []denyBackend {
 	srv := startRedis(t)
 	c := srv.client(t)
-	hook := &roundTrips{}
+	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	return []denyBackend{
 		{"local", func(t *testing.T) (Store, func() int64) {
@@ -67,8 +69,8 @@ func denyBackends(t *testing.T) []denyBackend {
 			if _, err := r.Allow(context.Background(), "warm", perHour3, 1); err != nil { // loads the script
 				t.Fatal(err)
 			}
-			hook.reset()
-			return r, hook.total
+			hook.Reset()
+			return r, hook.Total
 		}},
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 // A guarded Redis that stalls: after Failures timeouts the breaker opens,
@@ -14,7 +16,7 @@ import (
 func TestGuardedRedis(t *testing.T) {
 	srv := startRedis(t)
 	c := srv.client(t)
-	hook := &roundTrips{}
+	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	clock := &fakeClock{}
 	tr := &transitions{}
@@ -59,14 +61,14 @@ func TestGuardedRedis(t *testing.T) {
 	if st := b.State(); st != BreakerOpen {
 		t.Fatalf("after 2 timeouts: %v, want open", st)
 	}
-	hook.reset()
+	hook.Reset()
 	start := time.Now()
 	for _, c := range calls {
 		if err := c.call(); err != ErrBreakerOpen {
 			t.Fatalf("%s while open: %v, want ErrBreakerOpen", c.name, err)
 		}
 	}
-	if took, n := time.Since(start), hook.total(); n != 0 || took > 100*time.Millisecond {
+	if took, n := time.Since(start), hook.Total(); n != 0 || took > 100*time.Millisecond {
 		t.Fatalf("while open: %d round trips in %v; want none, at once", n, took)
 	}
 

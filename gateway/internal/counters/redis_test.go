@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 // commandCalls reads how many times the server ran a command (INFO
@@ -36,7 +38,7 @@ func TestRedisOneRoundTrip(t *testing.T) {
 	srv := startRedis(t)
 	raw := srv.client(t)
 	c := srv.client(t)
-	hook := &roundTrips{}
+	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	s := NewRedis(c, "rt:")
 	ctx := context.Background()
@@ -72,13 +74,13 @@ func TestRedisOneRoundTrip(t *testing.T) {
 		{"Get", func() error { _, _, err := s.Get(ctx, "n"); return err }, 1, 0, 0, 0},
 	}
 	for _, tt := range tests {
-		hook.reset()
+		hook.Reset()
 		for i := 0; i < 10; i++ {
 			if err := tt.call(); err != nil {
 				t.Fatalf("%s: %v", tt.name, err)
 			}
 		}
-		if c, p := hook.cmds.Load(), hook.pipelines.Load(); c != 10*tt.cmds || p != 10*tt.pipes {
+		if c, p := hook.Commands.Load(), hook.Pipelines.Load(); c != 10*tt.cmds || p != 10*tt.pipes {
 			t.Errorf("%s ×10: %d commands and %d pipelines, want %d and %d", tt.name, c, p, 10*tt.cmds, 10*tt.pipes)
 		}
 		es, e := commandCalls(t, raw, "evalsha"), commandCalls(t, raw, "eval")
@@ -96,7 +98,7 @@ func TestRedisNoScript(t *testing.T) {
 	srv := startRedis(t)
 	raw := srv.client(t)
 	c := srv.client(t)
-	hook := &roundTrips{}
+	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	s := NewRedis(c, "ns:")
 	ctx := context.Background()
@@ -111,28 +113,28 @@ func TestRedisNoScript(t *testing.T) {
 	remaining := int64(10)
 	for round := 0; round < 3; round++ {
 		flush()
-		hook.reset()
+		hook.Reset()
 		d, err := s.Allow(ctx, "k", lim, 1)
 		remaining--
 		if err != nil || !d.Allowed || d.Remaining != remaining {
 			t.Fatalf("round %d, after SCRIPT FLUSH: %+v, %v; want allowed, %d remaining", round, d, err, remaining)
 		}
-		if n := hook.total(); n != 2 {
+		if n := hook.Total(); n != 2 {
 			t.Errorf("round %d: %d round trips after a flush, want 2 (EVALSHA, EVAL)", round, n)
 		}
-		hook.reset()
+		hook.Reset()
 		d, err = s.Allow(ctx, "k", lim, 1)
 		remaining--
 		if err != nil || d.Remaining != remaining {
 			t.Fatalf("round %d, loaded again: %+v, %v", round, d, err)
 		}
-		if n := hook.total(); n != 1 {
+		if n := hook.Total(); n != 1 {
 			t.Errorf("round %d: %d round trips once reloaded, want 1", round, n)
 		}
 	}
 
 	flush()
-	hook.reset()
+	hook.Reset()
 	ds, err := s.AllowMany(ctx, []Request{{"k", lim, 1}, {"j", lim, 2}, {"k", lim, 0}})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +142,7 @@ func TestRedisNoScript(t *testing.T) {
 	if got := []int64{ds[0].Remaining, ds[1].Remaining, ds[2].Remaining}; !slices.Equal(got, []int64{3, 8, 3}) {
 		t.Fatalf("AllowMany after a flush: remaining %v, want [3 8 3] (%+v)", got, ds)
 	}
-	if p := hook.pipelines.Load(); p != 2 {
+	if p := hook.Pipelines.Load(); p != 2 {
 		t.Errorf("AllowMany after a flush: %d pipelines, want 2", p)
 	}
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
 
 // casArg says which cas a Set step passes.
@@ -248,7 +250,7 @@ func TestRedisSharedOneRoundTrip(t *testing.T) {
 	srv := startRedis(t)
 	raw := srv.client(t)
 	c := srv.client(t)
-	hook := &roundTrips{}
+	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	s := NewRedisShared(c, "rt:")
 	ctx := context.Background()
@@ -258,13 +260,13 @@ func TestRedisSharedOneRoundTrip(t *testing.T) {
 	check := func(what string, calls, wantTrips, wantEvalsha, wantEval int64, call func() error) {
 		t.Helper()
 		evalsha, eval := commandCalls(t, raw, "evalsha"), commandCalls(t, raw, "eval")
-		hook.reset()
+		hook.Reset()
 		for i := int64(0); i < calls; i++ {
 			if err := call(); err != nil && !errors.Is(err, ErrCasMismatch) {
 				t.Fatalf("%s: %v", what, err)
 			}
 		}
-		if n := hook.total(); n != wantTrips {
+		if n := hook.Total(); n != wantTrips {
 			t.Errorf("%s ×%d: %d round trips, want %d", what, calls, n, wantTrips)
 		}
 		es, e := commandCalls(t, raw, "evalsha")-evalsha, commandCalls(t, raw, "eval")-eval
