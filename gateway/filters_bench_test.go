@@ -40,6 +40,6 @@ routes:
   - {name: none, match: {path_prefix: /}, backend: app}
 `, backend, c, wat, goHello))
 	for _, path := range []string{"/none", "/c", "/wat", "/go", "/chain3", "/c-trusted", "/chain3-trusted"} {
-		b.Run(path[1:], func(b *testing.B) { hammer(b, "http://"+gw+path) })
+		b.Run(path[1:], func(b *testing.B) { hammer(b, "http://"+gw["web"]+path) })
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // BenchmarkProxy measures a request through the gateway against the same request sent
@@ -27,7 +28,7 @@ backends: [{name: app, endpoints: [`+backend+`]}]
 routes: [{name: app, match: {path_prefix: /}, backend: app}]
 `)
 	b.Run("direct", func(b *testing.B) { hammer(b, "http://"+backend+"/") })
-	b.Run("gateway", func(b *testing.B) { hammer(b, "http://"+gw+"/") })
+	b.Run("gateway", func(b *testing.B) { hammer(b, "http://"+gw["web"]+"/") })
 }
 
 // benchBackend serves a 13-byte answer, the smallest useful one, and returns its address.
@@ -41,13 +42,16 @@ func benchBackend(b *testing.B) string {
 	return be.Listener.Addr().String()
 }
 
-// startBenchGateway runs a gateway on yaml in this process and returns its "web" address.
-func startBenchGateway(b *testing.B, yaml string) string {
+// startBenchGateway runs a gateway on yaml in this process and returns its addresses by
+// listener name ("admin" too). Compiled modules are cached across runs, as the tests cache
+// them.
+func startBenchGateway(b *testing.B, yaml string) map[string]string {
+	b.Helper()
 	cfg, err := config.Parse("bench.yaml", []byte(yaml))
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), CacheDir: b.TempDir()})
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), CacheDir: wasmbuild.CacheDir() + "/gateway-tests"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +59,7 @@ func startBenchGateway(b *testing.B, yaml string) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { g.Shutdown(b.Context()) })
-	return g.Addrs()["web"]
+	return g.Addrs()
 }
 
 // hammer sends GET url from 8 goroutines per CPU over HTTP/1.1 keep-alive connections.

@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/plexus-mesh/plexus/gateway"
-	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/internal/testredis"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
@@ -56,7 +53,7 @@ func BenchmarkRateLimit(b *testing.B) {
 	}
 	// The store belongs to the gateway, not to a route: the in-process store needs a gateway
 	// of its own.
-	remote := startRateLimitGateway(b, fmt.Sprintf(`
+	remote := startBenchGateway(b, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
 backends: [{name: app, endpoints: [%[1]s]}]
@@ -73,7 +70,7 @@ routes:
   - {name: redis-8keys, match: {path: /redis-8keys}, filters: [redis-8keys], backend: app}
   - {name: none, match: {path_prefix: /}, backend: app}
 `, backend, rs.Addr, wasm, limit, limit2, cwasm, climit, strings.Join(limits8, ", ")))
-	local := startRateLimitGateway(b, fmt.Sprintf(`
+	local := startBenchGateway(b, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
 backends: [{name: app, endpoints: [%[1]s]}]
@@ -122,24 +119,6 @@ routes:
 			}
 		})
 	}
-}
-
-// startRateLimitGateway runs a gateway on yaml in this process and returns its addresses.
-func startRateLimitGateway(b *testing.B, yaml string) map[string]string {
-	b.Helper()
-	cfg, err := config.Parse("bench.yaml", []byte(yaml))
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), CacheDir: wasmbuild.CacheDir() + "/gateway-tests"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { g.Shutdown(b.Context()) })
-	return g.Addrs()
 }
 
 type rateLimitCount struct {
