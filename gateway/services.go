@@ -208,14 +208,14 @@ func (sv *services) rateLimit(c proxywasm.Caller, args []byte) ([]byte, error) {
 		}
 		reqs[k] = counters.Request{Key: fh.ns + l.Key, Limit: counters.Limit{Rate: l.Rate, Period: l.Period, Burst: burst}, Cost: l.Cost}
 	}
-	var ds []counters.Decision
+	var one [1]counters.Decision // one decision, the common case, without a slice to allocate
+	ds := one[:]
 	err = sv.call(c, func(ctx context.Context) (err error) {
 		if len(reqs) > 1 {
 			ds, err = sv.store.AllowMany(ctx, reqs)
-			return err
+		} else {
+			ds[0], err = sv.store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
 		}
-		d, err := sv.store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
-		ds = []counters.Decision{d}
 		return err
 	})
 	out := make([]wire.Decision, len(ls))
