@@ -38,7 +38,10 @@ type Config struct {
 
 // Admin is the admin listener.
 type Admin struct {
-	Address string `yaml:"address" doc:"host:port of the admin listener." default:"127.0.0.1:9901"`
+	Address          string `yaml:"address" doc:"host:port of the admin listener. A loopback address unless allow_remote is set." default:"127.0.0.1:9901"`
+	AllowRemote      bool   `yaml:"allow_remote" doc:"Allow an admin address that is not loopback (the admin listener has no authentication: /config, /clusters and the drain endpoints are open to whoever reaches it); logged as a warning at start."`
+	Pprof            bool   `yaml:"pprof" doc:"Serve Go's profiler under /debug/pprof/ on the admin listener."`
+	ShowFilterConfig bool   `yaml:"show_filter_config" doc:"Show every filter's config and vm_config in /config; without it they are redacted, since they often carry keys."`
 }
 
 // Node is what filters read as Envoy's node attributes. A reload that changes it reloads
@@ -67,6 +70,9 @@ type Listener struct {
 	TLS       *ListenerTLS  `yaml:"tls" doc:"Certificate and key; required for h2 and h3."`
 	Limits    Limits        `yaml:"limits" doc:"Per-connection and per-request limits."`
 	Drain     time.Duration `yaml:"drain_timeout" doc:"How long requests in flight may take to finish on shutdown." default:"15s"`
+	// Forwarded headers and path normalization happen before a route is matched.
+	TrustedProxies []string `yaml:"trusted_proxies" doc:"CIDRs (or addresses) of proxies in front of this listener whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are kept and appended to; from any other client they are replaced by what the gateway saw."`
+	Paths          Paths    `yaml:"paths" doc:"How request paths are normalized before routes are matched and the request is forwarded (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."`
 }
 
 func (Listener) YAMLKind() string { return "listener" }
@@ -86,9 +92,28 @@ type Limits struct {
 	IdleTimeout          time.Duration `yaml:"idle_timeout" doc:"Keep-alive connections idle this long are closed." default:"90s"`
 	MaxConcurrentStreams uint32        `yaml:"max_concurrent_streams" doc:"HTTP/2 and HTTP/3 streams per connection." default:"100"`
 	MaxRequestBodyBytes  ByteSize      `yaml:"max_request_body_bytes" doc:"Largest request body; larger ones get 413. 0 means the default; -1 means no limit." default:"32MiB"`
+	RequestBodyTimeout   time.Duration `yaml:"request_body_timeout" doc:"Longest wait for the next bytes of a request body; a client that stalls longer gets 408 (or its stream reset once the response began). 0 means the default; negative disables." default:"30s"`
+	ResponseWriteTimeout time.Duration `yaml:"response_write_timeout" doc:"Longest wait for a client to take the next bytes of a response; a client that reads slower is cut off. 0 means the default; negative disables." default:"30s"`
 }
 
 func (Limits) YAMLKind() string { return "limits" }
+
+// Escaped-slash actions (Envoy's path_with_escaped_slashes_action).
+const (
+	EscapedSlashesKeep     = "keep"
+	EscapedSlashesReject   = "reject"
+	EscapedSlashesUnescape = "unescape"
+)
+
+// Paths is a listener's path normalization policy. The normalized path is the one routes
+// match and the backend receives, so that the two never disagree.
+type Paths struct {
+	Normalize      *bool  `yaml:"normalize" doc:"Normalize paths as RFC 3986 section 6 says: percent-encoded unreserved characters decoded (%2E is a dot), dot segments (. and ..) removed, percent-encodings upper-cased. A path that climbs above the root gets 400." default:"true"`
+	MergeSlashes   *bool  `yaml:"merge_slashes" doc:"Merge runs of slashes into one (//admin is /admin)." default:"true"`
+	EscapedSlashes string `yaml:"escaped_slashes" doc:"What to do with %2F and %5C in a path: keep them (they are not segment separators, for matching nor for the backend), reject the request with 400, or unescape them to / and \\ before normalizing." enum:"keep,reject,unescape" default:"keep"`
+}
+
+func (Paths) YAMLKind() string { return "paths" }
 
 // Backend protocols.
 const (
@@ -151,6 +176,11 @@ type FilterLimits struct {
 	Memory          ByteSize      `yaml:"memory" doc:"Linear memory per instance (a Go-built filter needs a few MiB)." default:"64MiB"`
 	CallbackTimeout time.Duration `yaml:"callback_timeout" doc:"Longest one callback may run before the instance is discarded." default:"100ms"`
 	NoDeadline      bool          `yaml:"no_callback_deadline" doc:"Run callbacks without a deadline, for filters trusted not to loop (Envoy sets none): no interruption checks are rewritten into the module, which saves a few percent of a filter's time."`
+	MaxWaiting      int           `yaml:"max_waiting" doc:"Requests that may wait for an instance when all of them are busy; one more gets 503 at once (response flag UO). A waiting request also gives up at its route's timeout, with 504." default:"1024"`
+	HostMemory      ByteSize      `yaml:"host_memory" doc:"Memory one instance may make the host hold for it outside its linear memory: buffered bodies, header maps it sets, property values, queued events; a host call beyond it fails with the ABI's error status." default:"16MiB"`
+	MaxCallouts     int           `yaml:"max_callouts" doc:"HTTP and gRPC callouts one instance may have in flight; one more fails with the ABI's error status." default:"32"`
+	SharedDataBytes ByteSize      `yaml:"shared_data_bytes" doc:"Bytes of shared data (keys and values) the filter's VM may hold; a proxy_set_shared_data beyond it fails." default:"64MiB"`
+	QueueDepth      int           `yaml:"queue_depth" doc:"Messages one shared queue of the filter's VM may hold; proxy_enqueue_shared_queue beyond it fails." default:"10000"`
 }
 
 func (FilterLimits) YAMLKind() string { return "filter limits" }
@@ -215,9 +245,18 @@ type Route struct {
 	Redirect        *Redirect       `yaml:"redirect" doc:"Answer with a redirect."`
 	Timeout         *time.Duration  `yaml:"timeout" doc:"Time for the whole upstream exchange, retries included, until the response is complete; 0 disables. Not applied to upgraded connections." default:"15s"`
 	Retry           *Retry          `yaml:"retry" doc:"Retry failed attempts."`
+	Upgrade         *Upgrade        `yaml:"upgrade" doc:"Protocol upgrades (WebSocket) this route lets through; without it an Upgrade request is forwarded as a plain request, its Upgrade header dropped."`
 }
 
 func (Route) YAMLKind() string { return "route" }
+
+// Upgrade opts a route in to protocol upgrades, as Envoy's upgrade_configs does.
+type Upgrade struct {
+	Protocols   []string      `yaml:"protocols" doc:"Upgrade tokens allowed, case-insensitive (websocket, h2c is never forwarded)." required:"true"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" doc:"An upgraded connection with no bytes either way for this long is closed." default:"1h"`
+}
+
+func (Upgrade) YAMLKind() string { return "upgrade" }
 
 // Match is a set of conditions, all of which must hold.
 type Match struct {

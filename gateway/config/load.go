@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -112,6 +113,14 @@ const (
 	DefaultRedisTimeout         = 50 * time.Millisecond
 	DefaultRedisFailures        = 5
 	DefaultRedisCooldown        = time.Second
+	DefaultRequestBodyTimeout   = 30 * time.Second
+	DefaultResponseWriteTimeout = 30 * time.Second
+	DefaultMaxWaiting           = 1024
+	DefaultHostMemory           = 16 << 20
+	DefaultMaxCallouts          = 32
+	DefaultSharedDataBytes      = 64 << 20
+	DefaultQueueDepth           = 10000
+	DefaultUpgradeIdleTimeout   = time.Hour
 )
 
 func (c *Config) setDefaults() {
@@ -134,6 +143,12 @@ func (c *Config) setDefaults() {
 		def(&l.Limits.IdleTimeout, DefaultIdleTimeout)
 		def(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 		def(&l.Limits.MaxRequestBodyBytes, DefaultMaxRequestBodyBytes)
+		def(&l.Limits.RequestBodyTimeout, DefaultRequestBodyTimeout)
+		def(&l.Limits.ResponseWriteTimeout, DefaultResponseWriteTimeout)
+		on := true
+		def(&l.Paths.Normalize, &on)
+		def(&l.Paths.MergeSlashes, &on)
+		def(&l.Paths.EscapedSlashes, EscapedSlashesKeep)
 	}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -195,6 +210,11 @@ func (c *Config) setDefaults() {
 		def(&f.LogLevel, "info")
 		def(&f.Limits.Memory, DefaultFilterMemory)
 		def(&f.Limits.CallbackTimeout, DefaultCallbackTimeout)
+		def(&f.Limits.MaxWaiting, DefaultMaxWaiting)
+		def(&f.Limits.HostMemory, DefaultHostMemory)
+		def(&f.Limits.MaxCallouts, DefaultMaxCallouts)
+		def(&f.Limits.SharedDataBytes, DefaultSharedDataBytes)
+		def(&f.Limits.QueueDepth, DefaultQueueDepth)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -210,6 +230,9 @@ func (c *Config) setDefaults() {
 		}
 		if r.Redirect != nil {
 			def(&r.Redirect.Status, 301)
+		}
+		if r.Upgrade != nil {
+			def(&r.Upgrade.IdleTimeout, DefaultUpgradeIdleTimeout)
 		}
 		if rt := r.Retry; rt != nil {
 			def(&rt.Attempts, DefaultRetryAttempts)
@@ -302,6 +325,16 @@ func (v *validator) validate() {
 		}
 		if f.Limits.Instances < 0 {
 			v.errorf(p+".limits.instances", "filter %q: instances must not be negative", f.Name)
+		}
+		for _, n := range []struct {
+			key string
+			val int64
+		}{{"max_waiting", int64(f.Limits.MaxWaiting)}, {"host_memory", int64(f.Limits.HostMemory)},
+			{"max_callouts", int64(f.Limits.MaxCallouts)}, {"shared_data_bytes", int64(f.Limits.SharedDataBytes)},
+			{"queue_depth", int64(f.Limits.QueueDepth)}} {
+			if n.val < 0 {
+				v.errorf(p+".limits."+n.key, "filter %q: %s must not be negative", f.Name, n.key)
+			}
 		}
 		for _, n := range []struct {
 			key   string
@@ -495,6 +528,29 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 	if l.Limits.MaxRequestBodyBytes < -1 {
 		v.errorf(p+".limits.max_request_body_bytes", "must be positive, or -1 for no limit")
 	}
+	for j, cidr := range l.TrustedProxies {
+		if _, err := ParseCIDR(cidr); err != nil {
+			v.errorf(fmt.Sprintf("%s.trusted_proxies[%d]", p, j), "listener %q: %v", l.Name, err)
+		}
+	}
+	v.oneOf(p+".paths.escaped_slashes", "escaped_slashes", l.Paths.EscapedSlashes, EscapedSlashesKeep, EscapedSlashesReject, EscapedSlashesUnescape)
+}
+
+// ParseCIDR reads a trusted_proxies entry: a CIDR, or a single address (a /32 or /128).
+func ParseCIDR(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8 or an address", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8 or an address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func (v *validator) backend(p string, b *Backend, names map[string]string) {
@@ -634,6 +690,19 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 		}
 		if rd.Path != "" && !strings.HasPrefix(rd.Path, "/") {
 			v.errorf(p+".redirect.path", "route %q: path %q must start with /", r.Name, rd.Path)
+		}
+	}
+	if u := r.Upgrade; u != nil {
+		if len(u.Protocols) == 0 {
+			v.errorf(p+".upgrade.protocols", "route %q: upgrade needs the protocols it allows, like [websocket]", r.Name)
+		}
+		for j, proto := range u.Protocols {
+			if !isToken(proto) || strings.EqualFold(proto, "h2c") {
+				v.errorf(fmt.Sprintf("%s.upgrade.protocols[%d]", p, j), "route %q: %q is not an upgrade token that can be forwarded", r.Name, proto)
+			}
+		}
+		if u.IdleTimeout < 0 {
+			v.errorf(p+".upgrade.idle_timeout", "route %q: idle_timeout must not be negative", r.Name)
 		}
 	}
 	if *r.Timeout < 0 {
