@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 	"os"
 	"path/filepath"
@@ -250,5 +251,100 @@ func TestNode(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestAdminAddress(t *testing.T) {
+	// good's listener binds 127.0.0.1:0; these replace it or add an admin: block.
+	withAdmin := func(admin string) string { return "admin: " + admin + "\n" + good }
+	withListener := func(admin, listener string) string {
+		return "admin: " + admin + "\n" + strings.Replace(good, "address: 127.0.0.1:0", "address: "+listener, 1)
+	}
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"every interface", withAdmin("{address: 0.0.0.0:9901}"),
+			`bad.yaml:1:18: admin address 0.0.0.0:9901 listens on every interface: the admin listener has no authentication`},
+		{"every interface, IPv6", withAdmin(`{address: "[::]:9901"}`),
+			`bad.yaml:1:18: admin address [::]:9901 listens on every interface`},
+		{"no host", withAdmin(`{address: ":9901"}`),
+			`bad.yaml:1:18: admin address :9901 listens on every interface`},
+		{"another address", withAdmin("{address: 10.1.2.3:9901}"),
+			`bad.yaml:1:18: admin address 10.1.2.3:9901 is not a loopback address`},
+		{"a host name", withAdmin("{address: gw.example.com:9901}"),
+			`bad.yaml:1:18: admin address gw.example.com:9901 is not a loopback address`},
+		{"how to allow it", withAdmin("{address: 0.0.0.0:9901}"),
+			`use a loopback address like 127.0.0.1:9901, or set admin.allow_remote: true to serve it to other hosts`},
+		{"a listener's address", withListener("{address: 127.0.0.1:8080}", "127.0.0.1:8080"),
+			`bad.yaml:1:18: admin address 127.0.0.1:8080 is also the address of listener "web" (at bad.yaml:5:14); give the admin listener a port of its own`},
+		{"a listener on every interface", withListener("{address: 127.0.0.1:8080}", "0.0.0.0:8080"),
+			`bad.yaml:1:18: admin address 127.0.0.1:8080 is also the address of listener "web" (at bad.yaml:5:14)`},
+		{"admin on every interface", withListener("{address: \"[::]:8080\", allow_remote: true}", "127.0.0.1:8080"),
+			`bad.yaml:1:18: admin address [::]:8080 is also the address of listener "web"`},
+		{"localhost and 127.0.0.1", withListener("{address: localhost:8080}", "127.0.0.1:8080"),
+			`bad.yaml:1:18: admin address localhost:8080 is also the address of listener "web"`},
+		{"the default admin address", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:9901", 1),
+			`bad.yaml:4:14: listener "web": address 127.0.0.1:9901 takes the admin listener's default address 127.0.0.1:9901; give the listener another port, or set admin.address`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v\nwant %q", err, tt.want)
+			}
+		})
+	}
+
+	for _, tt := range []struct{ name, yaml string }{
+		{"loopback", withAdmin("{address: 127.0.0.1:9901}")},
+		{"the rest of 127/8", withAdmin("{address: 127.0.0.2:9901}")},
+		{"IPv6 loopback", withAdmin(`{address: "[::1]:9901"}`)},
+		{"localhost", withAdmin("{address: LocalHost:9901}")},
+		{"allowed to be remote", withAdmin("{address: 0.0.0.0:9901, allow_remote: true}")},
+		{"a remote name, allowed", withAdmin("{address: gw.example.com:9901, allow_remote: true}")},
+		{"port 0 twice", withListener("{address: 127.0.0.1:0}", "127.0.0.1:0")},
+		{"port 0 on every interface", withListener("{address: 0.0.0.0:0, allow_remote: true}", "0.0.0.0:0")},
+		{"other port", withListener("{address: 127.0.0.1:9901}", "0.0.0.0:8080")},
+		{"other loopback address", withListener("{address: 127.0.0.2:8080}", "127.0.0.1:8080")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Parse("ok.yaml", []byte(tt.yaml)); err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+}
+
+func TestRedactedFilterConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.wasm"), []byte("\x00asm"), 0o644)
+	const filters = `filters:
+  - name: f
+    module: "file:f.wasm"
+    config: {api_key: hunter2}
+    vm_config: "token=s3cret"
+redis: {address: 127.0.0.1:6379, password: hunter3}
+`
+	for _, tt := range []struct {
+		admin string
+		show  bool
+	}{{"", false}, {"admin: {show_filter_config: false}\n", false}, {"admin: {show_filter_config: true}\n", true}} {
+		c, err := Parse(filepath.Join(dir, "x.yaml"), []byte(tt.admin+good+filters))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := c.Redacted().(map[string]any)
+		f := m["filters"].([]any)[0].(map[string]any)
+		if tt.show {
+			if fmt.Sprint(f["config"]) != "map[api_key:hunter2]" || f["vm_config"] != "token=s3cret" {
+				t.Errorf("%q: filter shown as %v, want its config and vm_config", tt.admin, f)
+			}
+		} else if f["config"] != "[redacted]" || f["vm_config"] != "[redacted]" {
+			t.Errorf("%q: filter shown as %v, want config and vm_config [redacted]", tt.admin, f)
+		}
+		if f["module"] != "file:f.wasm" || f["name"] != "f" {
+			t.Errorf("%q: filter shown as %v, want its name and module", tt.admin, f)
+		}
+		// A field tagged secret stays redacted either way.
+		if pw := m["redis"].(map[string]any)["password"]; pw != "[redacted]" {
+			t.Errorf("%q: redis password shown as %v", tt.admin, pw)
+		}
 	}
 }

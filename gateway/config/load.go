@@ -276,7 +276,10 @@ func (v *validator) unique(seen map[string]string, kind, name, path string) {
 
 func (v *validator) validate() {
 	c := v.c
-	v.hostPort("admin.address", c.Admin.Address)
+	adminOK := v.hostPort("admin.address", c.Admin.Address)
+	if adminOK {
+		v.adminReach(c.Admin)
+	}
 	if c.Node != nil && c.Node.Metadata != nil {
 		// Filters get maps and lists as JSON: a value JSON cannot carry (.nan, .inf) is
 		// refused here rather than missing at run time.
@@ -292,6 +295,9 @@ func (v *validator) validate() {
 	addrs := map[string]string{}
 	for i := range c.Listeners {
 		v.listener(fmt.Sprintf("listeners[%d]", i), &c.Listeners[i], names, addrs)
+	}
+	if adminOK {
+		v.adminClash()
 	}
 
 	names = map[string]string{}
@@ -354,6 +360,94 @@ func (v *validator) validate() {
 	if c.Redis != nil {
 		v.redis(c.Redis)
 	}
+}
+
+// adminReach refuses an admin address that other hosts can reach, unless allow_remote says
+// so: the admin listener has no authentication, and /config and /clusters show the
+// gateway's insides (Envoy's admin docs say the same of its own).
+func (v *validator) adminReach(a *Admin) {
+	host, _, _ := net.SplitHostPort(a.Address) // checked by hostPort
+	if a.AllowRemote || isLoopbackHost(host) {
+		return
+	}
+	what := "listens on every interface"
+	if host != "" && !isWildcard(host) {
+		what = "is not a loopback address"
+	}
+	v.errorf("admin.address", "admin address %s %s: the admin listener has no authentication, so anyone who reaches it sees /config, /clusters and /filters; "+
+		"use a loopback address like %s, or set admin.allow_remote: true to serve it to other hosts (behind a firewall)", a.Address, what, DefaultAdminAddress)
+}
+
+// adminClash refuses an admin address that a listener binds too, which would fail at start
+// with "address already in use" and no hint of which two collide.
+func (v *validator) adminClash() {
+	c := v.c
+	for i, l := range c.Listeners {
+		if !bindsSame(c.Admin.Address, l.Address) {
+			continue
+		}
+		lp := fmt.Sprintf("listeners[%d].address", i)
+		if _, inFile := c.pos["admin.address"]; !inFile {
+			// The default address: point at the listener, which is in the file.
+			v.errorf(lp, "listener %q: address %s takes the admin listener's default address %s; give the listener another port, or set admin.address", l.Name, l.Address, c.Admin.Address)
+			continue
+		}
+		v.errorf("admin.address", "admin address %s is also the address of listener %q (at %s); give the admin listener a port of its own", c.Admin.Address, l.Name, c.Where(lp))
+	}
+}
+
+// isLoopbackHost reports whether host (of a host:port) names only this machine: an address
+// in 127.0.0.0/8 or ::1, or the name localhost. The empty host is every interface.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// isWildcard reports whether host binds every interface: empty, 0.0.0.0 or ::.
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsUnspecified()
+}
+
+// bindsSame reports whether two valid host:port addresses would bind the same TCP port:
+// the same port, and the same host or either one every interface. Port 0 is a port the OS
+// picks, never one already taken.
+func bindsSame(a, b string) bool {
+	ah, ap, _ := net.SplitHostPort(a)
+	bh, bp, err := net.SplitHostPort(b)
+	if err != nil {
+		return false // reported where b is
+	}
+	an, _ := strconv.Atoi(ap)
+	bn, err := strconv.Atoi(bp)
+	if err != nil || an == 0 || an != bn {
+		return false
+	}
+	ah, bh = bindHost(ah), bindHost(bh)
+	return ah == "*" || bh == "*" || ah == bh
+}
+
+// bindHost is host as bindsSame compares it: "*" for every interface, "localhost" for
+// the name and for the two addresses it stands for, an address in its canonical form, and
+// a name in lower case.
+func bindHost(host string) string {
+	if isWildcard(host) {
+		return "*"
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		if a == netip.AddrFrom4([4]byte{127, 0, 0, 1}) || a == netip.IPv6Loopback() {
+			return "localhost"
+		}
+		return a.String()
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
 
 func (v *validator) redis(r *Redis) {

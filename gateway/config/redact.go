@@ -9,18 +9,35 @@ import (
 
 // Redacted returns the config as plain values (maps, lists, strings, numbers) keyed by the
 // file's own names, ready for JSON, with every field tagged secret:"true" replaced by
-// "[redacted]". The admin listener's /config shows this.
-func (c *Config) Redacted() any { return plain(reflect.ValueOf(c).Elem()) }
+// "[redacted]", and every filter's config and vm_config too unless admin.show_filter_config
+// is set: they are free-form, and often carry keys and tokens that no tag can mark. The
+// admin listener's /config shows this.
+func (c *Config) Redacted() any {
+	show := c.Admin != nil && c.Admin.ShowFilterConfig
+	return redactor{showFilterConfig: show}.plain(reflect.ValueOf(c).Elem())
+}
 
 // RouteView is Redacted for one route.
-func (r *Route) RouteView() any { return plain(reflect.ValueOf(r).Elem()) }
+func (r *Route) RouteView() any { return redactor{}.plain(reflect.ValueOf(r).Elem()) }
+
+// redacted stands in for a value that is not shown.
+const redacted = "[redacted]"
 
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	nodeType     = reflect.TypeFor[yaml.Node]()
+	filterType   = reflect.TypeFor[Filter]()
 )
 
-func plain(v reflect.Value) any {
+// filterConfigFields are the fields of Filter that show_filter_config shows.
+var filterConfigFields = map[string]bool{"Config": true, "VMConfig": true}
+
+// redactor turns a config value into plain values, leaving out what is not to be shown.
+type redactor struct {
+	showFilterConfig bool
+}
+
+func (rd redactor) plain(v reflect.Value) any {
 	switch v.Type() {
 	case durationType:
 		return time.Duration(v.Int()).String()
@@ -37,7 +54,7 @@ func plain(v reflect.Value) any {
 		if v.IsNil() {
 			return nil
 		}
-		return plain(v.Elem())
+		return rd.plain(v.Elem())
 	case reflect.Struct:
 		m := map[string]any{}
 		t := v.Type()
@@ -51,23 +68,23 @@ func plain(v reflect.Value) any {
 			if fv.IsZero() {
 				continue
 			}
-			if f.Tag.Get("secret") == "true" {
-				m[name] = "[redacted]"
+			if f.Tag.Get("secret") == "true" || t == filterType && filterConfigFields[f.Name] && !rd.showFilterConfig {
+				m[name] = redacted
 				continue
 			}
-			m[name] = plain(fv)
+			m[name] = rd.plain(fv)
 		}
 		return m
 	case reflect.Slice:
 		out := make([]any, v.Len())
 		for i := range out {
-			out[i] = plain(v.Index(i))
+			out[i] = rd.plain(v.Index(i))
 		}
 		return out
 	case reflect.Map:
 		m := map[string]any{}
 		for it := v.MapRange(); it.Next(); {
-			m[it.Key().String()] = plain(it.Value())
+			m[it.Key().String()] = rd.plain(it.Value())
 		}
 		return m
 	}
