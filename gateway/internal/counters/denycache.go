@@ -60,8 +60,7 @@ var _ Store = (*DenyCache)(nil)
 // NewDenyCache returns a cache of s's denials holding at most max keys; max
 // 0 (or less) means 65536. Close closes s.
 func NewDenyCache(s Store, max int) *DenyCache {
-	base := time.Now()
-	return newDenyCache(s, max, func() int64 { return time.Since(base).Microseconds() + 1 })
+	return newDenyCache(s, max, monotonicMicros())
 }
 
 func newDenyCache(s Store, max int, now func() int64) *DenyCache {

@@ -46,10 +46,11 @@ func (s *countingStore) lastKeys() []string {
 }
 
 // denyBackend is a store behind a DenyCache, with a count of the requests
-// that reach it: calls for Local, round trips for Redis.
+// that reach it (calls for Local, round trips for Redis) and the clock it
+// runs on, for the cache.
 type denyBackend struct {
 	name string
-	make func(t *testing.T) (Store, func() int64)
+	make func(t *testing.T) (Store, func() int64, testClock)
 }
 
 func denyBackends(t *testing.T) []denyBackend {
@@ -58,19 +59,19 @@ func denyBackends(t *testing.T) []denyBackend {
 	hook := &testredis.RoundTrips{}
 	c.AddHook(hook)
 	return []denyBackend{
-		{"local", func(t *testing.T) (Store, func() int64) {
-			s := &countingStore{Store: NewLocal()}
-			t.Cleanup(func() { s.Close() })
-			return s, s.calls.Load
+		{"local", func(t *testing.T) (Store, func() int64, testClock) {
+			l, clock := fakeLocal(t)
+			s := &countingStore{Store: l}
+			return s, s.calls.Load, clock.clock()
 		}},
-		{"redis", func(t *testing.T) (Store, func() int64) {
+		{"redis", func(t *testing.T) (Store, func() int64, testClock) {
 			// The hook is shared: these subtests do not run in parallel.
 			r := NewRedis(c, t.Name()+":")
 			if _, err := r.Allow(context.Background(), "warm", perHour3, 1); err != nil { // loads the script
 				t.Fatal(err)
 			}
 			hook.Reset()
-			return r, hook.Total
+			return r, hook.Total, realClock
 		}},
 	}
 }
@@ -79,8 +80,8 @@ func TestDenyCache(t *testing.T) {
 	for _, be := range denyBackends(t) {
 		t.Run(be.name, func(t *testing.T) {
 			t.Run("until retry after", func(t *testing.T) {
-				s, reached := be.make(t)
-				c := NewDenyCache(s, 0)
+				s, reached, clk := be.make(t)
+				c := newDenyCache(s, 0, clk.micros)
 				ctx := context.Background()
 				lim := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms
 				for i := 0; i < 2; i++ {
@@ -113,7 +114,7 @@ func TestDenyCache(t *testing.T) {
 					t.Fatalf("%d calls reached the store, want 4", n)
 				}
 
-				time.Sleep(last.RetryAfter + 5*time.Millisecond)
+				clk.sleep(last.RetryAfter + 5*time.Millisecond)
 				d, err = c.Allow(ctx, "k", lim, 1)
 				if err != nil || !d.Allowed || d.Cached || reached() != 5 {
 					t.Fatalf("after RetryAfter: %+v, %v, %d calls; want allowed by the store", d, err, reached())
@@ -126,8 +127,8 @@ func TestDenyCache(t *testing.T) {
 			})
 
 			t.Run("costs", func(t *testing.T) {
-				s, reached := be.make(t)
-				c := NewDenyCache(s, 0)
+				s, reached, clk := be.make(t)
+				c := newDenyCache(s, 0, clk.micros)
 				ctx := context.Background()
 				lim := Limit{Rate: 1, Period: time.Hour, Burst: 5}
 				h := time.Hour
@@ -171,8 +172,8 @@ func TestDenyCache(t *testing.T) {
 			})
 
 			t.Run("allow many", func(t *testing.T) {
-				s, reached := be.make(t)
-				c := NewDenyCache(s, 0)
+				s, reached, clk := be.make(t)
+				c := newDenyCache(s, 0, clk.micros)
 				ctx := context.Background()
 				lim := Limit{Rate: 1, Period: time.Hour, Burst: 1}
 				// hot is denied by the store in the batch and remembered.

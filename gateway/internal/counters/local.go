@@ -23,7 +23,7 @@ const (
 // the process's monotonic clock.
 type Local struct {
 	seed   maphash.Seed
-	base   time.Time // monotonic origin of now()
+	now    func() int64 // µs on a monotonic clock, from 1 so that no live TAT is 0; a fake one in tests
 	shards [localShards]shard
 	closed atomic.Bool
 	stop   chan struct{}
@@ -97,12 +97,15 @@ var _ Store = (*Local)(nil)
 
 // NewLocal returns an empty in-process store and starts its sweep; Close
 // stops it.
-func NewLocal() *Local { return newLocal(sweepEvery) }
+func NewLocal() *Local { return newLocal(sweepEvery, monotonicMicros()) }
 
-func newLocal(every time.Duration) *Local {
+// newLocal is NewLocal with the sweep's period and the clock given. The sweep
+// runs on a real ticker whatever the clock: it only decides when to look, and
+// what has expired is decided by now.
+func newLocal(every time.Duration, now func() int64) *Local {
 	l := &Local{
 		seed: maphash.MakeSeed(),
-		base: time.Now(),
+		now:  now,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -113,9 +116,13 @@ func newLocal(every time.Duration) *Local {
 	return l
 }
 
-// now is microseconds since l was made, on the monotonic clock; it starts
-// at 1 so that no live TAT is 0.
-func (l *Local) now() int64 { return time.Since(l.base).Microseconds() + 1 }
+// monotonicMicros returns a clock that reads microseconds since it was made,
+// on the process's monotonic clock, starting at 1: the clock of Local and
+// DenyCache.
+func monotonicMicros() func() int64 {
+	base := time.Now()
+	return func() int64 { return time.Since(base).Microseconds() + 1 }
+}
 
 func (l *Local) shard(key string) *shard {
 	return &l.shards[maphash.String(l.seed, key)&(localShards-1)]

@@ -9,41 +9,95 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 // slack is how far a measured duration may fall short of the exact one:
 // time passes between the test's calls (and, for Redis, between the
-// server's clock reads), more so under -race.
+// server's clock reads), more so under -race. On a fake clock no time
+// passes, and durations are exact.
 const slack = 50 * time.Millisecond
 
-// storeMaker makes a fresh, empty store for one subtest.
+// testClock is the clock a store under test reads, and how its test lets
+// time pass on it. Local runs on a fake clock that a test moves on at once,
+// so that what expires does not depend on how fast the machine runs (a
+// loaded 2-core machine under -race made TestLocalBounded flaky: issue 11).
+// Redis decides by its server's clock, which a test cannot move: it sleeps.
+type testClock struct {
+	now    func() time.Time
+	sleep  func(time.Duration)
+	micros func() int64 // the clock as Local and DenyCache read it
+}
+
+// realClock is the process's clock, for the stores in Redis.
+var realClock = testClock{now: time.Now, sleep: time.Sleep, micros: monotonicMicros()}
+
+func (c testClock) sleepUntil(t time.Time) {
+	if d := t.Sub(c.now()); d > 0 {
+		c.sleep(d)
+	}
+}
+
+// clock is c as a testClock.
+func (c *fakeClock) clock() testClock {
+	return testClock{now: func() time.Time { return time.Unix(0, c.t.Load()) }, sleep: c.advance, micros: c.micros}
+}
+
+// newFakeMicros returns a fake clock at 1µs, where the clocks of Local and
+// DenyCache start.
+func newFakeMicros() *fakeClock {
+	c := &fakeClock{}
+	c.advance(time.Microsecond)
+	return c
+}
+
+// fakeLocal returns a Local on a fake clock, closed when the test ends.
+func fakeLocal(t testing.TB) (*Local, *fakeClock) {
+	clock := newFakeMicros()
+	l := newLocal(sweepEvery, clock.micros)
+	t.Cleanup(func() { l.Close() })
+	return l, clock
+}
+
+// storeMaker makes a fresh, empty store for one subtest, and returns the
+// clock it runs on.
 type storeMaker struct {
 	name string
-	make func(t *testing.T) Store
+	make func(t *testing.T) (Store, testClock)
 }
 
 // stores returns the implementations the behavioural table runs against:
 // Local, and Redis on a real redis-server (each subtest under its own prefix),
 // and the wrappers around them, which must not change what a store does.
+// A DenyCache runs on the clock of the store behind it.
 func stores(t *testing.T) []storeMaker {
 	srv := startRedis(t)
 	c := srv.client(t)
-	mkLocal := func(t *testing.T) Store {
-		l := NewLocal()
-		t.Cleanup(func() { l.Close() })
-		return l
+	mkLocal := func(t *testing.T) (Store, testClock) {
+		l, clock := fakeLocal(t)
+		return l, clock.clock()
 	}
-	mkRedis := func(t *testing.T) Store {
+	mkRedis := func(t *testing.T) (Store, testClock) {
 		r := NewRedis(c, t.Name()+":")
 		t.Cleanup(func() { r.Close() })
-		return r
+		return r, realClock
+	}
+	denyCache := func(mk func(t *testing.T) (Store, testClock)) func(t *testing.T) (Store, testClock) {
+		return func(t *testing.T) (Store, testClock) {
+			s, clk := mk(t)
+			return newDenyCache(s, 0, clk.micros), clk
+		}
 	}
 	return []storeMaker{
 		{"local", mkLocal},
 		{"redis", mkRedis},
-		{"redis guarded", func(t *testing.T) Store { return NewGuarded(mkRedis(t), NewBreaker(BreakerConfig{})) }},
-		{"local deny cache", func(t *testing.T) Store { return NewDenyCache(mkLocal(t), 0) }},
-		{"redis deny cache", func(t *testing.T) Store { return NewDenyCache(mkRedis(t), 0) }},
+		{"redis guarded", func(t *testing.T) (Store, testClock) {
+			s, clk := mkRedis(t)
+			return NewGuarded(s, NewBreaker(BreakerConfig{})), clk
+		}},
+		{"local deny cache", denyCache(mkLocal)},
+		{"redis deny cache", denyCache(mkRedis)},
 	}
 }
 
@@ -62,9 +116,9 @@ var perHour3 = Limit{Rate: 1, Period: time.Hour, Burst: 3}
 
 var storeTests = []struct {
 	name string
-	run  func(t *testing.T, s Store)
+	run  func(t *testing.T, s Store, clk testClock)
 }{
-	{"burst then denial", func(t *testing.T, s Store) {
+	{"burst then denial", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		for i := int64(1); i <= 3; i++ {
 			d, err := s.Allow(ctx, "k", perHour3, 1)
@@ -89,7 +143,7 @@ var storeTests = []struct {
 		}
 		checkDecision(t, "other key", d, Decision{Allowed: true, Remaining: 2, ResetAfter: time.Hour})
 	}},
-	{"refill after T", func(t *testing.T, s Store) {
+	{"refill after T", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
 		lim := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms
 		for i := 0; i < 2; i++ {
@@ -102,7 +156,7 @@ var storeTests = []struct {
 			t.Fatal(err)
 		}
 		checkDecision(t, "third", d, Decision{RetryAfter: 100 * time.Millisecond, ResetAfter: 200 * time.Millisecond})
-		time.Sleep(d.RetryAfter + 2*time.Millisecond)
+		clk.sleep(d.RetryAfter + 2*time.Millisecond)
 		d, err = s.Allow(ctx, "k", lim, 1)
 		if err != nil || !d.Allowed || d.Remaining != 0 {
 			t.Fatalf("after RetryAfter: %+v, %v; want allowed, 0 remaining", d, err)
@@ -111,7 +165,7 @@ var storeTests = []struct {
 			t.Fatalf("right after the refill: %+v, want denied", d)
 		}
 	}},
-	{"cost above 1", func(t *testing.T, s Store) {
+	{"cost above 1", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		lim := Limit{Rate: 1, Period: time.Hour, Burst: 5}
 		steps := []struct {
@@ -133,7 +187,7 @@ var storeTests = []struct {
 			checkDecision(t, fmt.Sprintf("step %d (cost %d)", i, st.cost), d, st.want)
 		}
 	}},
-	{"idle limit key expires", func(t *testing.T, s Store) {
+	{"idle limit key expires", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
 		lim := Limit{Rate: 20, Period: time.Second, Burst: 1} // T = 50ms
 		if d, err := s.Allow(ctx, "k", lim, 1); err != nil || !d.Allowed {
@@ -142,7 +196,7 @@ var storeTests = []struct {
 		if _, ok, err := s.Get(ctx, "k"); err != nil || !ok {
 			t.Fatalf("right after: exists %v, %v", ok, err)
 		}
-		time.Sleep(80 * time.Millisecond)
+		clk.sleep(80 * time.Millisecond)
 		if _, ok, err := s.Get(ctx, "k"); err != nil || ok {
 			t.Fatalf("after ResetAfter: exists %v, %v; want gone", ok, err)
 		}
@@ -152,7 +206,7 @@ var storeTests = []struct {
 			t.Fatal(err)
 		}
 	}},
-	{"incr without window", func(t *testing.T, s Store) {
+	{"incr without window", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		if _, ok, err := s.Get(ctx, "c"); err != nil || ok {
 			t.Fatalf("missing key: exists %v, %v", ok, err)
@@ -167,10 +221,10 @@ var storeTests = []struct {
 			t.Fatalf("Get = %d, %v, %v; want -4", v, ok, err)
 		}
 	}},
-	{"incr with window", func(t *testing.T, s Store) {
+	{"incr with window", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
 		for round := 0; round < 2; round++ {
-			start := time.Now()
+			start := clk.now()
 			for i := int64(1); i <= 3; i++ {
 				v, err := s.Incr(ctx, "w", 1, 100*time.Millisecond)
 				if err != nil || v != i {
@@ -181,17 +235,17 @@ var storeTests = []struct {
 				t.Fatalf("round %d: Get = %d, %v, %v; want 3", round, v, ok, err)
 			}
 			// Later increments do not extend the window.
-			time.Sleep(time.Until(start.Add(60 * time.Millisecond)))
+			clk.sleepUntil(start.Add(60 * time.Millisecond))
 			if v, err := s.Incr(ctx, "w", 1, 100*time.Millisecond); err != nil || v != 4 {
 				t.Fatalf("round %d: Incr = %d, %v; want 4", round, v, err)
 			}
-			time.Sleep(time.Until(start.Add(130 * time.Millisecond)))
+			clk.sleepUntil(start.Add(130 * time.Millisecond))
 			if _, ok, err := s.Get(ctx, "w"); err != nil || ok {
 				t.Fatalf("round %d: after the window: exists %v, %v", round, ok, err)
 			}
 		}
 	}},
-	{"allow many matches sequential allow", func(t *testing.T, s Store) {
+	{"allow many matches sequential allow", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		small := Limit{Rate: 1, Period: time.Hour, Burst: 2}
 		big := Limit{Rate: 10, Period: time.Hour, Burst: 4}
@@ -229,7 +283,7 @@ var storeTests = []struct {
 			t.Fatalf("no requests: %v, %v", d, err)
 		}
 	}},
-	{"hammer one key", func(t *testing.T, s Store) {
+	{"hammer one key", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		lim := Limit{Rate: 1, Period: time.Hour, Burst: 50}
 		var admitted, denied atomic.Int64
@@ -257,7 +311,7 @@ var storeTests = []struct {
 			t.Fatalf("admitted %d, denied %d; want exactly the burst, 50, and 110", admitted.Load(), denied.Load())
 		}
 	}},
-	{"hammer incr", func(t *testing.T, s Store) {
+	{"hammer incr", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		var wg sync.WaitGroup
 		for g := 0; g < 16; g++ {
@@ -277,7 +331,7 @@ var storeTests = []struct {
 			t.Fatalf("Get = %d, %v; want 320", v, err)
 		}
 	}},
-	{"invalid arguments", func(t *testing.T, s Store) {
+	{"invalid arguments", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		bad := []error{}
 		_, err := s.Allow(ctx, "k", Limit{Rate: 0, Period: time.Second, Burst: 1}, 1)
@@ -300,7 +354,7 @@ var storeTests = []struct {
 			t.Errorf("an invalid AllowMany decided part of its requests")
 		}
 	}},
-	{"closed", func(t *testing.T, s Store) {
+	{"closed", func(t *testing.T, s Store, _ testClock) {
 		ctx := context.Background()
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -327,7 +381,8 @@ func TestStore(t *testing.T) {
 			for _, tt := range storeTests {
 				t.Run(tt.name, func(t *testing.T) {
 					t.Parallel()
-					tt.run(t, impl.make(t))
+					s, clk := impl.make(t)
+					tt.run(t, s, clk)
 				})
 			}
 		})
@@ -335,7 +390,8 @@ func TestStore(t *testing.T) {
 }
 
 func TestLocalSweep(t *testing.T) {
-	l := newLocal(10 * time.Millisecond)
+	clock := newFakeMicros()
+	l := newLocal(10*time.Millisecond, clock.micros)
 	defer l.Close()
 	ctx := context.Background()
 	for i := 0; i < 100; i++ {
@@ -349,13 +405,9 @@ func TestLocalSweep(t *testing.T) {
 	if _, err := l.Incr(ctx, "long", 1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.len() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d keys left after the sweep, want 1", l.len())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Every key but "long" expires; the sweep, on its real ticker, drops them.
+	clock.advance(time.Second)
+	testutil.Eventually(t, "the sweep to leave 1 key", func() bool { return l.len() == 1 })
 }
 
 func TestLocalOverflow(t *testing.T) {
@@ -376,8 +428,7 @@ func TestLocalOverflow(t *testing.T) {
 // Local's memory is bounded: a flood of new keys fills it, then new keys are refused
 // with ErrFull (known ones still work), until keys expire.
 func TestLocalBounded(t *testing.T) {
-	l := NewLocal()
-	defer l.Close()
+	l, clock := fakeLocal(t)
 	ctx := context.Background()
 	pad := strings.Repeat("x", 1000)
 	const window = 2 * time.Second
@@ -406,7 +457,7 @@ func TestLocalBounded(t *testing.T) {
 		t.Fatalf("a new key when full: %v, want ErrFull", err)
 	}
 	// Once the keys have expired, there is room again.
-	time.Sleep(window + 200*time.Millisecond)
+	clock.advance(window + 200*time.Millisecond)
 	if _, err := l.Incr(ctx, pad+"new", 1, window); err != nil {
 		t.Fatalf("a new key after expiry: %v", err)
 	}
