@@ -77,7 +77,7 @@ limit="{name: global, key: global, rate: 10000000, period: 1s}"
 limit2="{name: per-ip, key: remote_address, rate: 10000000, period: 1s}"
 climit='"global 10000000 1000 10000000"' # the C filter's: KEY RATE PERIOD_MS BURST
 cat >"$tmp/redis.yaml" <<YAML
-admin: {address: $admin}
+admin: {address: $admin, pprof: true}
 listeners: [{name: web, address: $gw, protocols: [http1]}]
 backends: [{name: app, endpoints: [$backend]}]
 redis: {address: 127.0.0.1:$rport${timeouts:+, $timeouts}}
@@ -92,7 +92,7 @@ routes:
   - {name: none, match: {path_prefix: /}, backend: app}
 YAML
 cat >"$tmp/local.yaml" <<YAML
-admin: {address: $ladmin}
+admin: {address: $ladmin, pprof: true}
 listeners: [{name: web, address: $lgw, protocols: [http1]}]
 backends: [{name: app, endpoints: [$backend]}]
 filters:

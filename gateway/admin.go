@@ -3,11 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"regexp"
 	"time"
 
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 )
 
@@ -15,20 +17,35 @@ import (
 //
 //	/healthz  200 while the process serves (liveness)
 //	/ready    200 once listening, 503 while draining (readiness: take it out of rotation)
-//	/config   the active config, secrets redacted, with its version and load time
+//	/config   the active config, secrets and filter configs redacted, with its version and load time
 //	/routes   the active routes in match order, with what each one does
 //	/filters  each Wasm filter: module, digest, ABI, instances, memory, failures, time per callback
 //	/clusters each backend: circuit breaker, and each endpoint's health and counters
 //	/stats    every metric, one line per series (?filter=REGEX, ?format=json)
 //	/metrics  every metric as Prometheus text (unless telemetry.metrics.prometheus is false)
-//	/debug/pprof/  Go's runtime profiles (CPU, heap, goroutines, execution trace)
+//	/debug/pprof/  Go's runtime profiles (CPU, heap, goroutines, execution trace), with admin.pprof
+//
+// What admin.pprof and admin.show_filter_config say is read from the active snapshot on each
+// request, so a reload turns them on and off.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	// Go's profiles, as Envoy's admin has /cpuprofiler and /heapprofiler: where a gateway's
-	// CPU goes under real traffic is something operators and we need to see.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// CPU goes under real traffic is something operators and we need to see. Off by default:
+	// a CPU profile or a trace costs the gateway while it runs, and a goroutine dump shows
+	// what requests are doing, to anyone who can reach the admin listener.
+	for pattern, h := range map[string]http.HandlerFunc{
+		"GET /debug/pprof/":        pprof.Index,
+		"GET /debug/pprof/profile": pprof.Profile,
+		"GET /debug/pprof/trace":   pprof.Trace,
+	} {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if !g.snap.Load().cfg.Admin.Pprof {
+				http.Error(w, "404 page not found (profiles are served with admin.pprof: true)", http.StatusNotFound)
+				return
+			}
+			h(w, r)
+		})
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -57,9 +74,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		s := g.snap.Load()
-		routes := make([]any, len(s.routes))
-		for i, rt := range s.routes {
-			routes[i] = rt.cfg.RouteView()
+		routes := make([]any, len(s.Routes))
+		for i, rt := range s.Routes {
+			routes[i] = rt.Cfg.RouteView()
 		}
 		writeJSON(w, map[string]any{"version": s.version, "routes": routes})
 	})
@@ -68,7 +85,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		out := make([]any, 0, len(s.cfg.Filters))
 		for _, fc := range s.cfg.Filters {
 			f := s.filters[fc.Name]
-			st := f.plugin.Stats()
+			st := f.Plugin.Stats()
 			failures := st.Failures
 			if failures == nil {
 				failures = map[string]int{}
@@ -76,8 +93,8 @@ func (g *Gateway) adminHandler() http.Handler {
 			out = append(out, map[string]any{
 				"name":         fc.Name,
 				"module":       fc.Module,
-				"digest":       f.plugin.Digest(),
-				"abi":          f.plugin.ABIVersion(),
+				"digest":       f.Plugin.Digest(),
+				"abi":          f.Plugin.ABIVersion(),
 				"failure":      fc.Failure,
 				"instances":    st.Instances,
 				"in_use":       st.InUse,
@@ -99,15 +116,27 @@ func (g *Gateway) adminHandler() http.Handler {
 	return mux
 }
 
+// warnRemoteAdmin logs, once at start, that the admin listener bound at addr is open to other
+// hosts: config validation lets that happen only with admin.allow_remote, and an operator
+// reading the log should still see it.
+func (g *Gateway) warnRemoteAdmin(addr net.Addr) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsLoopback() {
+		return
+	}
+	g.log.Warn("admin listener is reachable from other hosts: it has no authentication, and /config, /clusters and /filters are open to anyone who reaches it; keep it behind a firewall, or bind it to a loopback address",
+		"address", addr.String(), "allow_remote", g.snap.Load().cfg.Admin.AllowRemote)
+}
+
 // callbackStats is how often each of a filter's callbacks ran and its mean time.
-func callbackStats(f *filter) map[string]any {
+func callbackStats(f *filterchain.Filter) map[string]any {
 	out := map[string]any{}
-	for ph, h := range f.durations {
+	for ph, h := range f.Durations() {
 		if h == nil {
 			continue // metrics are disabled
 		}
 		if n := h.Count(); n > 0 {
-			out[phaseNames[ph]] = map[string]any{"calls": n, "mean_us": float64(h.Sum()) / float64(n) / 1e3}
+			out[filterchain.PhaseNames[ph]] = map[string]any{"calls": n, "mean_us": float64(h.Sum()) / float64(n) / 1e3}
 		}
 	}
 	return out
@@ -166,12 +195,12 @@ func (g *Gateway) serveClusters(w http.ResponseWriter, r *http.Request) {
 	var out []clusterView
 	for _, bc := range s.cfg.Backends {
 		b := s.backends[bc.Name]
-		cv := clusterView{Name: b.name, Protocol: bc.Protocol, MaxRequests: b.maxActive, Active: b.active.Load(), Overflows: b.overflows.Load()}
-		for _, ep := range b.endpoints {
-			v := endpointView{Address: ep.addr, Health: "healthy", ConsecutiveFail: ep.fails.Load(),
-				RqTotal: ep.stats.total.Load(), RqActive: ep.stats.active.Load(), RqError: ep.stats.errors.Load(),
-				RqTimeout: ep.stats.timeouts.Load(), CxConnectFail: ep.stats.connectFailures.Load()}
-			if until := time.Unix(0, ep.downUntil.Load()); until.After(now) {
+		cv := clusterView{Name: b.Name, Protocol: bc.Protocol, MaxRequests: b.MaxActive, Active: b.Active.Load(), Overflows: b.Overflows.Load()}
+		for _, ep := range b.Endpoints {
+			v := endpointView{Address: ep.Addr, Health: "healthy", ConsecutiveFail: ep.Fails(),
+				RqTotal: ep.Stats.Total.Load(), RqActive: ep.Stats.Active.Load(), RqError: ep.Stats.Errors.Load(),
+				RqTimeout: ep.Stats.Timeouts.Load(), CxConnectFail: ep.Stats.ConnectFailures.Load()}
+			if until := time.Unix(0, ep.DownUntil.Load()); until.After(now) {
 				v.Health, v.EjectedUntil = "/failed_outlier_check", until.UTC().Format(time.RFC3339Nano)
 			}
 			cv.Endpoints = append(cv.Endpoints, v)

@@ -5,15 +5,19 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/runtime"
 )
 
 // ReloadFile loads file and swaps it in. A file that fails to load or validate is refused,
-// logged with every problem, and the running config keeps serving.
+// logged with every problem, and the running config keeps serving. Every file: module is
+// read again: one whose bytes changed is loaded anew, even when the config did not change.
 func (g *Gateway) ReloadFile(file string) error {
 	cfg, err := config.Load(file)
 	if err == nil {
@@ -27,50 +31,183 @@ func (g *Gateway) ReloadFile(file string) error {
 	return nil
 }
 
-// Watch reloads file whenever it changes on disk, until ctx ends. It watches the directory,
-// so editors that save by renaming and config maps that swap symlinks are seen too. Bursts of
-// events are coalesced, and a file whose bytes did not change is not reloaded.
+// Watch reloads file whenever it, or a file: module it names, changes on disk, until ctx
+// ends. It watches directories, so editors and build tools that save by renaming and config
+// maps that swap symlinks are seen too. Bursts of events are coalesced, and what changed is
+// judged by content: a file written again with the same bytes, or only touched, is not
+// reloaded. The modules watched are those of the running config, and follow it as reloads
+// (the watcher's, SIGHUP's, anyone's) change it.
 func (g *Gateway) Watch(ctx context.Context, file string) error {
-	w, err := fsnotify.NewWatcher()
+	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
 	}
-	if err := w.Add(filepath.Dir(file)); err != nil {
-		w.Close()
+	w := &watcher{g: g, fw: fw, name: file, file: absPath(file), dirs: map[string]bool{}}
+	// The config's own directory must be watchable; a module's is watched if it can be.
+	if err := fw.Add(filepath.Dir(w.file)); err != nil {
+		fw.Close()
 		return err
 	}
-	// What runs now is what the file held when it was loaded, which may be older than the
-	// file: a change made between that load and this watch is still seen.
-	last := g.snap.Load().cfg.SourceSum()
-	go func() {
-		defer w.Close()
-		var debounce <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
+	w.dirs[filepath.Dir(w.file)] = true
+	w.arm(g.snap.Load())
+	go w.run(ctx)
+	return nil
+}
+
+// watcher is one Watch: the files it looks at, and the content it last acted on.
+type watcher struct {
+	g    *Gateway
+	fw   *fsnotify.Watcher
+	name string // the config file, as Watch was given it: reloads load it by this name
+	file string // and as an absolute path
+
+	armed *snapshot       // the snapshot whose modules are watched
+	dirs  map[string]bool // directories watched
+	seen  sources         // what was last loaded or tried: content seen before is not reloaded again
+}
+
+// sources are the contents a config is built from, by digest.
+type sources struct {
+	config  [32]byte          // SHA-256 of the config file
+	modules map[string]string // path of each file: module -> "sha256:..."
+}
+
+// arm watches the modules of s and takes what s was built from as seen: what runs now is
+// what the files held when s was loaded, which may be older than the files, so a change
+// made before arm is still seen. A reload that failed leaves the snapshot, so the content
+// it tried stays seen, and is not tried again until it changes.
+func (w *watcher) arm(s *snapshot) {
+	w.armed = s
+	w.seen = sources{config: s.cfg.SourceSum(), modules: map[string]string{}}
+	want := map[string]bool{filepath.Dir(w.file): true}
+	for _, fc := range s.cfg.Filters {
+		p, ok := strings.CutPrefix(fc.Module, "file:")
+		if !ok {
+			continue
+		}
+		path := absPath(s.cfg.Path(p))
+		w.seen.modules[path] = s.filters[fc.Name].Plugin.Digest()
+		dir := filepath.Dir(path)
+		if want[dir] {
+			continue
+		}
+		want[dir] = true
+		if !w.dirs[dir] {
+			if err := w.fw.Add(dir); err != nil {
+				w.g.log.Warn("cannot watch a filter's module; reload with SIGHUP when it changes", "filter", fc.Name, "module", path, "error", err)
+				continue
+			}
+			w.dirs[dir] = true
+		}
+	}
+	for dir := range w.dirs {
+		if !want[dir] {
+			w.fw.Remove(dir)
+			delete(w.dirs, dir)
+		}
+	}
+}
+
+// rearm follows the running snapshot, if a reload changed it since arm, and reports whether
+// it did: the files may have changed since that reload read them, with no event to come
+// for those not watched until now, so a check must follow.
+func (w *watcher) rearm() bool {
+	if s := w.g.snap.Load(); s != w.armed {
+		w.arm(s)
+		return true
+	}
+	return false
+}
+
+// absPath is path made absolute, as the watcher keys files and fsnotify names them: one
+// directory named two ways (".", and its absolute path) is one watch, whose events carry one
+// of the two names.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return filepath.Clean(path)
+}
+
+// matters reports whether an event on name may change what the config is built from.
+func (w *watcher) matters(name string) bool {
+	name = absPath(name)
+	if name == w.file {
+		return true
+	}
+	if _, ok := w.seen.modules[name]; ok {
+		return true
+	}
+	// A Kubernetes config map swaps its ..data symlink: every file under it changes at once.
+	return filepath.Base(name) == "..data"
+}
+
+func (w *watcher) run(ctx context.Context) {
+	defer w.fw.Close()
+	// Reloads that are not the watcher's (SIGHUP) may name other modules; they are looked
+	// for this often, beside every event.
+	follow := time.NewTicker(time.Second)
+	defer follow.Stop()
+	// One check at once: a change made between the load and this watch has no event to come.
+	debounce := time.After(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-follow.C:
+			if w.rearm() && debounce == nil {
+				debounce = time.After(0)
+			}
+		case ev, ok := <-w.fw.Events:
+			if !ok {
 				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if filepath.Clean(ev.Name) == filepath.Clean(file) || filepath.Base(ev.Name) == "..data" {
-					debounce = time.After(100 * time.Millisecond)
-				}
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				g.log.Warn("config watch", "file", file, "error", err)
-			case <-debounce:
-				debounce = nil
-				data, err := os.ReadFile(file)
-				if err != nil || sha256.Sum256(data) == last {
-					continue
-				}
-				last = sha256.Sum256(data)
-				g.ReloadFile(file)
+			}
+			if w.rearm() || w.matters(ev.Name) {
+				debounce = time.After(100 * time.Millisecond)
+			}
+		case err, ok := <-w.fw.Errors:
+			if !ok {
+				return
+			}
+			w.g.log.Warn("config watch", "file", w.name, "error", err)
+		case <-debounce:
+			debounce = nil
+			if w.check() {
+				debounce = time.After(0)
 			}
 		}
-	}()
-	return nil
+	}
+}
+
+// check reloads the config if the config file or a module changed since they were seen. It
+// reports whether the running snapshot changed, and with it the files to watch.
+func (w *watcher) check() bool {
+	w.rearm()
+	data, err := os.ReadFile(w.file)
+	if err != nil {
+		return false // gone for a moment (a rename in progress): its return is an event
+	}
+	now := sources{config: sha256.Sum256(data), modules: map[string]string{}}
+	var changed []string
+	for path, digest := range w.seen.modules {
+		now.modules[path] = digest
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // as the config file: a reload now would only fail
+		}
+		if d := runtime.Digest(b); d != digest {
+			now.modules[path] = d
+			changed = append(changed, path)
+		}
+	}
+	if now.config == w.seen.config && len(changed) == 0 {
+		return false
+	}
+	slices.Sort(changed)
+	for _, path := range changed {
+		w.g.log.Info("filter module changed on disk; reloading", "module", path, "digest", now.modules[path])
+	}
+	w.seen = now
+	w.g.ReloadFile(w.name)
+	return w.rearm()
 }

@@ -1038,7 +1038,7 @@ func TestLifecycleAdmin(t *testing.T) {
 	}
 	cfg := func(names ...string) string {
 		return fmt.Sprintf(`
-admin: {address: 127.0.0.1:0}
+admin: {address: 127.0.0.1:0, pprof: true}
 listeners:
   - name: web
     address: 127.0.0.1:0
