@@ -392,6 +392,7 @@ func (g *Gateway) Start() error {
 		g.listeners = append(g.listeners, l)
 	}
 	g.adminAddr = adminLn.Addr()
+	g.warnRemoteAdmin(g.adminAddr)
 	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go g.serve("admin", func() error { return g.admin.Serve(adminLn) })
 	g.started.Store(true)
