@@ -19,6 +19,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -189,20 +190,10 @@ func xHello(t *testing.T, url string) string {
 	return get(t, url).Header.Get("X-Hello")
 }
 
-// waitHello polls url until its x-hello is want, or fails after 10 seconds.
+// waitHello polls url until its x-hello is want.
 func waitHello(t *testing.T, url, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := xHello(t, url)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("x-hello is %q after 10s, want %q", got, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, "x-hello: "+want+" (the rebuilt module)", func() bool { return xHello(t, url) == want })
 }
 
 // moduleGateway writes a config naming the module at dir/modPath, with that module holding
@@ -340,13 +331,7 @@ func TestWatchPicksUpRebuiltModule(t *testing.T) {
 		before := len(logs.String())
 		refused := func() int { return strings.Count(logs.String()[before:], "config reload refused") }
 		writeAtomically(t, other, []byte("\x00asm\x01\x00\x00\x00 not a module"))
-		deadline := time.Now().Add(10 * time.Second)
-		for refused() == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no refused reload after 10s:\n%s", logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.Eventually(t, "the broken module's reload to be refused", func() bool { return refused() > 0 })
 		if got := xHello(t, url); got != "six" {
 			t.Errorf("x-hello %q after a refused reload, want six", got)
 		}

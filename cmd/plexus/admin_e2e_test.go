@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -103,13 +103,7 @@ routes: [{name: app, filters: [hello], backend: app}]
 	}
 	waitHello := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for got := hello(); got != want; got = hello() {
-			if time.Now().After(deadline) {
-				t.Fatalf("x-hello %q after 10s, want %q: the rebuilt module was not picked up", got, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.Eventually(t, "x-hello: "+want+" (the rebuilt module picked up)", func() bool { return hello() == want })
 	}
 	if got := hello(); got != "one" {
 		t.Fatalf("x-hello %q, want one", got)
