@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -19,7 +20,7 @@ func BenchmarkFilters(b *testing.B) {
 	c := wasmbuild.C(b, "examples/c/hello")
 	wat := wasmbuild.WATFile(b, "examples/wat/hello.wat")
 	goHello := wasmbuild.Go(b, "examples/go/hello")
-	gw := startBenchGateway(b, fmt.Sprintf(`
+	_, gw := startGatewayWith(b, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
 backends: [{name: app, endpoints: [%[1]s]}]
@@ -38,7 +39,7 @@ routes:
   - {name: c-trusted, match: {path: /c-trusted}, filters: [c-trusted], backend: app}
   - {name: chain3-trusted, match: {path: /chain3-trusted}, filters: [go-trusted, c-trusted, wat-trusted], backend: app}
   - {name: none, match: {path_prefix: /}, backend: app}
-`, backend, c, wat, goHello))
+`, backend, c, wat, goHello), gateway.Options{})
 	for _, path := range []string{"/none", "/c", "/wat", "/go", "/chain3", "/c-trusted", "/chain3-trusted"} {
 		b.Run(path[1:], func(b *testing.B) { hammer(b, "http://"+gw["web"]+path) })
 	}

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
@@ -10,8 +9,6 @@ import (
 	"time"
 
 	"github.com/plexus-mesh/plexus/gateway"
-	"github.com/plexus-mesh/plexus/gateway/config"
-	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // BenchmarkProxy measures a request through the gateway against the same request sent
@@ -21,12 +18,12 @@ import (
 //	go test -run X -bench Proxy -benchmem ./gateway/
 func BenchmarkProxy(b *testing.B) {
 	backend := benchBackend(b)
-	gw := startBenchGateway(b, `
+	_, gw := startGatewayWith(b, `
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
 backends: [{name: app, endpoints: [`+backend+`]}]
 routes: [{name: app, match: {path_prefix: /}, backend: app}]
-`)
+`, gateway.Options{})
 	b.Run("direct", func(b *testing.B) { hammer(b, "http://"+backend+"/") })
 	b.Run("gateway", func(b *testing.B) { hammer(b, "http://"+gw["web"]+"/") })
 }
@@ -40,26 +37,6 @@ func benchBackend(b *testing.B) string {
 	}))
 	b.Cleanup(be.Close)
 	return be.Listener.Addr().String()
-}
-
-// startBenchGateway runs a gateway on yaml in this process and returns its addresses by
-// listener name ("admin" too). Compiled modules are cached across runs, as the tests cache
-// them.
-func startBenchGateway(b *testing.B, yaml string) map[string]string {
-	b.Helper()
-	cfg, err := config.Parse("bench.yaml", []byte(yaml))
-	if err != nil {
-		b.Fatal(err)
-	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), CacheDir: wasmbuild.CacheDir() + "/gateway-tests"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { g.Shutdown(b.Context()) })
-	return g.Addrs()
 }
 
 // hammer sends GET url from 8 goroutines per CPU over HTTP/1.1 keep-alive connections.

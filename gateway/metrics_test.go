@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -23,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/plexus-mesh/plexus/gateway"
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -157,7 +157,7 @@ routes:
 			resp.Body.Close()
 		}
 	})
-	waitFor(t, func() bool { return len(be.traceparents("/slow")) == 1 })
+	testutil.Eventually(t, "the first /slow at the backend", func() bool { return len(be.traceparents("/slow")) == 1 })
 	if resp := get(t, web+"/slow", "X-Tenant", "second"); resp.StatusCode != 503 || resp.Header.Get(gateway.HeaderError) != "upstream overflow" {
 		t.Errorf("/slow while full: status %d, %s %q; want 503, upstream overflow", resp.StatusCode, gateway.HeaderError, resp.Header.Get(gateway.HeaderError))
 	}
@@ -268,7 +268,7 @@ routes:
 
 	t.Run("access log", func(t *testing.T) {
 		var lines []map[string]any
-		waitFor(t, func() bool {
+		testutil.Eventually(t, "17 lines in the JSON access log", func() bool {
 			lines = readJSONLines(t, jsonLog)
 			return len(lines) >= 17
 		})
@@ -459,15 +459,4 @@ func readJSONLines(t *testing.T, file string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/internal/testredis"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
@@ -53,7 +54,7 @@ func BenchmarkRateLimit(b *testing.B) {
 	}
 	// The store belongs to the gateway, not to a route: the in-process store needs a gateway
 	// of its own.
-	remote := startBenchGateway(b, fmt.Sprintf(`
+	_, remote := startGatewayWith(b, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
 backends: [{name: app, endpoints: [%[1]s]}]
@@ -69,8 +70,8 @@ routes:
   - {name: c-redis, match: {path: /c-redis}, filters: [c-redis], backend: app}
   - {name: redis-8keys, match: {path: /redis-8keys}, filters: [redis-8keys], backend: app}
   - {name: none, match: {path_prefix: /}, backend: app}
-`, backend, rs.Addr, wasm, limit, limit2, cwasm, climit, strings.Join(limits8, ", ")))
-	local := startBenchGateway(b, fmt.Sprintf(`
+`, backend, rs.Addr, wasm, limit, limit2, cwasm, climit, strings.Join(limits8, ", ")), gateway.Options{})
+	_, local := startGatewayWith(b, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
 backends: [{name: app, endpoints: [%[1]s]}]
@@ -80,7 +81,7 @@ filters:
 routes:
   - {name: c-local, match: {path: /c-local}, filters: [c-local], backend: app}
   - {name: local, match: {path_prefix: /}, filters: [local], backend: app}
-`, backend, wasm, limit, cwasm, climit))
+`, backend, wasm, limit, cwasm, climit), gateway.Options{})
 
 	for _, tc := range []struct {
 		name  string

@@ -11,6 +11,7 @@ import (
 	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/internal/testredis"
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -89,7 +90,7 @@ routes: [{name: r, filters: [limit], backend: app}]
 			}
 			g, err := gateway.New(cfg, gateway.Options{
 				Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
-				CacheDir: wasmbuild.CacheDir() + "/gateway-tests",
+				CacheDir: testutil.GatewayCacheDir(),
 			})
 			if err == nil {
 				g.Shutdown(t.Context())

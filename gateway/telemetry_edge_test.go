@@ -17,6 +17,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -85,7 +86,7 @@ telemetry:
   access_log: [{path: %[6]s, flush_interval: 20ms, fields: [path, response_code, response_flags, attempts, bytes_sent]}]
 routes:
   - {name: rewritten, match: {path: /rewritten}, filters: [method], backend: app}
-  - {name: ws, match: {path: /ws}, backend: ws}
+  - {name: ws, match: {path: /ws}, backend: ws, upgrade: {protocols: [echo]}}
   - {name: early, match: {path: /early}, backend: early}
   - {name: cut, match: {path: /cut}, backend: cut}
   - {name: patient, match: {path: /unavailable}, backend: app, timeout: 150ms,
@@ -134,7 +135,7 @@ routes:
 	}
 
 	// Requests a filter turned into POSTs are counted in and out as the GETs they came as.
-	waitFor(t, func() bool { return strings.Contains(adminGet(t, admin, "/stats"), "http.server.active_requests") })
+	testutil.Eventually(t, "http.server.active_requests in /stats", func() bool { return strings.Contains(adminGet(t, admin, "/stats"), "http.server.active_requests") })
 	stats := adminGet(t, admin, "/stats?filter=active_requests")
 	for _, line := range strings.Split(strings.TrimSpace(stats), "\n") {
 		if !strings.HasSuffix(line, ": 0") {
@@ -143,7 +144,7 @@ routes:
 	}
 
 	lines := map[string]map[string]any{}
-	waitFor(t, func() bool {
+	testutil.Eventually(t, "5 paths in the access log", func() bool {
 		for _, l := range readJSONLines(t, logFile) {
 			lines[fmt.Sprint(l["path"])] = l
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -19,38 +18,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plexus-mesh/plexus/gateway"
-	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
-
-// startGatewayWith runs a gateway on yaml in this process with o (a discarding logger when
-// o has none) and returns it and its addresses.
-func startGatewayWith(t *testing.T, yaml string, o gateway.Options) (*gateway.Gateway, map[string]string) {
-	t.Helper()
-	cfg, err := config.Parse(t.TempDir()+"/plexus.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.CacheDir == "" {
-		o.CacheDir = wasmbuild.CacheDir() + "/gateway-tests"
-	}
-	g, err := gateway.New(cfg, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		g.Shutdown(ctx)
-	})
-	return g, g.Addrs()
-}
 
 // recordingBackend answers 200 "ok" and keeps the traceparent of every request by path;
 // /flaky answers 503 to every other request, starting with the first.
@@ -254,7 +224,7 @@ routes:
 		}
 		// The access log line carries the trace.
 		var line map[string]any
-		waitFor(t, func() bool {
+		testutil.Eventually(t, "the access log line of /plain?x=1", func() bool {
 			for _, l := range readJSONLines(t, accessLog) {
 				if l["path"] == "/plain?x=1" {
 					line = l

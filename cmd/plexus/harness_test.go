@@ -30,11 +30,16 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 var plexusBin string
 
 func TestMain(m *testing.M) {
+	// Every plexus the tests run keeps its compiled modules in the tests' cache, not in
+	// the user's (its default, --cache-dir's, is os.UserCacheDir).
+	os.Setenv("PLEXUS_CACHE_DIR", testutil.GatewayCacheDir())
 	dir, err := os.MkdirTemp("", "plexus-e2e")
 	if err != nil {
 		panic(err)

@@ -8,11 +8,12 @@
 //   - AssemblyScript: npm ci from the example's lockfile, then asc;
 //   - WAT: wabt's wat2wasm.
 //
-// Outputs are cached by a hash of their sources and build flags (in CacheDir), so a test run
-// builds each module once, and a later run not at all. Builds run at most two at a time, and
-// a file lock keeps two test processes (go test ./... runs packages in parallel) from
-// building the same module at once. A missing tool fails the test with the tool's name and
-// the package that brings it; scripts/deps.sh installs them all.
+// Outputs are cached by a hash of their sources and build flags (in CacheDir, outside the
+// user's cache), so a test run builds each module once, and a later run not at all. Builds
+// run at most two at a time, and a file lock keeps two test processes (go test ./... runs
+// packages in parallel) from building the same module at once. A missing tool fails the
+// test with the tool's name and the package that brings it; scripts/deps.sh installs them
+// all.
 package wasmbuild
 
 import (
@@ -30,19 +31,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
-// CacheDir is where built modules are kept: $PLEXUS_WASMBUILD_CACHE, or a folder in the
-// user's cache directory.
+// CacheDir is where built modules are kept: $PLEXUS_WASMBUILD_CACHE, or the tests' cache
+// ([testutil.CacheDir]), which is not the user's cache directory: these are test builds.
 func CacheDir() string {
 	if d := os.Getenv("PLEXUS_WASMBUILD_CACHE"); d != "" {
 		return d
 	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		d = os.TempDir()
-	}
-	return filepath.Join(d, "plexus", "wasmbuild")
+	return testutil.CacheDir("wasmbuild")
 }
 
 var moduleRoot struct {
