@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 //go:embed testdata/foreign.wat
@@ -107,7 +109,7 @@ func TestForeignFunctionAnswersIdle(t *testing.T) {
 	r.RegisterAsyncForeignFunction("later", l.fn)
 	sink := &logSink{}
 	p := loadWAT(t, r, foreignWAT, Config{Plugin: []byte("boot"), Logger: slog.New(sink)}, nil)
-	eventually(t, "two answers", func() bool { return len(sink.messages()) == 2 })
+	testutil.Eventually(t, "two answers", func() bool { return len(sink.messages()) == 2 })
 	if got, want := sink.messages(), []string{"INFO first:boot", "INFO second:boot"}; !slices.Equal(got, want) {
 		t.Errorf("filter log %q, want %q", got, want)
 	}

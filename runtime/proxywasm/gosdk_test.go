@@ -15,6 +15,7 @@ import (
 	// keeps it in go.mod for `go mod tidy`, which does not look into testdata.
 	_ "github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 	rt "github.com/plexus-mesh/plexus/runtime"
 )
@@ -170,7 +171,7 @@ func TestGoSDKFilter(t *testing.T) {
 		for _, id := range []string{"q-1", "q-2", "q-3"} {
 			s, _, _ := request(t, "/queue", Field{"x-request-id", id})
 			requests++
-			eventually(t, "the queued item "+id, func() bool {
+			testutil.Eventually(t, "the queued item "+id, func() bool {
 				v, _, ok := sharedData.get("gofilter", []byte("queued"))
 				return ok && string(v) == id
 			})
@@ -178,7 +179,7 @@ func TestGoSDKFilter(t *testing.T) {
 		}
 	})
 	t.Run("ticks", func(t *testing.T) {
-		eventually(t, "three ticks", func() bool {
+		testutil.Eventually(t, "three ticks", func() bool {
 			v, _, ok := sharedData.get("gofilter", []byte("ticks"))
 			return ok && binary.LittleEndian.Uint64(v) >= 3
 		})

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 //go:embed testdata/grpc.wat
@@ -566,7 +568,7 @@ func TestGRPCCanceledWithInstance(t *testing.T) {
 		t.Fatal("a stream outlives the request that opened it, as callouts do")
 	}
 	g.p.Close()
-	eventually(t, "the stream to be canceled", func() bool {
+	testutil.Eventually(t, "the stream to be canceled", func() bool {
 		_, _, canceled := f.state()
 		return canceled
 	})

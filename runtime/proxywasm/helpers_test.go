@@ -193,18 +193,6 @@ func (i *instance) resetLog() { i.setU32(0x0ffc, 0) }
 
 func u32le(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
-// eventually polls cond for up to two seconds.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // resetShared empties a vm_id's shared data: it is process-wide, and outlives a test.
 func resetShared(vmID string) {
 	sharedData.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -286,7 +287,7 @@ func TestTicks(t *testing.T) {
 		return n
 	}
 	// Idle: the instance is taken from the pool for its ticks.
-	eventually(t, "ticks on an idle instance", func() bool { return ticks() >= 3 })
+	testutil.Eventually(t, "ticks on an idle instance", func() bool { return ticks() >= 3 })
 
 	// Held by a paused stream: the ticks run in its Wait.
 	i.setU32(0x00, 1)
@@ -308,7 +309,7 @@ func TestTicks(t *testing.T) {
 
 	// The filter stops its timer.
 	i.setU32(0x0c, 1)
-	eventually(t, "the timer to stop", func() bool {
+	testutil.Eventually(t, "the timer to stop", func() bool {
 		n := ticks()
 		time.Sleep(20 * time.Millisecond)
 		return ticks() == n
@@ -339,7 +340,7 @@ func TestGRPCCall(t *testing.T) {
 		t.Fatalf("proxy_grpc_call: %d", st)
 	}
 	id := i.u32At(0x170)
-	eventually(t, "proxy_on_grpc_close", func() bool {
+	testutil.Eventually(t, "proxy_on_grpc_close", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		defer cancel()
 		s.Wait(ctx)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 func mustNew(t *testing.T, o Options) *Logger {
@@ -39,15 +41,6 @@ func readLines(t *testing.T, path string) []string {
 }
 
 // waitFor polls cond until it holds or ten seconds pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func TestNewErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -152,7 +145,7 @@ func TestFileSink(t *testing.T) {
 		l.Log(r)
 	}
 	// Far below BufferSize: only the interval writes these.
-	waitFor(t, "the interval flush", func() bool { return len(readLines(t, path)) == 4 })
+	testutil.Eventually(t, "the interval flush", func() bool { return len(readLines(t, path)) == 4 })
 
 	l.Log(r)
 	l.Log(r)
@@ -184,7 +177,7 @@ func TestFlushWhenFull(t *testing.T) {
 	for ; n*len(line(t, "text", nil, r)) < 1000; n++ {
 		l.Log(r)
 	}
-	waitFor(t, "the flush of a full buffer", func() bool { return len(readLines(t, path)) == n })
+	testutil.Eventually(t, "the flush of a full buffer", func() bool { return len(readLines(t, path)) == n })
 	l.Log(r)
 	l.Close()
 	if got := len(readLines(t, path)); got != n+1 {
@@ -253,7 +246,7 @@ func TestWriteErrorDevFull(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Log blocked on a failing sink")
 	}
-	waitFor(t, "a write error", func() bool { _, _, errs := l.Stats(); return errs > 0 })
+	testutil.Eventually(t, "a write error", func() bool { _, _, errs := l.Stats(); return errs > 0 })
 	l.mu.Lock()
 	if n := len(l.buf); n > 4*bufSize {
 		t.Errorf("%d bytes kept, more than 4×BufferSize", n)
@@ -307,7 +300,7 @@ func TestWriteErrorRecovers(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	waitFor(t, "three failed writes", func() bool { _, _, errs := l.Stats(); return errs == 3 })
+	testutil.Eventually(t, "three failed writes", func() bool { _, _, errs := l.Stats(); return errs == 3 })
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 // rawServer is a TCP server whose handler speaks HTTP by hand, for behavior a
@@ -135,20 +137,9 @@ func wantKind(t testing.TB, err error, kind Kind) *Error {
 }
 
 // waitFor polls cond, for state that settles asynchronously (a server noticing a close).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func wantStats(t testing.TB, p *Pool, want Stats) {
 	t.Helper()
-	waitFor(t, "pool stats", func() bool { return p.Stats() == want })
+	testutil.Eventually(t, "pool stats", func() bool { return p.Stats() == want })
 }
 
 // pattern is an endless deterministic byte stream, so that large bodies can be

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 func hello(w http.ResponseWriter, r *http.Request) {
@@ -727,7 +729,7 @@ func TestInvalidTrailerValue(t *testing.T) {
 	_, err := p.RoundTrip(req)
 	wantKind(t, err, KindProtocol)
 	wantStats(t, p, Stats{})
-	waitFor(t, "server to see the close", func() bool { return srv.accepted.Load() == 1 })
+	testutil.Eventually(t, "server to see the close", func() bool { return srv.accepted.Load() == 1 })
 	srv.ln.Close()
 	time.Sleep(20 * time.Millisecond)
 	mu.Lock()
@@ -934,7 +936,7 @@ func TestEarlyResponse(t *testing.T) {
 		t.Fatalf("got %d %q", resp.StatusCode, got)
 	}
 	wantStats(t, p, Stats{})
-	waitFor(t, "request body closed", body.closed.Load)
+	testutil.Eventually(t, "request body closed", body.closed.Load)
 }
 
 type failingBody struct{ n int }
