@@ -200,15 +200,12 @@ func (g *gw) findLogs(msg string) []map[string]any {
 // waitLog waits until a log line with msg appears (count of them reaches n).
 func (g *gw) waitLog(msg string, n int) []map[string]any {
 	g.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if l := g.findLogs(msg); len(l) >= n {
-			return l
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	g.t.Fatalf("no %d log lines %q after 10s", n, msg)
-	return nil
+	var l []map[string]any
+	testutil.Eventually(g.t, fmt.Sprintf("%d log lines %q", n, msg), func() bool {
+		l = g.findLogs(msg)
+		return len(l) >= n
+	})
+	return l
 }
 
 func (g *gw) signal(sig os.Signal) {
