@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 )
 
@@ -73,9 +74,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		s := g.snap.Load()
-		routes := make([]any, len(s.routes))
-		for i, rt := range s.routes {
-			routes[i] = rt.cfg.RouteView()
+		routes := make([]any, len(s.Routes))
+		for i, rt := range s.Routes {
+			routes[i] = rt.Cfg.RouteView()
 		}
 		writeJSON(w, map[string]any{"version": s.version, "routes": routes})
 	})
@@ -84,7 +85,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		out := make([]any, 0, len(s.cfg.Filters))
 		for _, fc := range s.cfg.Filters {
 			f := s.filters[fc.Name]
-			st := f.plugin.Stats()
+			st := f.Plugin.Stats()
 			failures := st.Failures
 			if failures == nil {
 				failures = map[string]int{}
@@ -92,8 +93,8 @@ func (g *Gateway) adminHandler() http.Handler {
 			out = append(out, map[string]any{
 				"name":         fc.Name,
 				"module":       fc.Module,
-				"digest":       f.plugin.Digest(),
-				"abi":          f.plugin.ABIVersion(),
+				"digest":       f.Plugin.Digest(),
+				"abi":          f.Plugin.ABIVersion(),
 				"failure":      fc.Failure,
 				"instances":    st.Instances,
 				"in_use":       st.InUse,
@@ -128,14 +129,14 @@ func (g *Gateway) warnRemoteAdmin(addr net.Addr) {
 }
 
 // callbackStats is how often each of a filter's callbacks ran and its mean time.
-func callbackStats(f *filter) map[string]any {
+func callbackStats(f *filterchain.Filter) map[string]any {
 	out := map[string]any{}
-	for ph, h := range f.durations {
+	for ph, h := range f.Durations() {
 		if h == nil {
 			continue // metrics are disabled
 		}
 		if n := h.Count(); n > 0 {
-			out[phaseNames[ph]] = map[string]any{"calls": n, "mean_us": float64(h.Sum()) / float64(n) / 1e3}
+			out[filterchain.PhaseNames[ph]] = map[string]any{"calls": n, "mean_us": float64(h.Sum()) / float64(n) / 1e3}
 		}
 	}
 	return out
@@ -194,12 +195,12 @@ func (g *Gateway) serveClusters(w http.ResponseWriter, r *http.Request) {
 	var out []clusterView
 	for _, bc := range s.cfg.Backends {
 		b := s.backends[bc.Name]
-		cv := clusterView{Name: b.name, Protocol: bc.Protocol, MaxRequests: b.maxActive, Active: b.active.Load(), Overflows: b.overflows.Load()}
-		for _, ep := range b.endpoints {
-			v := endpointView{Address: ep.addr, Health: "healthy", ConsecutiveFail: ep.fails.Load(),
-				RqTotal: ep.stats.total.Load(), RqActive: ep.stats.active.Load(), RqError: ep.stats.errors.Load(),
-				RqTimeout: ep.stats.timeouts.Load(), CxConnectFail: ep.stats.connectFailures.Load()}
-			if until := time.Unix(0, ep.downUntil.Load()); until.After(now) {
+		cv := clusterView{Name: b.Name, Protocol: bc.Protocol, MaxRequests: b.MaxActive, Active: b.Active.Load(), Overflows: b.Overflows.Load()}
+		for _, ep := range b.Endpoints {
+			v := endpointView{Address: ep.Addr, Health: "healthy", ConsecutiveFail: ep.Fails(),
+				RqTotal: ep.Stats.Total.Load(), RqActive: ep.Stats.Active.Load(), RqError: ep.Stats.Errors.Load(),
+				RqTimeout: ep.Stats.Timeouts.Load(), CxConnectFail: ep.Stats.ConnectFailures.Load()}
+			if until := time.Unix(0, ep.DownUntil.Load()); until.After(now) {
 				v.Health, v.EjectedUntil = "/failed_outlier_check", until.UTC().Format(time.RFC3339Nano)
 			}
 			cv.Endpoints = append(cv.Endpoints, v)

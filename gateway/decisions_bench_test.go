@@ -59,9 +59,9 @@ routes: [{name: r, filters: [limit], direct_response: {body: ok}}]
 			if g.redis != nil {
 				g.redis.AddHook(&trips)
 			}
-			p := g.snap.Load().filters["limit"].plugin
-			store := g.inst.decisions.With(telemetry.Key{A: "limit", B: "allowed", C: "store"}, decisionAttrs)
-			failOpen := g.inst.decisions.With(telemetry.Key{A: "limit", B: "allowed", C: "fail_open"}, decisionAttrs)
+			p := g.snap.Load().filters["limit"].Plugin
+			store := g.inst.Decisions.With(telemetry.Key{A: "limit", B: "allowed", C: "store"}, decisionAttrs)
+			failOpen := g.inst.Decisions.With(telemetry.Key{A: "limit", B: "allowed", C: "fail_open"}, decisionAttrs)
 			var allowed, other atomic.Int64
 			b.ReportAllocs()
 			// 64 streams on 2 cores. Callbacks get 1s: 64 goroutines that never wait on I/O

@@ -12,53 +12,24 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
-	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/stream"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
-
-// filter is a loaded Wasm filter of a snapshot. A filter whose declaration and module did not
-// change is carried over by a reload, with its warm instances.
-type filter struct {
-	name     string
-	key      string // everything that makes two declarations the same filter
-	plugin   *proxywasm.Plugin
-	failOpen bool
-
-	spanNames [numPhases]string               // "filter NAME on_request_headers"...
-	durations [numPhases]*telemetry.Histogram // time in each callback
-}
-
-// instrument names the filter's spans and binds its duration series, once per filter.
-// With metrics disabled (inst nil) only the span names are set.
-func (f *filter) instrument(inst *instruments) {
-	if f.spanNames[0] != "" {
-		return // carried over from the previous snapshot
-	}
-	for ph := range numPhases {
-		f.spanNames[ph] = "filter " + f.name + " " + phaseNames[ph]
-		if inst == nil {
-			continue
-		}
-		f.durations[ph] = inst.filterDuration.With(telemetry.Key{A: f.name, B: phaseNames[ph]}, func(k telemetry.Key) []attribute.KeyValue {
-			return []attribute.KeyValue{attribute.String("plexus.filter", k.A), attribute.String("plexus.phase", k.B)}
-		})
-	}
-}
 
 // loadFilter reads, compiles and starts the module of fc. Loading runs proxy_on_vm_start
 // and proxy_on_configure once, so a filter that refuses its configuration is refused here,
 // at load, naming the filter and where it is declared.
-func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, prev *snapshot) (*filter, error) {
+func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, prev *snapshot) (*filterchain.Filter, error) {
 	fc := &cfg.Filters[i]
 	where := cfg.Where(fmt.Sprintf("filters[%d].module", i))
 	wasm, err := readModule(cfg, fc.Module)
@@ -77,7 +48,7 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 	sum := sha256.Sum256(wasm)
 	key := fmt.Sprintf("%x|%s|%s|%s|%q|%q|%s|%s|%+v|%s|%s|%s", sum, fc.Name, fc.RootID, fc.VMID, pluginConf, vmConf, fc.Failure, fc.LogLevel, fc.Limits, nodeKey, fc.SharedData, fc.RedisFailure)
 	if prev != nil {
-		if old := prev.filters[fc.Name]; old != nil && old.key == key {
+		if old := prev.filters[fc.Name]; old != nil && old.Key == key {
 			return old, nil
 		}
 	}
@@ -110,7 +81,7 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err) // the error names the filter and its digest
 	}
-	return &filter{name: fc.Name, key: key, plugin: p, failOpen: pc.FailOpen}, nil
+	return &filterchain.Filter{Name: fc.Name, Key: key, Plugin: p, FailOpen: pc.FailOpen}, nil
 }
 
 func readModule(cfg *config.Config, module string) ([]byte, error) {
@@ -174,27 +145,27 @@ func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []prox
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	span := calloutSpan(snap.tracing, sctx, req, cluster)
+	span := stream.CalloutSpan(snap.Tracing, sctx, req, cluster)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		ep := be.pick(nil)
+		ep := be.Pick(nil)
 		if ep == nil {
 			err := fmt.Errorf("backend %q: no healthy upstream", cluster)
-			endCallout(span, 0, err)
+			stream.EndCallout(span, 0, err)
 			done(nil, err)
 			return
 		}
-		resp, err := be.roundTrip(ep, req.WithContext(ctx))
+		resp, err := be.RoundTrip(ep, req.WithContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("backend %q: no response within %s", cluster, timeout)
 			}
-			endCallout(span, 0, err)
+			stream.EndCallout(span, 0, err)
 			done(nil, err)
 			return
 		}
-		endCallout(span, resp.StatusCode, nil)
+		stream.EndCallout(span, resp.StatusCode, nil)
 		defer resp.Body.Close()
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxCalloutBody+1))
 		if err == nil && len(data) > maxCalloutBody {
@@ -206,8 +177,8 @@ func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []prox
 		}
 		out := &proxywasm.HTTPCallResponse{Body: data}
 		out.Headers = append(out.Headers, proxywasm.Field{Key: ":status", Value: strconv.Itoa(resp.StatusCode)})
-		out.Headers = appendFields(out.Headers, resp.Header)
-		out.Trailers = appendFields(nil, resp.Trailer)
+		out.Headers = filterchain.AppendFields(out.Headers, resp.Header)
+		out.Trailers = filterchain.AppendFields(nil, resp.Trailer)
 		done(out, nil)
 	}()
 	return nil
@@ -248,7 +219,7 @@ func (h *wasmHost) GRPCStream(sctx context.Context, cluster string, headers []pr
 	if be == nil {
 		return nil, fmt.Errorf("no backend named %q: %w", cluster, proxywasm.ErrUnknownCluster)
 	}
-	if be.h2 == nil {
+	if !be.HTTP2() {
 		return nil, fmt.Errorf("backend %q speaks HTTP/1.1, and gRPC needs HTTP/2: declare it with protocol: h2c (or h2)", cluster)
 	}
 	req, err := calloutRequest(cluster, headers)
@@ -259,7 +230,7 @@ func (h *wasmHost) GRPCStream(sctx context.Context, cluster string, headers []pr
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(context.Background(), timeout)
 	}
-	c := &grpcCallout{cancel: cancel, span: calloutSpan(snap.tracing, sctx, req, cluster)}
+	c := &grpcCallout{cancel: cancel, span: stream.CalloutSpan(snap.Tracing, sctx, req, cluster)}
 	c.body.ready = make(chan struct{}, 1)
 	req.Body = &c.body
 	req.ContentLength = -1
@@ -289,7 +260,7 @@ func (c *grpcCallout) Cancel() {
 	c.body.close(errCalloutCanceled)
 }
 
-func (c *grpcCallout) run(ctx context.Context, be *backend, req *http.Request, cluster string, timeout time.Duration, ev proxywasm.GRPCEvents) {
+func (c *grpcCallout) run(ctx context.Context, be *upstream.Cluster, req *http.Request, cluster string, timeout time.Duration, ev proxywasm.GRPCEvents) {
 	defer c.cancel()
 	done := func(err error) {
 		if err != nil {
@@ -299,16 +270,16 @@ func (c *grpcCallout) run(ctx context.Context, be *backend, req *http.Request, c
 				err = fmt.Errorf("backend %q: %w", cluster, err)
 			}
 		}
-		endCallout(c.span, 0, err)
+		stream.EndCallout(c.span, 0, err)
 		ev.Done(err)
 	}
-	ep := be.pick(nil)
+	ep := be.Pick(nil)
 	if ep == nil {
 		c.body.close(errCalloutBodyClosed)
 		done(errors.New("no healthy upstream"))
 		return
 	}
-	resp, err := be.roundTrip(ep, req)
+	resp, err := be.RoundTrip(ep, req)
 	if err != nil {
 		done(err)
 		return
@@ -316,7 +287,7 @@ func (c *grpcCallout) run(ctx context.Context, be *backend, req *http.Request, c
 	defer resp.Body.Close()
 	hdr := make([]proxywasm.Field, 1, 1+len(resp.Header))
 	hdr[0] = proxywasm.Field{Key: ":status", Value: strconv.Itoa(resp.StatusCode)}
-	ev.Headers(appendFields(hdr, resp.Header))
+	ev.Headers(filterchain.AppendFields(hdr, resp.Header))
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := resp.Body.Read(buf)
@@ -331,7 +302,7 @@ func (c *grpcCallout) run(ctx context.Context, be *backend, req *http.Request, c
 			return
 		}
 	}
-	if tr := appendFields(nil, resp.Trailer); len(tr) > 0 {
+	if tr := filterchain.AppendFields(nil, resp.Trailer); len(tr) > 0 {
 		ev.Trailers(tr)
 	}
 	done(nil)
@@ -408,61 +379,4 @@ func (b *grpcBody) signal() {
 	case b.ready <- struct{}{}:
 	default:
 	}
-}
-
-// appendFields appends h's fields with lower-case names, in a stable order.
-func appendFields(dst []proxywasm.Field, h http.Header) []proxywasm.Field {
-	var stack [32]string
-	keys := stack[:0]
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		lk := lowerKey(k)
-		for _, v := range h[k] {
-			dst = append(dst, proxywasm.Field{Key: lk, Value: v})
-		}
-	}
-	return dst
-}
-
-// commonLower holds the lower-case forms of the header names most requests carry, so that
-// turning a header into what filters see does not allocate for them.
-var commonLower = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
-		"Content-Length", "Content-Type", "Cookie", "Date", "Etag", "Host", "If-Modified-Since",
-		"If-None-Match", "Last-Modified", "Location", "Origin", "Referer", "Server", "Set-Cookie",
-		"Te", "Trailer", "Transfer-Encoding", "User-Agent", "Vary", "Via", "X-Forwarded-For",
-		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "Grpc-Status", "Grpc-Message",
-	} {
-		m[k] = strings.ToLower(k)
-	}
-	return m
-}()
-
-// commonCanonical is commonLower the other way round.
-var commonCanonical = func() map[string]string {
-	m := map[string]string{}
-	for k, lk := range commonLower {
-		m[lk] = k
-	}
-	return m
-}()
-
-// canonicalKey is http.CanonicalHeaderKey without allocating for common names.
-func canonicalKey(lk string) string {
-	if k, ok := commonCanonical[lk]; ok {
-		return k
-	}
-	return http.CanonicalHeaderKey(lk)
-}
-
-func lowerKey(k string) string {
-	if lk, ok := commonLower[k]; ok {
-		return lk
-	}
-	return strings.ToLower(k)
 }

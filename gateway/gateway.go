@@ -31,8 +31,14 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/httpnorm"
+	"github.com/plexus-mesh/plexus/gateway/internal/route"
+	"github.com/plexus-mesh/plexus/gateway/internal/router"
 	"github.com/plexus-mesh/plexus/gateway/internal/stdio"
+	"github.com/plexus-mesh/plexus/gateway/internal/stream"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
@@ -40,6 +46,10 @@ import (
 // stderr): its process log should write here too, so that their lines never interleave,
 // and a reader that went away is an error rather than SIGPIPE.
 var Stderr io.Writer = stdio.Stderr
+
+// HeaderError names the header in which plexus tells a client why it answered by itself
+// (no route, no healthy upstream, connect failure, timeout).
+const HeaderError = stream.HeaderError
 
 // Options are the gateway's process-level settings, the ones a config file does not carry.
 type Options struct {
@@ -49,7 +59,7 @@ type Options struct {
 	Version  string       // service.version in telemetry
 
 	// SpanExporter, when not nil, receives the spans instead of the exporter the config
-	// names (which must still be declared: tracing is on only with telemetry.tracing).
+	// names (which must still be declared: tracing is on only with telemetry.Tracing).
 	// The gateway flushes it but never shuts it down: it is the caller's.
 	SpanExporter sdktrace.SpanExporter
 	// MetricReader, when not nil, makes one more reader of the metrics, beside the
@@ -70,7 +80,7 @@ type Gateway struct {
 	validating bool // built by Validate: exporters and access log files are left out
 
 	metrics *telemetry.Metrics // for the process: a reload cannot change telemetry.metrics
-	inst    *instruments
+	inst    *telemetry.Instruments
 	svc     *services             // counters and shared data: in Redis, or in process; for the process
 	redis   redis.UniversalClient // nil without redis:
 
@@ -83,30 +93,21 @@ type Gateway struct {
 	draining  atomic.Bool
 
 	retireMu sync.Mutex
-	retiring map[int]func() // what reloads left to close later; Shutdown closes it at once
-	retireID int
+	retiring map[*snapshot]bool // replaced snapshots whose requests are still running
+	tunnels  router.Tunnels     // upgraded connections, for Shutdown to close
 }
 
-// snapshot is one loaded config, compiled. It never changes once built.
+// snapshot is one loaded config, compiled. It never changes once built. Requests hold
+// its stream part (routes, tracing, access logs) while they run; a reload retires it, and
+// what it alone holds closes when its last request ends.
 type snapshot struct {
+	stream.Snapshot
 	cfg      *config.Config
 	version  uint64
 	loaded   time.Time
-	routes   []*route
-	backends map[string]*backend
-	filters  map[string]*filter
+	backends map[string]*upstream.Cluster
+	filters  map[string]*filterchain.Filter
 	certs    map[string]*tls.Certificate // by listener name
-	tracing  *telemetry.Tracing
-	logs     []*accesslog.Logger
-}
-
-func (s *snapshot) match(r *http.Request, host, path string) *route {
-	for _, rt := range s.routes {
-		if rt.matches(r, host, path) {
-			return rt
-		}
-	}
-	return nil
 }
 
 // New builds a gateway for cfg without binding anything.
@@ -137,7 +138,7 @@ func build(cfg *config.Config, o Options, validating bool) (*Gateway, error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Where("telemetry.metrics"), err)
 	}
 	if *cfg.Telemetry.Metrics.Enabled {
-		g.inst = newInstruments(g.metrics.Stats)
+		g.inst = telemetry.NewInstruments(g.metrics.Stats)
 	}
 	if g.wasm, err = proxywasm.NewRuntime(context.Background(), proxywasm.Options{CacheDir: o.CacheDir, Logger: g.log}); err != nil {
 		g.metrics.Shutdown(context.Background())
@@ -196,7 +197,7 @@ func (g *Gateway) closeStore() {
 // the exporters' schedules.
 func (g *Gateway) Flush(ctx context.Context) error {
 	var err error
-	if tp := g.snap.Load().tracing.Provider; tp != nil {
+	if tp := g.snap.Load().Tracing.Provider; tp != nil {
 		err = tp.ForceFlush(ctx)
 	}
 	return errors.Join(err, g.metrics.Provider.ForceFlush(ctx))
@@ -216,7 +217,7 @@ func (g *Gateway) resource(cfg *config.Config) (*resource.Resource, error) {
 }
 
 func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, error) {
-	s := &snapshot{cfg: cfg, loaded: time.Now(), backends: map[string]*backend{}, filters: map[string]*filter{}, certs: map[string]*tls.Certificate{}}
+	s := &snapshot{cfg: cfg, loaded: time.Now(), backends: map[string]*upstream.Cluster{}, filters: map[string]*filterchain.Filter{}, certs: map[string]*tls.Certificate{}}
 	for _, l := range cfg.Listeners {
 		if l.TLS == nil {
 			continue
@@ -229,12 +230,12 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 	}
 	for _, bc := range cfg.Backends {
 		if prev != nil {
-			if old := prev.backends[bc.Name]; old != nil && old.sameAs(bc) {
+			if old := prev.backends[bc.Name]; old != nil && old.SameAs(bc) {
 				s.backends[bc.Name] = old
 				continue
 			}
 		}
-		b, err := newBackend(bc, cfg)
+		b, err := upstream.NewCluster(bc, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -246,15 +247,19 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 			g.closeNew(s, prev)
 			return nil, err
 		}
-		f.instrument(g.inst)
-		s.filters[f.name] = f
+		var durations *telemetry.HistogramVec
+		if g.inst != nil {
+			durations = g.inst.FilterDuration
+		}
+		f.Instrument(durations)
+		s.filters[f.Name] = f
 	}
 	if err := g.buildTelemetry(s, prev); err != nil {
 		g.closeNew(s, prev)
 		return nil, err
 	}
 	for i := range cfg.Routes {
-		s.routes = append(s.routes, compileRoute(&cfg.Routes[i], s.backends, s.filters))
+		s.Routes = append(s.Routes, route.Compile(&cfg.Routes[i], s.backends, s.filters))
 	}
 	return s, nil
 }
@@ -267,7 +272,7 @@ func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
 	if g.validating {
 		// Exporters are not made (shutting them down pushes to a collector) and log files
 		// not opened (that creates them); that they could be is checked.
-		s.tracing, _ = telemetry.NewTracing(nil, nil, nil)
+		s.Tracing, _ = telemetry.NewTracing(nil, nil, nil)
 		for i, a := range t.AccessLog {
 			if err := accesslog.CheckPath(logPath(cfg, a.Path)); err != nil {
 				return fmt.Errorf("%s: %w", cfg.Where(fmt.Sprintf("telemetry.access_log[%d].path", i)), err)
@@ -277,7 +282,7 @@ func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.Telemetry.Tracing, t.Tracing) &&
 		prev.cfg.Telemetry.ServiceName == t.ServiceName && reflect.DeepEqual(prev.cfg.Telemetry.Resource, t.Resource) {
-		s.tracing = prev.tracing
+		s.Tracing = prev.Tracing
 	} else {
 		res, err := g.resource(cfg)
 		if err != nil {
@@ -289,12 +294,12 @@ func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
 			// shut it down.
 			exp = keepOpen{g.opts.SpanExporter}
 		}
-		if s.tracing, err = telemetry.NewTracing(t.Tracing, res, exp); err != nil {
-			return fmt.Errorf("%s: %w", cfg.Where("telemetry.tracing.exporter"), err)
+		if s.Tracing, err = telemetry.NewTracing(t.Tracing, res, exp); err != nil {
+			return fmt.Errorf("%s: %w", cfg.Where("telemetry.Tracing.exporter"), err)
 		}
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.Telemetry.AccessLog, t.AccessLog) {
-		s.logs = prev.logs
+		s.Logs = prev.Logs
 		return nil
 	}
 	for i, a := range t.AccessLog {
@@ -303,7 +308,7 @@ func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.Where(fmt.Sprintf("telemetry.access_log[%d]", i)), err)
 		}
-		s.logs = append(s.logs, l)
+		s.Logs = append(s.Logs, l)
 	}
 	return nil
 }
@@ -312,7 +317,7 @@ func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
 func (g *Gateway) closeNew(s, prev *snapshot) {
 	for name, f := range s.filters {
 		if prev == nil || prev.filters[name] != f {
-			f.plugin.Close()
+			f.Plugin.Close()
 		}
 	}
 	g.closeTelemetry(s, prev)
@@ -333,20 +338,20 @@ func (keepOpen) Shutdown(context.Context) error { return nil }
 
 // sameLogs reports whether b carries a's access logs over (they are carried whole or not).
 func sameLogs(a, b *snapshot) bool {
-	return len(a.logs) == len(b.logs) && (len(a.logs) == 0 || a.logs[0] == b.logs[0])
+	return len(a.Logs) == len(b.Logs) && (len(a.Logs) == 0 || a.Logs[0] == b.Logs[0])
 }
 
 // closeTelemetry flushes and closes s's tracing and access logs that next does not use.
 func (g *Gateway) closeTelemetry(s, next *snapshot) {
-	if s.tracing != nil && (next == nil || next.tracing != s.tracing) {
+	if s.Tracing != nil && (next == nil || next.Tracing != s.Tracing) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.tracing.Shutdown(ctx); err != nil {
+		if err := s.Tracing.Shutdown(ctx); err != nil {
 			g.log.Warn("tracing: spans not exported at shutdown", "error", err)
 		}
 		cancel()
 	}
-	if len(s.logs) > 0 && (next == nil || !sameLogs(s, next)) {
-		for _, l := range s.logs {
+	if len(s.Logs) > 0 && (next == nil || !sameLogs(s, next)) {
+		for _, l := range s.Logs {
 			l.Close()
 		}
 	}
@@ -360,11 +365,11 @@ func (g *Gateway) closeTelemetry(s, next *snapshot) {
 func (g *Gateway) closeSnapshot(s *snapshot) {
 	var wg sync.WaitGroup
 	for _, f := range s.filters {
-		wg.Go(f.plugin.Close)
+		wg.Go(f.Plugin.Close)
 	}
 	wg.Wait()
 	for _, b := range s.backends {
-		b.close()
+		b.Close()
 	}
 	g.closeTelemetry(s, nil)
 }
@@ -451,67 +456,52 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 
 	// Backends that left the config close once the requests that may still use them are
 	// done; they are not reused, so closing late costs only idle connections held longer.
-	var gone []*backend
+	var gone []*upstream.Cluster
 	for name, b := range old.backends {
 		if s.backends[name] != b {
 			gone = append(gone, b)
 		}
 	}
-	var goneFilters []*filter
+	var goneFilters []*filterchain.Filter
 	for name, f := range old.filters {
 		if s.filters[name] != f {
 			goneFilters = append(goneFilters, f)
 		}
 	}
-	if len(gone)+len(goneFilters) > 0 || old.tracing != s.tracing || !sameLogs(old, s) {
-		drain := config.DefaultDrainTimeout
-		for _, l := range cfg.Listeners {
-			drain = max(drain, l.Drain)
+	// The old snapshot closes what it alone holds once the last request on it ends: its
+	// backends, filters and telemetry are not reused, so closing late costs only what they
+	// hold longer (idle connections, idle instances).
+	g.retire(old, func() {
+		// Plugins close their busy instances when the streams using them end; as in
+		// closeSnapshot, they close together, and before the backends.
+		var wg sync.WaitGroup
+		for _, f := range goneFilters {
+			wg.Go(f.Plugin.Close)
 		}
-		g.retire(drain+maxRouteTimeout(old), func() {
-			// Plugins close their busy instances when the streams using them end; as in
-			// closeSnapshot, they close together, and before the backends.
-			var wg sync.WaitGroup
-			for _, f := range goneFilters {
-				wg.Go(f.plugin.Close)
-			}
-			wg.Wait()
-			for _, b := range gone {
-				b.close()
-			}
-			g.closeTelemetry(old, s)
-		})
-	}
+		wg.Wait()
+		for _, b := range gone {
+			b.Close()
+		}
+		g.closeTelemetry(old, s)
+	})
 	return nil
 }
 
-// retire runs f after d, or when Shutdown comes first, at once: what an old snapshot
-// holds (buffered log lines, batched spans) must not be lost at exit.
-func (g *Gateway) retire(d time.Duration, f func()) {
-	var once sync.Once
+// retire hands s to the requests still on it: idle runs when the last of them ends.
+// Shutdown waits for every retired snapshot.
+func (g *Gateway) retire(s *snapshot, idle func()) {
 	g.retireMu.Lock()
-	defer g.retireMu.Unlock()
 	if g.retiring == nil {
-		g.retiring = map[int]func(){}
+		g.retiring = map[*snapshot]bool{}
 	}
-	id := g.retireID
-	g.retireID++
-	run := func() {
-		once.Do(f)
+	g.retiring[s] = true
+	g.retireMu.Unlock()
+	s.Retire(func() {
+		idle()
 		g.retireMu.Lock()
-		delete(g.retiring, id)
+		delete(g.retiring, s)
 		g.retireMu.Unlock()
-	}
-	g.retiring[id] = run
-	time.AfterFunc(d, run)
-}
-
-func maxRouteTimeout(s *snapshot) time.Duration {
-	var d time.Duration
-	for _, r := range s.routes {
-		d = max(d, r.timeout)
-	}
-	return d
+	})
 }
 
 // sameBinding refuses a reload that would need to rebind a socket.
@@ -566,16 +556,27 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.log.Warn("metrics: last push failed at shutdown", "error", err)
 	}
 	cancel()
+	// Upgraded connections outlive http.Server's drain: they close now, and then every
+	// request still running (on this snapshot or a retired one) is waited for, so that no
+	// handler is left using a filter when the Wasm runtime closes.
+	g.tunnels.CloseAll()
+	cur := g.snap.Load()
+	cur.Retire(nil)
 	g.retireMu.Lock()
-	pending := make([]func(), 0, len(g.retiring))
-	for _, f := range g.retiring {
-		pending = append(pending, f)
+	waits := []*snapshot{cur}
+	for r := range g.retiring {
+		waits = append(waits, r)
 	}
 	g.retireMu.Unlock()
-	for _, f := range pending {
-		f()
+	for _, r := range waits {
+		select {
+		case <-r.Done():
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("shutdown: %d requests still running when the deadline came; closing anyway", r.Holders()))
+			r.Force()
+		}
 	}
-	g.closeSnapshot(g.snap.Load())
+	g.closeSnapshot(cur)
 	g.wasm.Close(context.Background())
 	g.closeStore()
 	return errors.Join(errs...)
@@ -591,17 +592,33 @@ type listener struct {
 	udp  net.PacketConn
 }
 
+// current is the stream part of the snapshot in force.
+func (g *Gateway) current() *stream.Snapshot { return &g.snap.Load().Snapshot }
+
 func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 	l := &listener{cfg: lc}
 	lim := lc.Limits
-	h := &handler{g: g, listener: lc.Name, tls: lc.TLS != nil, bodyLimit: int64(lim.MaxRequestBodyBytes),
-		hdrLimit: int64(lim.MaxHeaderBytes), scheme: "http"}
-	if h.tls {
-		h.scheme = "https"
+	sl := &stream.Listener{Name: lc.Name, TLS: lc.TLS != nil, Scheme: "http", BodyLimit: int64(lim.MaxRequestBodyBytes),
+		HeaderLimit: int64(lim.MaxHeaderBytes), BodyTimeout: max(lim.RequestBodyTimeout, 0), WriteTimeout: max(lim.ResponseWriteTimeout, 0),
+		Paths: stream.PathPolicy{Normalize: *lc.Paths.Normalize, MergeSlashes: *lc.Paths.MergeSlashes}}
+	if sl.TLS {
+		sl.Scheme = "https"
 	}
-	if h.bodyLimit < 0 {
-		h.bodyLimit = 0
+	if sl.BodyLimit < 0 {
+		sl.BodyLimit = 0
 	}
+	switch lc.Paths.EscapedSlashes {
+	case config.EscapedSlashesReject:
+		sl.Paths.EscapedSlashes = httpnorm.EscapedSlashesReject
+	case config.EscapedSlashesUnescape:
+		sl.Paths.EscapedSlashes = httpnorm.EscapedSlashesUnescape
+	}
+	for _, p := range lc.TrustedProxies {
+		prefix, _ := config.ParseCIDR(p) // validated by config.Load
+		sl.Trusted = append(sl.Trusted, prefix)
+	}
+	h := &stream.Handler{L: sl, Current: g.current, Inst: g.inst, Log: g.log,
+		Router: &router.Router{Log: g.log, Inst: g.inst, L: sl, Tunnels: &g.tunnels}}
 
 	protos := new(http.Protocols)
 	want := map[string]bool{}
@@ -639,7 +656,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 			return nil, fmt.Errorf("h3 needs UDP on the same port: %w", err)
 		}
 		port := l.addr.(*net.TCPAddr).Port
-		h.altSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, port)
+		sl.AltSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, port)
 		l.h3 = &http3.Server{
 			Handler:        h,
 			TLSConfig:      http3.ConfigureTLSConfig(tlsConf),

@@ -14,6 +14,7 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/counters"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 )
 
 // newServices makes the host services cfg asks for: counters and shared data in Redis
@@ -52,7 +53,7 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 		opts.Addrs = []string{rc.Address}
 	}
 	if rc.TLS != nil {
-		t, err := backendTLS(rc.TLS, cfg)
+		t, err := upstream.ClientTLS(rc.TLS, cfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: redis: %w", cfg.Where("redis.tls"), err)
 		}
@@ -63,7 +64,7 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 	redis.SetLogger(redisLogger{g.log})
 	client := redis.NewUniversalClient(opts)
 	if g.inst != nil {
-		client.AddHook(redisHook{g.inst.redisDuration})
+		client.AddHook(redisHook{g.inst.RedisDuration})
 	}
 	var cache *counters.DenyCache // made after the breaker, which it sits on
 	breaker := counters.NewBreaker(counters.BreakerConfig{

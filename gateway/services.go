@@ -77,14 +77,14 @@ func (t *throttle) allow() (bool, int) {
 // failureLogEvery is how often a filter's failing calls are logged at most.
 const failureLogEvery = 10 * time.Second
 
-func newFilterHost(h *wasmHost, fc *config.Filter, inst *instruments) *filterHost {
+func newFilterHost(h *wasmHost, fc *config.Filter, inst *telemetry.Instruments) *filterHost {
 	fh := &filterHost{wasmHost: h, name: fc.Name, ns: "c:" + escapeKey(fc.VMID) + ":", failClosed: fc.RedisFailure == "closed"}
 	if inst != nil {
-		fh.allowed = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "store"}, decisionAttrs)
-		fh.denied = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "store"}, decisionAttrs)
-		fh.cached = inst.decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "cache"}, decisionAttrs)
-		fh.failOpen = inst.decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "fail_open"}, decisionAttrs)
-		fh.failures = inst.redisFailures
+		fh.allowed = inst.Decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "store"}, decisionAttrs)
+		fh.denied = inst.Decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "store"}, decisionAttrs)
+		fh.cached = inst.Decisions.With(telemetry.Key{A: fc.Name, B: "denied", C: "cache"}, decisionAttrs)
+		fh.failOpen = inst.Decisions.With(telemetry.Key{A: fc.Name, B: "allowed", C: "fail_open"}, decisionAttrs)
+		fh.failures = inst.RedisFailures
 	}
 	return fh
 }

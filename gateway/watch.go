@@ -86,7 +86,7 @@ func (w *watcher) arm(s *snapshot) {
 			continue
 		}
 		path := absPath(s.cfg.Path(p))
-		w.seen.modules[path] = s.filters[fc.Name].plugin.Digest()
+		w.seen.modules[path] = s.filters[fc.Name].Plugin.Digest()
 		dir := filepath.Dir(path)
 		if want[dir] {
 			continue

@@ -244,3 +244,7 @@ func (p *Pool[T]) Live() int {
 	defer p.mu.Unlock()
 	return p.live
 }
+
+// ErrPoolFull is returned by Get when every instance is busy and as many callers as the
+// pool allows are waiting already: the caller should be turned away at once.
+var ErrPoolFull = errors.New("runtime: every instance busy and too many requests waiting")

@@ -1,11 +1,10 @@
-package gateway
+package filterchain
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,20 +16,20 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/plexus-mesh/plexus/gateway/config"
-	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/runtime"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
-// chain is a route's filters for one request: one stream per filter. The request phase
+// Chain is a route's filters for one request: one stream per filter. The request phase
 // runs them in declared order, the response phase in reverse, as Envoy orders them; a
 // paused filter holds the stream and the filters after it wait.
-type chain struct {
-	h       *handler
+type Chain struct {
+	log     *slog.Logger
+	limit   int                // most body a filter may hold buffered
 	ctx     context.Context    // ends with the request, or when the chain closes
 	cancel  context.CancelFunc // nil while no body is pumped from another goroutine
-	filters []*filter
+	filters []*Filter
 	streams []*proxywasm.Stream // nil where a filter failed open and is skipped
 
 	info proxywasm.StreamInfo
@@ -40,7 +39,7 @@ type chain struct {
 	tracer      trace.Tracer // when filterSpans
 
 	mu     sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
-	local  *filterReply
+	local  *Reply
 	closed bool
 
 	// Room for a typical request in the chain's own allocation: its streams, and the
@@ -54,10 +53,10 @@ type chain struct {
 	bodyBufs  [2][4]proxywasm.Body // request, response
 }
 
-// pipe returns a body pipe for one direction, with its per-filter buffers in the chain's
+// Pipe returns a body pipe for one direction, with its per-filter buffers in the chain's
 // room when the chain is short.
-func (c *chain) pipe(response bool, limit int) bodyPipe {
-	p := bodyPipe{c: c, response: response, limit: limit}
+func (c *Chain) Pipe(response bool) Pipe {
+	p := Pipe{c: c, response: response, limit: c.limit}
 	dir := 0
 	if response {
 		dir = 1
@@ -75,68 +74,72 @@ func within[T any](buf []T, n int) []T {
 	return make([]T, n)
 }
 
-// filterReply is a response a filter sent, and the position of that filter: the response
+// Reply is a response a filter sent, and the position of that filter: the response
 // phase of the filters before it still runs on it. The route's own answers (direct
 // responses, redirects) stand past the last filter, so every filter's response phase runs.
-type filterReply struct {
+type Reply struct {
 	resp  *proxywasm.LocalResponse
 	at    int
 	route bool // the route's own direct response or redirect, not a filter's reply
 }
 
-// errChainReset means a filter closed the stream (proxy_close_stream): abort, answer nothing.
-var errChainReset = errors.New("a filter closed the stream")
+// ErrReset means a filter closed the stream (proxy_close_stream): abort, answer nothing.
+var ErrReset = errors.New("a filter closed the stream")
 
-// filterError is a fail-closed filter failure: the request gets 503.
-type filterError struct{ f *proxywasm.Failure }
+// Error is a fail-closed filter failure: the request gets 503.
+type Error struct{ F *proxywasm.Failure }
 
-func (e *filterError) Error() string { return e.f.Error() }
+func (e *Error) Error() string { return e.F.Error() }
 
-func (h *handler) newChain(r *http.Request, rt *route, tr *telemetry.Tracing) (*chain, error) {
-	c := &chain{h: h, filters: rt.filters}
-	if tr.FilterSpans {
+// Overflow reports that the filter had no instance to spare and too many requests were
+// waiting for one already (its limits.max_waiting).
+func (e *Error) Overflow() bool { return errors.Is(e.F.Err, runtime.ErrPoolFull) }
+
+// TimeoutError is the route's deadline passing while a filter held the request.
+type TimeoutError struct{ Filter string }
+
+func (e *TimeoutError) Error() string {
+	return "route timeout while filter " + e.Filter + " held the request"
+}
+
+// Options are what a chain needs from the stream that runs it.
+type Options struct {
+	Filters      []*Filter // in declared order
+	AcquireOrder []int     // indexes of Filters, by name: the order instances are taken in
+	Info         proxywasm.StreamInfo
+	GRPC         bool // the request is a gRPC call: local replies are gRPC statuses
+	Tracing      *telemetry.Tracing
+	Log          *slog.Logger
+	BufferLimit  int // most body a filter may hold buffered
+}
+
+// New takes an instance of each filter for one request. ctx ends the chain's waits;
+// hasBody says the request has a body, which may be pumped through the filters from
+// another goroutine (the upstream client's).
+func New(ctx context.Context, hasBody bool, o *Options) (*Chain, error) {
+	c := &Chain{log: o.Log, limit: o.BufferLimit, filters: o.Filters, grpc: o.GRPC}
+	if tr := o.Tracing; tr != nil && tr.FilterSpans {
 		c.filterSpans, c.tracer = true, tr.Tracer
 	}
-	c.streams = within(c.streamBuf[:], len(rt.filters))
-	c.ctx = r.Context()
-	c.grpc = strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
-	if r.Body != nil && r.Body != http.NoBody {
+	c.streams = within(c.streamBuf[:], len(o.Filters))
+	c.ctx = ctx
+	if hasBody {
 		// The upstream client may pump the body through the filters from its own goroutine,
 		// and be waiting on a paused filter, holding the lock, when the request ends: close
 		// must be able to end that wait.
 		c.ctx, c.cancel = context.WithCancel(c.ctx)
 	}
-	c.info = proxywasm.StreamInfo{
-		ID:            r.Header.Get("X-Request-Id"),
-		Start:         time.Now(),
-		Protocol:      protoName(r),
-		Scheme:        "http",
-		SourceAddress: r.RemoteAddr,
-		RouteName:     rt.name,
-		ResponseSize:  -1,
-	}
-	if h.tls {
-		c.info.Scheme = "https"
-		if r.TLS != nil {
-			c.info.MTLS = len(r.TLS.PeerCertificates) > 0
-			c.info.TLSVersion = tlsVersionName(r.TLS.Version)
-		}
-	}
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		c.info.DestAddress = h.addrString(a)
-	}
-	if len(rt.backends) == 1 {
-		c.info.ClusterName = rt.backends[0].name
-	}
+	c.info = o.Info
+	c.info.ResponseSize = -1
 	// Every request takes its instances in one global order (by filter name), whatever its
 	// chain's order: requests on chains [a, b] and [b, a] that each held one pool's last
 	// instance while waiting for the other's would otherwise wait for ever.
-	for _, i := range rt.acquireOrder {
-		f := rt.filters[i]
-		s, err := f.plugin.NewStream(c.ctx, &c.info)
+	for _, i := range o.AcquireOrder {
+		f := o.Filters[i]
+		s, err := f.Plugin.NewStream(c.ctx, &c.info)
 		if err != nil {
 			if ferr := c.failed(i, err); ferr != nil {
-				c.close()
+				c.Close()
 				return nil, ferr
 			}
 			continue
@@ -146,35 +149,52 @@ func (h *handler) newChain(r *http.Request, rt *route, tr *telemetry.Tracing) (*
 	return c, nil
 }
 
+// Len is the number of filters in the chain.
+func (c *Chain) Len() int { return len(c.streams) }
+
+// Info is what filters read as properties now.
+func (c *Chain) Info() proxywasm.StreamInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
+}
+
 // failed applies filter i's failure policy to err: open skips the filter from now on and
 // returns nil; closed returns the error that ends the request.
-func (c *chain) failed(i int, err error) error {
+func (c *Chain) failed(i int, err error) error {
 	if c.ctx.Err() != nil {
+		if errors.Is(context.Cause(c.ctx), context.DeadlineExceeded) {
+			// The route's deadline passed while the filter held the request (waiting for an
+			// instance, paused, or waiting on a callout): the request ends with 504.
+			c.log.Debug("route timeout in a filter", "filter", c.filters[i].Name, "request_id", c.info.ID)
+			return &TimeoutError{Filter: c.filters[i].Name}
+		}
 		// The client went away (or the chain closed) while the filter held the request:
 		// nothing failed that a policy or an operator should hear about.
 		return context.Cause(c.ctx)
 	}
 	var f *proxywasm.Failure
 	if !errors.As(err, &f) {
-		f = &proxywasm.Failure{Filter: c.filters[i].name, Kind: proxywasm.FailABI, Err: err}
+		f = &proxywasm.Failure{Filter: c.filters[i].Name, Kind: proxywasm.FailABI, Err: err}
 	}
 	policy := "closed"
-	if c.filters[i].failOpen {
+	if c.filters[i].FailOpen {
 		policy = "open"
 	}
-	c.h.g.log.Warn("filter failed", "filter", c.filters[i].name, "kind", f.Kind.String(), "error", f.Err,
+	c.log.Warn("filter failed", "filter", c.filters[i].Name, "kind", f.Kind.String(), "error", f.Err,
 		"policy", policy, "request_id", c.info.ID)
 	if s := c.streams[i]; s != nil {
 		s.Close()
 		c.streams[i] = nil
 	}
-	if c.filters[i].failOpen {
+	if c.filters[i].FailOpen {
 		return nil
 	}
-	return &filterError{f: f}
+	return &Error{F: f}
 }
 
-func (c *chain) close() {
+// Close gives the filters' instances back.
+func (c *Chain) Close() {
 	if c.cancel != nil {
 		c.cancel()
 	}
@@ -194,7 +214,7 @@ func (c *chain) close() {
 
 // phase runs one callback on the streams in order (reverse for the response phase,
 // starting below from), waiting out each pause. It stops at a local reply or a failure.
-func (c *chain) phase(ph phase, reverse bool, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
+func (c *Chain) phase(ph Phase, reverse bool, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.streams)
@@ -219,7 +239,7 @@ func (c *chain) phase(ph phase, reverse bool, from int, call func(s *proxywasm.S
 // step runs call on stream i; wait says a Pause holds the stream until the filter resumes
 // it (headers, trailers, the end of a body), rather than asking for more body to buffer.
 // It returns the filter's action when it did not wait.
-func (c *chain) step(i int, ph phase, call func(s *proxywasm.Stream) (proxywasm.Action, error), wait bool) (proxywasm.Action, error) {
+func (c *Chain) step(i int, ph Phase, call func(s *proxywasm.Stream) (proxywasm.Action, error), wait bool) (proxywasm.Action, error) {
 	s := c.streams[i]
 	if s == nil || c.closed {
 		return proxywasm.Continue, nil
@@ -252,28 +272,30 @@ func (c *chain) step(i int, ph phase, call func(s *proxywasm.Stream) (proxywasm.
 		return proxywasm.Continue, c.failed(i, err)
 	}
 	if s.Reset() {
-		return proxywasm.Continue, errChainReset
+		return proxywasm.Continue, ErrReset
 	}
 	if lr := s.LocalResponse(); lr != nil {
-		c.local = &filterReply{resp: lr, at: i}
+		c.local = &Reply{resp: lr, at: i}
 	}
 	return act, nil
 }
 
-// setInfo changes what filters read as properties, between their callbacks.
-func (c *chain) setInfo(f func(*proxywasm.StreamInfo)) {
+// SetInfo changes what filters read as properties, between their callbacks.
+func (c *Chain) SetInfo(f func(*proxywasm.StreamInfo)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f(&c.info)
 }
 
-func (c *chain) hasLocal() bool {
+// HasLocal reports a filter's local reply waiting to be sent.
+func (c *Chain) HasLocal() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.local != nil
 }
 
-func (c *chain) takeLocal() *filterReply {
+// TakeLocal returns the local reply a filter sent, once; nil when none.
+func (c *Chain) TakeLocal() *Reply {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := c.local
@@ -281,12 +303,12 @@ func (c *chain) takeLocal() *filterReply {
 	return l
 }
 
-// requestHeaders runs the request-header phase over r and writes what the filters changed
+// RequestHeaders runs the request-header phase over r and writes what the filters changed
 // back into r.
-func (c *chain) requestHeaders(r *http.Request, endOfStream bool) error {
+func (c *Chain) RequestHeaders(r *http.Request, endOfStream bool) error {
 	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
 	n := len(h.Fields)
-	if err := c.phase(phaseRequestHeaders, false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	if err := c.phase(PhaseRequestHeaders, false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
 	}); err != nil {
 		return err
@@ -319,7 +341,7 @@ func addFields(h http.Header, fs []proxywasm.Field) {
 		if strings.HasPrefix(f.Key, ":") {
 			continue
 		}
-		k := canonicalKey(f.Key)
+		k := CanonicalKey(f.Key)
 		h[k] = append(h[k], f.Value)
 	}
 }
@@ -342,7 +364,7 @@ func requestFields(h *proxywasm.Headers, buf []proxywasm.Field, r *http.Request)
 		proxywasm.Field{Key: ":method", Value: r.Method},
 		proxywasm.Field{Key: ":scheme", Value: scheme},
 	)
-	h.Fields = appendFields(h.Fields, r.Header)
+	h.Fields = AppendFields(h.Fields, r.Header)
 	return h
 }
 
@@ -357,7 +379,7 @@ func applyRequestFields(h *proxywasm.Headers, r *http.Request) error {
 		case ":path":
 			u, err := url.ParseRequestURI(f.Value)
 			if err != nil {
-				return &filterError{f: &proxywasm.Failure{Kind: proxywasm.FailABI, Err: errors.New("a filter set :path to " + strconv.Quote(f.Value))}}
+				return &Error{F: &proxywasm.Failure{Kind: proxywasm.FailABI, Err: errors.New("a filter set :path to " + strconv.Quote(f.Value))}}
 			}
 			if f.Value != r.RequestURI {
 				r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
@@ -367,7 +389,7 @@ func applyRequestFields(h *proxywasm.Headers, r *http.Request) error {
 			r.Method = f.Value
 		case ":scheme":
 		default:
-			vals = addValue(hdr, vals, canonicalKey(f.Key), f.Value)
+			vals = addValue(hdr, vals, CanonicalKey(f.Key), f.Value)
 		}
 	}
 	r.Header = hdr
@@ -389,11 +411,11 @@ func addValue(h http.Header, vals []string, k, v string) []string {
 
 // responseFields is a response header as filters see it, :status first, in the chain's
 // room for it.
-func (c *chain) responseFields(status int, header http.Header) *proxywasm.Headers {
+func (c *Chain) responseFields(status int, header http.Header) *proxywasm.Headers {
 	h := &c.respHdr
 	*h = proxywasm.Headers{Fields: within(c.respBuf[:], 1+len(header))[:0]}
-	h.Fields = append(h.Fields, proxywasm.Field{Key: ":status", Value: statusText(status)})
-	h.Fields = appendFields(h.Fields, header)
+	h.Fields = append(h.Fields, proxywasm.Field{Key: ":status", Value: StatusText(status)})
+	h.Fields = AppendFields(h.Fields, header)
 	return h
 }
 
@@ -411,27 +433,29 @@ func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int 
 		if strings.HasPrefix(f.Key, ":") {
 			continue
 		}
-		vals = addValue(dst, vals, canonicalKey(f.Key), f.Value)
+		vals = addValue(dst, vals, CanonicalKey(f.Key), f.Value)
 	}
 	return status
 }
 
-// bodyPipe runs a body through the chain: each filter sees what the filters before it let
+// Pipe runs a body through the chain: each filter sees what the filters before it let
 // through, and a filter that pauses before the end of the body buffers: it is called again
 // with everything buffered so far when more arrives, as Envoy does for
 // StopIterationAndBuffer.
-type bodyPipe struct {
-	c        *chain
+type Pipe struct {
+	c        *Chain
 	response bool
 	bufs     []proxywasm.Body // per filter
 	limit    int              // most a filter may buffer
 	upto     int              // response: only the filters before this one (a local reply's)
 }
 
-var errBufferLimit = errors.New("a filter buffered more body than the limit")
+// ErrBufferLimit means a filter held more body than the limit.
+var ErrBufferLimit = errors.New("a filter buffered more body than the limit")
 
-// push feeds data (the last of it when eos) and returns what came out at the far end.
-func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
+// Push feeds data (the last of it when eos) and returns what came out at the far end.
+// It returns ErrLocalReply when a filter answered instead.
+func (p *Pipe) Push(data []byte, eos bool) ([]byte, error) {
 	c := p.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -456,11 +480,11 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 			b.Data = append(b.Data, in...)
 		}
 		if p.limit > 0 && len(b.Data) > p.limit {
-			return nil, errBufferLimit
+			return nil, ErrBufferLimit
 		}
-		ph := phaseRequestBody
+		ph := PhaseRequestBody
 		if p.response {
-			ph = phaseResponseBody
+			ph = PhaseResponseBody
 		}
 		act, err := c.step(i, ph, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			if p.response {
@@ -472,7 +496,7 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 			return nil, err
 		}
 		if c.local != nil {
-			return nil, nil
+			return nil, ErrLocalReply
 		}
 		if act == proxywasm.Pause {
 			if borrowed {
@@ -486,12 +510,12 @@ func (p *bodyPipe) push(data []byte, eos bool) ([]byte, error) {
 	return in, nil
 }
 
-// trailers runs the trailer phase over t.
-func (c *chain) trailers(response bool, t http.Header) error {
-	h := &proxywasm.Headers{Fields: appendFields(nil, t)}
-	ph := phaseRequestTrailers
+// Trailers runs the trailer phase over t.
+func (c *Chain) Trailers(response bool, t http.Header) error {
+	h := &proxywasm.Headers{Fields: AppendFields(nil, t)}
+	ph := PhaseRequestTrailers
 	if response {
-		ph = phaseResponseTrailers
+		ph = PhaseResponseTrailers
 	}
 	err := c.phase(ph, response, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		if response {
@@ -507,10 +531,10 @@ func (c *chain) trailers(response bool, t http.Header) error {
 	return nil
 }
 
-// addedTrailers is the trailers filters added from their last body callback to a request
+// AddedTrailers is the trailers filters added from their last body callback to a request
 // (response) that had none, as the spec allows (Envoy's addDecodedTrailers), in the order
 // the filters ran; nil when they added none.
-func (c *chain) addedTrailers(response bool) http.Header {
+func (c *Chain) AddedTrailers(response bool) http.Header {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var t http.Header
@@ -539,21 +563,25 @@ func (c *chain) addedTrailers(response bool) http.Header {
 	return t
 }
 
-// filteredBody is the request body on its way upstream through the chain. The upstream
-// client pulls it, perhaps from its own goroutine.
+// RequestBody is src, the body of r, as the filters let it through on its way upstream. The
+// upstream client pulls it, perhaps from its own goroutine.
+func (c *Chain) RequestBody(src io.ReadCloser, r *http.Request) io.ReadCloser {
+	return &filteredBody{c: c, src: src, r: r, pipe: c.Pipe(false)}
+}
+
 type filteredBody struct {
-	c    *chain
+	c    *Chain
 	src  io.ReadCloser
 	r    *http.Request
-	pipe bodyPipe
+	pipe Pipe
 	out  []byte
 	buf  []byte
 	done bool
 	err  error
 }
 
-// errLocalReply stops the upstream request: a filter answered locally from the body phase.
-var errLocalReply = errors.New("a filter answered the request")
+// ErrLocalReply stops the upstream request: a filter answered locally from the body phase.
+var ErrLocalReply = errors.New("a filter answered the request")
 
 func (b *filteredBody) Read(p []byte) (int, error) {
 	for len(b.out) == 0 {
@@ -572,14 +600,11 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 			b.err = rerr
 			return 0, rerr
 		}
-		out, err := b.pipe.push(b.buf[:n], eos)
-		if err == nil && b.c.hasLocal() {
-			err = errLocalReply
-		}
+		out, err := b.pipe.Push(b.buf[:n], eos)
 		if err == nil && eos && len(b.r.Trailer) > 0 {
-			err = b.c.trailers(false, b.r.Trailer)
+			err = b.c.Trailers(false, b.r.Trailer)
 		} else if err == nil && eos && b.r.Trailer != nil {
-			for k, v := range b.c.addedTrailers(false) {
+			for k, v := range b.c.AddedTrailers(false) {
 				b.r.Trailer[k] = v
 			}
 		}
@@ -597,19 +622,28 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 
 func (b *filteredBody) Close() error { return b.src.Close() }
 
-// writeLocal answers with a filter's local response, after the response phase of the
-// filters before it.
-func (c *chain) writeLocal(w *exchange, rt *route, l *filterReply) {
-	if !l.route {
-		w.flags |= accesslog.FilterLocalReply
-		w.filter = c.filters[l.at].name
+// RouteReply is the route's own answer (a direct response, a redirect) as a reply that
+// passes back through every filter's response phase.
+func (c *Chain) RouteReply(lr *proxywasm.LocalResponse) *Reply {
+	return &Reply{resp: lr, at: len(c.streams), route: true}
+}
+
+// Filter names the filter that sent l, or is "" for the route's own answer.
+func (c *Chain) Filter(l *Reply) string {
+	if l.route {
+		return ""
 	}
+	return c.filters[l.at].Name
+}
+
+// Render makes the response l says, after the response phase of the filters before it: the
+// headers go into hdr, and the status and body are returned for the stream to send.
+func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
 	lr := l.resp
-	hdr := w.Header()
 	for _, f := range lr.Headers {
 		hdr.Add(f.Key, f.Value)
 	}
-	status, body := lr.Status, lr.Body
+	status, body = lr.Status, lr.Body
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -635,22 +669,44 @@ func (c *chain) writeLocal(w *exchange, rt *route, l *filterReply) {
 	}
 	if l.at > 0 {
 		h := c.responseFields(status, hdr)
-		if err := c.phase(phaseResponseHeaders, true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		if err := c.phase(PhaseResponseHeaders, true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			return s.OnResponseHeaders(h, len(body) == 0)
 		}); err == nil {
 			status = applyResponseFields(h, status, hdr)
 		}
 		if len(body) > 0 {
 			// The body goes back through the same filters' body phase, all of it at once.
-			pipe := c.pipe(true, c.h.bufferLimit())
+			pipe := c.Pipe(true)
 			pipe.upto = l.at
-			if out, err := pipe.push(body, true); err == nil && !c.hasLocal() {
+			if out, err := pipe.Push(body, true); err == nil {
 				body = out
 			}
 		}
 	}
-	answer(w, rt, status, body)
-	c.setInfo(func(i *proxywasm.StreamInfo) { i.ResponseSize = int64(len(body)) })
+	c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseSize = int64(len(body)) })
+	return status, body
+}
+
+// ResponseHeaders runs the response-header phase over status and header, and writes what
+// the filters changed back; it returns the status to send. A local reply a filter sent
+// instead is for TakeLocal.
+func (c *Chain) ResponseHeaders(status int, header http.Header, eos bool) (int, error) {
+	c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseCode = status })
+	fields := c.responseFields(status, header)
+	n := len(fields.Fields)
+	if err := c.phase(PhaseResponseHeaders, true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		return s.OnResponseHeaders(fields, eos)
+	}); err != nil {
+		return status, err
+	}
+	switch {
+	case !fields.Modified:
+	case !fields.Rewritten && appendOnly(fields.Fields[n:]):
+		addFields(header, fields.Fields[n:])
+	default:
+		status = applyResponseFields(fields, status, header)
+	}
+	return status, nil
 }
 
 // grpcStatusOf maps an HTTP status to a gRPC status code as gRPC's own mapping does
@@ -689,51 +745,4 @@ func grpcPercentEncode(s string) string {
 		b.WriteByte(hex[c&15])
 	}
 	return b.String()
-}
-
-// failChain answers a request the chain ended: a fail-closed filter failure is 503 with the
-// cause; a reset aborts the stream.
-func (h *handler) failChain(w *exchange, err error) {
-	var fe *filterError
-	switch {
-	case errors.As(err, &fe):
-		w.flags |= accesslog.FilterFailed
-		w.filter = fe.f.Filter
-		localReply(w, http.StatusServiceUnavailable, "filter "+fe.f.Filter+" failed: "+fe.f.Kind.String())
-	case errors.Is(err, errChainReset):
-		panic(http.ErrAbortHandler)
-	case errors.Is(err, errBufferLimit):
-		localReply(w, http.StatusRequestEntityTooLarge, "request body too large for a filter to buffer")
-	default:
-		// The client went away while a filter held the request.
-	}
-}
-
-func protoName(r *http.Request) string {
-	switch r.ProtoMajor {
-	case 2:
-		return "HTTP/2"
-	case 3:
-		return "HTTP/3"
-	}
-	return r.Proto
-}
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	}
-	return tls.VersionName(v)
-}
-
-// bufferLimit is the most body a filter may hold buffered: the listener's body limit, or
-// the default one when the listener has none.
-func (h *handler) bufferLimit() int {
-	if h.bodyLimit > 0 {
-		return int(h.bodyLimit)
-	}
-	return config.DefaultMaxRequestBodyBytes
 }

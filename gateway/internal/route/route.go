@@ -1,24 +1,30 @@
-package gateway
+// Package route is the route table: routes compiled from the config, matched against a
+// request, and their actions (direct response, redirect, rewrite, header operations).
+package route
 
 import (
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 )
 
-// route is a config.Route compiled for matching and forwarding. It belongs to one snapshot
+// Route is a config.Route compiled for matching and forwarding. It belongs to one snapshot
 // and never changes.
-type route struct {
-	name     string
-	cfg      *config.Route
-	template string // http.route: the paths it matches, as a template ("/api/*")
+type Route struct {
+	Name     string
+	Cfg      *config.Route
+	Template string // http.route: the paths it matches, as a template ("/api/*")
 
 	// match
 	exactHosts  []string // lower case, no trailing dot
@@ -30,22 +36,24 @@ type route struct {
 	headers     []headerMatcher
 	query       []queryMatcher
 
-	filters      []*filter // in declared order
-	acquireOrder []int     // indexes of filters, by name: the order instances are taken in
+	Filters      []*filterchain.Filter // in declared order
+	AcquireOrder []int                 // indexes of Filters, by name: the order instances are taken in
 
 	// action
-	backends []*backend
+	Backends []*upstream.Cluster
 	cumul    []uint64 // cumulative weights, for a weighted split
-	direct   *config.DirectResponse
-	redirect *config.Redirect
+	Direct   *config.DirectResponse
+	Redirect *config.Redirect
 
-	rewrite   *config.Rewrite
-	rewriteRe *regexp.Regexp
-	reqOps    headerOps
-	respOps   headerOps
-	timeout   time.Duration
-	retry     *config.Retry
-	retryOn   retryOn
+	rewrite     *config.Rewrite
+	rewriteRe   *regexp.Regexp
+	ReqOps      HeaderOps
+	RespOps     HeaderOps
+	Timeout     time.Duration
+	Retry       *config.Retry
+	RetryOn     RetryOn
+	Upgrades    []string      // upgrade tokens allowed (lower case); none: upgrades are not forwarded
+	UpgradeIdle time.Duration // an upgraded connection idle this long is closed
 }
 
 type headerMatcher struct {
@@ -64,29 +72,31 @@ type queryMatcher struct {
 	present *bool
 }
 
-type retryOn struct{ any5xx, gatewayError, connect, reset bool }
+// RetryOn is what a route retries on.
+type RetryOn struct{ Any5xx, GatewayError, Connect, Reset bool }
 
-// headerOps are a config.HeaderOps with canonical names, applied in a fixed order.
-type headerOps struct {
+// HeaderOps are a config.HeaderOps with canonical names, applied in a fixed order.
+type HeaderOps struct {
 	remove []string
 	set    [][2]string
 	add    [][2]string
 }
 
-func compileHeaderOps(o *config.HeaderOps) headerOps {
-	var h headerOps
+func compileHeaderOps(o *config.HeaderOps) HeaderOps {
+	var h HeaderOps
 	if o == nil {
 		return h
 	}
 	for _, k := range o.Remove {
 		h.remove = append(h.remove, http.CanonicalHeaderKey(k))
 	}
-	h.set = sortedPairs(o.Set)
-	h.add = sortedPairs(o.Add)
+	h.set = SortedPairs(o.Set)
+	h.add = SortedPairs(o.Add)
 	return h
 }
 
-func sortedPairs(m map[string]string) [][2]string {
+// SortedPairs is m as canonical name and value pairs, by name.
+func SortedPairs(m map[string]string) [][2]string {
 	out := make([][2]string, 0, len(m))
 	for k, v := range m {
 		out = append(out, [2]string{http.CanonicalHeaderKey(k), v})
@@ -95,7 +105,8 @@ func sortedPairs(m map[string]string) [][2]string {
 	return out
 }
 
-func (o *headerOps) apply(h http.Header) {
+// Apply performs the operations on h.
+func (o *HeaderOps) Apply(h http.Header) {
 	for _, k := range o.remove {
 		delete(h, k)
 	}
@@ -107,10 +118,9 @@ func (o *headerOps) apply(h http.Header) {
 	}
 }
 
-func (o *headerOps) empty() bool { return len(o.remove)+len(o.set)+len(o.add) == 0 }
+// Empty reports whether there are no operations.
+func (o *HeaderOps) Empty() bool { return len(o.remove)+len(o.set)+len(o.add) == 0 }
 
-// compileRoute turns a validated config.Route into a route; backends are those of the
-// snapshot being built.
 // pathTemplate is the paths m matches, as http.route takes them (a low-cardinality
 // template): the exact path, the prefix followed by "*", the regular expression, or "/*"
 // for a route that matches any path.
@@ -126,21 +136,29 @@ func pathTemplate(m *config.Match) string {
 	return "/*"
 }
 
-func compileRoute(rc *config.Route, backends map[string]*backend, filters map[string]*filter) *route {
-	r := &route{
-		name:     rc.Name,
-		cfg:      rc,
+// Compile turns a validated config.Route into a Route; backends and filters are those of
+// the snapshot being built.
+func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters map[string]*filterchain.Filter) *Route {
+	r := &Route{
+		Name:     rc.Name,
+		Cfg:      rc,
 		path:     rc.Match.Path,
 		prefix:   rc.Match.PathPrefix,
 		methods:  rc.Match.Methods,
-		direct:   rc.DirectResponse,
-		redirect: rc.Redirect,
+		Direct:   rc.DirectResponse,
+		Redirect: rc.Redirect,
 		rewrite:  rc.Rewrite,
-		reqOps:   compileHeaderOps(rc.RequestHeaders),
-		respOps:  compileHeaderOps(rc.ResponseHeaders),
-		timeout:  *rc.Timeout,
-		retry:    rc.Retry,
-		template: pathTemplate(&rc.Match),
+		ReqOps:   compileHeaderOps(rc.RequestHeaders),
+		RespOps:  compileHeaderOps(rc.ResponseHeaders),
+		Timeout:  *rc.Timeout,
+		Retry:    rc.Retry,
+		Template: pathTemplate(&rc.Match),
+	}
+	if u := rc.Upgrade; u != nil {
+		for _, p := range u.Protocols {
+			r.Upgrades = append(r.Upgrades, strings.ToLower(p))
+		}
+		r.UpgradeIdle = u.IdleTimeout
 	}
 	for _, h := range rc.Match.Hosts {
 		h = strings.TrimSuffix(strings.ToLower(h), ".")
@@ -168,17 +186,17 @@ func compileRoute(rc *config.Route, backends map[string]*backend, filters map[st
 		r.query = append(r.query, m)
 	}
 	for i, name := range rc.Filters {
-		r.filters = append(r.filters, filters[name])
-		r.acquireOrder = append(r.acquireOrder, i)
+		r.Filters = append(r.Filters, filters[name])
+		r.AcquireOrder = append(r.AcquireOrder, i)
 	}
-	slices.SortFunc(r.acquireOrder, func(a, b int) int { return strings.Compare(rc.Filters[a], rc.Filters[b]) })
+	slices.SortFunc(r.AcquireOrder, func(a, b int) int { return strings.Compare(rc.Filters[a], rc.Filters[b]) })
 	if rc.Backend != "" {
-		r.backends = []*backend{backends[rc.Backend]}
+		r.Backends = []*upstream.Cluster{backends[rc.Backend]}
 	}
 	var sum uint64
 	for _, w := range rc.Backends {
 		sum += uint64(w.Weight)
-		r.backends = append(r.backends, backends[w.Name])
+		r.Backends = append(r.Backends, backends[w.Name])
 		r.cumul = append(r.cumul, sum)
 	}
 	if rc.Rewrite != nil && rc.Rewrite.Regex != nil {
@@ -188,13 +206,13 @@ func compileRoute(rc *config.Route, backends map[string]*backend, filters map[st
 		for _, on := range rt.RetryOn {
 			switch on {
 			case config.Retry5xx:
-				r.retryOn.any5xx = true
+				r.RetryOn.Any5xx = true
 			case config.RetryGatewayError:
-				r.retryOn.gatewayError = true
+				r.RetryOn.GatewayError = true
 			case config.RetryConnectFailure:
-				r.retryOn.connect = true
+				r.RetryOn.Connect = true
 			case config.RetryReset:
-				r.retryOn.reset = true
+				r.RetryOn.Reset = true
 			}
 		}
 	}
@@ -204,9 +222,9 @@ func compileRoute(rc *config.Route, backends map[string]*backend, filters map[st
 // anchor makes a pattern match the whole string, as Envoy's safe_regex does.
 func anchor(expr string) string { return `^(?:` + expr + `)$` }
 
-// matches reports whether the request meets every condition of the route. path is the
+// Matches reports whether the request meets every condition of the route. path is the
 // request path as the client sent it (escaped); host is lower case without port.
-func (r *route) matches(req *http.Request, host, path string) bool {
+func (r *Route) Matches(req *http.Request, host, path string) bool {
 	if len(r.exactHosts)+len(r.suffixHosts) > 0 && !r.matchHost(host) {
 		return false
 	}
@@ -240,7 +258,7 @@ func (r *route) matches(req *http.Request, host, path string) bool {
 	return true
 }
 
-func (r *route) matchHost(host string) bool {
+func (r *Route) matchHost(host string) bool {
 	if slices.Contains(r.exactHosts, host) {
 		return true
 	}
@@ -295,22 +313,22 @@ func (m *queryMatcher) matches(q url.Values) bool {
 	return true
 }
 
-// pickBackend chooses the backend for one request: the only one, or one by weight.
-func (r *route) pickBackend() *backend {
+// PickBackend chooses the backend for one request: the only one, or one by weight.
+func (r *Route) PickBackend() *upstream.Cluster {
 	if len(r.cumul) == 0 {
-		return r.backends[0]
+		return r.Backends[0]
 	}
 	total := r.cumul[len(r.cumul)-1]
 	if total == 0 {
-		return r.backends[0]
+		return r.Backends[0]
 	}
 	n := rand.Uint64N(total)
 	i, _ := slices.BinarySearch(r.cumul, n+1)
-	return r.backends[i]
+	return r.Backends[i]
 }
 
-// rewritePath returns the path to send upstream.
-func (r *route) rewritePath(path string) string {
+// RewritePath returns the path to send upstream.
+func (r *Route) RewritePath(path string) string {
 	rw := r.rewrite
 	if rw == nil {
 		return path
@@ -346,8 +364,8 @@ func joinPrefix(prefix, rest string) string {
 	return prefix + rest
 }
 
-// requestHost is the request's host, lower case, without port or trailing dot.
-func requestHost(r *http.Request) string {
+// RequestHost is the request's host, lower case, without port or trailing dot.
+func RequestHost(r *http.Request) string {
 	h := r.Host
 	if h == "" {
 		h = r.URL.Host
@@ -366,4 +384,79 @@ func requestHost(r *http.Request) string {
 		}
 	}
 	return h
+}
+
+// Table is a snapshot's routes in match order.
+type Table []*Route
+
+// Match is the first route r meets; host is RequestHost(r), path the request's path
+// (escaped, normalized). nil when none does.
+func (t Table) Match(r *http.Request, host, path string) *Route {
+	for _, rt := range t {
+		if rt.Matches(r, host, path) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// AllowsUpgrade reports whether the route forwards an upgrade to protocol (the request's
+// Upgrade header).
+func (r *Route) AllowsUpgrade(protocols []string) bool {
+	for _, v := range protocols {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			// A token may carry a version (websocket/13): the name is what is allowed.
+			name, _, _ := strings.Cut(strings.TrimSpace(t), "/")
+			for _, ok := range r.Upgrades {
+				if strings.EqualFold(name, ok) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// Location is where the route's redirect sends r, which came over TLS or not, for path.
+func (rt *Route) Location(r *http.Request, tls bool, path string) string {
+	rd := rt.Redirect
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	host := r.Host
+	switch {
+	case rd.Host != "":
+		host = rd.Host
+	case rd.Scheme != "" && rd.Scheme != scheme:
+		// A new scheme means a new default port; keeping the old one would be wrong.
+		host = hostOnly(host)
+	}
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	if rd.Port != 0 {
+		host = net.JoinHostPort(hostOnly(host), strconv.Itoa(rd.Port))
+	}
+	if rd.Path != "" {
+		path = rd.Path
+	}
+	loc := scheme + "://" + host + path
+	if r.URL.RawQuery != "" && !rd.StripQuery {
+		loc += "?" + r.URL.RawQuery
+	}
+	return loc
+}
+
+// hostOnly drops the port of a Host value, keeping IPv6 brackets.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		if strings.Contains(h, ":") {
+			return "[" + h + "]"
+		}
+		return h
+	}
+	return hostport
 }

@@ -1,0 +1,77 @@
+package stream
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// ErrBodyTooLarge is the error of a request body past the listener's limit.
+var ErrBodyTooLarge = errors.New("request body too large")
+
+// ErrBodyTimeout is the error of a request body whose next bytes did not come within the
+// listener's request_body_timeout.
+var ErrBodyTimeout = errors.New("request body timeout")
+
+// Body is the request body as it leaves the stream stage: it counts what was read,
+// enforces the listener's body limit, and gives each read the listener's body timeout.
+//
+// The upstream client may read it from its own goroutine while the handler looks at it
+// (a backend that answered before it read the whole body), so its state is atomic.
+type Body struct {
+	rc       io.ReadCloser
+	limit    int64
+	timeout  time.Duration
+	rc2      *http.ResponseController // sets the read deadlines; nil without a timeout
+	n        atomic.Int64
+	tooLarge atomic.Bool
+	timedOut atomic.Bool
+	ended    atomic.Bool
+}
+
+func newBody(rc io.ReadCloser, limit int64, timeout time.Duration, w http.ResponseWriter) *Body {
+	b := &Body{rc: rc, limit: limit, timeout: timeout}
+	if timeout > 0 {
+		b.rc2 = http.NewResponseController(w)
+	}
+	return b
+}
+
+func (b *Body) Read(p []byte) (int, error) {
+	if b.tooLarge.Load() {
+		return 0, ErrBodyTooLarge
+	}
+	if b.rc2 != nil && !b.ended.Load() {
+		b.rc2.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	n, err := b.rc.Read(p)
+	if total := b.n.Add(int64(n)); b.limit > 0 && total > b.limit {
+		b.tooLarge.Store(true)
+		return 0, ErrBodyTooLarge
+	}
+	if err != nil && b.rc2 != nil && !b.ended.Swap(true) {
+		// The deadline must not outlive the body: on HTTP/1.1 it is the connection's, and
+		// the server's watch for a client that goes away reads under it.
+		b.rc2.SetReadDeadline(time.Time{})
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		b.timedOut.Store(true)
+		return n, ErrBodyTimeout
+	}
+	return n, err
+}
+
+func (b *Body) Close() error { return b.rc.Close() }
+
+// Received is how much of the body was read so far.
+func (b *Body) Received() int64 { return b.n.Load() }
+
+// TooLarge reports that the body went past the listener's limit.
+func (b *Body) TooLarge() bool { return b.tooLarge.Load() }
+
+// TimedOut reports that the client stopped sending the body for longer than the
+// listener's body timeout.
+func (b *Body) TimedOut() bool { return b.timedOut.Load() }

@@ -1,0 +1,365 @@
+// Package stream is the first stage of the request path: it takes a request from a
+// listener, applies the listener's limits, gives it a request id, normalizes its path and
+// its forwarded headers, matches a route, sets the per-request deadline, and hands the
+// request to the route's filter chain and the router. Every answer plexus makes itself goes
+// out through LocalReply, and every request ends in finish: metrics, spans, access log.
+//
+// ARCHITECTURE.md at the root of the repository shows where this stage stands.
+package stream
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/route"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/runtime/proxywasm"
+)
+
+// HeaderError names the header in which plexus tells a client why it answered by itself
+// (no route, no healthy upstream, connect failure, timeout).
+const HeaderError = "X-Plexus-Error"
+
+// Listener is one listener's settings as the stream stage applies them.
+type Listener struct {
+	Name         string
+	TLS          bool
+	Scheme       string        // "http" or "https"
+	AltSvc       string        // Alt-Svc value advertising h3, or ""
+	BodyLimit    int64         // 0: no limit
+	HeaderLimit  int64         // 0: no limit
+	BodyTimeout  time.Duration // longest wait for the next bytes of a request body; 0: none
+	WriteTimeout time.Duration // longest wait for the client to take the next bytes; 0: none
+	Trusted      []netip.Prefix
+	Paths        PathPolicy
+}
+
+// BufferLimit is the most body a filter may hold buffered: the listener's body limit, or
+// the default one when the listener has none.
+func (l *Listener) BufferLimit() int {
+	if l.BodyLimit > 0 {
+		return int(l.BodyLimit)
+	}
+	return defaultBufferLimit
+}
+
+// Snapshot is the part of a loaded config a request runs on, from its first byte to its
+// last: a request finishes on the snapshot it started with. A snapshot counts the requests
+// that hold it, so that one a reload replaced is closed when its last request ends.
+type Snapshot struct {
+	Routes  route.Table
+	Tracing *telemetry.Tracing
+	Logs    []*accesslog.Logger
+
+	holders atomic.Int64
+	retired atomic.Bool
+	idle    func()
+	once    sync.Once
+	done    chan struct{}
+}
+
+// Retire marks s as replaced: idle runs once no request holds it, at once if none does.
+// Done is closed after idle has run.
+func (s *Snapshot) Retire(idle func()) {
+	s.idle = idle
+	s.done = make(chan struct{})
+	s.retired.Store(true)
+	if s.holders.Load() == 0 {
+		s.runIdle()
+	}
+}
+
+// Force runs a retired snapshot's idle now, requests or not: at shutdown, once they had
+// their time.
+func (s *Snapshot) Force() { s.runIdle() }
+
+// Done is closed once a retired snapshot's last request has ended and its idle has run.
+func (s *Snapshot) Done() <-chan struct{} { return s.done }
+
+// Holders is the number of requests on s now.
+func (s *Snapshot) Holders() int64 { return s.holders.Load() }
+
+func (s *Snapshot) runIdle() {
+	s.once.Do(func() {
+		if s.idle != nil {
+			s.idle()
+		}
+		close(s.done)
+	})
+}
+
+func (s *Snapshot) release() {
+	if s.holders.Add(-1) == 0 && s.retired.Load() {
+		s.runIdle()
+	}
+}
+
+// Router is the stage after the filter chain: it forwards the request upstream and streams
+// the response back through the chain (c is nil for a route without filters).
+type Router interface {
+	Forward(x *Exchange, r *http.Request, rt *route.Route, path string, c *filterchain.Chain)
+}
+
+// Handler serves the requests of one listener.
+type Handler struct {
+	L       *Listener
+	Current func() *Snapshot // the snapshot now in force
+	Inst    *telemetry.Instruments
+	Log     *slog.Logger
+	Router  Router
+
+	lastAddr atomic.Pointer[addrName] // the listener address filters last saw, as text
+}
+
+// acquire holds the snapshot now in force for one request. A snapshot read just before a
+// reload retired it (and perhaps closed it) is let go for the new one.
+func (h *Handler) acquire() *Snapshot {
+	for {
+		s := h.Current()
+		s.holders.Add(1)
+		if h.Current() == s {
+			return s
+		}
+		s.release()
+	}
+}
+
+func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	snap := h.acquire()
+	defer snap.release()
+	x := h.begin(rw, r, snap)
+	defer h.finish(x)
+
+	path, upgrade, ok := h.prepare(x, r)
+	if !ok {
+		return
+	}
+	host := route.RequestHost(r)
+	rt := snap.Routes.Match(r, host, path)
+	if rt == nil {
+		h.Log.Debug("no route", "listener", h.L.Name, "host", host, "path", path, "method", r.Method)
+		x.Flags |= accesslog.NoRoute
+		LocalReply(x, http.StatusNotFound, "no route")
+		return
+	}
+	x.Route = rt
+	if upgrade && !rt.AllowsUpgrade(r.Header["Upgrade"]) {
+		// The route does not opt in: the request goes on as a plain one.
+		delete(r.Header, "Upgrade")
+		delete(r.Header, "Connection")
+		upgrade = false
+	}
+
+	// The per-request deadline: the route's timeout bounds everything from here on (the
+	// filters' waits, callouts and pauses, and the upstream exchange), but not an upgraded
+	// connection, which has its idle timeout instead.
+	ctx := r.Context()
+	if x.span != nil {
+		// Filters' callouts and spans, and the upstream attempts, belong to the request's trace.
+		ctx = x.ctx
+	}
+	if rt.Timeout > 0 && !upgrade {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
+		defer cancel()
+	}
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+		x.r = r
+	}
+	if len(rt.Filters) == 0 {
+		h.act(x, r, rt, path, nil)
+		return
+	}
+	h.serveFiltered(x, r, rt, path)
+}
+
+// prepare applies the listener's limits and normalizations to r, before any route sees it,
+// and returns the path to match. upgrade says r asks to switch protocols.
+func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, ok bool) {
+	l := h.L
+	if l.HeaderLimit > 0 && headerSize(r) > l.HeaderLimit {
+		LocalReply(x, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+		return "", false, false
+	}
+	if l.AltSvc != "" {
+		x.Header()["Alt-Svc"] = []string{l.AltSvc}
+	}
+	if _, ok := r.Header["X-Request-Id"]; !ok {
+		r.Header["X-Request-Id"] = []string{newRequestID()}
+	}
+	path = r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if strings.HasPrefix(path, "/") { // not OPTIONS *
+		norm, err := normalizePath(path, &l.Paths)
+		if err != nil {
+			LocalReply(x, http.StatusBadRequest, "bad path: "+err.Error())
+			return "", false, false
+		}
+		if norm != path {
+			// Routes match, and the backend receives, the normalized path: the two never
+			// disagree on what was asked for.
+			setEscapedPath(r, norm)
+			path = norm
+		}
+	}
+	upgrade = IsUpgrade(r)
+	RemoveHopByHop(r.Header, upgrade)
+	forwarded(r, l)
+	if r.Body != nil && r.Body != http.NoBody {
+		if l.BodyLimit > 0 && r.ContentLength > l.BodyLimit {
+			LocalReply(x, http.StatusRequestEntityTooLarge, "request body too large")
+			return "", false, false
+		}
+		x.Body = newBody(r.Body, l.BodyLimit, l.BodyTimeout, x.w)
+		r.Body = x.Body
+	}
+	if l.WriteTimeout > 0 {
+		x.writeTimeout = l.WriteTimeout
+		x.rc = http.NewResponseController(x.w)
+	}
+	return path, upgrade, true
+}
+
+// act does what the route says: answer directly, redirect, or forward.
+func (h *Handler) act(x *Exchange, r *http.Request, rt *route.Route, path string, c *filterchain.Chain) {
+	x.Direct = rt.Direct != nil || rt.Redirect != nil
+	switch {
+	case rt.Direct != nil && c != nil:
+		// The route's own answer still passes back through its filters' response phase.
+		lr := &proxywasm.LocalResponse{Status: rt.Direct.Status, Body: []byte(rt.Direct.Body), GRPCStatus: -1}
+		for _, kv := range route.SortedPairs(rt.Direct.Headers) {
+			lr.Headers = append(lr.Headers, proxywasm.Field{Key: kv[0], Value: kv[1]})
+		}
+		WriteReply(x, rt, c, c.RouteReply(lr))
+	case rt.Direct != nil:
+		hdr := x.Header()
+		for k, v := range rt.Direct.Headers {
+			hdr[http.CanonicalHeaderKey(k)] = []string{v}
+		}
+		Answer(x, rt, rt.Direct.Status, []byte(rt.Direct.Body))
+	case rt.Redirect != nil && c != nil:
+		lr := &proxywasm.LocalResponse{Status: rt.Redirect.Status, GRPCStatus: -1,
+			Headers: []proxywasm.Field{{Key: "location", Value: rt.Location(r, h.L.TLS, path)}}}
+		WriteReply(x, rt, c, c.RouteReply(lr))
+	case rt.Redirect != nil:
+		x.Header()["Location"] = []string{rt.Location(r, h.L.TLS, path)}
+		Answer(x, rt, rt.Redirect.Status, nil)
+	default:
+		h.Router.Forward(x, r, rt, path, c)
+	}
+}
+
+// serveFiltered runs the route's filter chain around the route's action. Filters see the
+// request as the backend will (X-Forwarded-*, x-request-id), and what they change in the
+// request header can change the route it takes: the route is matched again after them, as
+// Envoy does when a filter clears the route cache.
+func (h *Handler) serveFiltered(x *Exchange, r *http.Request, rt *route.Route, path string) {
+	c, err := filterchain.New(r.Context(), x.Body != nil, &filterchain.Options{
+		Filters:      rt.Filters,
+		AcquireOrder: rt.AcquireOrder,
+		Info:         h.streamInfo(r, rt),
+		GRPC:         strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"),
+		Tracing:      x.snap.Tracing,
+		Log:          h.Log,
+		BufferLimit:  h.L.BufferLimit(),
+	})
+	if err != nil {
+		FailChain(x, err)
+		return
+	}
+	defer c.Close()
+	if err := c.RequestHeaders(r, x.Body == nil); err != nil {
+		FailChain(x, err)
+		return
+	}
+	if l := c.TakeLocal(); l != nil {
+		WriteReply(x, rt, c, l)
+		return
+	}
+	host, p := route.RequestHost(r), r.URL.EscapedPath()
+	if p != path {
+		norm, err := normalizePath(p, &h.L.Paths)
+		if err != nil {
+			LocalReply(x, http.StatusBadRequest, "bad path from a filter: "+err.Error())
+			return
+		}
+		if norm != p {
+			setEscapedPath(r, norm)
+		}
+		path = norm
+	}
+	if again := x.snap.Routes.Match(r, host, path); again != rt {
+		if again == nil {
+			x.Flags |= accesslog.NoRoute
+			LocalReply(x, http.StatusNotFound, "no route")
+			return
+		}
+		rt = again
+		x.Route = rt
+		c.SetInfo(func(i *proxywasm.StreamInfo) { i.RouteName = rt.Name })
+	}
+	h.act(x, r, rt, path, c)
+}
+
+// streamInfo is what the filters of r read as properties, to begin with.
+func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamInfo {
+	info := proxywasm.StreamInfo{
+		ID:            r.Header.Get("X-Request-Id"),
+		Start:         time.Now(),
+		Protocol:      protoName(r),
+		Scheme:        h.L.Scheme,
+		SourceAddress: r.RemoteAddr,
+		RouteName:     rt.Name,
+	}
+	if h.L.TLS && r.TLS != nil {
+		info.MTLS = len(r.TLS.PeerCertificates) > 0
+		info.TLSVersion = tlsVersionName(r.TLS.Version)
+	}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		info.DestAddress = h.addrString(a)
+	}
+	if len(rt.Backends) == 1 {
+		info.ClusterName = rt.Backends[0].Name
+	}
+	return info
+}
+
+type addrName struct {
+	addr net.Addr
+	name string
+}
+
+// addrString is a.String(), which allocates twice, remembered for the next request: on
+// one connection the address is the same value, and on a listener it seldom differs.
+func (h *Handler) addrString(a net.Addr) string {
+	if last := h.lastAddr.Load(); last != nil && (last.addr == a || sameAddr(last.addr, a)) {
+		return last.name
+	}
+	n := &addrName{addr: a, name: a.String()}
+	h.lastAddr.Store(n)
+	return n.name
+}
+
+func sameAddr(a, b net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		b, ok := b.(*net.TCPAddr)
+		return ok && a.Port == b.Port && a.Zone == b.Zone && a.IP.Equal(b.IP)
+	case *net.UDPAddr:
+		b, ok := b.(*net.UDPAddr)
+		return ok && a.Port == b.Port && a.Zone == b.Zone && a.IP.Equal(b.IP)
+	}
+	return false
+}

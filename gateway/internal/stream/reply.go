@@ -1,0 +1,83 @@
+package stream
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/route"
+)
+
+// LocalReply is the one way plexus answers a request by itself: status, and the cause in
+// the body and in the X-Plexus-Error header.
+func LocalReply(x *Exchange, status int, cause string) {
+	x.local = true
+	hdr := x.Header()
+	hdr[HeaderError] = []string{cause}
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(cause) + 1)}
+	x.WriteHeader(status)
+	io.WriteString(x, cause+"\n")
+}
+
+// Answer finishes a response plexus makes on the route's behalf (a direct response, a
+// redirect, a filter's local reply): the route's response header operations, a type and
+// length for a body, and the body. An empty body gets no Content-Length, which a 204 must
+// not carry.
+func Answer(x *Exchange, rt *route.Route, status int, body []byte) {
+	hdr := x.Header()
+	rt.RespOps.Apply(hdr)
+	if len(body) > 0 {
+		if _, ok := hdr["Content-Type"]; !ok {
+			hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		}
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	x.WriteHeader(status)
+	x.Write(body)
+}
+
+// WriteReply answers with a filter's local response (or the route's own answer), after
+// the response phase of the filters before it.
+func WriteReply(x *Exchange, rt *route.Route, c *filterchain.Chain, l *filterchain.Reply) {
+	if name := c.Filter(l); name != "" {
+		x.Flags |= accesslog.FilterLocalReply
+		x.Filter = name
+	}
+	status, body := c.Render(l, x.Header())
+	Answer(x, rt, status, body)
+}
+
+// FailChain answers a request the chain ended: a fail-closed filter failure is 503 with the
+// cause, a full instance queue 503 at once, the route's deadline 504; a reset aborts the
+// stream.
+func FailChain(x *Exchange, err error) {
+	var fe *filterchain.Error
+	var te *filterchain.TimeoutError
+	switch {
+	case errors.As(err, &te):
+		x.Flags |= accesslog.UpstreamTimeout
+		x.Filter = te.Filter
+		LocalReply(x, http.StatusGatewayTimeout, "route timeout while filter "+te.Filter+" held the request")
+	case errors.As(err, &fe):
+		x.Flags |= accesslog.FilterFailed
+		x.Filter = fe.F.Filter
+		if fe.Overflow() {
+			x.Flags |= accesslog.UpstreamOverflow
+			LocalReply(x, http.StatusServiceUnavailable, "filter "+fe.F.Filter+" overloaded: too many requests waiting for an instance")
+			return
+		}
+		LocalReply(x, http.StatusServiceUnavailable, "filter "+fe.F.Filter+" failed: "+fe.F.Kind.String())
+	case errors.Is(err, filterchain.ErrReset):
+		panic(http.ErrAbortHandler)
+	case errors.Is(err, filterchain.ErrBufferLimit):
+		LocalReply(x, http.StatusRequestEntityTooLarge, "request body too large for a filter to buffer")
+	case errors.Is(err, ErrBodyTimeout):
+		LocalReply(x, http.StatusRequestTimeout, "request body timeout")
+	default:
+		// The client went away while a filter held the request.
+	}
+}

@@ -1,0 +1,239 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
+)
+
+// Cluster is a backend: a set of endpoints and the connections to them. Backends whose config did not
+// change are carried over from one snapshot to the next, so a reload keeps warm connections.
+type Cluster struct {
+	Name      string
+	Cfg       config.Backend
+	Endpoints []*Endpoint
+	next      atomic.Uint64   // round robin
+	h2        *http.Transport // HTTP/2 backends (h2c or h2); nil for http1
+	Scheme    string          // "http" or "https", for the h2 transport's URLs
+
+	Active    atomic.Int64 // requests in flight, for the circuit breaker
+	MaxActive int64
+	Overflows atomic.Int64 // requests the circuit breaker turned away
+}
+
+// Admit takes a place for one request, or reports false when the circuit breaker is open
+// (max_requests in flight already). Release gives the place back.
+func (b *Cluster) Admit() bool {
+	if b.Active.Add(1) > b.MaxActive {
+		b.Active.Add(-1)
+		b.Overflows.Add(1)
+		return false
+	}
+	return true
+}
+
+func (b *Cluster) Release() { b.Active.Add(-1) }
+
+// Endpoint is one address of a backend. A connect failure ejects it for a while
+// (1s, doubling per consecutive failure up to 30s); a success brings it back.
+type Endpoint struct {
+	Addr      string
+	pool      *Pool // http1 backends
+	fails     atomic.Int32
+	DownUntil atomic.Int64 // unix nanos
+	Stats     EndpointStats
+}
+
+// EndpointStats are an endpoint's counters, as the admin's /clusters shows them.
+type EndpointStats struct {
+	Total, Active, Errors, Timeouts, ConnectFailures atomic.Int64
+}
+
+const (
+	ejectBase = time.Second
+	ejectMax  = 30 * time.Second
+)
+
+func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
+	b := &Cluster{Name: cfg.Name, Cfg: cfg, Scheme: "http", MaxActive: int64(cfg.CircuitBreaker.MaxRequests)}
+	if b.MaxActive <= 0 {
+		b.MaxActive = config.DefaultMaxRequests
+	}
+	var tlsConf *tls.Config
+	if cfg.TLS != nil || cfg.Protocol == config.UpstreamH2 {
+		var err error
+		if tlsConf, err = ClientTLS(cfg.TLS, c); err != nil {
+			return nil, fmt.Errorf("backend %q: %w", cfg.Name, err)
+		}
+		b.Scheme = "https"
+	}
+	switch cfg.Protocol {
+	case config.UpstreamH2C, config.UpstreamH2:
+		t := &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     tlsConf,
+			MaxIdleConnsPerHost: cfg.MaxIdle,
+			IdleConnTimeout:     cfg.IdleTimeout,
+			TLSHandshakeTimeout: cfg.ConnectTimeout,
+			DisableCompression:  true,
+			ForceAttemptHTTP2:   true,
+			Protocols:           new(http.Protocols),
+		}
+		if cfg.Protocol == config.UpstreamH2C {
+			t.Protocols.SetUnencryptedHTTP2(true)
+		} else {
+			t.Protocols.SetHTTP2(true)
+		}
+		b.h2 = t
+	}
+	for _, addr := range cfg.Endpoints {
+		ep := &Endpoint{Addr: addr}
+		if b.h2 == nil {
+			var tc *tls.Config
+			if tlsConf != nil {
+				tc = tlsConf.Clone()
+				if tc.ServerName == "" {
+					tc.ServerName, _, _ = net.SplitHostPort(addr)
+				}
+				tc.NextProtos = []string{"http/1.1"}
+			}
+			ep.pool = NewPool(addr, Options{
+				DialTimeout: cfg.ConnectTimeout,
+				MaxIdle:     cfg.MaxIdle,
+				IdleTimeout: cfg.IdleTimeout,
+				TLS:         tc,
+			})
+		}
+		b.Endpoints = append(b.Endpoints, ep)
+	}
+	return b, nil
+}
+
+// ClientTLS is the TLS config plexus connects with as t says (to a backend, to Redis);
+// files are relative to c's.
+func ClientTLS(t *config.BackendTLS, c *config.Config) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t == nil {
+		return conf, nil
+	}
+	conf.ServerName = t.ServerName
+	conf.InsecureSkipVerify = t.InsecureSkipVerify
+	if t.CA != "" {
+		pem, err := os.ReadFile(c.Path(t.CA))
+		if err != nil {
+			return nil, err
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no PEM certificate in %s", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.Path(t.Cert), c.Path(t.Key))
+		if err != nil {
+			return nil, err
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// SameAs reports whether b can serve a new snapshot's backend declared as cfg unchanged.
+// Files it reads (CA, client certificate) may have changed on disk; a reload that only
+// touched them does not rebuild the backend, which is why they are compared by path only.
+func (b *Cluster) SameAs(cfg config.Backend) bool { return reflect.DeepEqual(b.Cfg, cfg) }
+
+// Close releases idle connections; connections in use close when their request ends.
+func (b *Cluster) Close() {
+	for _, ep := range b.Endpoints {
+		if ep.pool != nil {
+			ep.pool.Close()
+		}
+	}
+	if b.h2 != nil {
+		b.h2.CloseIdleConnections()
+	}
+}
+
+// Pick returns the next healthy endpoint in round-robin order, skipping avoid (the endpoint
+// that just failed, when there is another), or nil when every endpoint is ejected.
+func (b *Cluster) Pick(avoid *Endpoint) *Endpoint {
+	now := time.Now().UnixNano()
+	n := uint64(len(b.Endpoints))
+	start := b.next.Add(1) - 1
+	var fallback *Endpoint
+	for i := uint64(0); i < n; i++ {
+		ep := b.Endpoints[(start+i)%n]
+		if ep.DownUntil.Load() > now {
+			continue
+		}
+		if ep == avoid && n > 1 {
+			fallback = ep
+			continue
+		}
+		return ep
+	}
+	return fallback
+}
+
+// Fails is the endpoint's consecutive connect failures.
+func (ep *Endpoint) Fails() int32 { return ep.fails.Load() }
+
+// ConnectFailed ejects the endpoint after a failed connect, for longer each time in a row.
+func (ep *Endpoint) ConnectFailed() {
+	ep.Stats.ConnectFailures.Add(1)
+	n := ep.fails.Add(1)
+	d := ejectBase << min(n-1, 5)
+	ep.DownUntil.Store(time.Now().Add(min(d, ejectMax)).UnixNano())
+}
+
+// Succeeded brings an ejected endpoint back.
+func (ep *Endpoint) Succeeded() {
+	if ep.fails.Load() != 0 {
+		ep.fails.Store(0)
+		ep.DownUntil.Store(0)
+	}
+}
+
+// RoundTrip sends one attempt to ep.
+func (b *Cluster) RoundTrip(ep *Endpoint, req *http.Request) (*http.Response, error) {
+	if b.h2 == nil {
+		return ep.pool.RoundTrip(req)
+	}
+	req.URL.Scheme = b.Scheme
+	req.URL.Host = ep.Addr
+	resp, err := b.h2.RoundTrip(req)
+	if err != nil {
+		return nil, Classify(req.Context(), err)
+	}
+	return resp, nil
+}
+
+// Classify turns an error from http.Transport into an Error, so that both kinds of
+// backend feed the same retry and status logic.
+func Classify(ctx context.Context, err error) error {
+	kind := KindReset
+	var op *net.OpError
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		kind = KindTimeout
+	case ctx.Err() != nil:
+		kind = KindCanceled
+	case errors.As(err, &op) && op.Op == "dial":
+		kind = KindConnect
+	}
+	return &Error{Kind: kind, Err: err}
+}
+
+// HTTP2 reports a backend spoken to over HTTP/2 (h2c or h2), as gRPC needs.
+func (b *Cluster) HTTP2() bool { return b.h2 != nil }
