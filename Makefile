@@ -1,6 +1,7 @@
 # The two quickstart commands are `make quickstart` and `make test`.
 .PHONY: quickstart build test deps bench schema
 
+# On other ports: make quickstart PLEXUS_PORT=18080 PLEXUS_ADMIN_PORT=19901 BACKEND_PORT=19000
 quickstart:
 	./examples/quickstart/run.sh
 
@@ -8,7 +9,8 @@ build:
 	mkdir -p bin
 	go build -o bin/plexus ./cmd/plexus
 
-# The whole test suite; installs what the tests need first when it is missing.
+# The whole test suite; installs what the tests need first when it is missing. Builds are
+# cached in $PLEXUS_TEST_CACHE, or in plexus-test-cache-UID in the temp dir.
 test: deps
 	go test -count=1 -timeout 15m ./...
 	go test -count=1 -timeout 15m -race ./runtime/... ./gateway/internal/...
