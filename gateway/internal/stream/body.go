@@ -52,14 +52,17 @@ func (b *Body) Read(p []byte) (int, error) {
 		b.tooLarge.Store(true)
 		return 0, ErrBodyTooLarge
 	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The deadline stays passed: the server, which would otherwise wait to drain the
+		// rest of the body after the 408, gives up on the connection at once.
+		b.ended.Store(true)
+		b.timedOut.Store(true)
+		return n, ErrBodyTimeout
+	}
 	if err != nil && b.rc2 != nil && !b.ended.Swap(true) {
 		// The deadline must not outlive the body: on HTTP/1.1 it is the connection's, and
 		// the server's watch for a client that goes away reads under it.
 		b.rc2.SetReadDeadline(time.Time{})
-	}
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		b.timedOut.Store(true)
-		return n, ErrBodyTimeout
 	}
 	return n, err
 }

@@ -1,0 +1,204 @@
+package main
+
+// Tests of the request path's stages through the real binary (issue 11's defects): the
+// replay buffer for retries, path normalization before matching, the per-request deadline
+// over filters, and slow clients.
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
+)
+
+// TestRetryResendsBody: a POST retried after a connect failure sends its whole body to the
+// next endpoint, for both kinds of upstream transport.
+func TestRetryResendsBody(t *testing.T) {
+	t.Parallel()
+	sum := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", len(b), sha256.Sum256(b))
+	}))
+	dead := deadAddr(t)
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends:
+  - {name: h1, endpoints: [%[1]s, %[2]s]}
+  - {name: h2c, endpoints: [%[1]s, %[2]s], protocol: h2c}
+routes:
+  - name: h2c
+    match: {path_prefix: /h2c}
+    backend: h2c
+    retry: {attempts: 2, retry_on: [connect-failure]}
+  - name: h1
+    match: {path_prefix: /}
+    backend: h1
+    retry: {attempts: 2, retry_on: [connect-failure]}
+`, dead, sum.addr))
+	body := strings.Repeat("0123456789abcdef", 20<<10) // 320 KiB
+	want := fmt.Sprintf("%d %x", len(body), sha256.Sum256([]byte(body)))
+	for _, path := range []string{"/h1", "/h2c"} {
+		// The dead endpoint is the first one a backend picks: the first request to each
+		// backend fails to connect there and is retried on the live one.
+		resp, got := do(t, h1Client(), "POST", g.url("web", path), strings.NewReader(body))
+		if resp.StatusCode != 200 || got != want {
+			t.Errorf("%s: %d %q, want 200 %q (the whole body, sent again)", path, resp.StatusCode, got, want)
+		}
+	}
+}
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestPathNormalization: a path is normalized before routes see it, so that dot segments,
+// doubled slashes and encoded dots cannot reach a route's backend past a route meant for
+// them; the backend receives the path the route matched.
+func TestPathNormalization(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners:
+  - {name: web, address: 127.0.0.1:0}
+  - {name: raw, address: 127.0.0.1:0, paths: {normalize: false, merge_slashes: false}}
+  - {name: strict, address: 127.0.0.1:0, paths: {escaped_slashes: reject}}
+backends: [{name: app, endpoints: [%s]}]
+routes:
+  - {name: admin, match: {path_prefix: /admin}, direct_response: {status: 403, body: "no admin"}}
+  - {name: public, match: {path_prefix: /}, backend: app}
+`, app.addr))
+	for _, tc := range []struct {
+		listener, path string
+		status         int
+		backendPath    string
+	}{
+		{"web", "/public/../admin", 403, ""},
+		{"web", "/public/%2e%2e/admin", 403, ""},
+		{"web", "/public/%2E%2E/admin/", 403, ""},
+		{"web", "//admin", 403, ""},
+		{"web", "/./admin", 403, ""},
+		{"web", "/public/./a//b/../c", 200, "/public/a/c"},
+		{"web", "/public/a%2Fb", 200, "/public/a%2Fb"},
+		{"raw", "//admin", 200, "//admin"},
+		{"strict", "/public/a%2Fb", 400, ""},
+		{"web", "/public/%zz", 400, ""},
+	} {
+		resp, body := pxRawExchange(t, g.addr(tc.listener), "GET "+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s: status %d (%s), want %d", tc.listener, tc.path, resp.StatusCode, body, tc.status)
+			continue
+		}
+		if tc.backendPath != "" {
+			if got := decodeEcho(t, body).Path; got != tc.backendPath {
+				t.Errorf("%s %s: backend saw %q, want %q", tc.listener, tc.path, got, tc.backendPath)
+			}
+		}
+	}
+}
+
+// pauseWAT is a filter that pauses every request in its request-header phase and never
+// resumes it: only the route's deadline can end the wait.
+const pauseWAT = `(module
+  (memory (export "memory") 1)
+  (global $top (mut i32) (i32.const 1024))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1)))`
+
+// TestRouteTimeoutInFilter: the route's timeout bounds a filter that holds the request: a
+// paused request gets 504, not a hang.
+func TestRouteTimeoutInFilter(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	dir := t.TempDir()
+	pause := filepath.Join(dir, "pause.wasm")
+	if err := os.WriteFile(pause, wasmbuild.WAT(t, pauseWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: pause, module: "file:%s", limits: {instances: 1}}
+routes:
+  - {name: paused, match: {path_prefix: /}, filters: [pause], backend: app, timeout: 2s}
+`, app.addr, pause))
+	c := h1Client()
+	start := time.Now()
+	resp, body := get(t, c, g.url("web", "/held"))
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(resp.Header.Get("X-Plexus-Error"), "route timeout") {
+		t.Fatalf("a paused request: %d %q %s; want 504 route timeout", resp.StatusCode, resp.Header.Get("X-Plexus-Error"), body)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("a paused request took %s to end, with a route timeout of 2s", d)
+	}
+
+}
+
+// TestSlowClientBody: a client that stops sending its body gets 408 after the listener's
+// request_body_timeout, instead of holding the request (and an upstream connection) for
+// as long as it likes.
+func TestSlowClientBody(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		io.WriteString(w, "read it all")
+	}))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, limits: {request_body_timeout: 300ms}}]
+backends: [{name: app, endpoints: [%s]}]
+routes: [{name: app, match: {path_prefix: /}, backend: app, timeout: 60s}]
+`, app.addr))
+	c, err := net.Dial("tcp", g.addr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response to a stalled body: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("stalled body: status %d, want 408", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("stalled body answered after %s, with a body timeout of 300ms", d)
+	}
+}
