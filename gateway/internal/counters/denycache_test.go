@@ -83,7 +83,7 @@ func TestDenyCache(t *testing.T) {
 				s, reached, clk := be.make(t)
 				c := newDenyCache(s, 0, clk.micros)
 				ctx := context.Background()
-				lim := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms
+				lim := Limit{Rate: 10, Period: 1000 * clk.unit, Burst: 2} // T = 100 units
 				for i := 0; i < 2; i++ {
 					if d, err := c.Allow(ctx, "k", lim, 1); err != nil || !d.Allowed || d.Cached {
 						t.Fatalf("request %d: %+v, %v", i, d, err)
@@ -93,7 +93,7 @@ func TestDenyCache(t *testing.T) {
 				if err != nil || d.Allowed || d.Cached || reached() != 3 {
 					t.Fatalf("the denial: %+v, %v, %d calls to the store; want it denied by the store", d, err, reached())
 				}
-				checkDecision(t, "the denial", d, Decision{RetryAfter: 100 * time.Millisecond, ResetAfter: 200 * time.Millisecond})
+				clk.checkDecision(t, "the denial", d, Decision{RetryAfter: 100 * clk.unit, ResetAfter: 200 * clk.unit})
 				last := d
 				for i := 0; i < 5; i++ {
 					d, err := c.Allow(ctx, "k", lim, 1)
@@ -114,7 +114,7 @@ func TestDenyCache(t *testing.T) {
 					t.Fatalf("%d calls reached the store, want 4", n)
 				}
 
-				clk.sleep(last.RetryAfter + 5*time.Millisecond)
+				clk.sleep(last.RetryAfter + 5*clk.unit)
 				d, err = c.Allow(ctx, "k", lim, 1)
 				if err != nil || !d.Allowed || d.Cached || reached() != 5 {
 					t.Fatalf("after RetryAfter: %+v, %v, %d calls; want allowed by the store", d, err, reached())
@@ -158,7 +158,7 @@ func TestDenyCache(t *testing.T) {
 						t.Fatal(err)
 					}
 					what := fmt.Sprintf("step %d (cost %d)", i, st.cost)
-					checkDecision(t, what, d, st.want)
+					clk.checkDecision(t, what, d, st.want)
 					n := reached()
 					if d.Cached != st.cached || (n == calls) != st.cached {
 						t.Fatalf("%s: cached %v, %d calls to the store; want cached %v", what, d.Cached, n-calls, st.cached)

@@ -13,25 +13,30 @@ import (
 	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
-// slack is how far a measured duration may fall short of the exact one:
-// time passes between the test's calls (and, for Redis, between the
-// server's clock reads), more so under -race. On a fake clock no time
-// passes, and durations are exact.
-const slack = 50 * time.Millisecond
-
 // testClock is the clock a store under test reads, and how its test lets
 // time pass on it. Local runs on a fake clock that a test moves on at once,
 // so that what expires does not depend on how fast the machine runs (a
 // loaded 2-core machine under -race made TestLocalBounded flaky: issue 11).
-// Redis decides by its server's clock, which a test cannot move: it sleeps.
+// Redis decides by its server's clock, which a test cannot move: it sleeps,
+// and allows for the time that passes between its calls.
 type testClock struct {
 	now    func() time.Time
 	sleep  func(time.Duration)
 	micros func() int64 // the clock as Local and DenyCache read it
+	// unit is what the tests that wait count time in: a millisecond on a
+	// fake clock, five on the real one, so that the spans they check are
+	// well above slack.
+	unit time.Duration
+	// slack is how far a duration a store reports may fall short of the
+	// exact one: on the real clock, time passes between the test's calls,
+	// and a loaded machine under -race stops a test for 100ms at times
+	// (50ms of slack and spans of 50ms were not enough); on a fake one none
+	// does.
+	slack time.Duration
 }
 
 // realClock is the process's clock, for the stores in Redis.
-var realClock = testClock{now: time.Now, sleep: time.Sleep, micros: monotonicMicros()}
+var realClock = testClock{now: time.Now, sleep: time.Sleep, micros: monotonicMicros(), unit: 5 * time.Millisecond, slack: 150 * time.Millisecond}
 
 func (c testClock) sleepUntil(t time.Time) {
 	if d := t.Sub(c.now()); d > 0 {
@@ -41,7 +46,10 @@ func (c testClock) sleepUntil(t time.Time) {
 
 // clock is c as a testClock.
 func (c *fakeClock) clock() testClock {
-	return testClock{now: func() time.Time { return time.Unix(0, c.t.Load()) }, sleep: c.advance, micros: c.micros}
+	return testClock{
+		now: func() time.Time { return time.Unix(0, c.t.Load()) }, sleep: c.advance, micros: c.micros,
+		unit: time.Millisecond, slack: time.Microsecond, // exact, to the µs the stores count in
+	}
 }
 
 // newFakeMicros returns a fake clock at 1µs, where the clocks of Local and
@@ -101,14 +109,14 @@ func stores(t *testing.T) []storeMaker {
 	}
 }
 
-func within(got, want time.Duration) bool { return got <= want && got > want-slack }
+func (c testClock) within(got, want time.Duration) bool { return got <= want && got > want-c.slack }
 
-func checkDecision(t *testing.T, what string, got, want Decision) {
+func (c testClock) checkDecision(t *testing.T, what string, got, want Decision) {
 	t.Helper()
 	if got.Allowed != want.Allowed || got.Remaining != want.Remaining ||
-		!within(got.RetryAfter, want.RetryAfter) && !(want.RetryAfter <= 0 && got.RetryAfter == want.RetryAfter) ||
-		!within(got.ResetAfter, want.ResetAfter) && !(want.ResetAfter == 0 && got.ResetAfter == 0) {
-		t.Fatalf("%s: %+v, want %+v (durations up to %v less)", what, got, want, slack)
+		!c.within(got.RetryAfter, want.RetryAfter) && !(want.RetryAfter <= 0 && got.RetryAfter == want.RetryAfter) ||
+		!c.within(got.ResetAfter, want.ResetAfter) && !(want.ResetAfter == 0 && got.ResetAfter == 0) {
+		t.Fatalf("%s: %+v, want %+v (durations up to %v less)", what, got, want, c.slack)
 	}
 }
 
@@ -118,14 +126,14 @@ var storeTests = []struct {
 	name string
 	run  func(t *testing.T, s Store, clk testClock)
 }{
-	{"burst then denial", func(t *testing.T, s Store, _ testClock) {
+	{"burst then denial", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
 		for i := int64(1); i <= 3; i++ {
 			d, err := s.Allow(ctx, "k", perHour3, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkDecision(t, fmt.Sprintf("request %d", i), d,
+			clk.checkDecision(t, fmt.Sprintf("request %d", i), d,
 				Decision{Allowed: true, Remaining: 3 - i, ResetAfter: time.Duration(i) * time.Hour})
 		}
 		// The (Burst+1)-th is denied, and a denial changes nothing.
@@ -134,18 +142,18 @@ var storeTests = []struct {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkDecision(t, "over the burst", d, Decision{RetryAfter: time.Hour, ResetAfter: 3 * time.Hour})
+			clk.checkDecision(t, "over the burst", d, Decision{RetryAfter: time.Hour, ResetAfter: 3 * time.Hour})
 		}
 		// Another key is untouched.
 		d, err := s.Allow(ctx, "other", perHour3, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkDecision(t, "other key", d, Decision{Allowed: true, Remaining: 2, ResetAfter: time.Hour})
+		clk.checkDecision(t, "other key", d, Decision{Allowed: true, Remaining: 2, ResetAfter: time.Hour})
 	}},
 	{"refill after T", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
-		lim := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms
+		lim := Limit{Rate: 10, Period: 1000 * clk.unit, Burst: 2} // T = 100 units
 		for i := 0; i < 2; i++ {
 			if d, err := s.Allow(ctx, "k", lim, 1); err != nil || !d.Allowed {
 				t.Fatalf("request %d: %+v, %v", i, d, err)
@@ -155,8 +163,8 @@ var storeTests = []struct {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkDecision(t, "third", d, Decision{RetryAfter: 100 * time.Millisecond, ResetAfter: 200 * time.Millisecond})
-		clk.sleep(d.RetryAfter + 2*time.Millisecond)
+		clk.checkDecision(t, "third", d, Decision{RetryAfter: 100 * clk.unit, ResetAfter: 200 * clk.unit})
+		clk.sleep(d.RetryAfter + 2*clk.unit)
 		d, err = s.Allow(ctx, "k", lim, 1)
 		if err != nil || !d.Allowed || d.Remaining != 0 {
 			t.Fatalf("after RetryAfter: %+v, %v; want allowed, 0 remaining", d, err)
@@ -165,7 +173,7 @@ var storeTests = []struct {
 			t.Fatalf("right after the refill: %+v, want denied", d)
 		}
 	}},
-	{"cost above 1", func(t *testing.T, s Store, _ testClock) {
+	{"cost above 1", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
 		lim := Limit{Rate: 1, Period: time.Hour, Burst: 5}
 		steps := []struct {
@@ -184,24 +192,24 @@ var storeTests = []struct {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkDecision(t, fmt.Sprintf("step %d (cost %d)", i, st.cost), d, st.want)
+			clk.checkDecision(t, fmt.Sprintf("step %d (cost %d)", i, st.cost), d, st.want)
 		}
 	}},
 	{"idle limit key expires", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
-		lim := Limit{Rate: 20, Period: time.Second, Burst: 1} // T = 50ms
+		lim := Limit{Rate: 20, Period: 1000 * clk.unit, Burst: 1} // T = 50 units
 		if d, err := s.Allow(ctx, "k", lim, 1); err != nil || !d.Allowed {
 			t.Fatalf("%+v, %v", d, err)
 		}
 		if _, ok, err := s.Get(ctx, "k"); err != nil || !ok {
 			t.Fatalf("right after: exists %v, %v", ok, err)
 		}
-		clk.sleep(80 * time.Millisecond)
+		clk.sleep(80 * clk.unit)
 		if _, ok, err := s.Get(ctx, "k"); err != nil || ok {
 			t.Fatalf("after ResetAfter: exists %v, %v; want gone", ok, err)
 		}
 		d, err := s.Allow(ctx, "k", lim, 0)
-		checkDecision(t, "peek", d, Decision{Allowed: true, Remaining: 1})
+		clk.checkDecision(t, "peek", d, Decision{Allowed: true, Remaining: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +234,7 @@ var storeTests = []struct {
 		for round := 0; round < 2; round++ {
 			start := clk.now()
 			for i := int64(1); i <= 3; i++ {
-				v, err := s.Incr(ctx, "w", 1, 100*time.Millisecond)
+				v, err := s.Incr(ctx, "w", 1, 100*clk.unit)
 				if err != nil || v != i {
 					t.Fatalf("round %d: Incr = %d, %v; want %d", round, v, err, i)
 				}
@@ -235,17 +243,17 @@ var storeTests = []struct {
 				t.Fatalf("round %d: Get = %d, %v, %v; want 3", round, v, ok, err)
 			}
 			// Later increments do not extend the window.
-			clk.sleepUntil(start.Add(60 * time.Millisecond))
-			if v, err := s.Incr(ctx, "w", 1, 100*time.Millisecond); err != nil || v != 4 {
+			clk.sleepUntil(start.Add(60 * clk.unit))
+			if v, err := s.Incr(ctx, "w", 1, 100*clk.unit); err != nil || v != 4 {
 				t.Fatalf("round %d: Incr = %d, %v; want 4", round, v, err)
 			}
-			clk.sleepUntil(start.Add(130 * time.Millisecond))
+			clk.sleepUntil(start.Add(130 * clk.unit))
 			if _, ok, err := s.Get(ctx, "w"); err != nil || ok {
 				t.Fatalf("round %d: after the window: exists %v, %v", round, ok, err)
 			}
 		}
 	}},
-	{"allow many matches sequential allow", func(t *testing.T, s Store, _ testClock) {
+	{"allow many matches sequential allow", func(t *testing.T, s Store, clk testClock) {
 		ctx := context.Background()
 		small := Limit{Rate: 1, Period: time.Hour, Burst: 2}
 		big := Limit{Rate: 10, Period: time.Hour, Burst: 4}
@@ -275,7 +283,7 @@ var storeTests = []struct {
 			// which differs a little between the two runs.
 			m := many[i]
 			if m.Allowed != one.Allowed || m.Remaining != one.Remaining ||
-				(m.RetryAfter-one.RetryAfter).Abs() > slack || (m.ResetAfter-one.ResetAfter).Abs() > slack {
+				(m.RetryAfter-one.RetryAfter).Abs() > clk.slack || (m.ResetAfter-one.ResetAfter).Abs() > clk.slack {
 				t.Fatalf("request %d %+v: AllowMany %+v, Allow %+v", i, r, m, one)
 			}
 		}
