@@ -11,6 +11,7 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/internal/testredis"
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
@@ -50,7 +51,7 @@ routes: [{name: r, filters: [limit], direct_response: {body: ok}}]
 			if err != nil {
 				b.Fatal(err)
 			}
-			g, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), CacheDir: wasmbuild.CacheDir() + "/gateway-tests"})
+			g, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), CacheDir: testutil.GatewayCacheDir()})
 			if err != nil {
 				b.Fatal(err)
 			}
