@@ -38,4 +38,3 @@ func TestRequestHost(t *testing.T) {
 		}
 	}
 }
-

@@ -45,9 +45,9 @@ type Router struct {
 var errPerTryTimeout = errors.New("per-try timeout")
 
 // Forward sends the request upstream, with the route's retry policy, and streams the
-// response back through the chain c (nil for a route without filters). r's context carries
-// the request's deadline.
-func (rt *Router) Forward(x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain) {
+// response back through the chain c (nil for a route without filters). ctx carries the
+// request's deadline and trace; r's own context is the client's.
+func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain) {
 	be := route.PickBackend()
 	x.Backend = be
 	if !be.Admit() {
@@ -58,7 +58,7 @@ func (rt *Router) Forward(x *stream.Exchange, r *http.Request, route *route.Rout
 	defer be.Release()
 	upgrade := stream.IsUpgrade(r)
 
-	out, body := rt.outgoing(x, r, route, path, c)
+	out, body := rt.outgoing(ctx, x, r, route, path, c)
 	if body != nil {
 		// The last attempt may read the body for as long as its response streams (HTTP/2 is
 		// full duplex); the body is done with when the exchange is.
@@ -108,11 +108,8 @@ func (rt *Router) Forward(x *stream.Exchange, r *http.Request, route *route.Rout
 
 // outgoing is the request as the backend gets it: the route's rewrite and header
 // operations, and the body through the filters and a replay buffer for retries.
-func (rt *Router) outgoing(x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain) (*http.Request, *replay) {
-	// r is the gateway's own copy of the client's request (the stream stage made it, for the
-	// deadline), or the client's when it has neither deadline nor trace: either way nothing
-	// after this stage reads its URL, Host or header as the client sent them.
-	out := r
+func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain) (*http.Request, *replay) {
+	out := r.WithContext(ctx) // r stays as the client sent it, for the access log and spans
 	u := *r.URL
 	if p := route.RewritePath(path); p != path {
 		stream.SetEscapedPath(&u, p)
@@ -284,10 +281,6 @@ func (rt *Router) upstreamError(x *stream.Exchange, r *http.Request, route *rout
 	case x.Body != nil && x.Body.TimedOut():
 		rt.Log.Debug("request body timeout", "route", route.Name, "timeout", rt.L.BodyTimeout)
 		stream.LocalReply(x, http.StatusRequestTimeout, "request body timeout")
-	case kind == upstream.KindTimeout && r.Context().Err() != nil && errors.Is(context.Cause(r.Context()), context.DeadlineExceeded):
-		// The route's deadline, not the client: the request ends with 504.
-		x.Flags |= accesslog.UpstreamTimeout
-		rt.fail(x, r, route, ep, tries, http.StatusGatewayTimeout, "upstream timeout", err)
 	case kind == upstream.KindCanceled || r.Context().Err() != nil:
 		// The client went away; there is no one to answer.
 		x.Flags |= accesslog.DownstreamTerminated

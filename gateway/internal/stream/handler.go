@@ -104,9 +104,10 @@ func (s *Snapshot) release() {
 }
 
 // Router is the stage after the filter chain: it forwards the request upstream and streams
-// the response back through the chain (c is nil for a route without filters).
+// the response back through the chain (c is nil for a route without filters). ctx carries
+// the request's deadline and trace.
 type Router interface {
-	Forward(x *Exchange, r *http.Request, rt *route.Route, path string, c *filterchain.Chain)
+	Forward(ctx context.Context, x *Exchange, r *http.Request, rt *route.Route, path string, c *filterchain.Chain)
 }
 
 // Handler serves the requests of one listener.
@@ -172,15 +173,11 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
 		defer cancel()
 	}
-	if ctx != r.Context() {
-		r = r.WithContext(ctx)
-		x.r = r
-	}
 	if len(rt.Filters) == 0 {
-		h.act(x, r, rt, path, nil)
+		h.act(ctx, x, r, rt, path, nil)
 		return
 	}
-	h.serveFiltered(x, r, rt, path)
+	h.serveFiltered(ctx, x, r, rt, path)
 }
 
 // prepare applies the listener's limits and normalizations to r, before any route sees it,
@@ -233,7 +230,8 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 }
 
 // act does what the route says: answer directly, redirect, or forward.
-func (h *Handler) act(x *Exchange, r *http.Request, rt *route.Route, path string, c *filterchain.Chain) {
+// ctx carries the request's deadline and trace; r's own context is the client's.
+func (h *Handler) act(ctx context.Context, x *Exchange, r *http.Request, rt *route.Route, path string, c *filterchain.Chain) {
 	x.Direct = rt.Direct != nil || rt.Redirect != nil
 	switch {
 	case rt.Direct != nil && c != nil:
@@ -257,7 +255,7 @@ func (h *Handler) act(x *Exchange, r *http.Request, rt *route.Route, path string
 		x.Header()["Location"] = []string{rt.Location(r, h.L.TLS, path)}
 		Answer(x, rt, rt.Redirect.Status, nil)
 	default:
-		h.Router.Forward(x, r, rt, path, c)
+		h.Router.Forward(ctx, x, r, rt, path, c)
 	}
 }
 
@@ -265,8 +263,8 @@ func (h *Handler) act(x *Exchange, r *http.Request, rt *route.Route, path string
 // request as the backend will (X-Forwarded-*, x-request-id), and what they change in the
 // request header can change the route it takes: the route is matched again after them, as
 // Envoy does when a filter clears the route cache.
-func (h *Handler) serveFiltered(x *Exchange, r *http.Request, rt *route.Route, path string) {
-	c, err := filterchain.New(r.Context(), x.Body != nil, &filterchain.Options{
+func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Request, rt *route.Route, path string) {
+	c, err := filterchain.New(ctx, x.Body != nil, &filterchain.Options{
 		Filters:      rt.Filters,
 		AcquireOrder: rt.AcquireOrder,
 		Info:         h.streamInfo(r, rt),
@@ -310,7 +308,7 @@ func (h *Handler) serveFiltered(x *Exchange, r *http.Request, rt *route.Route, p
 		x.Route = rt
 		c.SetInfo(func(i *proxywasm.StreamInfo) { i.RouteName = rt.Name })
 	}
-	h.act(x, r, rt, path, c)
+	h.act(ctx, x, r, rt, path, c)
 }
 
 // streamInfo is what the filters of r read as properties, to begin with.

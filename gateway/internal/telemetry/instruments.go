@@ -40,4 +40,3 @@ func NewInstruments(s *Stats) *Instruments {
 		Decisions:      s.Counter("plexus.ratelimit.decisions", "{decision}", "Rate-limit decisions, by filter, outcome and source: store (Redis, or in process), cache (a key known to be over its limit), fail_open (Redis failed and the filter's redis_failure is open)."),
 	}
 }
-
