@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -12,22 +13,35 @@ var (
 	// ErrNoInstance is returned by Get when a failed instance may not be replaced yet
 	// (restarts are rate-limited).
 	ErrNoInstance = errors.New("runtime: no instance: restarts rate-limited after repeated failures")
+	// ErrPoolFull is returned by Get when every instance is busy and as many callers as
+	// the pool allows (MaxWaiting) are waiting already: the caller should be turned away
+	// at once (the gateway answers 503).
+	ErrPoolFull = errors.New("runtime: every instance busy and too many requests waiting")
 )
 
 // Pool is a bounded pool of instances: a mutex-protected LIFO of idle ones (the most
 // recently used instance is the warmest in the CPU caches), at most Max live, and callers
-// that find every instance busy wait in line. A channel-based pool costs several times more
-// under contention (DESIGN.md, "Where the time goes").
+// that find every instance busy wait in line, at most MaxWaiting of them: one more is
+// turned away at once with ErrPoolFull, so that a pool stuck on a slow filter sheds load
+// instead of piling up requests (issue 11, defect 1). A channel-based pool costs several
+// times more under contention (DESIGN.md, "Where the time goes").
 //
 // An instance that failed is Discarded, never Put back; the next Get that needs an instance
 // creates a fresh one, but such restarts take a token from Restarts, and Get fails with
 // ErrNoInstance when there is none.
 type Pool[T comparable] struct {
-	New       func(context.Context) (T, error) // creates an instance
-	Close     func(T)                          // disposes of one
-	Max       int
-	Restarts  *Bucket // nil: restarts are not limited
-	OnRestart func()  // called when a failed instance is replaced; may be nil
+	New   func(context.Context) (T, error) // creates an instance
+	Close func(T)                          // disposes of one
+	Max   int
+	// MaxWaiting bounds the callers waiting for an instance at once: 0 lets any number
+	// wait, a negative value none (every instance busy means ErrPoolFull at once).
+	MaxWaiting int
+	Restarts   *Bucket // nil: restarts are not limited
+	OnRestart  func()  // called when a failed instance is replaced; may be nil
+
+	// waited, when set (by tests), is called with p.mu held each time a caller starts
+	// waiting.
+	waited func()
 
 	mu       sync.Mutex
 	idle     []T
@@ -36,6 +50,7 @@ type Pool[T comparable] struct {
 	failed   int // discarded and not yet replaced
 	restarts int
 	waiters  []chan grant[T]
+	woken    int // waiters told to try again that have not yet: still in line for MaxWaiting
 	closed   bool
 }
 
@@ -47,14 +62,21 @@ type grant[T any] struct {
 // PoolStats is a snapshot of a pool.
 type PoolStats struct {
 	Live, InUse, Idle, Restarts int
+	Waiting                     int // callers waiting for an instance
 }
 
 // Get takes an idle instance, creates one if fewer than Max are live, or waits for one while
-// ctx lives.
+// ctx lives. It fails at once with ErrPoolFull when it would have to wait and MaxWaiting
+// callers wait already; a wait that ctx ends fails with an error wrapping ctx.Err()
+// (context.DeadlineExceeded past ctx's deadline), and the caller leaves the line.
 func (p *Pool[T]) Get(ctx context.Context) (T, error) {
 	var zero T
+	woken := false // told a slot came free: back at the head of the line if it must wait again
 	for {
 		p.mu.Lock()
+		if woken {
+			p.woken--
+		}
 		if p.closed {
 			p.mu.Unlock()
 			return zero, ErrPoolClosed
@@ -70,21 +92,41 @@ func (p *Pool[T]) Get(ctx context.Context) (T, error) {
 		if p.live < p.Max {
 			return p.create(ctx) // unlocks
 		}
+		if err := ctx.Err(); err != nil {
+			p.mu.Unlock()
+			return zero, waitError(err)
+		}
 		ch := make(chan grant[T], 1)
-		p.waiters = append(p.waiters, ch)
+		switch {
+		case woken:
+			// A slot came free for this caller, and another took it first: it keeps its
+			// place, and is not turned away from a line it was counted in all along.
+			p.waiters = append(p.waiters, nil)
+			copy(p.waiters[1:], p.waiters)
+			p.waiters[0] = ch
+		case p.MaxWaiting != 0 && len(p.waiters)+p.woken >= max(p.MaxWaiting, 0):
+			p.mu.Unlock()
+			return zero, ErrPoolFull
+		default:
+			p.waiters = append(p.waiters, ch)
+		}
+		if p.waited != nil {
+			p.waited()
+		}
 		p.mu.Unlock()
 		select {
 		case g := <-ch:
 			if !g.retry {
 				return g.v, nil
 			}
+			woken = true
 		case <-ctx.Done():
 			p.mu.Lock()
 			for i, w := range p.waiters {
 				if w == ch {
 					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 					p.mu.Unlock()
-					return zero, ctx.Err()
+					return zero, waitError(ctx.Err())
 				}
 			}
 			p.mu.Unlock()
@@ -93,12 +135,19 @@ func (p *Pool[T]) Get(ctx context.Context) (T, error) {
 				p.Put(g.v)
 			} else {
 				p.mu.Lock()
+				p.woken--
 				p.wakeLocked()
 				p.mu.Unlock()
 			}
-			return zero, ctx.Err()
+			return zero, waitError(ctx.Err())
 		}
 	}
+}
+
+// waitError is the error of a Get whose ctx ended while it waited: it wraps ctx's error,
+// so that callers tell a deadline (context.DeadlineExceeded) from a cancellation.
+func waitError(err error) error {
+	return fmt.Errorf("runtime: gave up waiting for an instance: %w", err)
 }
 
 // create is called with p.mu held and releases it.
@@ -137,11 +186,13 @@ func (p *Pool[T]) create(ctx context.Context) (T, error) {
 	return v, nil
 }
 
-// wakeLocked tells the first waiter, if any, that a slot came free.
+// wakeLocked tells the first waiter, if any, that a slot came free. It stays counted
+// against MaxWaiting (woken) until it has tried again.
 func (p *Pool[T]) wakeLocked() {
 	if len(p.waiters) > 0 {
 		ch := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		p.woken++
 		ch <- grant[T]{retry: true}
 	}
 }
@@ -210,7 +261,7 @@ func (p *Pool[T]) TakeIdle(v T) bool {
 func (p *Pool[T]) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Live: p.live, InUse: p.inUse, Idle: len(p.idle), Restarts: p.restarts}
+	return PoolStats{Live: p.live, InUse: p.inUse, Idle: len(p.idle), Restarts: p.restarts, Waiting: len(p.waiters) + p.woken}
 }
 
 // Shutdown closes idle instances now and every busy one when it is Put back; Get fails
@@ -227,6 +278,7 @@ func (p *Pool[T]) Shutdown() bool {
 	p.idle = nil
 	p.live -= len(idle)
 	for _, ch := range p.waiters {
+		p.woken++
 		ch <- grant[T]{retry: true}
 	}
 	p.waiters = nil
@@ -244,7 +296,3 @@ func (p *Pool[T]) Live() int {
 	defer p.mu.Unlock()
 	return p.live
 }
-
-// ErrPoolFull is returned by Get when every instance is busy and as many callers as the
-// pool allows are waiting already: the caller should be turned away at once.
-var ErrPoolFull = errors.New("runtime: every instance busy and too many requests waiting")

@@ -52,6 +52,8 @@ func TestPoolIsLIFOAndBounded(t *testing.T) {
 
 func TestPoolHandsOverToWaiters(t *testing.T) {
 	p, _ := newPool(1, nil)
+	waits := make(chan struct{}, 2)
+	p.waited = func() { waits <- struct{}{} }
 	ctx := context.Background()
 	a, _ := p.Get(ctx)
 	got := make(chan *item)
@@ -62,7 +64,7 @@ func TestPoolHandsOverToWaiters(t *testing.T) {
 		}
 		got <- v
 	}()
-	time.Sleep(5 * time.Millisecond)
+	<-waits
 	p.Put(a)
 	if v := <-got; v != a {
 		t.Errorf("waiter got %v", v)
@@ -75,7 +77,7 @@ func TestPoolHandsOverToWaiters(t *testing.T) {
 		}
 		got <- v
 	}()
-	time.Sleep(5 * time.Millisecond)
+	<-waits
 	p.Discard(a)
 	if v := <-got; v == a || v == nil {
 		t.Errorf("waiter got %v after a discard", v)
