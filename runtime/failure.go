@@ -169,6 +169,36 @@ func (w *Watchdog) Left() (left time.Duration, ok bool) {
 	return time.Duration(n) * WatchdogTick, true
 }
 
+// ErrSleepPastDeadline is Watchdog.Sleep's error for a sleep that would end past the
+// armed call's deadline.
+var ErrSleepPastDeadline = errors.New("runtime: the guest asked to sleep past its deadline")
+
+// Sleep serves a guest's sleep during a call: WASI poll_oneoff's clock subscriptions, which
+// wasi-libc's nanosleep and Go's time.Sleep on wasip1 use (wazero hands them to the
+// module's sys.Nanosleep). A guest sleeping in a host call is out of the reach of the
+// checks that stop a running one, so a sleep must not outlast the call's deadline (issue
+// 11, defect 3): while the watchdog is armed, a sleep that would surely end past the
+// deadline fails at once with ErrSleepPastDeadline, since the call could not finish in
+// time anyway, and any other ends after d or as soon as done is closed, whichever is first
+// (pass the channel that the watchdog's stop closes: the guest then stops at its next
+// check). Disarmed, it ends after d or at done.
+func (w *Watchdog) Sleep(d time.Duration, done <-chan struct{}) error {
+	if d <= 0 {
+		return nil
+	}
+	// Left errs short by up to a tick: past left+WatchdogTick is past the deadline.
+	if left, ok := w.Left(); ok && d > left+WatchdogTick {
+		return ErrSleepPastDeadline
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-done:
+	}
+	return nil
+}
+
 // Fired reports whether the watchdog fired.
 func (w *Watchdog) Fired() bool { return w.fired.Load() || w.deadline.Load() == -1 }
 

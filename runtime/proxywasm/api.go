@@ -162,11 +162,42 @@ type Config struct {
 	FailOpen bool   // a failing filter is skipped (true) or the request gets 503 (false)
 
 	MaxInstances     int           // instances in the pool at most, created as requests need them; default DefaultMaxInstances
+	MaxWaiting       int           // streams that may wait for an instance when all are busy; one more fails at once (see NewStream); default DefaultMaxWaiting; negative: none may wait
 	MemoryLimitPages uint32        // linear memory per instance, in 64 KiB pages; default 1024 (64 MiB)
 	CallbackTimeout  time.Duration // longest a single callback may run; default 100ms (vm_start and configure get 10× that); negative: no deadline, and no termination checks compiled in (faster; for filters trusted not to loop)
 	DoneTimeout      time.Duration // how long a closing instance's root context may take to call proxy_done after its proxy_on_done returned false; default DefaultDoneTimeout
 	LogLevel         slog.Level    // the filter's own log level: proxy_log below it is dropped
 	Logger           *slog.Logger  // where proxy_log goes, tagged with the filter name
+
+	// Limits on what one instance may make the host hold for it outside its linear memory
+	// (runtime/RATIONALE.md, "Host memory"). A host call beyond one fails with an ABI error
+	// status (BAD_ARGUMENT; INTERNAL_FAILURE for a callout), and the filter carries on.
+	// Zero is the default; negative is no limit.
+	//
+	// HostMemory is one budget per instance, in bytes: body bytes it adds with
+	// proxy_set_buffer_bytes, header map fields it adds or grows (add, replace,
+	// set_header_map_pairs), properties it sets (proxy_set_property), the requests of its
+	// HTTP callouts in flight, and the callout responses and gRPC stream messages queued
+	// for it; each field, property and message counts HostEntryBytes beyond its bytes.
+	// What a stream holds is released when the stream closes (body edits also at the next
+	// body phase of their direction, when the gateway holds the bytes under its own
+	// buffer limit), what a callback holds when it returns; root context properties stay
+	// with the instance. A callout response past the budget reaches the filter as a
+	// failed call, a gRPC message past it ends the stream with RESOURCE_EXHAUSTED.
+	// Default DefaultHostMemory.
+	HostMemory int64
+	// MaxCallouts bounds the HTTP and gRPC callouts (calls and streams) one instance may
+	// have in flight; one more fails with INTERNAL_FAILURE. Default DefaultMaxCallouts.
+	MaxCallouts int
+	// SharedDataBytes bounds the in-process shared data of the filter's vm_id: keys and
+	// values, HostEntryBytes more per key (proxy_set_shared_data past it: BAD_ARGUMENT).
+	// The items of each shared queue the filter registers first have a budget of the same
+	// size of their own. It does not apply to Config.SharedData, which keeps the data
+	// elsewhere. Default DefaultSharedDataBytes.
+	SharedDataBytes int64
+	// QueueDepth bounds the items of a shared queue the filter registers first
+	// (proxy_enqueue_shared_queue past it: BAD_ARGUMENT). Default DefaultQueueDepth.
+	QueueDepth int
 
 	Node Node // the node properties: node.id, node.cluster, node.metadata...
 
@@ -213,7 +244,7 @@ const (
 	FailTimeout                           // a callback ran past CallbackTimeout
 	FailMemory                            // the module ran out of its memory limit
 	FailABI                               // the module broke the ABI (bad pointer from malloc, ...)
-	FailNoInstance                        // no instance could be had (restarts rate-limited)
+	FailNoInstance                        // no instance could be had: restarts rate-limited (runtime.ErrNoInstance), or every instance busy and MaxWaiting streams waiting already (runtime.ErrPoolFull)
 )
 
 // Failure is a filter failure. The instance it happened on is discarded; the request gets
@@ -252,4 +283,6 @@ type PluginStats struct {
 	MemoryBytes int64          // linear memory of all live instances
 	Failures    map[string]int // by FailureKind.String()
 	Restarts    int            // instances created to replace failed ones
+	Waiting     int            // streams waiting for an instance now
+	HostBytes   int64          // host memory the live instances hold for their guests (Config.HostMemory)
 }

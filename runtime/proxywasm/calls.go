@@ -61,14 +61,36 @@ func hostHTTPCall(i *instance, s []uint64) status {
 	if host == nil {
 		return statusInternalFailure
 	}
+	if !i.calloutRoom() {
+		i.p.log.Debug("HTTP callout refused: too many in flight", "limit", i.p.cfg.MaxCallouts)
+		return statusInternalFailure
+	}
+	// The request is held until the response comes; the response until its callback ends.
+	req := fieldsBytes(headers) + int64(len(body)) + fieldsBytes(trailers)
+	if !i.take(req) {
+		i.p.log.Debug("HTTP callout refused", "err", i.errHostMemory("a request", req))
+		return statusInternalFailure
+	}
 	id := i.newCallID()
 	err := host.HTTPCall(i.calloutContext(), cluster, headers, slices.Clone(body), trailers, calloutTimeout(u32(s, 8)),
 		func(resp *HTTPCallResponse, err error) {
-			i.post(event{kind: evHTTP, id: id, resp: resp, err: err}, true)
+			i.give(req)
+			ev := event{kind: evHTTP, id: id, resp: resp, err: err}
+			if resp != nil {
+				n := fieldsBytes(resp.Headers) + int64(len(resp.Body)) + fieldsBytes(resp.Trailers)
+				if i.take(n) {
+					ev.charge = n
+				} else {
+					ev.resp, ev.err = nil, i.errHostMemory("the response", n)
+				}
+			}
+			i.post(ev, true)
 		})
 	if err != nil {
+		i.give(req)
 		return statusBadArgument
 	}
+	i.httpOut++
 	i.putU32(retID, id)
 	return statusOK
 }
@@ -85,6 +107,7 @@ func (i *instance) call5(c callback, a, b, d, e, f uint32) *Failure {
 // deliverHTTP runs proxy_on_http_call_response. A failed call has no headers (the spec's
 // sign of failure); proxy_get_status then says why.
 func (i *instance) deliverHTTP(ev *event) *Failure {
+	i.httpOut--
 	defer i.clearCallout()
 	i.cbMaps = [2]int{mapHTTPCallResponseHeaders, mapHTTPCallResponseTrailers}
 	i.cbBuffer = bufferHTTPCallResponseBody
@@ -197,6 +220,10 @@ func hostGRPCStream(i *instance, s []uint64) status {
 func (i *instance) openGRPC(cluster string, headers []Field, timeout time.Duration, stream bool, first []byte, retID uint32) status {
 	host := i.p.host
 	if host == nil {
+		return statusInternalFailure
+	}
+	if !i.calloutRoom() {
+		i.p.log.Debug("gRPC callout refused: too many in flight", "limit", i.p.cfg.MaxCallouts)
 		return statusInternalFailure
 	}
 	id := i.newCallID()
@@ -488,7 +515,13 @@ func (r *grpcReceiver) message(m []byte) {
 		}
 		return
 	}
-	r.post(&grpcEvent{what: grpcMessage, msg: m})
+	// A message waits for its callback in the host: it counts against the budget until then.
+	n := int64(len(m)) + HostEntryBytes
+	if !r.i.take(n) {
+		r.finish(grpcResourceExhausted, r.i.errHostMemory("a gRPC message", n).Error())
+		return
+	}
+	r.i.post(event{kind: evGRPC, id: r.id, grpc: &grpcEvent{what: grpcMessage, msg: m}, charge: n}, true)
 }
 
 func (r *grpcReceiver) onTrailers(fields []Field) {

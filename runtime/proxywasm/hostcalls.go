@@ -192,6 +192,13 @@ func hostSetBufferBytes(i *instance, s []uint64) status {
 	if end > n {
 		end = n
 	}
+	dir := streamRequest
+	if u32(s, 0) == bufferHTTPResponseBody {
+		dir = streamResponse
+	}
+	if !i.adjust(&i.sBody[dir], int64(len(v))-int64(end-start)) {
+		return statusBadArgument
+	}
 	*buf = slices.Replace(b, int(start), int(end), v...)
 	return statusOK
 }

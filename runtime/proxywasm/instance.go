@@ -80,8 +80,25 @@ type instance struct {
 	queues     []uint32
 
 	memBytes atomic.Int64
-	stdout   *logWriter
-	stderr   *logWriter
+
+	// Host memory held for the guest (limits.go, Config.HostMemory): the count, and what
+	// of it the stream holding the instance added to its header maps, its two bodies and
+	// its properties, and what the root context's properties hold.
+	hostUsed atomic.Int64
+	sHeaders account
+	sBody    [2]account
+	sProps   account
+	rProps   account
+	cbAcct   account // what a callback added to a callout's response maps
+	httpOut  int     // HTTP callouts in flight (gRPC ones are grpcCalls)
+
+	// What the callback being delivered slept (limits.go, nanosleep), and why a sleep
+	// failed it.
+	slept    time.Duration
+	sleepErr error
+
+	stdout *logWriter
+	stderr *logWriter
 }
 
 // instCtx carries the instance to host functions: a type assertion on the context wazero
@@ -125,6 +142,8 @@ type event struct {
 	grpc *grpcEvent   // evGRPC
 	data []byte       // evForeign: the answer
 	call *ForeignCall // evForeign
+
+	charge int64 // host memory the event holds until its callback ends (Config.HostMemory)
 }
 
 const rootContextID = 1
@@ -162,7 +181,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithRandSource(rand.Reader).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep()
+		WithNanosleep(i.nanosleep)
 
 	startTimeout := 10 * p.timeout
 	i.dog.Arm(startTimeout)
@@ -293,6 +312,7 @@ func (i *instance) invokeFn(fn api.Function, name string, timeout time.Duration)
 	if i.failure != nil {
 		return i.failure
 	}
+	i.slept, i.sleepErr = 0, nil
 	i.dog.Arm(timeout)
 	err := fn.CallWithStack(i.ctx, i.stack[:])
 	fired := i.dog.Disarm()
@@ -306,13 +326,18 @@ func (i *instance) invokeFn(fn api.Function, name string, timeout time.Duration)
 		return nil
 	}
 	kind := rt.Classify(err, rt.CallState{TimedOut: fired, ABIErr: i.abiErr, MemRefused: i.lim.Refused(), MemPages: pages, LimitPages: i.p.cfg.MemoryLimitPages})
+	if i.sleepErr != nil {
+		kind = rt.Timeout
+	}
 	var cause error
-	switch kind {
-	case rt.ABI:
+	switch {
+	case i.sleepErr != nil:
+		cause = fmt.Errorf("%s %w", name, i.sleepErr)
+	case kind == rt.ABI:
 		cause = fmt.Errorf("%s: %w", name, i.abiErr)
-	case rt.Timeout:
+	case kind == rt.Timeout:
 		cause = fmt.Errorf("%s ran past its deadline of %v", name, timeout)
-	case rt.Memory:
+	case kind == rt.Memory:
 		cause = fmt.Errorf("%s: memory limit of %d pages (%d MiB) reached: %w", name, i.p.cfg.MemoryLimitPages, i.p.cfg.MemoryLimitPages/16, err)
 	default:
 		cause = fmt.Errorf("%s: %w", name, err)
@@ -481,6 +506,9 @@ func (i *instance) deliver() *Failure {
 			if i.rootDone {
 				// The root context is finished: what is left for it is dropped, as
 				// proxy-wasm-cpp-host deletes it after the callback that called proxy_done.
+				for _, ev := range evs[k:] {
+					i.give(ev.charge)
+				}
 				clear(evs[k:])
 				break
 			}
@@ -496,6 +524,7 @@ func (i *instance) deliver() *Failure {
 }
 
 func (i *instance) dispatch(ev *event) *Failure {
+	defer i.give(ev.charge)
 	i.effective = i.rootID
 	switch ev.kind {
 	case evHTTP:
@@ -512,6 +541,7 @@ func (i *instance) dispatch(ev *event) *Failure {
 
 // clearCallout forgets the callout response state after its callback.
 func (i *instance) clearCallout() {
+	i.settle(&i.cbAcct)
 	i.cbHeaders.Fields = nil
 	i.cbTrailers.Fields = nil
 	i.cbBody = nil

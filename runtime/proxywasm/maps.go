@@ -156,12 +156,15 @@ func (h *Headers) get(key string) (string, bool) {
 	return "", false
 }
 
-// remove drops the fields named key (in any case) from the from-th on.
-func (h *Headers) remove(key []byte, from int) {
+// remove drops the fields named key (in any case) from the from-th on, and returns what
+// they counted against the host memory budget.
+func (h *Headers) remove(key []byte, from int) (freed int64) {
 	out := h.Fields[:from]
 	for _, f := range h.Fields[from:] {
 		if !equalFold(f.Key, key) {
 			out = append(out, f)
+		} else {
+			freed += fieldBytes(len(f.Key), len(f.Value))
 		}
 	}
 	if len(out) != len(h.Fields) {
@@ -169,6 +172,17 @@ func (h *Headers) remove(key []byte, from int) {
 	}
 	clear(h.Fields[len(out):])
 	h.Fields = out
+	return freed
+}
+
+// mapAccount is what a change to the map of type mt is charged to: the stream's maps to
+// the stream, a callout's to the callback.
+func (i *instance) mapAccount(mt uint32) *account {
+	switch mt {
+	case mapHTTPRequestHeaders, mapHTTPRequestTrailers, mapHTTPResponseHeaders, mapHTTPResponseTrailers:
+		return &i.sHeaders
+	}
+	return &i.cbAcct
 }
 
 func hostGetHeaderMapSize(i *instance, s []uint64) status {
@@ -202,6 +216,9 @@ func hostSetHeaderMapPairs(i *instance, s []uint64) status {
 	}
 	fields, ok := parseMap(b, nil)
 	if !ok {
+		return statusBadArgument
+	}
+	if !i.adjust(i.mapAccount(u32(s, 0)), fieldsBytes(fields)-fieldsBytes(h.Fields)) {
 		return statusBadArgument
 	}
 	h.Fields = fields
@@ -239,6 +256,9 @@ func hostAddHeaderMapValue(i *instance, s []uint64) status {
 	if st != statusOK {
 		return st
 	}
+	if !i.adjust(i.mapAccount(u32(s, 0)), fieldBytes(len(key), len(val))) {
+		return statusBadArgument
+	}
 	h.Fields = append(h.Fields, Field{Key: lower(key), Value: string(val)})
 	h.Modified = true
 	return statusOK
@@ -256,15 +276,22 @@ func hostReplaceHeaderMapValue(i *instance, s []uint64) status {
 	if st != statusOK {
 		return st
 	}
-	h.Modified = true
+	acct := i.mapAccount(u32(s, 0))
 	k := h.find(key)
 	if k < 0 {
+		if !i.adjust(acct, fieldBytes(len(key), len(val))) {
+			return statusBadArgument
+		}
+		h.Modified = true
 		h.Fields = append(h.Fields, Field{Key: lower(key), Value: string(val)})
 		return statusOK
 	}
-	h.Rewritten = true
+	if !i.adjust(acct, int64(len(val))-int64(len(h.Fields[k].Value))) {
+		return statusBadArgument
+	}
+	h.Modified, h.Rewritten = true, true
 	h.Fields[k].Value = string(val)
-	h.remove(key, k+1)
+	i.adjust(acct, -h.remove(key, k+1))
 	return statusOK
 }
 
@@ -277,6 +304,6 @@ func hostRemoveHeaderMapValue(i *instance, s []uint64) status {
 	if st != statusOK {
 		return st
 	}
-	h.remove(key, 0)
+	i.adjust(i.mapAccount(u32(s, 0)), -h.remove(key, 0))
 	return statusOK
 }

@@ -327,9 +327,16 @@ func hostSetProperty(i *instance, s []uint64) status {
 	if !ok1 || !ok2 {
 		return statusInvalidMemoryAccess
 	}
-	props := &i.props
+	props, acct := &i.props, &i.rProps
 	if st := i.stream(); st != nil {
-		props = &st.props
+		props, acct = &st.props, &i.sProps
+	}
+	delta := int64(len(path)+len(val)) + HostEntryBytes
+	if old, ok := (*props)[string(path)]; ok {
+		delta = int64(len(val)) - int64(len(old))
+	}
+	if !i.adjust(acct, delta) {
+		return statusBadArgument
 	}
 	if *props == nil {
 		*props = map[string][]byte{}

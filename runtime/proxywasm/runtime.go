@@ -58,6 +58,25 @@ const (
 	// may take to call proxy_done. What it finishes is usually I/O (a last callout, a flush),
 	// not CPU, so the bound is a wall-clock one, not a multiple of the callback deadline.
 	DefaultDoneTimeout = 5 * time.Second
+	// DefaultMaxWaiting bounds the streams waiting for an instance of a busy pool.
+	DefaultMaxWaiting = 1024
+	// DefaultHostMemory is the host memory one instance may make the host hold for it.
+	DefaultHostMemory = 16 << 20
+	// DefaultMaxCallouts bounds the callouts one instance has in flight.
+	DefaultMaxCallouts = 32
+	// DefaultSharedDataBytes bounds a vm_id's in-process shared data, and its queued items.
+	DefaultSharedDataBytes = 64 << 20
+	// DefaultQueueDepth bounds the items of one shared queue.
+	DefaultQueueDepth = 10000
+	// HostEntryBytes is what a header field, a property, a shared data key, a queued item
+	// or event counts against its budget beyond its bytes: the host's bookkeeping, so that
+	// a filter cannot hold without bound with empty entries.
+	HostEntryBytes = 64
+	// MaxSleepWithoutDeadline is how long, in all, one callback of a filter without a
+	// deadline (a negative CallbackTimeout) may sleep (WASI poll_oneoff): a sleep past it
+	// fails the callback at once, as a timeout. With a deadline, a sleep that would end
+	// past it fails so (runtime/RATIONALE.md, "Sleeping guests").
+	MaxSleepWithoutDeadline = time.Second
 )
 
 // ErrNoABIVersion is the Load error for a module that exports no proxy_abi_version_* marker.
@@ -246,6 +265,11 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	if cfg.DoneTimeout <= 0 {
 		cfg.DoneTimeout = DefaultDoneTimeout
 	}
+	defaultTo(&cfg.MaxWaiting, DefaultMaxWaiting)
+	defaultTo(&cfg.HostMemory, DefaultHostMemory)
+	defaultTo(&cfg.MaxCallouts, DefaultMaxCallouts)
+	defaultTo(&cfg.SharedDataBytes, DefaultSharedDataBytes)
+	defaultTo(&cfg.QueueDepth, DefaultQueueDepth)
 	logger := cfg.Logger
 	if logger == nil {
 		logger = r.log
@@ -327,10 +351,11 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 		return loadErr(err)
 	}
 	p.pool = rt.Pool[*instance]{
-		New:      p.newInstance,
-		Close:    p.closeInstance,
-		Max:      cfg.MaxInstances,
-		Restarts: rt.NewBucket(10, 1),
+		New:        p.newInstance,
+		Close:      p.closeInstance,
+		Max:        cfg.MaxInstances,
+		MaxWaiting: cfg.MaxWaiting, // negative: none, as in rt.Pool
+		Restarts:   rt.NewBucket(10, 1),
 		OnRestart: func() {
 			r.log.Info("filter instance restarting after a failure", "filter", cfg.Name)
 		},
@@ -347,6 +372,13 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	r.mu.Unlock()
 	r.stats.loads.Add(1)
 	return p, nil
+}
+
+// defaultTo sets a zero limit to its default.
+func defaultTo[T int | int64](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
 }
 
 // check verifies the module's exports: an ABI marker, a memory, an allocator, and the
@@ -420,10 +452,11 @@ func (p *Plugin) ABIVersion() string { return p.abi }
 // Stats is a snapshot of the plugin's pool.
 func (p *Plugin) Stats() PluginStats {
 	ps := p.pool.Stats()
-	st := PluginStats{Instances: ps.Live, InUse: ps.InUse, Restarts: ps.Restarts, Failures: map[string]int{}}
+	st := PluginStats{Instances: ps.Live, InUse: ps.InUse, Restarts: ps.Restarts, Waiting: ps.Waiting, Failures: map[string]int{}}
 	p.mu.Lock()
 	for i := range p.live {
 		st.MemoryBytes += i.memBytes.Load()
+		st.HostBytes += i.hostUsed.Load()
 	}
 	p.mu.Unlock()
 	for k := FailTrap; k <= FailNoInstance; k++ {

@@ -10,12 +10,13 @@ import (
 // current cas, or the set fails with CAS_MISMATCH; every set gives the key a new cas.
 // Setting a key that does not exist succeeds whatever the cas.
 
-var sharedData = sharedStore{ns: map[string]map[string]*sharedValue{}}
+var sharedData = sharedStore{ns: map[string]map[string]*sharedValue{}, used: map[string]int64{}}
 
 type sharedStore struct {
-	mu  sync.RWMutex
-	ns  map[string]map[string]*sharedValue
-	cas uint32
+	mu   sync.RWMutex
+	ns   map[string]map[string]*sharedValue
+	used map[string]int64 // bytes held per vm_id: keys, values, HostEntryBytes per key
+	cas  uint32
 }
 
 type sharedValue struct {
@@ -33,7 +34,9 @@ func (s *sharedStore) get(vmID string, key []byte) ([]byte, uint32, bool) {
 	return v.v, v.cas, true
 }
 
-func (s *sharedStore) set(vmID string, key, value []byte, cas uint32) status {
+// set sets key in vmID's data; a set that would make the data hold more than limit bytes
+// (negative: no limit) fails with BAD_ARGUMENT.
+func (s *sharedStore) set(vmID string, key, value []byte, cas uint32, limit int64) status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.ns[vmID]
@@ -45,6 +48,14 @@ func (s *sharedStore) set(vmID string, key, value []byte, cas uint32) status {
 	if ok && cas != 0 && cas != cur.cas {
 		return statusCasMismatch
 	}
+	delta := int64(len(key)+len(value)) + HostEntryBytes
+	if ok {
+		delta = int64(len(value)) - int64(len(cur.v))
+	}
+	if limit >= 0 && delta > 0 && s.used[vmID]+delta > limit {
+		return statusBadArgument
+	}
+	s.used[vmID] += delta
 	s.cas++
 	if s.cas == 0 {
 		s.cas = 1
@@ -69,7 +80,7 @@ func hostSetSharedData(i *instance, s []uint64) status {
 		}
 		return statusOK
 	}
-	return sharedData.set(i.p.cfg.VMID, key, val, u32(s, 4))
+	return sharedData.set(i.p.cfg.VMID, key, val, u32(s, 4), i.p.cfg.SharedDataBytes)
 }
 
 func hostGetSharedData(i *instance, s []uint64) status {
@@ -116,6 +127,12 @@ type queue struct {
 	items  [][]byte
 	owners []*instance
 	turn   int
+
+	// Bounds from the filter that first registered the queue (Config.QueueDepth,
+	// Config.SharedDataBytes; negative: none), and the bytes its items hold.
+	depth    int
+	maxBytes int64
+	bytes    int64
 }
 
 func (q *queueStore) init() {
@@ -132,7 +149,7 @@ func (q *queueStore) register(i *instance, name string) uint32 {
 		q.next++
 		id = q.next
 		q.byName[key] = id
-		q.byID[id] = &queue{}
+		q.byID[id] = &queue{depth: i.p.cfg.QueueDepth, maxBytes: i.p.cfg.SharedDataBytes}
 	}
 	qu := q.byID[id]
 	if !slices.Contains(qu.owners, i) {
@@ -173,6 +190,13 @@ func (q *queueStore) enqueue(id uint32, v []byte) status {
 		q.mu.Unlock()
 		return statusNotFound
 	}
+	// A full queue refuses the item: its consumers are not keeping up.
+	n := int64(len(v)) + HostEntryBytes
+	if (qu.depth >= 0 && len(qu.items) >= qu.depth) || (qu.maxBytes >= 0 && qu.bytes+n > qu.maxBytes) {
+		q.mu.Unlock()
+		return statusBadArgument
+	}
+	qu.bytes += n
 	qu.items = append(qu.items, slices.Clone(v))
 	// The owners in turn, starting with the next one's.
 	var buf [8]*instance
@@ -224,6 +248,7 @@ func (q *queueStore) dequeue(id uint32) ([]byte, status) {
 		return nil, statusEmpty
 	}
 	v := qu.items[0]
+	qu.bytes -= int64(len(v)) + HostEntryBytes
 	qu.items[0] = nil
 	qu.items = qu.items[1:]
 	return v, statusOK

@@ -136,6 +136,11 @@ func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) 
 			return Continue, s.fail(f)
 		}
 	}
+	if c == cbRequestBody || c == cbResponseBody {
+		// The gateway took the body the last callback of this direction left, under its
+		// own buffer limit.
+		i.settle(&i.sBody[dir])
+	}
 	if i.fns[c] == nil {
 		s.unpause(dir)
 		return s.outcome(locals, reset), nil
@@ -306,6 +311,7 @@ func (s *Stream) Close() {
 		return
 	}
 	s.inst = nil
+	i.settleStream()
 	i.setStream(nil)
 	i.effective = i.rootID
 	s.p.putBack(i)
