@@ -62,6 +62,11 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 		MaxInstances:     fc.Limits.Instances,
 		MemoryLimitPages: uint32(fc.Limits.Memory / (64 << 10)),
 		CallbackTimeout:  fc.Limits.CallbackTimeout,
+		MaxWaiting:       fc.Limits.MaxWaiting,
+		HostMemory:       int64(fc.Limits.HostMemory),
+		MaxCallouts:      fc.Limits.MaxCallouts,
+		SharedDataBytes:  int64(fc.Limits.SharedDataBytes),
+		QueueDepth:       fc.Limits.QueueDepth,
 		LogLevel:         proxyLogLevel(fc.LogLevel),
 		Logger:           g.log,
 		Node:             node,
@@ -149,6 +154,14 @@ func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []prox
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		// A callout is a request to the backend like any other: its circuit breaker counts it.
+		if !be.Admit() {
+			err := errOverflow(cluster)
+			stream.EndCallout(span, 0, err)
+			done(nil, err)
+			return
+		}
+		defer be.Release()
 		ep := be.Pick(nil)
 		if ep == nil {
 			err := fmt.Errorf("backend %q: no healthy upstream", cluster)
@@ -182,6 +195,11 @@ func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []prox
 		done(out, nil)
 	}()
 	return nil
+}
+
+// errOverflow is a callout's error when the backend's circuit breaker turned it away.
+func errOverflow(cluster string) error {
+	return fmt.Errorf("backend %q: circuit breaker open: max_requests in flight already", cluster)
 }
 
 // calloutRequest builds the request of a filter's callout from its headers, pseudo-headers
@@ -273,6 +291,13 @@ func (c *grpcCallout) run(ctx context.Context, be *upstream.Cluster, req *http.R
 		stream.EndCallout(c.span, 0, err)
 		ev.Done(err)
 	}
+	if !be.Admit() {
+		c.body.close(errCalloutBodyClosed)
+		stream.EndCallout(c.span, 0, errOverflow(cluster))
+		ev.Done(errOverflow(cluster))
+		return
+	}
+	defer be.Release()
 	ep := be.Pick(nil)
 	if ep == nil {
 		c.body.close(errCalloutBodyClosed)

@@ -483,6 +483,7 @@ type adminFilter struct {
 	ABI         string
 	Instances   int
 	InUse       int            `json:"in_use"`
+	Waiting     int            `json:"waiting"`
 	MemoryBytes int64          `json:"memory_bytes"`
 	Failures    map[string]int `json:"failures"`
 	Restarts    int

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -200,5 +202,208 @@ routes: [{name: app, match: {path_prefix: /}, backend: app, timeout: 60s}]
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("stalled body answered after %s, with a body timeout of 300ms", d)
+	}
+}
+
+// TestFilterWaitersBounded: when every instance of a filter is busy and max_waiting
+// requests wait for one already, the next request gets 503 at once, not a place
+// at the end of an unbounded line; a waiting one ends at its route's timeout.
+func TestFilterWaitersBounded(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	dir := t.TempDir()
+	pause := filepath.Join(dir, "pause.wasm")
+	if err := os.WriteFile(pause, wasmbuild.WAT(t, pauseWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: pause, module: "file:%s", limits: {instances: 1, max_waiting: 1}}
+routes:
+  - {name: paused, match: {path_prefix: /}, filters: [pause], backend: app, timeout: 8s}
+`, app.addr, pause))
+	type result struct {
+		code int
+		err  string
+	}
+	held := make(chan result, 2)
+	for _, path := range []string{"/holder", "/waiter"} {
+		go func() {
+			resp, err := h1Client().Get(g.url("web", path))
+			if err != nil {
+				held <- result{err: err.Error()}
+				return
+			}
+			resp.Body.Close()
+			held <- result{resp.StatusCode, resp.Header.Get("X-Plexus-Error")}
+		}()
+		// One at a time, so that the first holds the instance and the second waits.
+		want := map[string]func(adminFilter) bool{
+			"/holder": func(f adminFilter) bool { return f.InUse == 1 },
+			"/waiter": func(f adminFilter) bool { return f.Waiting == 1 },
+		}[path]
+		testutil.Eventually(t, path+" in place", func() bool { return want(filterStats(t, g)["pause"]) })
+	}
+
+	// Waiting, it would get the route's 504; refused, 503 at once.
+	resp, body := get(t, h1Client(), g.url("web", "/one-more"))
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(resp.Header.Get("X-Plexus-Error"), "overloaded") {
+		t.Fatalf("a request past max_waiting: %d %q %s; want 503 overloaded", resp.StatusCode, resp.Header.Get("X-Plexus-Error"), body)
+	}
+	for range 2 {
+		if r := <-held; r.code != http.StatusGatewayTimeout {
+			t.Errorf("a held or waiting request ended with %d %q, want 504 at the route timeout", r.code, r.err)
+		}
+	}
+}
+
+// greedyWAT adds a header of 1000 bytes to every request until the host refuses one, and
+// then lets the request go on: without a cap, the gateway would hold them all.
+const greedyWAT = `(module
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "x-pad")
+  (global $top (mut i32) (i32.const 4096))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    (loop $fill ;; the value: 1000 times "a", at 64
+      (i32.store8 (i32.add (i32.const 64) (local.get $i)) (i32.const 97))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const 1000))))
+    (local.set $i (i32.const 0))
+    (block $refused
+      (loop $more
+        (br_if $refused (call $add (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 64) (i32.const 1000)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $more (i32.lt_u (local.get $i) (i32.const 100000)))))
+    (i32.const 0)))`
+
+// sleepWAT asks WASI to sleep a minute in its request-header phase.
+const sleepWAT = `(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $top (mut i32) (i32.const 4096))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (i32.store8 (i32.const 8) (i32.const 0))           ;; a clock subscription
+    (i32.store (i32.const 16) (i32.const 1))           ;; monotonic
+    (i64.store (i32.const 24) (i64.const 60000000000)) ;; 60 s, relative
+    (drop (call $poll (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))
+    (i32.const 0)))`
+
+// TestGuestHostLimits: a filter that makes the host hold more and more for it is refused
+// at its limits.host_memory, and the request goes on with what fit; a filter that asks to
+// sleep past its callback deadline fails at once (503, a timeout) instead of holding the
+// request for its sleep.
+func TestGuestHostLimits(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	dir := t.TempDir()
+	greedy, sleep := filepath.Join(dir, "greedy.wasm"), filepath.Join(dir, "sleep.wasm")
+	if err := os.WriteFile(greedy, wasmbuild.WAT(t, greedyWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sleep, wasmbuild.WAT(t, sleepWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: greedy, module: "file:%s", limits: {host_memory: 64KiB}}
+  - {name: sleepy, module: "file:%s", limits: {callback_timeout: 500ms}}
+routes:
+  - {name: greedy, match: {path_prefix: /greedy}, filters: [greedy], backend: app}
+  - {name: sleepy, match: {path_prefix: /sleepy}, filters: [sleepy], backend: app, timeout: 50s}
+`, app.addr, greedy, sleep))
+
+	c := h1Client()
+	for range 3 { // and again: what a request held was given back at its end
+		resp, body := get(t, c, g.url("web", "/greedy"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("greedy filter: %d %s", resp.StatusCode, body)
+		}
+		var e echoed
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			t.Fatal(err)
+		}
+		// 64 KiB at 1000+5 bytes and 64 of bookkeeping a field.
+		if n, want := len(e.Header.Values("X-Pad")), 64<<10/(1000+5+64); n != want {
+			t.Fatalf("the backend got %d x-pad headers, want %d (the cap)", n, want)
+		}
+	}
+
+	resp, body := get(t, c, g.url("web", "/sleepy"))
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(resp.Header.Get("X-Plexus-Error"), "timeout") {
+		t.Fatalf("a filter sleeping past its deadline: %d %q %s; want 503 filter failed: timeout", resp.StatusCode, resp.Header.Get("X-Plexus-Error"), body)
+	}
+}
+
+// TestCalloutCircuitBreaker: a filter's callout is a request to its backend like any
+// other: when the backend's circuit breaker is full, the callout is turned away (the
+// filter sees a failed call) instead of piling more load on it.
+func TestCalloutCircuitBreaker(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	authsvc := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	app := startBackend(t, echo("app"))
+	auth := wasmbuild.Go(t, "examples/go/http_auth_callout")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends:
+  - {name: authsvc, endpoints: [%s], circuit_breaker: {max_requests: 1}}
+  - {name: app, endpoints: [%s]}
+filters:
+  - {name: auth, module: "file:%s", config: {cluster: authsvc, path: /auth}}
+routes:
+  - {name: hold, match: {path: /hold}, backend: authsvc}
+  - {name: guarded, match: {path_prefix: /}, filters: [auth], backend: app}
+`, authsvc.addr, app.addr, auth))
+	c := h1Client()
+	if resp, body := get(t, c, g.url("web", "/guarded")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the auth service free: %d %s", resp.StatusCode, body)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := h1Client().Get(g.url("web", "/hold")); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-held // the auth service's one place is taken
+	resp, body := get(t, c, g.url("web", "/guarded"))
+	close(release)
+	<-done
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("with the auth service's circuit breaker full: %d %s; want 403 (the callout turned away)", resp.StatusCode, body)
 	}
 }

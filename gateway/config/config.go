@@ -177,8 +177,8 @@ type FilterLimits struct {
 	CallbackTimeout time.Duration `yaml:"callback_timeout" doc:"Longest one callback may run before the instance is discarded." default:"100ms"`
 	NoDeadline      bool          `yaml:"no_callback_deadline" doc:"Run callbacks without a deadline, for filters trusted not to loop (Envoy sets none): no interruption checks are rewritten into the module, which saves a few percent of a filter's time."`
 	MaxWaiting      int           `yaml:"max_waiting" doc:"Requests that may wait for an instance when all of them are busy; one more gets 503 at once (response flag UO). A waiting request also gives up at its route's timeout, with 504." default:"1024"`
-	HostMemory      ByteSize      `yaml:"host_memory" doc:"Memory one instance may make the host hold for it outside its linear memory: buffered bodies, header maps it sets, property values, queued events; a host call beyond it fails with the ABI's error status." default:"16MiB"`
-	MaxCallouts     int           `yaml:"max_callouts" doc:"HTTP and gRPC callouts one instance may have in flight; one more fails with the ABI's error status." default:"32"`
+	HostMemory      ByteSize      `yaml:"host_memory" doc:"Memory one instance may make the host hold for it outside its linear memory: header fields and body bytes it adds, properties it sets, its callouts' requests and the responses waiting for it; a host call beyond it fails with the ABI's error status (BAD_ARGUMENT) and the filter carries on." default:"16MiB"`
+	MaxCallouts     int           `yaml:"max_callouts" doc:"HTTP and gRPC callouts one instance may have in flight; one more fails with the ABI's error status (INTERNAL_FAILURE). Callouts also count against their backend's circuit_breaker.max_requests." default:"32"`
 	SharedDataBytes ByteSize      `yaml:"shared_data_bytes" doc:"Bytes of shared data (keys and values) the filter's VM may hold; a proxy_set_shared_data beyond it fails." default:"64MiB"`
 	QueueDepth      int           `yaml:"queue_depth" doc:"Messages one shared queue of the filter's VM may hold; proxy_enqueue_shared_queue beyond it fails." default:"10000"`
 }
