@@ -407,3 +407,69 @@ routes:
 		t.Fatalf("with the auth service's circuit breaker full: %d %s; want 403 (the callout turned away)", resp.StatusCode, body)
 	}
 }
+
+// passWAT has only a request-header phase, which lets every request through.
+const passWAT = `(module
+  (memory (export "memory") 1)
+  (global $top (mut i32) (i32.const 1024))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))`
+
+// TestSlowBackendSharedFilter: a filter with nothing to run on the response gives its
+// instance back once the request is through, so that a slow backend holding requests does
+// not starve other routes that share the filter (limits.instances: 1 here).
+func TestSlowBackendSharedFilter(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 2)
+	slow := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		arrived <- struct{}{}
+		<-release
+	}))
+	fast := startBackend(t, echo("fast"))
+	pass := filepath.Join(t.TempDir(), "pass.wasm")
+	if err := os.WriteFile(pass, wasmbuild.WAT(t, passWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends:
+  - {name: slow, endpoints: [%s]}
+  - {name: fast, endpoints: [%s]}
+filters:
+  - {name: pass, module: "file:%s", limits: {instances: 1}}
+routes:
+  - {name: slow, match: {path_prefix: /slow}, filters: [pass], backend: slow, timeout: 60s}
+  - {name: fast, match: {path_prefix: /fast}, filters: [pass], backend: fast, timeout: 5s}
+`, slow.addr, fast.addr, pass))
+	done := make(chan struct{})
+	defer func() { close(release); <-done; <-done }()
+	for _, body := range []string{"", "a body"} { // one without a body, one with
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if resp, err := h1Client().Post(g.url("web", "/slow"), "text/plain", strings.NewReader(body)); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		select {
+		case <-arrived:
+		case <-time.After(testutil.Patience):
+			t.Fatalf("a /slow request (body %q) did not reach its backend: the filter's instance is held", body)
+		}
+	}
+	// Two requests wait on the slow backend; the filter's one instance is free.
+	resp, body := get(t, h1Client(), g.url("web", "/fast"))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/fast while /slow waits on its backend: %d %q %s; want 200", resp.StatusCode, resp.Header.Get("X-Plexus-Error"), body)
+	}
+}

@@ -172,7 +172,7 @@ type Filter struct {
 
 // FilterLimits bound a filter's instances.
 type FilterLimits struct {
-	Instances       int           `yaml:"instances" doc:"Instances at most, each serving one request at a time, made as concurrency needs them: the requests in flight on the filter's routes beyond it wait for one." default:"64"`
+	Instances       int           `yaml:"instances" doc:"Instances at most, each serving one request at a time, made as concurrency needs them: the filter's concurrency limit, shared by every route that uses it. Requests beyond it wait for one (up to max_waiting). A request holds its instance until its last callback: a filter with no response phase and no proxy_on_log gives it back once the request is through, before the upstream answers." default:"64"`
 	Memory          ByteSize      `yaml:"memory" doc:"Linear memory per instance (a Go-built filter needs a few MiB)." default:"64MiB"`
 	CallbackTimeout time.Duration `yaml:"callback_timeout" doc:"Longest one callback may run before the instance is discarded." default:"100ms"`
 	NoDeadline      bool          `yaml:"no_callback_deadline" doc:"Run callbacks without a deadline, for filters trusted not to loop (Envoy sets none): no interruption checks are rewritten into the module, which saves a few percent of a filter's time."`

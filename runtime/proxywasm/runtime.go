@@ -221,6 +221,7 @@ type Plugin struct {
 	wrt       wazero.Runtime
 	compiled  wazero.CompiledModule
 	interrupt bool // compiled from interrupt.Instrument's rewrite: the watchdog sets its global
+	respPhase bool // the module exports a response callback or proxy_on_log (HasResponsePhase)
 	pool      rt.Pool[*instance]
 
 	failures [int(FailNoInstance) + 1]atomic.Int64
@@ -437,8 +438,19 @@ func (p *Plugin) check() error {
 			return fmt.Errorf("export %s has signature %s, which ABI %s does not define", cb.name, rt.Signature(def), p.abi)
 		}
 	}
+	for _, c := range []callback{cbResponseHeaders, cbResponseBody, cbResponseTrailers, cbLog} {
+		if _, ok := exports[callbacks[c].name]; ok {
+			p.respPhase = true
+		}
+	}
 	return nil
 }
+
+// HasResponsePhase reports whether the filter has anything to run once a request's own
+// phases are over: a response callback, or proxy_on_log. A stream of a filter without any
+// may close as soon as its request is through, giving its instance back while the upstream
+// answers.
+func (p *Plugin) HasResponsePhase() bool { return p.respPhase }
 
 // Name is the filter's name.
 func (p *Plugin) Name() string { return p.cfg.Name }

@@ -280,6 +280,25 @@ func (c *Chain) step(i int, ph Phase, call func(s *proxywasm.Stream) (proxywasm.
 	return act, nil
 }
 
+// RequestDone tells the chain the request's phases are over (headers with the end of the
+// stream, the body's end, trailers): the streams of filters with nothing left to run (no
+// response phase, no proxy_on_log) close now, and their instances go back to their pools
+// for the upstream round trip, however long it takes. limits.instances bounds what a
+// filter runs at once; this keeps a slow backend from holding instances it does not need.
+func (c *Chain) RequestDone() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	for i, s := range c.streams {
+		if s != nil && !c.filters[i].Plugin.HasResponsePhase() {
+			s.Close()
+			c.streams[i] = nil
+		}
+	}
+}
+
 // SetInfo changes what filters read as properties, between their callbacks.
 func (c *Chain) SetInfo(f func(*proxywasm.StreamInfo)) {
 	c.mu.Lock()
@@ -614,6 +633,9 @@ func (b *filteredBody) Read(p []byte) (int, error) {
 		}
 		b.out = out
 		b.done = eos
+		if eos {
+			b.c.RequestDone()
+		}
 	}
 	n := copy(p, b.out)
 	b.out = b.out[n:]

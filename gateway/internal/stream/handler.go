@@ -286,6 +286,9 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		WriteReply(x, rt, c, l)
 		return
 	}
+	if x.Body == nil {
+		c.RequestDone()
+	}
 	host, p := route.RequestHost(r), r.URL.EscapedPath()
 	if p != path {
 		norm, err := normalizePath(p, &h.L.Paths)
