@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -471,5 +472,139 @@ routes:
 	resp, body := get(t, h1Client(), g.url("web", "/fast"))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/fast while /slow waits on its backend: %d %q %s; want 200", resp.StatusCode, resp.Header.Get("X-Plexus-Error"), body)
+	}
+}
+
+// headerWAT is a filter that sets one request header in its request-header phase:
+// replace_header_map_value(KEY, VALUE).
+func headerWAT(key, value string) string {
+	return fmt.Sprintf(`(module
+  (import "env" "proxy_replace_header_map_value" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) %q)
+  (data (i32.const 512) %q)
+  (global $top (mut i32) (i32.const 4096))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $set (i32.const 0) (i32.const 0) (i32.const %d) (i32.const 512) (i32.const %d)))
+    (i32.const 0)))`, key, value, len(key), len(value))
+}
+
+// TestRouteChangeRunsFilters: a filter that moves a request to another route (it rewrites
+// :path) has that route's filters run too, as if the request had matched it: /public's
+// filter sends it to /admin, whose guard filter then marks it.
+func TestRouteChangeRunsFilters(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	dir := t.TempDir()
+	mods := map[string]string{"move": headerWAT(":path", "/admin/x"), "guard": headerWAT("x-guarded", "yes")}
+	for name, src := range mods {
+		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasmbuild.WAT(t, src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := startGateway(t, fmt.Sprintf(`
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: move, module: "file:%s/move.wasm"}
+  - {name: guard, module: "file:%s/guard.wasm"}
+routes:
+  - {name: admin, match: {path_prefix: /admin}, filters: [guard], backend: app}
+  - {name: public, match: {path_prefix: /public}, filters: [move], backend: app}
+`, app.addr, dir, dir))
+	resp, body := get(t, h1Client(), g.url("web", "/public/y"))
+	var e echoed
+	if err := json.Unmarshal([]byte(body), &e); resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("/public/y: %d %s", resp.StatusCode, body)
+	}
+	if e.Path != "/admin/x" || e.Header.Get("X-Guarded") != "yes" {
+		t.Fatalf("the backend got %s with x-guarded %q; want /admin/x, with the admin route's filter run (yes)", e.Path, e.Header.Get("X-Guarded"))
+	}
+}
+
+// bodyTrapWAT fails (traps) at the end of a request body, and lets everything else through.
+const bodyTrapWAT = `(module
+  (memory (export "memory") 1)
+  (global $top (mut i32) (i32.const 1024))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (if (local.get 2) (then unreachable))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0)))`
+
+// TestBodyFailureAfterEarlyResponse: a fail-closed filter that fails on the request body
+// after the backend has begun its answer (an h2c backend streams its response while the
+// request body still comes) ends the request with a reset, not with the backend's
+// complete answer as if nothing had failed.
+func TestBodyFailureAfterEarlyResponse(t *testing.T) {
+	t.Parallel()
+	finish := make(chan struct{})
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("begun "))
+		w.(http.Flusher).Flush()
+		select {
+		case <-finish:
+		case <-r.Context().Done():
+		}
+		w.Write([]byte("and done"))
+	}))
+	trap := filepath.Join(t.TempDir(), "trap.wasm")
+	if err := os.WriteFile(trap, wasmbuild.WAT(t, bodyTrapWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, protocol: h2c, endpoints: [%s]}]
+filters:
+  - {name: trap, module: "file:%s"}
+routes:
+  - {name: up, match: {path_prefix: /}, filters: [trap], backend: app}
+`, app.addr, trap))
+	var once sync.Once
+	release := func() { once.Do(func() { close(finish) }) }
+	defer release()
+
+	conn, err := net.Dial("tcp", g.addr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(testutil.Patience))
+	fmt.Fprintf(conn, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the backend's early answer: %d", resp.StatusCode)
+	}
+	// The rest of the body: the filter fails on its end.
+	conn.Write([]byte("67890"))
+	testutil.Eventually(t, "the filter's failure", func() bool { return filterStats(t, g)["trap"].Failures["trap"] == 1 })
+	release()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("the response ended cleanly (%q) though a fail-closed filter failed on the request", body)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -38,9 +39,10 @@ type Chain struct {
 	filterSpans bool         // a span per callback, under the request's
 	tracer      trace.Tracer // when filterSpans
 
-	mu     sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
-	local  *Reply
-	closed bool
+	mu      sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
+	local   *Reply
+	closed  bool
+	failure atomic.Pointer[Error] // the first fail-closed failure (Failure)
 
 	// Room for a typical request in the chain's own allocation: its streams, and the
 	// request and response headers as filters see them (filters may read the request's
@@ -190,7 +192,21 @@ func (c *Chain) failed(i int, err error) error {
 	if c.filters[i].FailOpen {
 		return nil
 	}
-	return &Error{F: f}
+	e := &Error{F: f}
+	c.failure.CompareAndSwap(nil, e)
+	return e
+}
+
+// Failure is the first fail-closed filter failure of the request, from whichever
+// direction, or nil. The request body goes through the filters on the upstream client's
+// goroutine, and a backend may answer before it is all read: the response checks this
+// before its header goes out, and between chunks, so that such a failure ends the request
+// (503, or a reset once the response has begun) instead of being lost.
+func (c *Chain) Failure() error {
+	if e := c.failure.Load(); e != nil {
+		return e
+	}
+	return nil
 }
 
 // Close gives the filters' instances back.
@@ -278,6 +294,68 @@ func (c *Chain) step(i int, ph Phase, call func(s *proxywasm.Stream) (proxywasm.
 		c.local = &Reply{resp: lr, at: i}
 	}
 	return act, nil
+}
+
+// Extend runs the filters of fs the chain does not have yet (by name) over the request
+// headers, after the chain's own: a filter changed the request's route, and the new
+// route's filters run too, as its filters would have. They take their instances in name
+// order, and their response phase runs first, as filters declared last do. It reports
+// whether it added any.
+func (c *Chain) Extend(fs []*Filter, r *http.Request, endOfStream bool) (bool, error) {
+	var added []*Filter
+	for _, f := range fs {
+		if !slices.ContainsFunc(c.filters, func(g *Filter) bool { return g.Name == f.Name }) {
+			added = append(added, f)
+		}
+	}
+	if len(added) == 0 {
+		return false, nil
+	}
+	from := len(c.filters)
+	c.mu.Lock()
+	c.filters = slices.Concat(c.filters, added) // the route's slice stays as it is
+	c.streams = append(c.streams, make([]*proxywasm.Stream, len(added))...)
+	byName := make([]int, len(added))
+	for k := range byName {
+		byName[k] = from + k
+	}
+	slices.SortFunc(byName, func(a, b int) int { return strings.Compare(c.filters[a].Name, c.filters[b].Name) })
+	for _, i := range byName {
+		s, err := c.filters[i].Plugin.NewStream(c.ctx, &c.info)
+		if err != nil {
+			if ferr := c.failed(i, err); ferr != nil {
+				c.mu.Unlock()
+				return true, ferr
+			}
+			continue
+		}
+		c.streams[i] = s
+	}
+	c.mu.Unlock()
+
+	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
+	err := c.phaseFrom(PhaseRequestHeaders, from, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		return s.OnRequestHeaders(h, endOfStream)
+	})
+	if err != nil || !h.Modified {
+		return true, err
+	}
+	return true, applyRequestFields(h, r)
+}
+
+// phaseFrom runs a request phase's callback on the streams from the from-th on.
+func (c *Chain) phaseFrom(ph Phase, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := from; i < len(c.streams); i++ {
+		if _, err := c.step(i, ph, call, true); err != nil {
+			return err
+		}
+		if c.local != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 // RequestDone tells the chain the request's phases are over (headers with the end of the
@@ -468,6 +546,9 @@ type Pipe struct {
 	limit    int              // most a filter may buffer
 	upto     int              // response: only the filters before this one (a local reply's)
 }
+
+// Failure is the chain's first fail-closed failure (Chain.Failure).
+func (p *Pipe) Failure() error { return p.c.Failure() }
 
 // ErrBufferLimit means a filter held more body than the limit.
 var ErrBufferLimit = errors.New("a filter buffered more body than the limit")

@@ -354,6 +354,10 @@ func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Rout
 	status := resp.StatusCode
 	var pipe *filterchain.Pipe
 	if c != nil {
+		if err := c.Failure(); err != nil {
+			stream.FailChain(x, err) // the request body failed a filter while the backend answered
+			return
+		}
 		eos := resp.Body == http.NoBody || resp.ContentLength == 0
 		var err error
 		if status, err = c.ResponseHeaders(status, resp.Header, eos); err != nil {
@@ -464,6 +468,9 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *filterchai
 		}
 		out := buf[:n]
 		if pipe != nil {
+			if err := pipe.Failure(); err != nil {
+				return sent, err // from the request body, still going through the filters
+			}
 			if out, err = pipe.Push(out, eos); err != nil {
 				return sent, err
 			}

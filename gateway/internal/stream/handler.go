@@ -221,6 +221,13 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 		}
 		x.Body = newBody(r.Body, l.BodyLimit, l.BodyTimeout, x.w)
 		r.Body = x.Body
+		if r.ProtoMajor == 1 {
+			// Full duplex, as Envoy is: a backend may answer before the request body is
+			// all in (a stream, an early refusal), and the rest of the body still goes
+			// through the filters to it. Otherwise net/http, writing the response header,
+			// reads what is left of the body itself and throws it away.
+			http.NewResponseController(x.w).EnableFullDuplex()
+		}
 	}
 	if l.WriteTimeout > 0 {
 		x.writeTimeout = l.WriteTimeout
@@ -286,22 +293,25 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		WriteReply(x, rt, c, l)
 		return
 	}
-	if x.Body == nil {
-		c.RequestDone()
-	}
-	host, p := route.RequestHost(r), r.URL.EscapedPath()
-	if p != path {
-		norm, err := normalizePath(p, &h.L.Paths)
-		if err != nil {
-			LocalReply(x, http.StatusBadRequest, "bad path from a filter: "+err.Error())
-			return
+	// A filter that changes the route has the new route's filters run as well, and they
+	// may change it again: a few rounds at most, then the route stays as it is.
+	for round := 0; ; round++ {
+		host, p := route.RequestHost(r), r.URL.EscapedPath()
+		if p != path {
+			norm, err := normalizePath(p, &h.L.Paths)
+			if err != nil {
+				LocalReply(x, http.StatusBadRequest, "bad path from a filter: "+err.Error())
+				return
+			}
+			if norm != p {
+				setEscapedPath(r, norm)
+			}
+			path = norm
 		}
-		if norm != p {
-			setEscapedPath(r, norm)
+		again := x.snap.Routes.Match(r, host, path)
+		if again == rt {
+			break
 		}
-		path = norm
-	}
-	if again := x.snap.Routes.Match(r, host, path); again != rt {
 		if again == nil {
 			x.Flags |= accesslog.NoRoute
 			LocalReply(x, http.StatusNotFound, "no route")
@@ -310,9 +320,31 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		rt = again
 		x.Route = rt
 		c.SetInfo(func(i *proxywasm.StreamInfo) { i.RouteName = rt.Name })
+		if round == maxRouteRounds {
+			break
+		}
+		added, err := c.Extend(rt.Filters, r, x.Body == nil)
+		if err != nil {
+			FailChain(x, err)
+			return
+		}
+		if l := c.TakeLocal(); l != nil {
+			WriteReply(x, rt, c, l)
+			return
+		}
+		if !added {
+			break
+		}
+	}
+	if x.Body == nil {
+		c.RequestDone()
 	}
 	h.act(ctx, x, r, rt, path, c)
 }
+
+// maxRouteRounds bounds how many times filters may move a request to another route whose
+// filters then run.
+const maxRouteRounds = 4
 
 // streamInfo is what the filters of r read as properties, to begin with.
 func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamInfo {
