@@ -550,7 +550,7 @@ const bodyTrapWAT = `(module
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0)))`
 
 // TestBodyFailureAfterEarlyResponse: a fail-closed filter that fails on the request body
-// after the backend has begun its answer (an h2c backend streams its response while the
+// after the backend has begun its answer (h2c both ways: the response streams while the
 // request body still comes) ends the request with a reset, not with the backend's
 // complete answer as if nothing had failed.
 func TestBodyFailureAfterEarlyResponse(t *testing.T) {
@@ -584,23 +584,25 @@ routes:
 	release := func() { once.Do(func() { close(finish) }) }
 	defer release()
 
-	conn, err := net.Dial("tcp", g.addr("web"))
+	// Over h2c, whose streams are full duplex: the answer begins while the body comes.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte("12345"))
+	req, err := http.NewRequest(http.MethodPost, g.url("web", "/up"), pr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(testutil.Patience))
-	fmt.Fprintf(conn, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
+	req.ContentLength = 10
+	resp, err := h2cClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the backend's early answer: %d", resp.StatusCode)
 	}
 	// The rest of the body: the filter fails on its end.
-	conn.Write([]byte("67890"))
+	go func() { pw.Write([]byte("67890")); pw.Close() }()
 	testutil.Eventually(t, "the filter's failure", func() bool { return filterStats(t, g)["trap"].Failures["trap"] == 1 })
 	release()
 	body, err := io.ReadAll(resp.Body)
