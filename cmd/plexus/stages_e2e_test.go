@@ -512,6 +512,7 @@ func TestRouteChangeRunsFilters(t *testing.T) {
 		}
 	}
 	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
 backends: [{name: app, endpoints: [%s]}]
 filters:
