@@ -678,9 +678,19 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 		MaxHeaderBytes:    int(lim.MaxHeaderBytes),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: int(lim.MaxConcurrentStreams),
+			// RFC 9113's initial value, which h2spec assumes (http2/4.2/3): with net/http's
+			// default of 1MiB, advertised as well, a 20KB HEADERS frame is legal.
+			MaxReadFrameSize: 16 << 10,
 		},
 		TLSConfig: tlsConf,
 		ErrorLog:  slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	if err := guardH2(l.srv); err != nil { // h2guard.go (issue 11, defect 14)
+		tcp.Close()
+		if l.udp != nil {
+			l.udp.Close()
+		}
+		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
 	if tlsConf != nil {
 		go g.serve(lc.Name, func() error { return l.srv.ServeTLS(tcp, "", "") })
