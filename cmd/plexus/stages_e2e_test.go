@@ -121,11 +121,13 @@ routes:
 	}
 }
 
-// pauseWAT is a filter that pauses every request in its request-header phase and never
-// resumes it: only the route's deadline can end the wait.
-const pauseWAT = `(module
+// watFilter is a test filter in WAT: imports, then the allocator, the ABI marker and the
+// root context callbacks every one of them has, then fields (data, the stream callbacks).
+func watFilter(imports, fields string) string {
+	return `(module
+` + imports + `
   (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 1024))
+  (global $top (mut i32) (i32.const 4096))
   (func (export "malloc") (param $n i32) (result i32)
     (local $p i32)
     (local.set $p (global.get $top))
@@ -135,7 +137,12 @@ const pauseWAT = `(module
   (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1)))`
+` + fields + `)`
+}
+
+// pauseWAT is a filter that pauses every request in its request-header phase and never
+// resumes it: only the route's deadline can end the wait.
+var pauseWAT = watFilter(``, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))`)
 
 // TestRouteTimeoutInFilter: the route's timeout bounds a filter that holds the request: a
 // paused request gets 504, not a hang.
@@ -263,20 +270,7 @@ routes:
 
 // greedyWAT adds a header of 1000 bytes to every request until the host refuses one, and
 // then lets the request go on: without a cap, the gateway would hold them all.
-const greedyWAT = `(module
-  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) "x-pad")
-  (global $top (mut i32) (i32.const 4096))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+var greedyWAT = watFilter(`  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`, `  (data (i32.const 0) "x-pad")
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (local $i i32)
     (loop $fill ;; the value: 1000 times "a", at 64
@@ -289,28 +283,15 @@ const greedyWAT = `(module
         (br_if $refused (call $add (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 64) (i32.const 1000)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br_if $more (i32.lt_u (local.get $i) (i32.const 100000)))))
-    (i32.const 0)))`
+    (i32.const 0))`)
 
 // sleepWAT asks WASI to sleep a minute in its request-header phase.
-const sleepWAT = `(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 4096))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+var sleepWAT = watFilter(`  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))`, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (i32.store8 (i32.const 8) (i32.const 0))           ;; a clock subscription
     (i32.store (i32.const 16) (i32.const 1))           ;; monotonic
     (i64.store (i32.const 24) (i64.const 60000000000)) ;; 60 s, relative
     (drop (call $poll (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))
-    (i32.const 0)))`
+    (i32.const 0))`)
 
 // TestGuestHostLimits: a filter that makes the host hold more and more for it is refused
 // at its limits.host_memory, and the request goes on with what fit; a filter that asks to
@@ -410,19 +391,7 @@ routes:
 }
 
 // passWAT has only a request-header phase, which lets every request through.
-const passWAT = `(module
-  (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 1024))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))`
+var passWAT = watFilter(``, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))`)
 
 // TestSlowBackendSharedFilter: a filter with nothing to run on the response gives its
 // instance back once the request is through, so that a slow backend holding requests does
@@ -478,24 +447,11 @@ routes:
 // headerWAT is a filter that sets one request header in its request-header phase:
 // replace_header_map_value(KEY, VALUE).
 func headerWAT(key, value string) string {
-	return fmt.Sprintf(`(module
-  (import "env" "proxy_replace_header_map_value" (func $set (param i32 i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 0) %q)
+	return watFilter(`  (import "env" "proxy_replace_header_map_value" (func $set (param i32 i32 i32 i32 i32) (result i32)))`, fmt.Sprintf(`  (data (i32.const 0) %q)
   (data (i32.const 512) %q)
-  (global $top (mut i32) (i32.const 4096))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (drop (call $set (i32.const 0) (i32.const 0) (i32.const %d) (i32.const 512) (i32.const %d)))
-    (i32.const 0)))`, key, value, len(key), len(value))
+    (i32.const 0))`, key, value, len(key), len(value)))
 }
 
 // TestRouteChangeRunsFilters: a filter that moves a request to another route (it rewrites
@@ -533,22 +489,10 @@ routes:
 }
 
 // bodyTrapWAT fails (traps) at the end of a request body, and lets everything else through.
-const bodyTrapWAT = `(module
-  (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 1024))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+var bodyTrapWAT = watFilter(``, `  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
     (if (local.get 2) (then unreachable))
     (i32.const 0))
-  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0)))`
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))`)
 
 // TestBodyFailureAfterEarlyResponse: a fail-closed filter that fails on the request body
 // after the backend has begun its answer (h2c both ways: the response streams while the
