@@ -30,6 +30,7 @@ type Body struct {
 	tooLarge atomic.Bool
 	timedOut atomic.Bool
 	ended    atomic.Bool
+	waiting  atomic.Int64 // the deadline (Unix ns) of the read in progress; 0 when none is
 }
 
 func newBody(rc io.ReadCloser, limit int64, timeout time.Duration, w http.ResponseWriter) *Body {
@@ -45,7 +46,10 @@ func (b *Body) Read(p []byte) (int, error) {
 		return 0, ErrBodyTooLarge
 	}
 	if b.rc2 != nil && !b.ended.Load() {
-		b.rc2.SetReadDeadline(time.Now().Add(b.timeout))
+		deadline := time.Now().Add(b.timeout)
+		b.rc2.SetReadDeadline(deadline)
+		b.waiting.Store(deadline.UnixNano())
+		defer b.waiting.Store(0)
 	}
 	n, err := b.rc.Read(p)
 	if total := b.n.Add(int64(n)); b.limit > 0 && total > b.limit {
@@ -77,4 +81,14 @@ func (b *Body) TooLarge() bool { return b.tooLarge.Load() }
 
 // TimedOut reports that the client stopped sending the body for longer than the
 // listener's body timeout.
-func (b *Body) TimedOut() bool { return b.timedOut.Load() }
+//
+// It also holds while a read is still blocked past its deadline: on HTTP/1.1 the server
+// cancels the request's context as the connection's read fails, so the upstream client
+// may give up on the request before the read that failed has returned here.
+func (b *Body) TimedOut() bool {
+	if b.timedOut.Load() {
+		return true
+	}
+	d := b.waiting.Load()
+	return d != 0 && time.Now().UnixNano() >= d
+}
