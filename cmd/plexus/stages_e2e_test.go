@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -495,11 +496,21 @@ var bodyTrapWAT = watFilter(``, `  (func (export "proxy_on_request_body") (param
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))`)
 
 // TestBodyFailureAfterEarlyResponse: a fail-closed filter that fails on the request body
-// after the backend has begun its answer (h2c both ways: the response streams while the
+// after the backend has begun its answer (an h2c backend: the response streams while the
 // request body still comes) ends the request with a reset, not with the backend's
-// complete answer as if nothing had failed.
+// complete answer as if nothing had failed. Over HTTP/1.1 too: the rest of the body still
+// goes through the filter after the response header went out, as Envoy does it.
 func TestBodyFailureAfterEarlyResponse(t *testing.T) {
 	t.Parallel()
+	for name, c := range map[string]*http.Client{"http1": h1Client(), "h2c": h2cClient()} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			bodyFailureAfterEarlyResponse(t, c)
+		})
+	}
+}
+
+func bodyFailureAfterEarlyResponse(t *testing.T, c *http.Client) {
 	finish := make(chan struct{})
 	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -529,18 +540,23 @@ routes:
 	release := func() { once.Do(func() { close(finish) }) }
 	defer release()
 
-	// Over h2c, whose streams are full duplex: the answer begins while the body comes.
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	go pw.Write([]byte("12345"))
-	req, err := http.NewRequest(http.MethodPost, g.url("web", "/up"), pr)
+	// A gateway that waits for the whole body before it answers gets none: the client's
+	// transport, which will not give up before its body is written, gives up at the
+	// pipe's end.
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
+	defer cancel()
+	context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url("web", "/up"), pr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.ContentLength = 10
-	resp, err := h2cClient().Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no early answer while the body is still coming: %v", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

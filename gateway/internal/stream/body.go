@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,7 +21,9 @@ var ErrBodyTimeout = errors.New("request body timeout")
 // enforces the listener's body limit, and gives each read the listener's body timeout.
 //
 // The upstream client may read it from its own goroutine while the handler looks at it
-// (a backend that answered before it read the whole body), so its state is atomic.
+// (a backend that answered before it read the whole body), and may go on reading after
+// the handler returned. Detach, as the handler ends, cuts it off: from then on the
+// connection is net/http's again, and a read neither touches its deadline nor the body.
 type Body struct {
 	rc       io.ReadCloser
 	limit    int64
@@ -31,7 +34,13 @@ type Body struct {
 	timedOut atomic.Bool
 	ended    atomic.Bool
 	waiting  atomic.Int64 // the deadline (Unix ns) of the read in progress; 0 when none is
+
+	mu       sync.Mutex // orders a read's deadlines with Detach
+	detached bool
 }
+
+// ErrBodyDetached is what a read gets once the request it belonged to has ended.
+var ErrBodyDetached = errors.New("request ended before its body was read")
 
 func newBody(rc io.ReadCloser, limit int64, timeout time.Duration, w http.ResponseWriter) *Body {
 	b := &Body{rc: rc, limit: limit, timeout: timeout}
@@ -45,12 +54,18 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.tooLarge.Load() {
 		return 0, ErrBodyTooLarge
 	}
+	b.mu.Lock()
+	if b.detached {
+		b.mu.Unlock()
+		return 0, ErrBodyDetached
+	}
 	if b.rc2 != nil && !b.ended.Load() {
 		deadline := time.Now().Add(b.timeout)
 		b.rc2.SetReadDeadline(deadline)
 		b.waiting.Store(deadline.UnixNano())
 		defer b.waiting.Store(0)
 	}
+	b.mu.Unlock()
 	n, err := b.rc.Read(p)
 	if total := b.n.Add(int64(n)); b.limit > 0 && total > b.limit {
 		b.tooLarge.Store(true)
@@ -66,12 +81,34 @@ func (b *Body) Read(p []byte) (int, error) {
 	if err != nil && b.rc2 != nil && !b.ended.Swap(true) {
 		// The deadline must not outlive the body: on HTTP/1.1 it is the connection's, and
 		// the server's watch for a client that goes away reads under it.
-		b.rc2.SetReadDeadline(time.Time{})
+		b.mu.Lock()
+		if !b.detached {
+			b.rc2.SetReadDeadline(time.Time{})
+		}
+		b.mu.Unlock()
 	}
 	return n, err
 }
 
-func (b *Body) Close() error { return b.rc.Close() }
+// Detach ends the body's use by the request, when the handler returns: later reads fail
+// with ErrBodyDetached, and a read in progress leaves the connection's deadline alone
+// when it returns. (net/http's clean-up of the body waits for that read; the deadline
+// it had is net/http's to replace as it reads the next request.)
+func (b *Body) Detach() {
+	b.mu.Lock()
+	b.detached = true
+	b.mu.Unlock()
+}
+
+func (b *Body) Close() error {
+	b.mu.Lock()
+	detached := b.detached
+	b.mu.Unlock()
+	if detached {
+		return nil // net/http closes it as the request ends
+	}
+	return b.rc.Close()
+}
 
 // Received is how much of the body was read so far.
 func (b *Body) Received() int64 { return b.n.Load() }

@@ -218,6 +218,9 @@ func clientAttrs(k telemetry.Key) []attribute.KeyValue {
 
 // finish records the exchange: metrics, the spans, the access log line.
 func (h *Handler) finish(x *Exchange) {
+	if x.Body != nil {
+		x.Body.Detach() // the upstream client may still be reading it
+	}
 	dur := time.Since(x.start)
 	m := h.Inst
 	if gone := x.client.Err() != nil; x.Status == 0 && x.Flags == 0 && gone || x.Aborted && gone {

@@ -219,8 +219,16 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 			LocalReply(x, http.StatusRequestEntityTooLarge, "request body too large")
 			return "", false, false
 		}
+		// r.Body stays net/http's: its clean-up after the handler (drain a little of what is
+		// left, or close the connection) looks for its own body type there.
 		x.Body = newBody(r.Body, l.BodyLimit, l.BodyTimeout, x.w)
-		r.Body = x.Body
+		if r.ProtoMajor == 1 {
+			// Full duplex, as Envoy is: a backend may answer before the request body is
+			// all in (a stream, an early refusal), and the rest of the body still goes
+			// through the filters to it. Otherwise net/http, writing the response header,
+			// reads what is left of the body itself and throws it away.
+			http.NewResponseController(x.w).EnableFullDuplex()
+		}
 	}
 	if l.WriteTimeout > 0 {
 		x.writeTimeout = l.WriteTimeout
