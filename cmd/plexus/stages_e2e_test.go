@@ -571,3 +571,155 @@ routes:
 		t.Fatalf("the response ended cleanly (%q) though a fail-closed filter failed on the request", body)
 	}
 }
+
+// holdWAT pauses the headers of a request (and of a response) that has a body, buffers the
+// body to its end, and then resumes from the body callback, as a filter that decides on the
+// whole body does under Envoy. From the last body callback it sets a header: the request's
+// x-held-body to the whole request body, the response's x-held-response to the first 5
+// bytes of its body. Both can only be sent if the headers were still held.
+var holdWAT = watFilter(`  (import "env" "proxy_get_buffer_bytes" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`, `  (data (i32.const 0) "x-held-body")
+  (data (i32.const 16) "x-held-response")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (result i32) (local.get 2) (then (i32.const 0)) (else (i32.const 1))))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (local.get 2)) (then (return (i32.const 1))))
+    (drop (call $get (i32.const 0) (i32.const 0) (local.get 1) (i32.const 32) (i32.const 36)))
+    (drop (call $add (i32.const 0) (i32.const 0) (i32.const 11) (i32.load (i32.const 32)) (i32.load (i32.const 36))))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (result i32) (local.get 2) (then (i32.const 0)) (else (i32.const 1))))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (if (i32.eqz (local.get 2)) (then (return (i32.const 1))))
+    (drop (call $get (i32.const 1) (i32.const 0) (i32.const 5) (i32.const 32) (i32.const 36)))
+    (drop (call $add (i32.const 2) (i32.const 16) (i32.const 15) (i32.load (i32.const 32)) (i32.load (i32.const 36))))
+    (i32.const 0))`)
+
+// TestPauseHeadersResumeFromBody: a filter that pauses on the request (response) headers
+// is given the body while they are held, and resumes from its body callback (defect 2):
+// the body reaches it, the header it sets then goes out with the request (response), and
+// the filter after it has its header phase once it resumed, and the whole body too.
+func TestPauseHeadersResumeFromBody(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	dir := t.TempDir()
+	for name, src := range map[string]string{"hold": holdWAT, "tag": headerWAT("x-after", "yes")} {
+		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasmbuild.WAT(t, src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: hold, module: "file:%s/hold.wasm"}
+  - {name: tag, module: "file:%s/tag.wasm"}
+routes:
+  - {name: held, match: {path_prefix: /}, filters: [hold, tag], backend: app, timeout: 10s}
+`, app.addr, dir, dir))
+	for name, c := range map[string]*http.Client{"http1": h1Client(), "h2c": h2cClient()} {
+		t.Run(name, func(t *testing.T) {
+			// The body comes in two writes, the second after the first went through.
+			pr, pw := io.Pipe()
+			go func() {
+				pw.Write([]byte("held "))
+				pw.Write([]byte("body, all of it"))
+				pw.Close()
+			}()
+			req, err := http.NewRequest(http.MethodPost, g.url("web", "/up"), pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e echoed
+			if err := json.Unmarshal(body, &e); resp.StatusCode != http.StatusOK || err != nil {
+				t.Fatalf("POST through a filter that holds the headers: %d %s", resp.StatusCode, body)
+			}
+			if got := e.Header.Get("X-Held-Body"); got != "held body, all of it" {
+				t.Errorf("the header the filter set from the whole body: %q", got)
+			}
+			if e.Body != "held body, all of it" || e.Header.Get("X-After") != "yes" {
+				t.Errorf("the backend got body %q, x-after %q; want the whole body, through the filter after", e.Body, e.Header.Get("X-After"))
+			}
+			if got := resp.Header.Get("X-Held-Response"); got != string(body[:5]) {
+				t.Errorf("the response header the filter set from the response body: %q, want %q", got, body[:5])
+			}
+		})
+	}
+}
+
+// tickResumeWAT pauses the headers of a request with a body and resumes them from its next
+// timer tick, whatever the body does; it buffers the body to its end.
+var tickResumeWAT = watFilter(`  (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $eff (param i32) (result i32)))
+  (import "env" "proxy_continue_stream" (func $cont (param i32) (result i32)))`, `  (global $held (mut i32) (i32.const 0))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (local.get 2) (then (return (i32.const 0))))
+    (global.set $held (local.get 0))
+    (drop (call $tick (i32.const 5)))
+    (i32.const 1))
+  (func (export "proxy_on_tick") (param i32)
+    (if (global.get $held) (then
+      (drop (call $eff (global.get $held)))
+      (drop (call $cont (i32.const 0)))
+      (global.set $held (i32.const 0))
+      (drop (call $tick (i32.const 0))))))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (if (result i32) (local.get 2) (then (i32.const 0)) (else (i32.const 1))))`)
+
+// TestPausedHeadersResumeWhileBodyStalls: a filter that holds the headers while the body
+// comes, and resumes them from a timer while the client still keeps the rest of its body
+// back (until it sees the response begin), sends the request on at once; the body the
+// filter had by then goes on first, and nothing of it is lost.
+func TestPausedHeadersResumeWhileBodyStalls(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body)
+	}))
+	tick := filepath.Join(t.TempDir(), "tick.wasm")
+	if err := os.WriteFile(tick, wasmbuild.WAT(t, tickResumeWAT), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: tick, module: "file:%s"}
+routes:
+  - {name: up, match: {path_prefix: /}, filters: [tick], backend: app, timeout: 10s}
+`, app.addr, tick))
+	for name, c := range map[string]*http.Client{"http1": h1Client(), "h2c": h2cClient()} {
+		t.Run(name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
+			defer cancel()
+			context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
+			go pw.Write([]byte("first "))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url("web", "/up"), pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("no response while the body waits for one: %v", err)
+			}
+			defer resp.Body.Close()
+			go func() { pw.Write([]byte("second")); pw.Close() }()
+			body, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || err != nil || string(body) != "first second" {
+				t.Fatalf("the backend echoed %d %q (%v); want 200 \"first second\"", resp.StatusCode, body, err)
+			}
+		})
+	}
+}

@@ -216,15 +216,23 @@ func (s *Stream) fail(f *Failure) *Failure {
 // (proxy_continue_stream), sends a local response, closes the stream, or fails (*Failure),
 // or ctx ends (ctx.Err()). It returns nil at once when nothing is paused.
 func (s *Stream) Wait(ctx context.Context) error {
+	_, err := s.WaitOr(ctx, nil)
+	return err
+}
+
+// WaitOr is Wait that also ends, with resumed false, once ready is closed: the gateway
+// waits for both a filter that holds the headers and the next bytes of the body, which
+// the filter is to see meanwhile (Envoy calls a filter stopped on headers with the body).
+func (s *Stream) WaitOr(ctx context.Context, ready <-chan struct{}) (resumed bool, err error) {
 	s.mu.Lock()
 	for {
 		if err := s.usable(); err != nil {
 			s.mu.Unlock()
-			return err
+			return false, err
 		}
 		if s.local != nil || s.reset || (!s.paused[0] && !s.paused[1]) {
 			s.mu.Unlock()
-			return nil
+			return true, nil
 		}
 		i := s.inst
 		if i.pending.Load() > 0 {
@@ -236,11 +244,24 @@ func (s *Stream) Wait(ctx context.Context) error {
 		s.mu.Unlock()
 		select {
 		case <-i.notify:
+		case <-ready:
+			return false, nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		s.mu.Lock()
 	}
+}
+
+// Paused reports whether the request (response) direction is paused: its last phase
+// callback returned Pause, and the filter has not resumed it since.
+func (s *Stream) Paused(response bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if response {
+		return s.paused[streamResponse]
+	}
+	return s.paused[streamRequest]
 }
 
 // RequestTrailers is the request trailers map the filter sees: the one passed to

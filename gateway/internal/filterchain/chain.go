@@ -44,6 +44,11 @@ type Chain struct {
 	closed  bool
 	failure atomic.Pointer[Error] // the first fail-closed failure (Failure)
 
+	reqSrc   io.ReadCloser // the request body; nil without one
+	reqPipe  Pipe          // made by the first phase that needs it (requestPipe)
+	respPipe Pipe          // made by ResponseHeaders
+	sources  [2]source     // the pipes' (request, response)
+
 	// Room for a typical request in the chain's own allocation: its streams, and the
 	// request and response headers as filters see them (filters may read the request's
 	// as properties until the end, so the two never share).
@@ -53,19 +58,6 @@ type Chain struct {
 	reqBuf    [16]proxywasm.Field
 	respBuf   [12]proxywasm.Field
 	bodyBufs  [2][4]proxywasm.Body // request, response
-}
-
-// Pipe returns a body pipe for one direction, with its per-filter buffers in the chain's
-// room when the chain is short.
-func (c *Chain) Pipe(response bool) Pipe {
-	p := Pipe{c: c, response: response, limit: c.limit}
-	dir := 0
-	if response {
-		dir = 1
-	}
-	p.bufs = within(c.bodyBufs[dir][:], len(c.streams))
-	clear(p.bufs) // a local reply's pipe follows one that may have buffered
-	return p
 }
 
 // within is buf resliced to n elements when it has the room, a new slice otherwise.
@@ -112,14 +104,16 @@ type Options struct {
 	GRPC         bool // the request is a gRPC call: local replies are gRPC statuses
 	Tracing      *telemetry.Tracing
 	Log          *slog.Logger
-	BufferLimit  int // most body a filter may hold buffered
+	BufferLimit  int           // most body a filter may hold buffered
+	Body         io.ReadCloser // the request body, nil without one: read through RequestBody
 }
 
-// New takes an instance of each filter for one request. ctx ends the chain's waits;
-// hasBody says the request has a body, which may be pumped through the filters from
-// another goroutine (the upstream client's).
-func New(ctx context.Context, hasBody bool, o *Options) (*Chain, error) {
-	c := &Chain{log: o.Log, limit: o.BufferLimit, filters: o.Filters, grpc: o.GRPC}
+// New takes an instance of each filter for one request. ctx ends the chain's waits. A
+// request body (o.Body) may be pumped through the filters from another goroutine (the
+// upstream client's).
+func New(ctx context.Context, o *Options) (*Chain, error) {
+	c := &Chain{log: o.Log, limit: o.BufferLimit, filters: o.Filters, grpc: o.GRPC, reqSrc: o.Body}
+	hasBody := o.Body != nil
 	if tr := o.Tracing; tr != nil && tr.FilterSpans {
 		c.filterSpans, c.tracer = true, tr.Tracer
 	}
@@ -228,25 +222,32 @@ func (c *Chain) Close() {
 	}
 }
 
-// phase runs one callback on the streams in order (reverse for the response phase,
-// starting below from), waiting out each pause. It stops at a local reply or a failure.
-func (c *Chain) phase(ph Phase, reverse bool, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
+// phase runs one callback on the streams from from on, in order (reverse for the response
+// phase), waiting out each pause. It stops at a local reply or a failure. With p, the
+// phase is a headers phase before the body's end: a filter that pauses it is given the
+// body meanwhile (hold) instead of being waited for.
+func (c *Chain) phase(ph Phase, reverse bool, from int, p *Pipe, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := len(c.streams)
-	for k := 0; k < n; k++ {
-		i := k
-		if reverse {
-			i = from - k
-			if i < 0 {
-				break
-			}
-		}
-		if _, err := c.step(i, ph, call, true); err != nil {
+	step := 1
+	if reverse {
+		step = -1
+	}
+	for i := from; i >= 0 && i < len(c.streams); i += step {
+		act, err := c.step(i, ph, call, p == nil)
+		if err != nil {
 			return err
 		}
 		if c.local != nil {
 			return nil
+		}
+		if act == proxywasm.Pause && p != nil {
+			if err := c.hold(p, i); err != nil {
+				return err
+			}
+			if c.local != nil {
+				return nil
+			}
 		}
 	}
 	return nil
@@ -334,28 +335,19 @@ func (c *Chain) Extend(fs []*Filter, r *http.Request, endOfStream bool) (bool, e
 	c.mu.Unlock()
 
 	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
-	err := c.phaseFrom(PhaseRequestHeaders, from, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	var p *Pipe
+	if !endOfStream {
+		c.mu.Lock()
+		p = c.requestPipe()
+		c.mu.Unlock()
+	}
+	err := c.phase(PhaseRequestHeaders, false, from, p, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
 	})
 	if err != nil || !h.Modified {
 		return true, err
 	}
 	return true, applyRequestFields(h, r)
-}
-
-// phaseFrom runs a request phase's callback on the streams from the from-th on.
-func (c *Chain) phaseFrom(ph Phase, from int, call func(s *proxywasm.Stream) (proxywasm.Action, error)) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := from; i < len(c.streams); i++ {
-		if _, err := c.step(i, ph, call, true); err != nil {
-			return err
-		}
-		if c.local != nil {
-			return nil
-		}
-	}
-	return nil
 }
 
 // RequestDone tells the chain the request's phases are over (headers with the end of the
@@ -405,7 +397,13 @@ func (c *Chain) TakeLocal() *Reply {
 func (c *Chain) RequestHeaders(r *http.Request, endOfStream bool) error {
 	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
 	n := len(h.Fields)
-	if err := c.phase(PhaseRequestHeaders, false, 0, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	var p *Pipe
+	if !endOfStream {
+		c.mu.Lock()
+		p = c.requestPipe()
+		c.mu.Unlock()
+	}
+	if err := c.phase(PhaseRequestHeaders, false, 0, p, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
 	}); err != nil {
 		return err
@@ -535,81 +533,6 @@ func applyResponseFields(h *proxywasm.Headers, status int, dst http.Header) int 
 	return status
 }
 
-// Pipe runs a body through the chain: each filter sees what the filters before it let
-// through, and a filter that pauses before the end of the body buffers: it is called again
-// with everything buffered so far when more arrives, as Envoy does for
-// StopIterationAndBuffer.
-type Pipe struct {
-	c        *Chain
-	response bool
-	bufs     []proxywasm.Body // per filter
-	limit    int              // most a filter may buffer
-	upto     int              // response: only the filters before this one (a local reply's)
-}
-
-// Failure is the chain's first fail-closed failure (Chain.Failure).
-func (p *Pipe) Failure() error { return p.c.Failure() }
-
-// ErrBufferLimit means a filter held more body than the limit.
-var ErrBufferLimit = errors.New("a filter buffered more body than the limit")
-
-// Push feeds data (the last of it when eos) and returns what came out at the far end.
-// It returns ErrLocalReply when a filter answered instead.
-func (p *Pipe) Push(data []byte, eos bool) ([]byte, error) {
-	c := p.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := len(c.streams)
-	in := data
-	for k := 0; k < n; k++ {
-		i := k
-		if p.response {
-			i = n - 1 - k
-		}
-		if c.streams[i] == nil || p.response && p.upto > 0 && i >= p.upto {
-			continue
-		}
-		b := &p.bufs[i]
-		// With nothing buffered the filter works on the chunk itself, capped so that
-		// growing it copies; it is copied only if the filter buffers it, since the
-		// caller reads the next chunk into the same memory.
-		borrowed := len(b.Data) == 0
-		if borrowed {
-			b.Data = in[:len(in):len(in)]
-		} else {
-			b.Data = append(b.Data, in...)
-		}
-		if p.limit > 0 && len(b.Data) > p.limit {
-			return nil, ErrBufferLimit
-		}
-		ph := PhaseRequestBody
-		if p.response {
-			ph = PhaseResponseBody
-		}
-		act, err := c.step(i, ph, func(s *proxywasm.Stream) (proxywasm.Action, error) {
-			if p.response {
-				return s.OnResponseBody(b, eos)
-			}
-			return s.OnRequestBody(b, eos)
-		}, eos)
-		if err != nil {
-			return nil, err
-		}
-		if c.local != nil {
-			return nil, ErrLocalReply
-		}
-		if act == proxywasm.Pause {
-			if borrowed {
-				b.Data = slices.Clone(b.Data)
-			}
-			return nil, nil // buffering: the filters after it get nothing yet
-		}
-		in = b.Data
-		b.Data = nil
-	}
-	return in, nil
-}
-
 // Trailers runs the trailer phase over t.
 func (c *Chain) Trailers(response bool, t http.Header) error {
 	h := &proxywasm.Headers{Fields: AppendFields(nil, t)}
@@ -617,7 +540,11 @@ func (c *Chain) Trailers(response bool, t http.Header) error {
 	if response {
 		ph = PhaseResponseTrailers
 	}
-	err := c.phase(ph, response, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	from := 0
+	if response {
+		from = len(c.streams) - 1
+	}
+	err := c.phase(ph, response, from, nil, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		if response {
 			return s.OnResponseTrailers(h)
 		}
@@ -662,68 +589,6 @@ func (c *Chain) AddedTrailers(response bool) http.Header {
 	}
 	return t
 }
-
-// RequestBody is src, the body of r, as the filters let it through on its way upstream. The
-// upstream client pulls it, perhaps from its own goroutine.
-func (c *Chain) RequestBody(src io.ReadCloser, r *http.Request) io.ReadCloser {
-	return &filteredBody{c: c, src: src, r: r, pipe: c.Pipe(false)}
-}
-
-type filteredBody struct {
-	c    *Chain
-	src  io.ReadCloser
-	r    *http.Request
-	pipe Pipe
-	out  []byte
-	buf  []byte
-	done bool
-	err  error
-}
-
-// ErrLocalReply stops the upstream request: a filter answered locally from the body phase.
-var ErrLocalReply = errors.New("a filter answered the request")
-
-func (b *filteredBody) Read(p []byte) (int, error) {
-	for len(b.out) == 0 {
-		if b.err != nil {
-			return 0, b.err
-		}
-		if b.done {
-			return 0, io.EOF
-		}
-		if b.buf == nil {
-			b.buf = make([]byte, 32<<10)
-		}
-		n, rerr := b.src.Read(b.buf)
-		eos := rerr == io.EOF
-		if rerr != nil && !eos {
-			b.err = rerr
-			return 0, rerr
-		}
-		out, err := b.pipe.Push(b.buf[:n], eos)
-		if err == nil && eos && len(b.r.Trailer) > 0 {
-			err = b.c.Trailers(false, b.r.Trailer)
-		} else if err == nil && eos && b.r.Trailer != nil {
-			for k, v := range b.c.AddedTrailers(false) {
-				b.r.Trailer[k] = v
-			}
-		}
-		if err != nil {
-			b.err = err
-			return 0, err
-		}
-		b.out = out
-		b.done = eos
-		if eos {
-			b.c.RequestDone()
-		}
-	}
-	n := copy(p, b.out)
-	b.out = b.out[n:]
-	return n, nil
-}
-
-func (b *filteredBody) Close() error { return b.src.Close() }
 
 // RouteReply is the route's own answer (a direct response, a redirect) as a reply that
 // passes back through every filter's response phase.
@@ -772,7 +637,7 @@ func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
 	}
 	if l.at > 0 {
 		h := c.responseFields(status, hdr)
-		if err := c.phase(PhaseResponseHeaders, true, l.at-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+		if err := c.phase(PhaseResponseHeaders, true, l.at-1, nil, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 			return s.OnResponseHeaders(h, len(body) == 0)
 		}); err == nil {
 			status = applyResponseFields(h, status, hdr)
@@ -791,13 +656,24 @@ func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
 }
 
 // ResponseHeaders runs the response-header phase over status and header, and writes what
-// the filters changed back; it returns the status to send. A local reply a filter sent
-// instead is for TakeLocal.
-func (c *Chain) ResponseHeaders(status int, header http.Header, eos bool) (int, error) {
+// the filters changed back; it returns the status to send. body is the response body,
+// which goes through ResponsePipe after, and which a filter that pauses its headers is
+// given meanwhile; eos says it is empty. A local reply a filter sent instead is for
+// TakeLocal.
+func (c *Chain) ResponseHeaders(status int, header http.Header, body io.Reader, eos bool) (int, error) {
 	c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseCode = status })
 	fields := c.responseFields(status, header)
 	n := len(fields.Fields)
-	if err := c.phase(PhaseResponseHeaders, true, len(c.streams)-1, func(s *proxywasm.Stream) (proxywasm.Action, error) {
+	c.mu.Lock()
+	c.respPipe = c.Pipe(true)
+	c.sources[1] = source{r: body}
+	c.respPipe.src = &c.sources[1]
+	c.mu.Unlock()
+	var p *Pipe
+	if !eos {
+		p = &c.respPipe
+	}
+	if err := c.phase(PhaseResponseHeaders, true, len(c.streams)-1, p, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnResponseHeaders(fields, eos)
 	}); err != nil {
 		return status, err

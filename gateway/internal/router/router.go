@@ -121,11 +121,12 @@ func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Requ
 	}
 	route.ReqOps.Apply(out.Header)
 	if x.Body == nil {
+		out.Body = http.NoBody // an HTTP/2 request's empty one too
 		return out, nil
 	}
 	var src io.ReadCloser = x.Body
 	if c != nil {
-		src = c.RequestBody(x.Body, r)
+		src = c.RequestBody(r)
 		if r.Trailer == nil {
 			// A filter may add trailers to a body that has none, from its last body
 			// callback: the upstream request must be ready to send them.
@@ -360,7 +361,14 @@ func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Rout
 		}
 		eos := resp.Body == http.NoBody || resp.ContentLength == 0
 		var err error
-		if status, err = c.ResponseHeaders(status, resp.Header, eos); err != nil {
+		if status, err = c.ResponseHeaders(status, resp.Header, resp.Body, eos); err != nil {
+			var be *filterchain.BodyError
+			if errors.As(err, &be) {
+				// The backend's body broke off while a filter held the response header.
+				x.Flags |= accesslog.UpstreamReset
+				rt.fail(x, r, route, x.Endpoint, x.Attempts(), http.StatusBadGateway, "upstream response body failed", err)
+				return
+			}
 			stream.FailChain(x, err)
 			return
 		}
@@ -368,8 +376,7 @@ func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Rout
 			stream.WriteReply(x, route, c, l)
 			return
 		}
-		p := c.Pipe(true)
-		pipe = &p
+		pipe = c.ResponsePipe()
 	}
 	for k, vv := range resp.Header {
 		hdr[k] = vv
@@ -461,19 +468,22 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, pipe *filterchai
 		flusher, _ = w.(http.Flusher)
 	}
 	for {
-		n, rerr := src.Read(buf)
-		eos := rerr == io.EOF
-		if rerr != nil && !eos {
-			return sent, rerr
-		}
-		out := buf[:n]
+		var out []byte
+		var eos bool
 		if pipe != nil {
 			if err := pipe.Failure(); err != nil {
 				return sent, err // from the request body, still going through the filters
 			}
-			if out, err = pipe.Push(out, eos); err != nil {
+			if out, eos, err = pipe.Next(buf); err != nil {
 				return sent, err
 			}
+		} else {
+			n, rerr := src.Read(buf)
+			eos = rerr == io.EOF
+			if rerr != nil && !eos {
+				return sent, rerr
+			}
+			out = buf[:n]
 		}
 		if len(out) > 0 {
 			n, werr := w.Write(out)

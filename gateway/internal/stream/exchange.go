@@ -640,3 +640,6 @@ func hostOnlyAddr(addr string) string {
 	}
 	return addr
 }
+
+// Attempts is how many upstream attempts the request has made so far.
+func (x *Exchange) Attempts() int { return x.attempts }

@@ -214,7 +214,7 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 	upgrade = IsUpgrade(r)
 	RemoveHopByHop(r.Header, upgrade)
 	forwarded(r, l)
-	if r.Body != nil && r.Body != http.NoBody {
+	if HasBody(r) {
 		if l.BodyLimit > 0 && r.ContentLength > l.BodyLimit {
 			LocalReply(x, http.StatusRequestEntityTooLarge, "request body too large")
 			return "", false, false
@@ -235,6 +235,13 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 		x.rc = http.NewResponseController(x.w)
 	}
 	return path, upgrade, true
+}
+
+// HasBody reports whether r may have a body. An HTTP/2 request whose HEADERS ended the
+// stream has none, though net/http gives it a Body that reads EOF (with ContentLength 0):
+// filters see the end of the stream with its headers, as Envoy gives it to them.
+func HasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && !(r.ProtoMajor == 2 && r.ContentLength == 0)
 }
 
 // act does what the route says: answer directly, redirect, or forward.
@@ -272,7 +279,7 @@ func (h *Handler) act(ctx context.Context, x *Exchange, r *http.Request, rt *rou
 // request header can change the route it takes: the route is matched again after them, as
 // Envoy does when a filter clears the route cache.
 func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Request, rt *route.Route, path string) {
-	c, err := filterchain.New(ctx, x.Body != nil, &filterchain.Options{
+	o := &filterchain.Options{
 		Filters:      rt.Filters,
 		AcquireOrder: rt.AcquireOrder,
 		Info:         h.streamInfo(r, rt),
@@ -280,7 +287,11 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		Tracing:      x.snap.Tracing,
 		Log:          h.Log,
 		BufferLimit:  h.L.BufferLimit(),
-	})
+	}
+	if x.Body != nil {
+		o.Body = x.Body
+	}
+	c, err := filterchain.New(ctx, o)
 	if err != nil {
 		FailChain(x, err)
 		return
