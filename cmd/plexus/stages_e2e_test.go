@@ -608,9 +608,12 @@ func TestPauseHeadersResumeFromBody(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := startGateway(t, fmt.Sprintf(`
+	cert := newTestCert(t, dir)
+	g := startGatewayIn(t, dir, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
-listeners: [{name: web, address: 127.0.0.1:0}]
+listeners:
+  - {name: web, address: 127.0.0.1:0}
+  - {name: secure, address: 127.0.0.1:0, protocols: [http1, h2, h3], tls: {cert: cert.pem, key: key.pem}}
 backends: [{name: app, endpoints: [%s]}]
 filters:
   - {name: hold, module: "file:%s/hold.wasm"}
@@ -618,8 +621,14 @@ filters:
 routes:
   - {name: held, match: {path_prefix: /}, filters: [hold, tag], backend: app, timeout: 10s}
 `, app.addr, dir, dir))
-	for name, c := range map[string]*http.Client{"http1": h1Client(), "h2c": h2cClient()} {
-		t.Run(name, func(t *testing.T) {
+	plain, secure := "http://"+g.addr("web"), "https://"+g.addr("secure")
+	for _, tc := range []struct {
+		name, base string
+		c          *http.Client
+	}{
+		{"http1", plain, h1Client()}, {"h2c", plain, h2cClient()}, {"h2", secure, h2Client(cert)}, {"h3", secure, h3Client(t, cert)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			// The body comes in two writes, the second after the first went through.
 			pr, pw := io.Pipe()
 			go func() {
@@ -627,11 +636,11 @@ routes:
 				pw.Write([]byte("body, all of it"))
 				pw.Close()
 			}()
-			req, err := http.NewRequest(http.MethodPost, g.url("web", "/up"), pr)
+			req, err := http.NewRequest(http.MethodPost, tc.base+"/up", pr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := c.Do(req)
+			resp, err := tc.c.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,7 +26,6 @@ type Pipe struct {
 
 	src      *source // where Next reads; nil for a body pushed in whole (a local reply's)
 	ended    bool    // the body's end went in
-	started  bool    // some of the body went in
 	hasCarry bool
 	carry    []byte // body that went past the filters before carryAt while those after held
 	carryAt  int    // position (in this direction's order) where carry goes in
@@ -193,7 +192,7 @@ func (p *Pipe) push(from, to int, data []byte, eos bool) ([]byte, error) {
 func (c *Chain) hold(p *Pipe, i int) error {
 	k := p.index(i) // the pipe's index is its own inverse
 	var held []byte
-	heldEOS, emptyEnd := false, false
+	heldEOS := false
 	for {
 		s := c.streams[i]
 		if s == nil || !s.Paused(p.response) || s.LocalResponse() != nil || s.Reset() {
@@ -226,18 +225,10 @@ func (c *Chain) hold(p *Pipe, i int) error {
 			if rerr != nil && !eos {
 				return &BodyError{Response: p.response, Err: rerr}
 			}
+			// An empty end is given to the filter too: it was told with the headers that
+			// a body would follow (an HTTP/3 request always is: quic-go does not say
+			// whether the stream ended with its headers).
 			p.ended = eos
-			if eos && len(data) == 0 && !p.started {
-				// No body after all (an HTTP/3 request's end comes after its headers): the
-				// filter is waited for, as when the headers end the stream, and the end
-				// then goes through every filter as an empty last chunk.
-				if err := s.Wait(c.ctx); err != nil {
-					return c.failed(i, err)
-				}
-				emptyEnd = true
-				continue
-			}
-			p.started = true
 		}
 		out, err := p.push(from, k+1, data, eos)
 		if errors.Is(err, ErrLocalReply) {
@@ -253,10 +244,7 @@ func (c *Chain) hold(p *Pipe, i int) error {
 	b := &p.bufs[i]
 	held = append(held, b.Data...)
 	b.Data = nil
-	switch {
-	case emptyEnd:
-		p.hasCarry, p.carry, p.carryAt, p.carryEOS = true, nil, 0, true
-	case len(held) > 0 || heldEOS:
+	if len(held) > 0 || heldEOS {
 		p.hasCarry, p.carry, p.carryAt, p.carryEOS = true, held, k+1, heldEOS
 	}
 	return nil
