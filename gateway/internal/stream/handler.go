@@ -214,7 +214,7 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 	upgrade = IsUpgrade(r)
 	RemoveHopByHop(r.Header, upgrade)
 	forwarded(r, l)
-	if HasBody(r) {
+	if hasBody(r) {
 		if l.BodyLimit > 0 && r.ContentLength > l.BodyLimit {
 			LocalReply(x, http.StatusRequestEntityTooLarge, "request body too large")
 			return "", false, false
@@ -237,10 +237,10 @@ func (h *Handler) prepare(x *Exchange, r *http.Request) (path string, upgrade, o
 	return path, upgrade, true
 }
 
-// HasBody reports whether r may have a body. An HTTP/2 request whose HEADERS ended the
+// hasBody reports whether r may have a body. An HTTP/2 request whose HEADERS ended the
 // stream has none, though net/http gives it a Body that reads EOF (with ContentLength 0):
 // filters see the end of the stream with its headers, as Envoy gives it to them.
-func HasBody(r *http.Request) bool {
+func hasBody(r *http.Request) bool {
 	return r.Body != nil && r.Body != http.NoBody && !(r.ProtoMajor == 2 && r.ContentLength == 0)
 }
 
