@@ -19,28 +19,15 @@ import (
 // lingerWAT pauses every request in its header phase and, when the request ends
 // (proxy_on_log), sleeps 300ms before it logs "request logged": a filter still at work
 // after the client is gone.
-const lingerWAT = `(module
-  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 1024) "request logged")
-  (global $top (mut i32) (i32.const 4096))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+var lingerWAT = wasmbuild.WATFilter(`  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))`, `  (data (i32.const 1024) "request logged")
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_log") (param i32)
     (i32.store8 (i32.const 8) (i32.const 0))          ;; a clock subscription
     (i32.store (i32.const 16) (i32.const 1))          ;; monotonic
     (i64.store (i32.const 24) (i64.const 300000000))  ;; 300ms, relative
     (drop (call $poll (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))
-    (drop (call $log (i32.const 2) (i32.const 1024) (i32.const 14)))))`
+    (drop (call $log (i32.const 2) (i32.const 1024) (i32.const 14))))`)
 
 // TestShutdownWaitsForHandlers: shutdown waits for the requests still running, their
 // filters' last callbacks included, before it closes the Wasm runtime, even when the

@@ -122,28 +122,9 @@ routes:
 	}
 }
 
-// watFilter is a test filter in WAT: imports, then the allocator, the ABI marker and the
-// root context callbacks every one of them has, then fields (data, the stream callbacks).
-func watFilter(imports, fields string) string {
-	return `(module
-` + imports + `
-  (memory (export "memory") 1)
-  (global $top (mut i32) (i32.const 4096))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $top))
-    (global.set $top (i32.add (global.get $top) (local.get $n)))
-    (local.get $p))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
-` + fields + `)`
-}
-
 // pauseWAT is a filter that pauses every request in its request-header phase and never
 // resumes it: only the route's deadline can end the wait.
-var pauseWAT = watFilter(``, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))`)
+var pauseWAT = wasmbuild.WATFilter(``, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 1))`)
 
 // TestRouteTimeoutInFilter: the route's timeout bounds a filter that holds the request: a
 // paused request gets 504, not a hang.
@@ -271,7 +252,7 @@ routes:
 
 // greedyWAT adds a header of 1000 bytes to every request until the host refuses one, and
 // then lets the request go on: without a cap, the gateway would hold them all.
-var greedyWAT = watFilter(`  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`, `  (data (i32.const 0) "x-pad")
+var greedyWAT = wasmbuild.WATFilter(`  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`, `  (data (i32.const 0) "x-pad")
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (local $i i32)
     (loop $fill ;; the value: 1000 times "a", at 64
@@ -287,7 +268,7 @@ var greedyWAT = watFilter(`  (import "env" "proxy_add_header_map_value" (func $a
     (i32.const 0))`)
 
 // sleepWAT asks WASI to sleep a minute in its request-header phase.
-var sleepWAT = watFilter(`  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))`, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+var sleepWAT = wasmbuild.WATFilter(`  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))`, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (i32.store8 (i32.const 8) (i32.const 0))           ;; a clock subscription
     (i32.store (i32.const 16) (i32.const 1))           ;; monotonic
     (i64.store (i32.const 24) (i64.const 60000000000)) ;; 60 s, relative
@@ -392,7 +373,7 @@ routes:
 }
 
 // passWAT has only a request-header phase, which lets every request through.
-var passWAT = watFilter(``, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))`)
+var passWAT = wasmbuild.WATFilter(``, `  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))`)
 
 // TestSlowBackendSharedFilter: a filter with nothing to run on the response gives its
 // instance back once the request is through, so that a slow backend holding requests does
@@ -448,7 +429,7 @@ routes:
 // headerWAT is a filter that sets one request header in its request-header phase:
 // replace_header_map_value(KEY, VALUE).
 func headerWAT(key, value string) string {
-	return watFilter(`  (import "env" "proxy_replace_header_map_value" (func $set (param i32 i32 i32 i32 i32) (result i32)))`, fmt.Sprintf(`  (data (i32.const 0) %q)
+	return wasmbuild.WATFilter(`  (import "env" "proxy_replace_header_map_value" (func $set (param i32 i32 i32 i32 i32) (result i32)))`, fmt.Sprintf(`  (data (i32.const 0) %q)
   (data (i32.const 512) %q)
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (drop (call $set (i32.const 0) (i32.const 0) (i32.const %d) (i32.const 512) (i32.const %d)))
@@ -490,7 +471,7 @@ routes:
 }
 
 // bodyTrapWAT fails (traps) at the end of a request body, and lets everything else through.
-var bodyTrapWAT = watFilter(``, `  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+var bodyTrapWAT = wasmbuild.WATFilter(``, `  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
     (if (local.get 2) (then unreachable))
     (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))`)
@@ -577,7 +558,7 @@ routes:
 // whole body does under Envoy. From the last body callback it sets a header: the request's
 // x-held-body to the whole request body, the response's x-held-response to the first 5
 // bytes of its body. Both can only be sent if the headers were still held.
-var holdWAT = watFilter(`  (import "env" "proxy_get_buffer_bytes" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+var holdWAT = wasmbuild.WATFilter(`  (import "env" "proxy_get_buffer_bytes" (func $get (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`, `  (data (i32.const 0) "x-held-body")
   (data (i32.const 16) "x-held-response")
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
@@ -665,7 +646,7 @@ routes:
 
 // tickResumeWAT pauses the headers of a request with a body and resumes them from its next
 // timer tick, whatever the body does; it buffers the body to its end.
-var tickResumeWAT = watFilter(`  (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
+var tickResumeWAT = wasmbuild.WATFilter(`  (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))
   (import "env" "proxy_set_effective_context" (func $eff (param i32) (result i32)))
   (import "env" "proxy_continue_stream" (func $cont (param i32) (result i32)))`, `  (global $held (mut i32) (i32.const 0))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)

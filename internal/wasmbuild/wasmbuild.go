@@ -266,6 +266,26 @@ func npmCI(dir string) error {
 	return os.WriteFile(stamp, []byte(want+"\n"), 0o644)
 }
 
+// WATFilter is the source of a Proxy-Wasm test filter in WAT: imports, then one page of
+// memory with a bump allocator (malloc), the ABI marker and the root context's callbacks,
+// which every such filter has, then fields (data, globals, the stream's callbacks).
+func WATFilter(imports, fields string) string {
+	return `(module
+` + imports + `
+  (memory (export "memory") 1)
+  (global $top (mut i32) (i32.const 4096))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $top))
+    (global.set $top (i32.add (global.get $top) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+` + fields + `)`
+}
+
 // WAT assembles WAT source text and returns the module bytes.
 func WAT(t testing.TB, src string) []byte {
 	t.Helper()
