@@ -45,9 +45,8 @@ type Chain struct {
 	failure atomic.Pointer[Error] // the first fail-closed failure (Failure)
 
 	reqSrc   io.ReadCloser // the request body; nil without one
-	reqPipe  Pipe          // made by the first phase that needs it (requestPipe)
+	reqPipe  *Pipe         // made by the first phase that needs it (requestPipe)
 	respPipe Pipe          // made by ResponseHeaders
-	sources  [2]source     // the pipes' (request, response)
 
 	// Room for a typical request in the chain's own allocation: its streams, and the
 	// request and response headers as filters see them (filters may read the request's
@@ -666,8 +665,7 @@ func (c *Chain) ResponseHeaders(status int, header http.Header, body io.Reader, 
 	n := len(fields.Fields)
 	c.mu.Lock()
 	c.respPipe = c.Pipe(true)
-	c.sources[1] = source{r: body}
-	c.respPipe.src = &c.sources[1]
+	c.respPipe.src = source{r: body}
 	c.mu.Unlock()
 	var p *Pipe
 	if !eos {

@@ -24,8 +24,8 @@ type Pipe struct {
 	limit    int              // most a filter may buffer
 	upto     int              // response: only the filters before this one (a local reply's)
 
-	src      *source // where Next reads; nil for a body pushed in whole (a local reply's)
-	ended    bool    // the body's end went in
+	src      source // where Next reads; unused for a body pushed in whole (a local reply's)
+	ended    bool   // the body's end went in
 	hasCarry bool
 	carry    []byte // body that went past the filters before carryAt while those after held
 	carryAt  int    // position (in this direction's order) where carry goes in
@@ -48,12 +48,12 @@ func (c *Chain) Pipe(response bool) Pipe {
 // requestPipe is the request body's pipe, with a buffer for every filter the chain has now
 // (Extend adds some).
 func (c *Chain) requestPipe() *Pipe {
-	p := &c.reqPipe
-	if p.c == nil {
-		*p = c.Pipe(false)
-		c.sources[0] = source{r: c.reqSrc}
-		p.src = &c.sources[0]
+	if c.reqPipe == nil {
+		p := c.Pipe(false)
+		p.src = source{r: c.reqSrc}
+		c.reqPipe = &p
 	}
+	p := c.reqPipe
 	for len(p.bufs) < len(c.streams) {
 		p.bufs = append(p.bufs, proxywasm.Body{})
 	}

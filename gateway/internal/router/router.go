@@ -205,12 +205,19 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 // classifyRetry says whether the outcome of an attempt is one the route retries on, and
 // tells the endpoint how it went.
 func classifyRetry(on route.RetryOn, ep *upstream.Endpoint, resp *http.Response, err error, idempotent bool) bool {
-	var ue *upstream.Error
-	switch {
-	case err == nil:
+	if err == nil {
 		ep.Succeeded()
 		code := resp.StatusCode
 		return (on.Any5xx && code >= 500 || on.GatewayError && (code == 502 || code == 503 || code == 504)) && idempotent
+	}
+	return classifyError(on, ep, err, idempotent)
+}
+
+// classifyError is classifyRetry for an attempt that failed. (Apart, so that the error's
+// target does not cost every successful attempt an allocation.)
+func classifyError(on route.RetryOn, ep *upstream.Endpoint, err error, idempotent bool) bool {
+	var ue *upstream.Error
+	switch {
 	case errors.As(err, &ue):
 		switch ue.Kind {
 		case upstream.KindConnect:
