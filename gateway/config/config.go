@@ -260,7 +260,7 @@ func (Upgrade) YAMLKind() string { return "upgrade" }
 
 // Match is a set of conditions, all of which must hold.
 type Match struct {
-	Hosts      []string      `yaml:"hosts" doc:"Host names, exact or *.suffix; the port is ignored."`
+	Hosts      []string      `yaml:"hosts" doc:"Host names: exact (a port is ignored, as requests are matched without theirs), with one * at the start or the end (*.example.com, *-canary, api.*) that stands for one or more characters, or * for any host."`
 	Path       string        `yaml:"path" doc:"Exact path."`
 	PathPrefix string        `yaml:"path_prefix" doc:"Path prefix, on segment boundaries or not: /api matches /api, /api/x and /apix."`
 	PathRegex  string        `yaml:"path_regex" doc:"RE2 regular expression that must match the whole path."`

@@ -124,6 +124,9 @@ func TestLoadErrors(t *testing.T) {
 		{"redis bad address", good + "redis: {address: localhost}\n", []string{`bad.yaml:19:18: address "localhost": want host:port (missing port in address)`}},
 		{"redis cluster db", good + "redis: {mode: cluster, addresses: [\"a:1\", \"b:2\"], db: 2}\n", []string{`bad.yaml:19:55: redis: a cluster has only database 0`}},
 		{"negative max_requests", strings.Replace(good, "endpoints: [127.0.0.1:9000]", "endpoints: [127.0.0.1:9000]\n    circuit_breaker: {max_requests: -1}", 1), []string{`bad.yaml:8:37: must be positive`}},
+		{"host with two wildcards", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"*.api.*\"],", 1), []string{`bad.yaml:10:`, `route "api": host "*.api.*" may have a * at its start or at its end, not both`}},
+		{"host with an inner wildcard", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"a*b\"],", 1), []string{`bad.yaml:10:`, `route "api": host "a*b" may have a * only at its start or its end`}},
+		{"host with a path", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"a.com/x\"],", 1), []string{`bad.yaml:10:`, `route "api": host "a.com/x" must be a host name`}},
 		{"several at once", strings.Replace(strings.Replace(good, "backend: app", "backend: x", 1), "retry: {attempts: 3}", "retry: {attempts: 30}", 1),
 			[]string{`bad.yaml:12:14: route "api": no backend named "x"`, `bad.yaml:13:23: route "api": attempts 30 must be between 1 and 10`}},
 	}

@@ -714,11 +714,8 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 	v.regex(p+".match.path_regex", m.PathRegex)
 	for j, h := range m.Hosts {
 		hp := fmt.Sprintf("%s.match.hosts[%d]", p, j)
-		rest, wild := strings.CutPrefix(h, "*.")
-		if rest == "" || strings.ContainsAny(rest, "*/ ") {
-			v.errorf(hp, "route %q: host %q must be a name or *.suffix", r.Name, h)
-		} else if wild && strings.HasPrefix(rest, ".") {
-			v.errorf(hp, "route %q: host %q has an empty label", r.Name, h)
+		if msg := hostPatternError(h); msg != "" {
+			v.errorf(hp, "route %q: host %q %s", r.Name, h, msg)
 		}
 	}
 	for j, method := range m.Methods {
@@ -919,4 +916,26 @@ func isToken(s string) bool {
 		return false
 	}
 	return true
+}
+
+// hostPatternError says what is wrong with a route's host pattern, or is "". A pattern is
+// a name (a port after it is ignored), or a name with one wildcard at its start or end
+// ("*.example.com", "*-canary", "api.*"), or "*", as Envoy's virtual host domains are.
+func hostPatternError(h string) string {
+	switch {
+	case h == "*":
+		return ""
+	case h == "" || strings.ContainsAny(h, "/ \t?#@"):
+		return "must be a host name, with at most one * at its start or end"
+	}
+	rest := strings.TrimSuffix(strings.TrimPrefix(h, "*"), "*")
+	switch {
+	case len(rest) < len(h)-1:
+		return "may have a * at its start or at its end, not both"
+	case rest == "" || strings.Contains(rest, "*"):
+		return "may have a * only at its start or its end"
+	case strings.Contains(rest, ".."), strings.HasPrefix(h, "*.."):
+		return "has an empty label"
+	}
+	return ""
 }

@@ -27,8 +27,10 @@ type Route struct {
 	Template string // http.route: the paths it matches, as a template ("/api/*")
 
 	// match
-	exactHosts  []string // lower case, no trailing dot
-	suffixHosts []string // "*.example.com" kept as ".example.com"
+	anyHost     bool     // "*"
+	exactHosts  []string // lower case, no trailing dot, no port
+	suffixHosts []string // "*.example.com" kept as ".example.com", "*-canary" as "-canary"
+	prefixHosts []string // "api.*" kept as "api."
 	path        string
 	prefix      string
 	pathRe      *regexp.Regexp
@@ -160,14 +162,7 @@ func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters ma
 		}
 		r.UpgradeIdle = u.IdleTimeout
 	}
-	for _, h := range rc.Match.Hosts {
-		h = strings.TrimSuffix(strings.ToLower(h), ".")
-		if rest, ok := strings.CutPrefix(h, "*"); ok {
-			r.suffixHosts = append(r.suffixHosts, rest)
-		} else {
-			r.exactHosts = append(r.exactHosts, h)
-		}
-	}
+	r.setHosts(rc.Match.Hosts)
 	if rc.Match.PathRegex != "" {
 		r.pathRe = regexp.MustCompile(anchor(rc.Match.PathRegex))
 	}
@@ -225,7 +220,7 @@ func anchor(expr string) string { return `^(?:` + expr + `)$` }
 // Matches reports whether the request meets every condition of the route. path is the
 // request path as the client sent it (escaped); host is lower case without port.
 func (r *Route) Matches(req *http.Request, host, path string) bool {
-	if len(r.exactHosts)+len(r.suffixHosts) > 0 && !r.matchHost(host) {
+	if !r.anyHost && len(r.exactHosts)+len(r.suffixHosts)+len(r.prefixHosts) > 0 && !r.matchHost(host) {
 		return false
 	}
 	switch {
@@ -258,6 +253,23 @@ func (r *Route) Matches(req *http.Request, host, path string) bool {
 	return true
 }
 
+// setHosts compiles the route's host patterns (HostPattern).
+func (r *Route) setHosts(hosts []string) {
+	for _, h := range hosts {
+		h = HostPattern(h)
+		switch {
+		case h == "*":
+			r.anyHost = true
+		case strings.HasPrefix(h, "*"):
+			r.suffixHosts = append(r.suffixHosts, h[1:])
+		case strings.HasSuffix(h, "*"):
+			r.prefixHosts = append(r.prefixHosts, h[:len(h)-1])
+		default:
+			r.exactHosts = append(r.exactHosts, h)
+		}
+	}
+}
+
 func (r *Route) matchHost(host string) bool {
 	if slices.Contains(r.exactHosts, host) {
 		return true
@@ -267,7 +279,28 @@ func (r *Route) matchHost(host string) bool {
 			return true
 		}
 	}
+	for _, p := range r.prefixHosts {
+		if len(host) > len(p) && strings.HasPrefix(host, p) {
+			return true
+		}
+	}
 	return false
+}
+
+// HostPattern is a route's host as it is matched: lower case, without a trailing dot, and
+// without a port, which requests are matched without (RequestHost). A wildcard stands for
+// one or more characters, as in Envoy's virtual host domains: "*.example.com", "*-canary",
+// "api.*", or "*" for any host.
+func HostPattern(h string) string {
+	h = strings.ToLower(h)
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
+		h = h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
 }
 
 func (m *headerMatcher) matches(h http.Header) bool {

@@ -1,0 +1,60 @@
+package main
+
+// End-to-end tests of the host semantics that filters written for Envoy rely on, each with
+// a filter on the upstream proxy-wasm-go-sdk (conformance/filters/go).
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
+)
+
+// TestHostPatterns: routes match the request's host as Envoy's virtual hosts match their
+// domains: without the request's port, and with one wildcard at the start or the end of a
+// pattern (*-canary, api.*); a host that a filter sets is matched the same way, and the
+// route it leads to is taken.
+func TestHostPatterns(t *testing.T) {
+	t.Parallel()
+	canary, api, www, app := startBackend(t, echo("canary")), startBackend(t, echo("api")), startBackend(t, echo("www")), startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/authority")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends:
+  - {name: canary, endpoints: [%s]}
+  - {name: api, endpoints: [%s]}
+  - {name: www, endpoints: [%s]}
+  - {name: app, endpoints: [%s]}
+filters: [{name: authority, module: "file:%s"}]
+routes:
+  - {name: canary, match: {hosts: ["*-canary"]}, backend: canary}
+  - {name: api, match: {hosts: ["api.*"]}, backend: api}
+  - {name: www, match: {hosts: ["www.example.com:8443"]}, backend: www}
+  - {name: rest, match: {path_prefix: /}, filters: [authority], backend: app}
+`, canary.addr, api.addr, www.addr, app.addr, mod))
+	c := h1Client()
+	for _, tc := range []struct {
+		hdr      []string
+		backend  string
+		wantHost string
+	}{
+		{[]string{"host", "web-canary:8080"}, "canary", "web-canary:8080"},
+		{[]string{"host", "api.example.com:443"}, "api", "api.example.com:443"},
+		{[]string{"host", "WWW.Example.com"}, "www", "WWW.Example.com"},
+		{[]string{"host", "www.example.com:80"}, "www", "www.example.com:80"},
+		{[]string{"host", "www.example.org"}, "app", "www.example.org"},
+		{[]string{"host", "-canary"}, "app", "-canary"},
+		{[]string{"host", "elsewhere", "x-authority", "api.internal:9000"}, "api", "api.internal:9000"},
+	} {
+		resp, body := get(t, c, g.url("web", "/x"), tc.hdr...)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: %d %s", tc.hdr, resp.StatusCode, body)
+			continue
+		}
+		if e := decodeEcho(t, body); e.Backend != tc.backend || e.Host != tc.wantHost {
+			t.Errorf("%q: backend %s got host %q; want %s with %q", tc.hdr, e.Backend, e.Host, tc.backend, tc.wantHost)
+		}
+	}
+}
