@@ -214,7 +214,9 @@ func calloutRequest(cluster string, headers []proxywasm.Field) (*http.Request, e
 		case ":path":
 			path = f.Value
 		case ":authority":
-			req.Host = f.Value
+			if f.Value != "" { // empty: the cluster's name, as without one
+				req.Host = f.Value
+			}
 		case ":scheme":
 		default:
 			req.Header.Add(f.Key, f.Value)

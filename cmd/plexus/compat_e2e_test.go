@@ -58,3 +58,39 @@ routes:
 		}
 	}
 }
+
+// TestCalloutPseudoHeaders: an HTTP callout needs :method, :path and :authority, as Envoy
+// checks them: without one of them, or with an empty :method or :path, DispatchHttpCall
+// fails with BadArgument; an empty :authority is allowed, and the callout then goes with
+// the cluster's name as its host.
+func TestCalloutPseudoHeaders(t *testing.T) {
+	t.Parallel()
+	auth, app := startBackend(t, echo("auth")), startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/callout")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends:
+  - {name: auth, endpoints: [%s]}
+  - {name: app, endpoints: [%s]}
+filters: [{name: callout, module: "file:%s"}]
+routes: [{name: app, match: {path_prefix: /}, filters: [callout], backend: app}]
+`, auth.addr, app.addr, mod))
+	c := h1Client()
+	for mode, wantHost := range map[string]string{"all": "auth.internal", "empty-authority": "auth"} {
+		resp, body := get(t, c, g.url("web", "/x"), "x-callout", mode)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Callout-Status") != "200" {
+			t.Errorf("%s: %d, callout status %q: %s", mode, resp.StatusCode, resp.Header.Get("X-Callout-Status"), body)
+			continue
+		}
+		if e := decodeEcho(t, body); e.Backend != "auth" || e.Path != "/check" || e.Host != wantHost {
+			t.Errorf("%s: the callout reached %s %s with host %q; want auth /check with %q", mode, e.Backend, e.Path, e.Host, wantHost)
+		}
+	}
+	for _, mode := range []string{"no-authority", "no-path", "empty-path", "no-method", "empty-method"} {
+		resp, body := get(t, c, g.url("web", "/x"), "x-callout", mode)
+		if resp.StatusCode != http.StatusInternalServerError || body != "error status returned by host: bad argument" {
+			t.Errorf("%s: %d %q; want 500 and the SDK's error for BadArgument", mode, resp.StatusCode, body)
+		}
+	}
+}

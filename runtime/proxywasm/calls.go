@@ -51,9 +51,11 @@ func hostHTTPCall(i *instance, s []uint64) status {
 	if !ok {
 		return statusBadArgument
 	}
+	// As Envoy checks them: the three must be there; :authority may be empty (the host
+	// then names the cluster), :method and :path may not.
 	h := Headers{Fields: headers}
 	for _, k := range []string{":method", ":path", ":authority"} {
-		if v, ok := h.get(k); !ok || v == "" {
+		if v, ok := h.get(k); !ok || v == "" && k != ":authority" {
 			return statusBadArgument
 		}
 	}
