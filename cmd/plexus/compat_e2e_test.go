@@ -4,8 +4,12 @@ package main
 // a filter on the upstream proxy-wasm-go-sdk (conformance/filters/go).
 
 import (
+	"bytes"
+	"compress/zlib"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
@@ -92,5 +96,59 @@ routes: [{name: app, match: {path_prefix: /}, filters: [callout], backend: app}]
 		if resp.StatusCode != http.StatusInternalServerError || body != "error status returned by host: bad argument" {
 			t.Errorf("%s: %d %q; want 500 and the SDK's error for BadArgument", mode, resp.StatusCode, body)
 		}
+	}
+}
+
+// TestEnvoyForeignFunctions: Envoy's foreign functions answer a filter on the upstream Go
+// SDK as Envoy's do: compress gives zlib's format (which Go's compress/zlib reads back),
+// uncompress reverses it, and fails with SERIALIZATION_FAILURE (status 3, which that SDK
+// does not name) on what is not zlib; clear_route_cache is OK.
+func TestEnvoyForeignFunctions(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/zlib")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters: [{name: zlib, module: "file:%s"}]
+routes: [{name: app, match: {path_prefix: /}, filters: [zlib], backend: app}]
+`, app.addr, mod))
+	c := h1Client()
+
+	data := "hello, hello, hello, hello, world"
+	resp, body := get(t, c, g.url("web", "/c"), "x-data", data)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Route-Cache") != "ok" {
+		t.Fatalf("compress: %d, clear_route_cache %q: %q", resp.StatusCode, resp.Header.Get("X-Route-Cache"), body)
+	}
+	zr, err := zlib.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("compress gave what zlib cannot read: %v", err)
+	}
+	if got, err := io.ReadAll(zr); err != nil || string(got) != data {
+		t.Errorf("compress, read back with compress/zlib: %q, %v", got, err)
+	}
+
+	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB
+	var zb bytes.Buffer
+	zw := zlib.NewWriter(&zb)
+	zw.Write([]byte(big))
+	zw.Close()
+	resp, body = do(t, c, "POST", g.url("web", "/u"), bytes.NewReader(zb.Bytes()), "x-mode", "uncompress")
+	if resp.StatusCode != http.StatusOK || body != big {
+		t.Errorf("uncompress of compress/zlib's %d bytes: %d, %d bytes back", zb.Len(), resp.StatusCode, len(body))
+	}
+	// 32 MiB of zeros in some 32 KiB: past the filter's host memory limit (16 MiB), refused.
+	zb.Reset()
+	zw = zlib.NewWriter(&zb)
+	zw.Write(make([]byte, 32<<20))
+	zw.Close()
+	resp, body = do(t, c, "POST", g.url("web", "/u"), bytes.NewReader(zb.Bytes()), "x-mode", "uncompress")
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "internal failure") {
+		t.Errorf("uncompress of %d bytes into 32 MiB: %d %.80q; want 500 and INTERNAL_FAILURE", zb.Len(), resp.StatusCode, body)
+	}
+	resp, body = do(t, c, "POST", g.url("web", "/u"), strings.NewReader("not zlib at all"), "x-mode", "uncompress")
+	if resp.StatusCode != http.StatusInternalServerError || body != "unknown status code: 3" {
+		t.Errorf("uncompress of what is not zlib: %d %q; want 500 and status 3 (SERIALIZATION_FAILURE)", resp.StatusCode, body)
 	}
 }

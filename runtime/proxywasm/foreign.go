@@ -49,6 +49,8 @@ func errStatus(err error) status {
 		return statusBadArgument
 	case errors.Is(err, ErrCasMismatch):
 		return statusCasMismatch
+	case errors.Is(err, ErrSerializationFailure):
+		return statusSerializationFailure
 	}
 	return statusInternalFailure
 }
@@ -98,8 +100,8 @@ func (c Caller) SendLocalResponse(lr LocalResponse) bool {
 // replacing any function of that name (a nil fn removes it). fn runs on the goroutine of
 // the calling filter, within its callback deadline (Caller.TimeLeft); what it returns is
 // the filter's result. An error it returns gives the filter INTERNAL_FAILURE, or the
-// status of ErrNotFound, ErrBadArgument or ErrCasMismatch when it wraps one. args is the
-// filter's, copied.
+// status of ErrNotFound, ErrBadArgument, ErrCasMismatch or ErrSerializationFailure when it
+// wraps one. args is the filter's, copied.
 func (r *Runtime) RegisterForeignFunction(name string, fn func(c Caller, args []byte) ([]byte, error)) {
 	var f *foreignFunc
 	if fn != nil {

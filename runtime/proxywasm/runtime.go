@@ -121,6 +121,7 @@ func NewRuntime(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	r := &Runtime{o: o, log: log, cache: cache, plugins: map[*Plugin]struct{}{}, foreign: map[string]*foreignFunc{}}
 	r.queues.init()
+	r.registerEnvoyForeign()
 	return r, nil
 }
 
