@@ -22,6 +22,7 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/stream"
+	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
@@ -126,9 +127,28 @@ const maxCalloutBody = 4 << 20
 
 func (h *wasmHost) NodeID() string { return h.nodeID }
 
+// backend is the cluster a filter's callout goes to, and the tracing its span belongs to:
+// the backend of that name in the config being loaded, whose filters may call out as they
+// start (proxy_on_plugin_start), else in the one in force.
+func (h *wasmHost) backend(name string) (*upstream.Cluster, *telemetry.Tracing) {
+	cur := h.g.snap.Load()
+	var tr *telemetry.Tracing
+	if cur != nil {
+		tr = cur.Tracing
+	}
+	if s := h.g.building.Load(); s != nil {
+		if be := s.backends[name]; be != nil {
+			return be, tr
+		}
+	}
+	if cur == nil {
+		return nil, nil
+	}
+	return cur.backends[name], tr
+}
+
 func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []proxywasm.Field, body []byte, trailers []proxywasm.Field, timeout time.Duration, done func(*proxywasm.HTTPCallResponse, error)) error {
-	snap := h.g.snap.Load()
-	be := snap.backends[cluster]
+	be, tracing := h.backend(cluster)
 	if be == nil {
 		return fmt.Errorf("no backend named %q", cluster)
 	}
@@ -150,7 +170,7 @@ func (h *wasmHost) HTTPCall(sctx context.Context, cluster string, headers []prox
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	span := stream.CalloutSpan(snap.Tracing, sctx, req, cluster)
+	span := stream.CalloutSpan(tracing, sctx, req, cluster)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
@@ -234,8 +254,7 @@ func calloutRequest(cluster string, headers []proxywasm.Field) (*http.Request, e
 // transport whose body is what the filter sends, as it sends it, and whose response is
 // reported as it arrives, from one goroutine.
 func (h *wasmHost) GRPCStream(sctx context.Context, cluster string, headers []proxywasm.Field, timeout time.Duration, ev proxywasm.GRPCEvents) (proxywasm.GRPCHandle, error) {
-	snap := h.g.snap.Load()
-	be := snap.backends[cluster]
+	be, tracing := h.backend(cluster)
 	if be == nil {
 		return nil, fmt.Errorf("no backend named %q: %w", cluster, proxywasm.ErrUnknownCluster)
 	}
@@ -250,7 +269,7 @@ func (h *wasmHost) GRPCStream(sctx context.Context, cluster string, headers []pr
 	if timeout > 0 {
 		ctx, cancel = context.WithTimeout(context.Background(), timeout)
 	}
-	c := &grpcCallout{cancel: cancel, span: stream.CalloutSpan(snap.Tracing, sctx, req, cluster)}
+	c := &grpcCallout{cancel: cancel, span: stream.CalloutSpan(tracing, sctx, req, cluster)}
 	c.body.ready = make(chan struct{}, 1)
 	req.Body = &c.body
 	req.ContentLength = -1

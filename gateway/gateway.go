@@ -92,6 +92,10 @@ type Gateway struct {
 	started   atomic.Bool
 	draining  atomic.Bool
 
+	// building is the snapshot being built, from when its backends exist until it is done:
+	// its filters' proxy_on_plugin_start may call out to them before it is in force.
+	building atomic.Pointer[snapshot]
+
 	retireMu sync.Mutex
 	retiring map[*snapshot]bool // replaced snapshots whose requests are still running
 	tunnels  router.Tunnels     // upgraded connections, for Shutdown to close
@@ -241,6 +245,8 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 		}
 		s.backends[bc.Name] = b
 	}
+	g.building.Store(s)
+	defer g.building.Store(nil)
 	for i := range cfg.Filters {
 		f, err := g.loadFilter(context.Background(), cfg, i, prev)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
@@ -151,4 +152,36 @@ routes: [{name: app, match: {path_prefix: /}, filters: [zlib], backend: app}]
 	if resp.StatusCode != http.StatusInternalServerError || body != "unknown status code: 3" {
 		t.Errorf("uncompress of what is not zlib: %d %q; want 500 and status 3 (SERIALIZATION_FAILURE)", resp.StatusCode, body)
 	}
+}
+
+// TestCalloutFromPluginStart: a filter may call out from proxy_on_plugin_start, at startup
+// and on a reload, to a backend of the config being loaded (a new one, on the reload),
+// as under Envoy; the config loads, and the answer reaches the filter.
+func TestCalloutFromPluginStart(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	one := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "from one") }))
+	two := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "from two") }))
+	mod := wasmbuild.Go(t, "conformance/filters/go/startcall")
+	conf := func(cluster, addr string) string {
+		return fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}, {name: %s, endpoints: [%s]}]
+filters: [{name: startcall, module: "file:%s", config: {cluster: %s}, limits: {instances: 1}}]
+routes: [{name: app, match: {path_prefix: /}, filters: [startcall], backend: app}]
+`, app.addr, cluster, addr, mod, cluster)
+	}
+	g := startGateway(t, conf("one", one.addr))
+	c := h1Client()
+	fetched := func(want string) func() bool {
+		return func() bool {
+			resp, body := get(t, c, g.url("web", "/"))
+			return resp.StatusCode == http.StatusOK && decodeEcho(t, body).Header.Get("X-Fetched") == want
+		}
+	}
+	testutil.Eventually(t, "x-fetched: from one", fetched("from one"))
+	g.writeConfig(conf("two", two.addr)) // a backend only the new config has
+	g.waitLog("config reloaded", 1)
+	testutil.Eventually(t, "x-fetched: from two", fetched("from two"))
 }

@@ -212,7 +212,7 @@ type Tracing struct {
 }
 
 // Enabled reports whether requests are traced (and trace context propagated) at all.
-func (t *Tracing) Enabled() bool { return t.Provider != nil }
+func (t *Tracing) Enabled() bool { return t != nil && t.Provider != nil }
 
 // NewTracing builds tracing for t (nil: off). exporter, when not nil, replaces the
 // configured one (tests read spans with an in-memory exporter).
