@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/plexus-mesh/plexus/internal/testutil"
@@ -184,4 +185,41 @@ routes: [{name: app, match: {path_prefix: /}, filters: [startcall], backend: app
 	g.writeConfig(conf("two", two.addr)) // a backend only the new config has
 	g.waitLog("config reloaded", 1)
 	testutil.Eventually(t, "x-fetched: from two", fetched("from two"))
+}
+
+// TestFiltersOnLocalReplies: plexus's own replies on a route with filters (an upstream
+// that refuses connections: 502; one too slow for the route: 504) go through the
+// filters' response phase, as Envoy's router replies go through its encoder filters: a
+// filter on the upstream Go SDK that marks every response marks them too.
+func TestFiltersOnLocalReplies(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	slow := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	mod := wasmbuild.Go(t, "examples/go/http_headers")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: down, endpoints: [%s]}, {name: slow, endpoints: [%s]}]
+filters: [{name: headers, module: "file:%s"}]
+routes:
+  - {name: down, match: {path: /down}, filters: [headers], backend: down}
+  - {name: slow, match: {path: /slow}, filters: [headers], backend: slow, timeout: 300ms}
+`, deadAddr(t), slow.addr, mod))
+	c := h1Client()
+	for path, want := range map[string]int{"/down": http.StatusBadGateway, "/slow": http.StatusGatewayTimeout} {
+		resp, body := get(t, c, g.url("web", path))
+		if resp.StatusCode != want || resp.Header.Get("X-Plexus-Error") == "" {
+			t.Errorf("%s: %d %q (x-plexus-error %q); want %d from plexus", path, resp.StatusCode, body, resp.Header.Get("X-Plexus-Error"), want)
+		}
+		if got := resp.Header.Get("X-Wasm-Response"); got != "http_headers" {
+			t.Errorf("%s: x-wasm-response %q: the filter's response phase did not run on plexus's %d", path, got, want)
+		}
+	}
 }

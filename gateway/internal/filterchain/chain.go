@@ -39,10 +39,11 @@ type Chain struct {
 	filterSpans bool         // a span per callback, under the request's
 	tracer      trace.Tracer // when filterSpans
 
-	mu      sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
-	local   *Reply
-	closed  bool
-	failure atomic.Pointer[Error] // the first fail-closed failure (Failure)
+	mu        sync.Mutex // streams, local and info, between the request and the body-pumping goroutine
+	local     *Reply
+	closed    bool
+	responded bool                  // the response phase began (ResponseHeaders, Render)
+	failure   atomic.Pointer[Error] // the first fail-closed failure (Failure)
 
 	reqSrc   io.ReadCloser // the request body; nil without one
 	reqPipe  *Pipe         // made by the first phase that needs it (requestPipe)
@@ -589,6 +590,14 @@ func (c *Chain) AddedTrailers(response bool) http.Header {
 	return t
 }
 
+// CanReply reports whether a reply of plexus's own may still go through the filters'
+// response phase: it has not begun, and the chain is open.
+func (c *Chain) CanReply() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && !c.responded
+}
+
 // RouteReply is the route's own answer (a direct response, a redirect) as a reply that
 // passes back through every filter's response phase.
 func (c *Chain) RouteReply(lr *proxywasm.LocalResponse) *Reply {
@@ -606,6 +615,9 @@ func (c *Chain) Filter(l *Reply) string {
 // Render makes the response l says, after the response phase of the filters before it: the
 // headers go into hdr, and the status and body are returned for the stream to send.
 func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
+	c.mu.Lock()
+	c.responded = true
+	c.mu.Unlock()
 	lr := l.resp
 	for _, f := range lr.Headers {
 		hdr.Add(f.Key, f.Value)
@@ -664,6 +676,7 @@ func (c *Chain) ResponseHeaders(status int, header http.Header, body io.Reader, 
 	fields := c.responseFields(status, header)
 	n := len(fields.Fields)
 	c.mu.Lock()
+	c.responded = true
 	c.respPipe = c.Pipe(true)
 	c.respPipe.src = source{r: body}
 	c.mu.Unlock()

@@ -63,6 +63,8 @@ type Exchange struct {
 	Filter   string // the filter that answered or failed
 	Body     *Body  // the request body, when there is one
 
+	chain *filterchain.Chain // the route's filters, when it has any: plexus's own replies go through their response phase
+
 	span           trace.Span      // the server span; nil when tracing is off
 	ctx            context.Context // the request's context with span in it
 	client         context.Context // the client's request context: it ends when the client goes

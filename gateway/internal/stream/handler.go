@@ -297,6 +297,7 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		return
 	}
 	defer c.Close()
+	x.chain = c
 	if err := c.RequestHeaders(r, x.Body == nil); err != nil {
 		FailChain(x, err)
 		return

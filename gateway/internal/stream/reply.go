@@ -9,12 +9,24 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
+	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
 // LocalReply is the one way plexus answers a request by itself: status, and the cause in
 // the body and in the X-Plexus-Error header.
+//
+// On a route with filters, whose response phase has not begun, the reply goes through it,
+// as Envoy's own replies (a 503 of the router, a 504) go through the encoder filters.
 func LocalReply(x *Exchange, status int, cause string) {
 	x.local = true
+	if c := x.chain; c != nil && c.CanReply() {
+		x.chain = nil
+		lr := &proxywasm.LocalResponse{Status: status, Body: []byte(cause + "\n"), GRPCStatus: -1, Headers: []proxywasm.Field{
+			{Key: HeaderError, Value: cause}, {Key: "Content-Type", Value: "text/plain; charset=utf-8"}}}
+		status, body := c.Render(c.RouteReply(lr), x.Header())
+		Answer(x, x.Route, status, body)
+		return
+	}
 	hdr := x.Header()
 	hdr[HeaderError] = []string{cause}
 	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
