@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,8 @@ type Gateway struct {
 
 	validating bool // built by Validate: exporters and access log files are left out
 
-	metrics *telemetry.Metrics // for the process: a reload cannot change telemetry.metrics
+	metrics   *telemetry.Metrics // for the process: a reload cannot change telemetry.metrics
+	statsTags []statsTag         // telemetry.metrics.stats_tags, compiled
 	inst    *telemetry.Instruments
 	svc     *services             // counters and shared data: in Redis, or in process; for the process
 	redis   redis.UniversalClient // nil without redis:
@@ -143,6 +145,9 @@ func build(cfg *config.Config, o Options, validating bool) (*Gateway, error) {
 	}
 	if *cfg.Telemetry.Metrics.Enabled {
 		g.inst = telemetry.NewInstruments(g.metrics.Stats)
+	}
+	for _, st := range cfg.Telemetry.Metrics.StatsTags {
+		g.statsTags = append(g.statsTags, statsTag{name: st.TagName, re: regexp.MustCompile(st.Regex)}) // checked by config
 	}
 	if g.wasm, err = proxywasm.NewRuntime(context.Background(), proxywasm.Options{CacheDir: o.CacheDir, Logger: g.log}); err != nil {
 		g.metrics.Shutdown(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -150,8 +151,7 @@ func (g *Gateway) filterMetrics() []metricdata.Metrics {
 	byName := map[string]entry{}
 	var out []metricdata.Metrics
 	for _, mt := range g.wasm.Metrics() {
-		attrs := attribute.NewSet(attribute.String("plexus.filter", mt.Filter))
-		name := mt.Name
+		name, attrs := g.tagMetric(mt.Filter, mt.Name)
 		if reservedMetricName(name) {
 			name = "wasmcustom." + name
 		}
@@ -185,6 +185,33 @@ func (g *Gateway) filterMetrics() []metricdata.Metrics {
 		}
 	}
 	return out
+}
+
+// statsTag is one of telemetry.metrics.stats_tags.
+type statsTag struct {
+	name string
+	re   *regexp.Regexp
+}
+
+// tagMetric is the name a filter's metric is exported under, and its series' attributes:
+// the filter's name, and the tags stats_tags take out of the metric's name, as Envoy's
+// tag extractors do: the first capture group is cut from the name, the second (or the
+// first, when it is the only one) is the value.
+func (g *Gateway) tagMetric(filter, name string) (string, attribute.Set) {
+	attrs := []attribute.KeyValue{attribute.String("plexus.filter", filter)}
+	for _, t := range g.statsTags {
+		m := t.re.FindStringSubmatchIndex(name)
+		if m == nil || m[2] < 0 {
+			continue
+		}
+		v := name[m[2]:m[3]]
+		if len(m) >= 6 && m[4] >= 0 {
+			v = name[m[4]:m[5]]
+		}
+		attrs = append(attrs, attribute.String(t.name, v))
+		name = name[:m[2]] + name[m[3]:]
+	}
+	return name, attribute.NewSet(attrs...)
 }
 
 // reservedMetricName reports whether name is one of the namespaces plexus reports in.

@@ -223,3 +223,49 @@ routes:
 		}
 	}
 }
+
+// TestStatsTags: metrics a filter on the upstream Go SDK names with tags in them, as
+// Istio's do, come out as one metric with the tags as Prometheus labels, by
+// telemetry.metrics.stats_tags as Envoy's stats_config.stats_tags extracts them.
+func TestStatsTags(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/tagged")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters: [{name: tagged, module: "file:%s"}]
+routes: [{name: app, match: {path_prefix: /}, filters: [tagged], backend: app}]
+telemetry:
+  metrics:
+    stats_tags: [{tag_name: method, regex: '(_method=\.=(.+?);\.;)'}]
+`, app.addr, mod))
+	c := h1Client()
+	get(t, c, g.url("web", "/"))
+	get(t, c, g.url("web", "/"))
+	do(t, c, "POST", g.url("web", "/"), strings.NewReader("x"))
+	_, metrics := get(t, c, "http://"+g.addr("admin")+"/metrics")
+	for _, want := range []string{
+		`tagged_requests_total{method="GET",otel_scope_name="github.com/plexus-mesh/plexus/gateway",otel_scope_schema_url="",otel_scope_version="",plexus_filter="tagged"} 2`,
+		`tagged_requests_total{method="POST",otel_scope_name="github.com/plexus-mesh/plexus/gateway",otel_scope_schema_url="",otel_scope_version="",plexus_filter="tagged"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metrics, "method=.=") {
+		t.Errorf("/metrics still has a tag in a name:\n%s", grepLines(metrics, "tagged"))
+	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

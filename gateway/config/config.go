@@ -465,9 +465,18 @@ type Metrics struct {
 	Prometheus *bool         `yaml:"prometheus" doc:"Serve the metrics as Prometheus text on the admin listener's /metrics." default:"true"`
 	Exporter   *Exporter     `yaml:"exporter" doc:"Push the metrics to an OpenTelemetry collector too."`
 	Interval   time.Duration `yaml:"interval" doc:"How often metrics are pushed to the exporter." default:"60s"`
+	StatsTags  []StatsTag    `yaml:"stats_tags" doc:"Tags taken out of the names of the metrics filters define, as Envoy's stats_config.stats_tags: in order, each regex that matches a name has its first capture group cut from the name, and its second (else its first) becomes the tag's value. Istio's filters name their metrics like istio_requests_total_reporter=.=source;.;, which (_reporter=\\.=(.*?);\\.;) takes apart."`
 }
 
 func (Metrics) YAMLKind() string { return "metrics" }
+
+// StatsTag is one tag taken out of the names of filters' metrics.
+type StatsTag struct {
+	TagName string `yaml:"tag_name" doc:"The tag's name: a Prometheus label, an OpenTelemetry attribute."`
+	Regex   string `yaml:"regex" doc:"A regular expression over the metric's whole name, with one or two capture groups."`
+}
+
+func (StatsTag) YAMLKind() string { return "stats tag" }
 
 // AccessLog is one access log sink.
 type AccessLog struct {

@@ -127,6 +127,8 @@ func TestLoadErrors(t *testing.T) {
 		{"host with two wildcards", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"*.api.*\"],", 1), []string{`bad.yaml:10:`, `route "api": host "*.api.*" may have a * at its start or at its end, not both`}},
 		{"host with an inner wildcard", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"a*b\"],", 1), []string{`bad.yaml:10:`, `route "api": host "a*b" may have a * only at its start or its end`}},
 		{"host with a path", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"a.com/x\"],", 1), []string{`bad.yaml:10:`, `route "api": host "a.com/x" must be a host name`}},
+		{"stats tag without a group", good + "telemetry:\n  metrics: {stats_tags: [{tag_name: m, regex: \"_m=x\"}]}\n", []string{`bad.yaml:20:`, `regex "_m=x" needs a capture group`}},
+		{"stats tag name", good + "telemetry:\n  metrics: {stats_tags: [{tag_name: 1m, regex: \"(_m=x)\"}]}\n", []string{`bad.yaml:20:`, `tag_name "1m" must be a label name`}},
 		{"several at once", strings.Replace(strings.Replace(good, "backend: app", "backend: x", 1), "retry: {attempts: 3}", "retry: {attempts: 30}", 1),
 			[]string{`bad.yaml:12:14: route "api": no backend named "x"`, `bad.yaml:13:23: route "api": attempts 30 must be between 1 and 10`}},
 	}

@@ -521,6 +521,19 @@ func (v *validator) telemetry(t *Telemetry) {
 		}
 		v.exporter("telemetry.tracing.exporter", &tr.Exporter)
 	}
+	for i, st := range t.Metrics.StatsTags {
+		p := fmt.Sprintf("telemetry.metrics.stats_tags[%d]", i)
+		if !labelName.MatchString(st.TagName) {
+			v.errorf(p+".tag_name", "tag_name %q must be a label name: letters, digits and _, not starting with a digit", st.TagName)
+		}
+		re, err := regexp.Compile(st.Regex)
+		switch {
+		case err != nil:
+			v.errorf(p+".regex", "bad regular expression: %v", err)
+		case re.NumSubexp() == 0:
+			v.errorf(p+".regex", "regex %q needs a capture group: the part of the name to cut (and, in a second, the value)", st.Regex)
+		}
+	}
 	if e := t.Metrics.Exporter; e != nil {
 		v.exporter("telemetry.metrics.exporter", e)
 		if e.Type == ExportStdout && t.Metrics.Interval < time.Second {
@@ -939,3 +952,6 @@ func hostPatternError(h string) string {
 	}
 	return ""
 }
+
+// labelName is what a Prometheus label (and a tag taken out of a metric's name) may be.
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
