@@ -82,9 +82,9 @@ type Gateway struct {
 
 	metrics   *telemetry.Metrics // for the process: a reload cannot change telemetry.metrics
 	statsTags []statsTag         // telemetry.metrics.stats_tags, compiled
-	inst    *telemetry.Instruments
-	svc     *services             // counters and shared data: in Redis, or in process; for the process
-	redis   redis.UniversalClient // nil without redis:
+	inst      *telemetry.Instruments
+	svc       *services             // counters and shared data: in Redis, or in process; for the process
+	redis     redis.UniversalClient // nil without redis:
 
 	mu        sync.Mutex // serializes Start, Reload and Shutdown
 	version   uint64
