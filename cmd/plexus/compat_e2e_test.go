@@ -269,3 +269,34 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDeclareProperty: Envoy's declare_property, from a filter on the upstream Go SDK: a
+// readonly declared property is set once per request (the second set is BadArgument, the
+// first value stays), one not declared can be set again, and arguments that are not
+// DeclarePropertyArguments are BadArgument.
+func TestDeclareProperty(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/declare")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters: [{name: declare, module: "file:%s"}]
+routes: [{name: app, match: {path_prefix: /}, filters: [declare], backend: app}]
+`, app.addr, mod))
+	c := h1Client()
+	for range 2 { // and again on a second request: once per request
+		_, body := get(t, c, g.url("web", "/"))
+		e := decodeEcho(t, body)
+		for k, want := range map[string]string{
+			"X-Declared":    "<nil>, error status returned by host: bad argument, first <nil>",
+			"X-Free":        "<nil>, <nil>, second <nil>",
+			"X-Bad-Declare": "error status returned by host: bad argument",
+		} {
+			if got := e.Header.Get(k); got != want {
+				t.Errorf("%s: %q, want %q", k, got, want)
+			}
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Envoy's own foreign functions, which filters written for Envoy call by name; every
@@ -18,10 +20,78 @@ import (
 //   - clear_route_cache: OK. The gateway matches a request's route again after every
 //     request-header phase (a filter changed the request, or not), which is what the call
 //     asks Envoy for.
+//   - declare_property: Envoy's DeclarePropertyArguments (protobuf: name 1, readonly 2,
+//     type 3, schema 4, span 5) declares a property the filter then sets with
+//     proxy_set_property; a readonly one can be set once per request (BAD_ARGUMENT after).
+//     The first declaration of a name stands, as in Envoy.
 func (r *Runtime) registerEnvoyForeign() {
 	r.RegisterForeignFunction("compress", envoyCompress)
 	r.RegisterForeignFunction("uncompress", envoyUncompress)
 	r.RegisterForeignFunction("clear_route_cache", func(Caller, []byte) ([]byte, error) { return nil, nil })
+	r.RegisterForeignFunction("declare_property", envoyDeclareProperty)
+}
+
+// declaredProperty is a property declared with declare_property.
+type declaredProperty struct {
+	readonly bool
+	kind     uint64 // Envoy's WasmType: 0 bytes, 1 string, 2 flatbuffers, 3 protobuf
+	span     uint64 // Envoy's LifeSpan: 0 filter chain, 1 downstream request, 2 connection
+}
+
+func envoyDeclareProperty(c Caller, args []byte) ([]byte, error) {
+	var name string
+	var d declaredProperty
+	for len(args) > 0 {
+		num, typ, n := protowire.ConsumeTag(args)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: declare_property: %v", ErrBadArgument, protowire.ParseError(n))
+		}
+		args = args[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(args)
+			if m < 0 {
+				return nil, fmt.Errorf("%w: declare_property: name: %v", ErrBadArgument, protowire.ParseError(m))
+			}
+			name, n = string(v), m
+		case (num == 2 || num == 3 || num == 5) && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(args)
+			if m < 0 {
+				return nil, fmt.Errorf("%w: declare_property: field %d: %v", ErrBadArgument, num, protowire.ParseError(m))
+			}
+			switch num {
+			case 2:
+				d.readonly = v != 0
+			case 3:
+				d.kind = v
+			case 5:
+				d.span = v
+			}
+			n = m
+		default: // the schema, and fields a later Envoy may add
+			n = protowire.ConsumeFieldValue(num, typ, args)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: declare_property: field %d: %v", ErrBadArgument, num, protowire.ParseError(n))
+			}
+		}
+		args = args[n:]
+	}
+	if name == "" || d.kind > 3 || d.span > 2 {
+		return nil, fmt.Errorf("%w: declare_property: name %q, type %d, span %d", ErrBadArgument, name, d.kind, d.span)
+	}
+	c.i.p.declared.LoadOrStore(name, d)
+	return nil, nil
+}
+
+// readonlySet reports whether setting the property at path would set a readonly declared
+// property that props has already.
+func (p *Plugin) readonlySet(path string, props map[string][]byte) bool {
+	v, ok := p.declared.Load(path)
+	if !ok || !v.(declaredProperty).readonly {
+		return false
+	}
+	_, set := props[path]
+	return set
 }
 
 // ErrSerializationFailure is the error of a host service whose input could not be

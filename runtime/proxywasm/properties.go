@@ -331,6 +331,9 @@ func hostSetProperty(i *instance, s []uint64) status {
 	if st := i.stream(); st != nil {
 		props, acct = &st.props, &i.sProps
 	}
+	if i.p.readonlySet(string(path), *props) {
+		return statusBadArgument // a readonly declared property is set once (declare_property)
+	}
 	delta := int64(len(path)+len(val)) + HostEntryBytes
 	if old, ok := (*props)[string(path)]; ok {
 		delta = int64(len(val)) - int64(len(old))

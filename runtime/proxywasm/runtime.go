@@ -227,6 +227,8 @@ type Plugin struct {
 
 	failures [int(FailNoInstance) + 1]atomic.Int64
 
+	declared sync.Map // property path (string) -> declaredProperty, by declare_property
+
 	mu        sync.Mutex
 	live      map[*instance]struct{}
 	closed    bool
