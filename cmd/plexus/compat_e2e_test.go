@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -299,4 +301,42 @@ routes: [{name: app, match: {path_prefix: /}, filters: [declare], backend: app}]
 			}
 		}
 	}
+}
+
+// TestSingletonFilter: a filter no route names runs all the same, as an Envoy bootstrap
+// extension does: its root context ticks, keeps shared data, takes the items filters on
+// routes put in its queue, and calls out with them. Both filters are on the upstream Go SDK.
+func TestSingletonFilter(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	var mu sync.Mutex
+	var events []string
+	sink := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		events = append(events, r.Method+" "+r.URL.Path+" "+string(b))
+		mu.Unlock()
+	}))
+	singleton, emitter := wasmbuild.Go(t, "conformance/filters/go/singleton"), wasmbuild.Go(t, "conformance/filters/go/emitter")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}, {name: sink, endpoints: [%s]}]
+filters:
+  - {name: singleton, module: "file:%s", vm_id: bus, limits: {instances: 1}}
+  - {name: emitter, module: "file:%s", vm_id: bus}
+routes: [{name: app, match: {path_prefix: /}, filters: [emitter], backend: app}]
+`, app.addr, sink.addr, singleton, emitter))
+	c := h1Client()
+	testutil.Eventually(t, "the singleton's ticks in shared data", func() bool {
+		_, body := get(t, c, g.url("web", "/tick"))
+		n, err := strconv.Atoi(decodeEcho(t, body).Header.Get("X-Ticks"))
+		return err == nil && n > 0
+	})
+	get(t, c, g.url("web", "/hello"))
+	testutil.Eventually(t, "the singleton posting the queued /hello to the sink", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(events, "POST /event /hello")
+	})
 }
