@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"compress/zlib"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
@@ -339,4 +344,66 @@ routes: [{name: app, match: {path_prefix: /}, filters: [emitter], backend: app}]
 		defer mu.Unlock()
 		return slices.Contains(events, "POST /event /hello")
 	})
+}
+
+// TestRouteMetadata: a route's metadata reaches a filter on the upstream Go SDK through
+// the route_metadata and xds.route_metadata properties, encoded as Envoy encodes them: a
+// string raw, a number as a double, a boolean as a byte, and the whole as the
+// envoy.config.core.v3.Metadata message.
+func TestRouteMetadata(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/metadata")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters: [{name: metadata, module: "file:%s"}]
+routes:
+  - name: app
+    match: {path_prefix: /}
+    filters: [metadata]
+    backend: app
+    metadata: {plexus: {team: payments, weight: 2.5, canary: true}, other: {x: [1, 2]}}
+`, app.addr, mod))
+	_, body := get(t, h1Client(), g.url("web", "/"))
+	e := decodeEcho(t, body)
+	for k, want := range map[string]string{"X-Team": "payments", "X-Weight": "2.5", "X-Canary": "true"} {
+		if got := e.Header.Get(k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+	raw, err := base64.StdEncoding.DecodeString(e.Header.Get("X-Md"))
+	if err != nil {
+		t.Fatalf("x-md %q: %v", e.Header.Get("X-Md"), err)
+	}
+	// envoy.config.core.v3.Metadata: filter_metadata, field 1, map<string, Struct>.
+	got := map[string]*structpb.Struct{}
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			t.Fatalf("not a Metadata message: field %d type %d (%d)", num, typ, n)
+		}
+		entry, m := protowire.ConsumeBytes(raw[n:])
+		raw = raw[n+m:]
+		var key string
+		st := &structpb.Struct{}
+		for len(entry) > 0 {
+			f, _, k := protowire.ConsumeTag(entry)
+			v, l := protowire.ConsumeBytes(entry[k:])
+			entry = entry[k+l:]
+			if f == 1 {
+				key = string(v)
+			} else if err := proto.Unmarshal(v, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got[key] = st
+	}
+	if p := got["plexus"]; p == nil || p.Fields["team"].GetStringValue() != "payments" || p.Fields["weight"].GetNumberValue() != 2.5 {
+		t.Errorf("filter_metadata.plexus: %v", p)
+	}
+	if o := got["other"]; o == nil || len(o.Fields["x"].GetListValue().GetValues()) != 2 {
+		t.Errorf("filter_metadata.other: %v", o)
+	}
 }

@@ -246,9 +246,34 @@ type Route struct {
 	Timeout         *time.Duration  `yaml:"timeout" doc:"Time for the whole upstream exchange, retries included, until the response is complete; 0 disables. Not applied to upgraded connections." default:"15s"`
 	Retry           *Retry          `yaml:"retry" doc:"Retry failed attempts."`
 	Upgrade         *Upgrade        `yaml:"upgrade" doc:"Protocol upgrades (WebSocket) this route lets through; without it an Upgrade request is forwarded as a plain request, its Upgrade header dropped."`
+	Metadata        *yaml.Node      `yaml:"metadata" doc:"Route metadata, which filters read as Envoy's (the route_metadata and xds.route_metadata properties): namespaces (a filter's name, envoy.filters.http.wasm, ...), each a map of values."`
 }
 
 func (Route) YAMLKind() string { return "route" }
+
+// MetadataMap is the route's metadata by namespace; nil without any.
+func (r *Route) MetadataMap() (map[string]map[string]any, error) {
+	if r.Metadata == nil || r.Metadata.Tag == "!!null" {
+		return nil, nil
+	}
+	var v any
+	if err := r.Metadata.Decode(&v); err != nil {
+		return nil, err
+	}
+	top, ok := jsonable(v).(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("metadata must be a map of namespaces")
+	}
+	out := make(map[string]map[string]any, len(top))
+	for ns, e := range top {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("metadata namespace %q must be a map of values", ns)
+		}
+		out[ns] = m
+	}
+	return out, nil
+}
 
 // Upgrade opts a route in to protocol upgrades, as Envoy's upgrade_configs does.
 type Upgrade struct {

@@ -129,6 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{"host with a path", strings.Replace(good, "path_prefix: /api,", "path_prefix: /api, hosts: [\"a.com/x\"],", 1), []string{`bad.yaml:10:`, `route "api": host "a.com/x" must be a host name`}},
 		{"stats tag without a group", good + "telemetry:\n  metrics: {stats_tags: [{tag_name: m, regex: \"_m=x\"}]}\n", []string{`bad.yaml:20:`, `regex "_m=x" needs a capture group`}},
 		{"stats tag name", good + "telemetry:\n  metrics: {stats_tags: [{tag_name: 1m, regex: \"(_m=x)\"}]}\n", []string{`bad.yaml:20:`, `tag_name "1m" must be a label name`}},
+		{"route metadata not a map of maps", good + "    metadata: {plexus: 3}\n", []string{`bad.yaml:19:`, `route "hello": metadata namespace "plexus" must be a map of values`}},
 		{"several at once", strings.Replace(strings.Replace(good, "backend: app", "backend: x", 1), "retry: {attempts: 3}", "retry: {attempts: 30}", 1),
 			[]string{`bad.yaml:12:14: route "api": no backend named "x"`, `bad.yaml:13:23: route "api": attempts 30 must be between 1 and 10`}},
 	}

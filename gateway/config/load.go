@@ -715,6 +715,9 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 		}
 	}
 
+	if _, err := r.MetadataMap(); err != nil {
+		v.errorf(p+".metadata", "route %q: %v", r.Name, err)
+	}
 	m := &r.Match
 	if conditions(m.Path != "", m.PathPrefix != "", m.PathRegex != "") > 1 {
 		v.errorf(p+".match", "route %q: use one of path, path_prefix and path_regex", r.Name)

@@ -22,6 +22,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Action is what a filter's phase callback asks of the host: the ABI's two actions.
@@ -66,19 +68,20 @@ type LocalResponse struct {
 // The gateway fills it before OnRequestHeaders and updates the upstream and response
 // fields as they become known.
 type StreamInfo struct {
-	ID              string    // request.id (x-request-id)
-	Start           time.Time // request.time
-	Protocol        string    // request.protocol: "HTTP/1.1", "HTTP/2", "HTTP/3"
-	Scheme          string    // "http" or "https"
-	SourceAddress   string    // "ip:port"
-	DestAddress     string    // "ip:port" of the listener
-	MTLS            bool      // connection.mtls
-	TLSVersion      string    // connection.tls_version, "" without TLS
-	RouteName       string    // route_name
-	ClusterName     string    // cluster_name: the backend
-	UpstreamAddress string    // upstream.address, once connected
-	ResponseCode    int       // response.code, once known
-	ResponseSize    int64     // response.size: body bytes sent to the client, once the body is done; -1 before
+	ID              string                      // request.id (x-request-id)
+	Start           time.Time                   // request.time
+	Protocol        string                      // request.protocol: "HTTP/1.1", "HTTP/2", "HTTP/3"
+	Scheme          string                      // "http" or "https"
+	SourceAddress   string                      // "ip:port"
+	DestAddress     string                      // "ip:port" of the listener
+	MTLS            bool                        // connection.mtls
+	TLSVersion      string                      // connection.tls_version, "" without TLS
+	RouteName       string                      // route_name
+	RouteMetadata   map[string]*structpb.Struct // route_metadata, xds.route_metadata: filter metadata by namespace
+	ClusterName     string                      // cluster_name: the backend
+	UpstreamAddress string                      // upstream.address, once connected
+	ResponseCode    int                         // response.code, once known
+	ResponseSize    int64                       // response.size: body bytes sent to the client, once the body is done; -1 before
 }
 
 // HTTPCallResponse is the answer to a proxy_http_call.

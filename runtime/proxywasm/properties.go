@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Properties: Envoy's attribute paths (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes),
@@ -51,6 +57,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return str(s.info.RouteName)
 		case "cluster_name":
 			return str(s.info.ClusterName)
+		case "route_metadata":
+			return routeMetadata(dst, s.info.RouteMetadata, sub)
 		}
 		return nil, false
 	}
@@ -62,6 +70,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 		info = &StreamInfo{}
 	}
 	switch string(root) {
+	case "route_metadata":
+		return routeMetadata(dst, info.RouteMetadata, rest)
 	case "route_name":
 		return str(info.RouteName)
 	case "cluster_name":
@@ -346,4 +356,77 @@ func hostSetProperty(i *instance, s []uint64) status {
 	}
 	(*props)[string(path)] = bytes.Clone(val)
 	return statusOK
+}
+
+// routeMetadata appends the route metadata at path (segments separated by NUL) as Envoy
+// serializes it: with no path, the envoy.config.core.v3.Metadata message (protobuf,
+// filter_metadata in field 1, namespaces in order); filter_metadata NS is that
+// namespace's google.protobuf.Struct; a key in it and further keys of nested structs
+// reach a value: a string raw, a number as an 8-byte little-endian double, a boolean as
+// one byte, a struct or list as its protobuf message, null as nothing.
+func routeMetadata(dst []byte, md map[string]*structpb.Struct, path []byte) ([]byte, bool) {
+	if len(md) == 0 {
+		return nil, false
+	}
+	if len(path) == 0 {
+		names := make([]string, 0, len(md))
+		for ns := range md {
+			names = append(names, ns)
+		}
+		slices.Sort(names)
+		for _, ns := range names {
+			st, err := proto.MarshalOptions{Deterministic: true}.Marshal(md[ns])
+			if err != nil {
+				return nil, false
+			}
+			var entry []byte
+			entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+			entry = protowire.AppendString(entry, ns)
+			entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+			entry = protowire.AppendBytes(entry, st)
+			dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+			dst = protowire.AppendBytes(dst, entry)
+		}
+		return dst, true
+	}
+	seg, rest, _ := bytes.Cut(path, []byte{0})
+	if string(seg) != "filter_metadata" || len(rest) == 0 {
+		return nil, false
+	}
+	seg, rest, _ = bytes.Cut(rest, []byte{0})
+	st := md[string(seg)]
+	if st == nil {
+		return nil, false
+	}
+	v := structpb.NewStructValue(st)
+	for len(rest) > 0 {
+		seg, rest, _ = bytes.Cut(rest, []byte{0})
+		s := v.GetStructValue()
+		if s == nil {
+			return nil, false
+		}
+		if v = s.Fields[string(seg)]; v == nil {
+			return nil, false
+		}
+	}
+	switch k := v.Kind.(type) {
+	case *structpb.Value_StringValue:
+		return append(dst, k.StringValue...), true
+	case *structpb.Value_NumberValue:
+		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(k.NumberValue)), true
+	case *structpb.Value_BoolValue:
+		if k.BoolValue {
+			return append(dst, 1), true
+		}
+		return append(dst, 0), true
+	case *structpb.Value_NullValue:
+		return dst, true
+	case *structpb.Value_StructValue:
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(k.StructValue)
+		return append(dst, b...), err == nil
+	case *structpb.Value_ListValue:
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(k.ListValue)
+		return append(dst, b...), err == nil
+	}
+	return nil, false
 }

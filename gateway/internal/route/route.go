@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
@@ -37,6 +39,8 @@ type Route struct {
 	methods     []string
 	headers     []headerMatcher
 	query       []queryMatcher
+
+	Metadata map[string]*structpb.Struct // filter metadata by namespace, for the route_metadata property
 
 	Filters      []*filterchain.Filter // in declared order
 	AcquireOrder []int                 // indexes of Filters, by name: the order instances are taken in
@@ -163,6 +167,14 @@ func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters ma
 		r.UpgradeIdle = u.IdleTimeout
 	}
 	r.setHosts(rc.Match.Hosts)
+	if md, _ := rc.MetadataMap(); md != nil { // checked by config
+		r.Metadata = make(map[string]*structpb.Struct, len(md))
+		for ns, m := range md {
+			if st, err := structpb.NewStruct(m); err == nil {
+				r.Metadata[ns] = st
+			}
+		}
+	}
 	if rc.Match.PathRegex != "" {
 		r.pathRe = regexp.MustCompile(anchor(rc.Match.PathRegex))
 	}

@@ -332,7 +332,7 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		}
 		rt = again
 		x.Route = rt
-		c.SetInfo(func(i *proxywasm.StreamInfo) { i.RouteName = rt.Name })
+		c.SetInfo(func(i *proxywasm.StreamInfo) { i.RouteName, i.RouteMetadata = rt.Name, rt.Metadata })
 		if round == maxRouteRounds {
 			break
 		}
@@ -368,6 +368,7 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 		Scheme:        h.L.Scheme,
 		SourceAddress: r.RemoteAddr,
 		RouteName:     rt.Name,
+		RouteMetadata: rt.Metadata,
 	}
 	if h.L.TLS && r.TLS != nil {
 		info.MTLS = len(r.TLS.PeerCertificates) > 0

@@ -1,0 +1,44 @@
+// Command metadata is a test filter on the upstream proxy-wasm-go-sdk that reads its
+// route's metadata as filters written for Envoy do, through properties, and tells the
+// backend what it read: x-team (xds.route_metadata.filter_metadata.plexus.team, a string),
+// x-weight (route_metadata...weight, a double), x-canary (...canary, a boolean) and x-md
+// (the whole xds.route_metadata message, base64).
+package main
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"math"
+	"strconv"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetPluginContext(func(uint32) types.PluginContext { return &plugin{} })
+}
+
+type plugin struct{ types.DefaultPluginContext }
+
+func (*plugin) NewHttpContext(uint32) types.HttpContext { return &stream{} }
+
+type stream struct{ types.DefaultHttpContext }
+
+func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
+	if v, err := proxywasm.GetProperty([]string{"xds", "route_metadata", "filter_metadata", "plexus", "team"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-team", string(v))
+	}
+	if v, err := proxywasm.GetProperty([]string{"route_metadata", "filter_metadata", "plexus", "weight"}); err == nil && len(v) == 8 {
+		proxywasm.AddHttpRequestHeader("x-weight", strconv.FormatFloat(math.Float64frombits(binary.LittleEndian.Uint64(v)), 'g', -1, 64))
+	}
+	if v, err := proxywasm.GetProperty([]string{"route_metadata", "filter_metadata", "plexus", "canary"}); err == nil && len(v) == 1 {
+		proxywasm.AddHttpRequestHeader("x-canary", strconv.FormatBool(v[0] == 1))
+	}
+	if v, err := proxywasm.GetProperty([]string{"xds", "route_metadata"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-md", base64.StdEncoding.EncodeToString(v))
+	}
+	return types.ActionContinue
+}
