@@ -80,17 +80,21 @@ func envoyDeclareProperty(c Caller, args []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: declare_property: name %q, type %d, span %d", ErrBadArgument, name, d.kind, d.span)
 	}
 	c.i.p.declared.LoadOrStore(name, d)
+	c.i.p.anyDeclared.Store(true)
 	return nil, nil
 }
 
 // readonlySet reports whether setting the property at path would set a readonly declared
 // property that props has already.
-func (p *Plugin) readonlySet(path string, props map[string][]byte) bool {
-	v, ok := p.declared.Load(path)
+func (p *Plugin) readonlySet(path []byte, props map[string][]byte) bool {
+	if !p.anyDeclared.Load() {
+		return false
+	}
+	v, ok := p.declared.Load(string(path))
 	if !ok || !v.(declaredProperty).readonly {
 		return false
 	}
-	_, set := props[path]
+	_, set := props[string(path)]
 	return set
 }
 

@@ -341,7 +341,7 @@ func hostSetProperty(i *instance, s []uint64) status {
 	if st := i.stream(); st != nil {
 		props, acct = &st.props, &i.sProps
 	}
-	if i.p.readonlySet(string(path), *props) {
+	if i.p.readonlySet(path, *props) {
 		return statusBadArgument // a readonly declared property is set once (declare_property)
 	}
 	delta := int64(len(path)+len(val)) + HostEntryBytes

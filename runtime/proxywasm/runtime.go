@@ -227,7 +227,8 @@ type Plugin struct {
 
 	failures [int(FailNoInstance) + 1]atomic.Int64
 
-	declared sync.Map // property path (string) -> declaredProperty, by declare_property
+	declared    sync.Map    // property path (string) -> declaredProperty, by declare_property
+	anyDeclared atomic.Bool // declared holds something: set_property looks there only then
 
 	mu        sync.Mutex
 	live      map[*instance]struct{}
