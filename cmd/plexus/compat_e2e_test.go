@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -349,14 +350,16 @@ routes: [{name: app, match: {path_prefix: /}, filters: [emitter], backend: app}]
 // TestRouteMetadata: a route's metadata reaches a filter on the upstream Go SDK through
 // the route_metadata and xds.route_metadata properties, encoded as Envoy encodes them: a
 // string raw, a number as a double, a boolean as a byte, and the whole as the
-// envoy.config.core.v3.Metadata message.
+// envoy.config.core.v3.Metadata message; and connection.requested_server_name is the SNI.
 func TestRouteMetadata(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
 	mod := wasmbuild.Go(t, "conformance/filters/go/metadata")
-	g := startGateway(t, fmt.Sprintf(`
+	dir := t.TempDir()
+	cert := newTestCert(t, dir)
+	g := startGatewayIn(t, dir, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
-listeners: [{name: web, address: 127.0.0.1:0}]
+listeners: [{name: secure, address: 127.0.0.1:0, tls: {cert: cert.pem, key: key.pem}}]
 backends: [{name: app, endpoints: [%s]}]
 filters: [{name: metadata, module: "file:%s"}]
 routes:
@@ -366,9 +369,12 @@ routes:
     backend: app
     metadata: {plexus: {team: payments, weight: 2.5, canary: true}, other: {x: [1, 2]}}
 `, app.addr, mod))
-	_, body := get(t, h1Client(), g.url("web", "/"))
+	tc := cert.clientTLS()
+	tc.ServerName = "localhost"
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 30 * time.Second}
+	_, body := get(t, c, "https://"+g.addr("secure")+"/")
 	e := decodeEcho(t, body)
-	for k, want := range map[string]string{"X-Team": "payments", "X-Weight": "2.5", "X-Canary": "true"} {
+	for k, want := range map[string]string{"X-Team": "payments", "X-Weight": "2.5", "X-Canary": "true", "X-Sni": "localhost"} {
 		if got := e.Header.Get(k); got != want {
 			t.Errorf("%s: %q, want %q", k, got, want)
 		}

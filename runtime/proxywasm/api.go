@@ -76,6 +76,7 @@ type StreamInfo struct {
 	DestAddress     string                      // "ip:port" of the listener
 	MTLS            bool                        // connection.mtls
 	TLSVersion      string                      // connection.tls_version, "" without TLS
+	ServerName      string                      // connection.requested_server_name: the SNI the client sent, "" without
 	RouteName       string                      // route_name
 	RouteMetadata   map[string]*structpb.Struct // route_metadata, xds.route_metadata: filter metadata by namespace
 	ClusterName     string                      // cluster_name: the backend

@@ -190,6 +190,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return append(dst, 0), true
 		case "tls_version":
 			return str(info.TLSVersion)
+		case "requested_server_name":
+			return str(info.ServerName)
 		}
 	}
 	return nil, false

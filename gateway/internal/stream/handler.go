@@ -373,6 +373,7 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 	if h.L.TLS && r.TLS != nil {
 		info.MTLS = len(r.TLS.PeerCertificates) > 0
 		info.TLSVersion = tlsVersionName(r.TLS.Version)
+		info.ServerName = r.TLS.ServerName
 	}
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		info.DestAddress = h.addrString(a)

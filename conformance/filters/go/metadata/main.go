@@ -2,7 +2,8 @@
 // route's metadata as filters written for Envoy do, through properties, and tells the
 // backend what it read: x-team (xds.route_metadata.filter_metadata.plexus.team, a string),
 // x-weight (route_metadata...weight, a double), x-canary (...canary, a boolean) and x-md
-// (the whole xds.route_metadata message, base64).
+// (the whole xds.route_metadata message, base64); and x-sni, the TLS server name the
+// client asked for (connection.requested_server_name).
 package main
 
 import (
@@ -36,6 +37,9 @@ func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	if v, err := proxywasm.GetProperty([]string{"route_metadata", "filter_metadata", "plexus", "canary"}); err == nil && len(v) == 1 {
 		proxywasm.AddHttpRequestHeader("x-canary", strconv.FormatBool(v[0] == 1))
+	}
+	if v, err := proxywasm.GetProperty([]string{"connection", "requested_server_name"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-sni", string(v))
 	}
 	if v, err := proxywasm.GetProperty([]string{"xds", "route_metadata"}); err == nil {
 		proxywasm.AddHttpRequestHeader("x-md", base64.StdEncoding.EncodeToString(v))
