@@ -308,9 +308,14 @@ routes:
 			t.Errorf("no UO line for the request the circuit breaker turned away: %v", byPath["/slow"])
 		}
 
-		// The text sink takes 5xx only, as Envoy's default line.
-		data, _ := os.ReadFile(textLog)
-		text := strings.TrimSpace(string(data))
+		// The text sink takes 5xx only, as Envoy's default line. It flushes on its own
+		// timer: the JSON lines being there says nothing of it.
+		var text string
+		testutil.Eventually(t, "4 lines in the text access log", func() bool {
+			data, _ := os.ReadFile(textLog)
+			text = strings.TrimSpace(string(data))
+			return strings.Count(text, "\n") >= 3
+		})
 		envoyLine := regexp.MustCompile(`^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET (\S+) HTTP/1\.1" (\d+) (\S+) \d+ \d+ \d+ \S+ "[^"]*" "[^"]*" "[^"]*" "[^"]*" "[^"]*"$`)
 		got := map[string]string{}
 		for _, line := range strings.Split(text, "\n") {
