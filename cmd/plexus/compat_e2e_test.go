@@ -350,10 +350,18 @@ routes: [{name: app, match: {path_prefix: /}, filters: [emitter], backend: app}]
 // TestRouteMetadata: a route's metadata reaches a filter on the upstream Go SDK through
 // the route_metadata and xds.route_metadata properties, encoded as Envoy encodes them: a
 // string raw, a number as a double, a boolean as a byte, and the whole as the
-// envoy.config.core.v3.Metadata message; and connection.requested_server_name is the SNI.
+// envoy.config.core.v3.Metadata message; and connection.requested_server_name is the SNI,
+// response.grpc_status a gRPC answer's status.
 func TestRouteMetadata(t *testing.T) {
 	t.Parallel()
-	app := startBackend(t, echo("app"))
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/grpc" { // a trailers-only gRPC answer: the status in the headers
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Grpc-Status", "7")
+			return
+		}
+		echo("app").ServeHTTP(w, r)
+	}))
 	mod := wasmbuild.Go(t, "conformance/filters/go/metadata")
 	dir := t.TempDir()
 	cert := newTestCert(t, dir)
@@ -372,6 +380,9 @@ routes:
 	tc := cert.clientTLS()
 	tc.ServerName = "localhost"
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 30 * time.Second}
+	if resp, _ := get(t, c, "https://"+g.addr("secure")+"/grpc"); resp.Header.Get("X-Grpc-Status") != "7" {
+		t.Errorf("response.grpc_status of a trailers-only answer with grpc-status 7: %q", resp.Header.Get("X-Grpc-Status"))
+	}
 	_, body := get(t, c, "https://"+g.addr("secure")+"/")
 	e := decodeEcho(t, body)
 	for k, want := range map[string]string{"X-Team": "payments", "X-Weight": "2.5", "X-Canary": "true", "X-Sni": "localhost"} {

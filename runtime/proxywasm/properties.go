@@ -164,6 +164,19 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			return num(info.ResponseSize)
+		case "grpc_status":
+			// From the trailers, or the headers of a trailers-only response, as Envoy.
+			for _, h := range []*Headers{s.respTrailers, s.respHeaders} {
+				if h == nil {
+					continue
+				}
+				if v, ok := h.get("grpc-status"); ok {
+					if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+						return num(n)
+					}
+				}
+			}
+			return nil, false
 		case "headers":
 			if s.respHeaders == nil {
 				return nil, false

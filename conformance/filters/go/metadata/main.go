@@ -3,7 +3,8 @@
 // backend what it read: x-team (xds.route_metadata.filter_metadata.plexus.team, a string),
 // x-weight (route_metadata...weight, a double), x-canary (...canary, a boolean) and x-md
 // (the whole xds.route_metadata message, base64); and x-sni, the TLS server name the
-// client asked for (connection.requested_server_name).
+// client asked for (connection.requested_server_name). On the response it sets
+// x-grpc-status from response.grpc_status.
 package main
 
 import (
@@ -27,6 +28,13 @@ type plugin struct{ types.DefaultPluginContext }
 func (*plugin) NewHttpContext(uint32) types.HttpContext { return &stream{} }
 
 type stream struct{ types.DefaultHttpContext }
+
+func (*stream) OnHttpResponseHeaders(int, bool) types.Action {
+	if v, err := proxywasm.GetProperty([]string{"response", "grpc_status"}); err == nil && len(v) == 8 {
+		proxywasm.AddHttpResponseHeader("x-grpc-status", strconv.FormatInt(int64(binary.LittleEndian.Uint64(v)), 10))
+	}
+	return types.ActionContinue
+}
 
 func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
 	if v, err := proxywasm.GetProperty([]string{"xds", "route_metadata", "filter_metadata", "plexus", "team"}); err == nil {
