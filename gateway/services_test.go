@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,11 +55,7 @@ func (l *lockedBuffer) String() string {
 // and shared_data: redis falls back to the process's shared data, saying so.
 func TestServicesInProcess(t *testing.T) {
 	be := newRecordingBackend(t)
-	dir := t.TempDir()
-	garbage := filepath.Join(dir, "garbage.wasm")
-	if err := os.WriteFile(garbage, wasmbuild.WAT(t, garbageWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	garbage := wasmbuild.WATPath(t, garbageWAT)
 	var logs lockedBuffer
 	_, addrs := startGatewayWith(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}

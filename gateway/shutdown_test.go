@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,10 +32,7 @@ var lingerWAT = wasmbuild.WATFilter(`  (import "env" "proxy_log" (func $log (par
 // listener's drain timeout cut their connections.
 func TestShutdownWaitsForHandlers(t *testing.T) {
 	be := newRecordingBackend(t)
-	linger := filepath.Join(t.TempDir(), "linger.wasm")
-	if err := os.WriteFile(linger, wasmbuild.WAT(t, lingerWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	linger := wasmbuild.WATPath(t, lingerWAT)
 	logs := &lockedBuffer{}
 	g, addrs := startGatewayWith(t, `
 admin: {address: 127.0.0.1:0}

@@ -68,10 +68,7 @@ func TestTelemetryEdges(t *testing.T) {
 	t.Cleanup(cut.Close)
 
 	dir := t.TempDir()
-	wasm := filepath.Join(dir, "method.wasm")
-	if err := os.WriteFile(wasm, wasmbuild.WAT(t, methodWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	wasm := wasmbuild.WATPath(t, methodWAT)
 	logFile := filepath.Join(dir, "access.log")
 	_, addrs := startGatewayWith(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
@@ -194,11 +191,7 @@ const reservedWAT = `(module
 // A filter's metric named like one of plexus's own goes under wasmcustom., and plexus's
 // series stay its own.
 func TestFilterMetricUnderReservedName(t *testing.T) {
-	dir := t.TempDir()
-	wasm := filepath.Join(dir, "reserved.wasm")
-	if err := os.WriteFile(wasm, wasmbuild.WAT(t, reservedWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	wasm := wasmbuild.WATPath(t, reservedWAT)
 	_, addrs := startGatewayWith(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]

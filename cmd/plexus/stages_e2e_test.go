@@ -13,8 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -131,11 +129,7 @@ var pauseWAT = wasmbuild.WATFilter(``, `  (func (export "proxy_on_request_header
 func TestRouteTimeoutInFilter(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
-	dir := t.TempDir()
-	pause := filepath.Join(dir, "pause.wasm")
-	if err := os.WriteFile(pause, wasmbuild.WAT(t, pauseWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pause := wasmbuild.WATPath(t, pauseWAT)
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
@@ -201,11 +195,7 @@ routes: [{name: app, match: {path_prefix: /}, backend: app, timeout: 60s}]
 func TestFilterWaitersBounded(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
-	dir := t.TempDir()
-	pause := filepath.Join(dir, "pause.wasm")
-	if err := os.WriteFile(pause, wasmbuild.WAT(t, pauseWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pause := wasmbuild.WATPath(t, pauseWAT)
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
@@ -282,14 +272,7 @@ var sleepWAT = wasmbuild.WATFilter(`  (import "wasi_snapshot_preview1" "poll_one
 func TestGuestHostLimits(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
-	dir := t.TempDir()
-	greedy, sleep := filepath.Join(dir, "greedy.wasm"), filepath.Join(dir, "sleep.wasm")
-	if err := os.WriteFile(greedy, wasmbuild.WAT(t, greedyWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(sleep, wasmbuild.WAT(t, sleepWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	greedy, sleep := wasmbuild.WATPath(t, greedyWAT), wasmbuild.WATPath(t, sleepWAT)
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
@@ -388,10 +371,7 @@ func TestSlowBackendSharedFilter(t *testing.T) {
 		<-release
 	}))
 	fast := startBackend(t, echo("fast"))
-	pass := filepath.Join(t.TempDir(), "pass.wasm")
-	if err := os.WriteFile(pass, wasmbuild.WAT(t, passWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pass := wasmbuild.WATPath(t, passWAT)
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
@@ -442,24 +422,18 @@ func headerWAT(key, value string) string {
 func TestRouteChangeRunsFilters(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
-	dir := t.TempDir()
-	mods := map[string]string{"move": headerWAT(":path", "/admin/x"), "guard": headerWAT("x-guarded", "yes")}
-	for name, src := range mods {
-		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasmbuild.WAT(t, src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	move, guard := wasmbuild.WATPath(t, headerWAT(":path", "/admin/x")), wasmbuild.WATPath(t, headerWAT("x-guarded", "yes"))
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
 backends: [{name: app, endpoints: [%s]}]
 filters:
-  - {name: move, module: "file:%s/move.wasm"}
-  - {name: guard, module: "file:%s/guard.wasm"}
+  - {name: move, module: "file:%s"}
+  - {name: guard, module: "file:%s"}
 routes:
   - {name: admin, match: {path_prefix: /admin}, filters: [guard], backend: app}
   - {name: public, match: {path_prefix: /public}, filters: [move], backend: app}
-`, app.addr, dir, dir))
+`, app.addr, move, guard))
 	resp, body := get(t, h1Client(), g.url("web", "/public/y"))
 	var e echoed
 	if err := json.Unmarshal([]byte(body), &e); resp.StatusCode != http.StatusOK || err != nil {
@@ -504,10 +478,7 @@ func bodyFailureAfterEarlyResponse(t *testing.T, c *http.Client) {
 		}
 		w.Write([]byte("and done"))
 	}))
-	trap := filepath.Join(t.TempDir(), "trap.wasm")
-	if err := os.WriteFile(trap, wasmbuild.WAT(t, bodyTrapWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	trap := wasmbuild.WATPath(t, bodyTrapWAT)
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
@@ -583,12 +554,8 @@ var holdWAT = wasmbuild.WATFilter(`  (import "env" "proxy_get_buffer_bytes" (fun
 func TestPauseHeadersResumeFromBody(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
+	hold, tag := wasmbuild.WATPath(t, holdWAT), wasmbuild.WATPath(t, headerWAT("x-after", "yes"))
 	dir := t.TempDir()
-	for name, src := range map[string]string{"hold": holdWAT, "tag": headerWAT("x-after", "yes")} {
-		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasmbuild.WAT(t, src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cert := newTestCert(t, dir)
 	g := startGatewayIn(t, dir, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
@@ -597,11 +564,11 @@ listeners:
   - {name: secure, address: 127.0.0.1:0, protocols: [http1, h2, h3], tls: {cert: cert.pem, key: key.pem}}
 backends: [{name: app, endpoints: [%s]}]
 filters:
-  - {name: hold, module: "file:%s/hold.wasm"}
-  - {name: tag, module: "file:%s/tag.wasm"}
+  - {name: hold, module: "file:%s"}
+  - {name: tag, module: "file:%s"}
 routes:
   - {name: held, match: {path_prefix: /}, filters: [hold, tag], backend: app, timeout: 10s}
-`, app.addr, dir, dir))
+`, app.addr, hold, tag))
 	plain, secure := "http://"+g.addr("web"), "https://"+g.addr("secure")
 	for _, tc := range []struct {
 		name, base string
@@ -676,10 +643,7 @@ func TestPausedHeadersResumeWhileBodyStalls(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		w.Write(body)
 	}))
-	tick := filepath.Join(t.TempDir(), "tick.wasm")
-	if err := os.WriteFile(tick, wasmbuild.WAT(t, tickResumeWAT), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tick := wasmbuild.WATPath(t, tickResumeWAT)
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]

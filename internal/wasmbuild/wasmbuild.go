@@ -289,9 +289,20 @@ func WATFilter(imports, fields string) string {
 // WAT assembles WAT source text and returns the module bytes.
 func WAT(t testing.TB, src string) []byte {
 	t.Helper()
+	b, err := os.ReadFile(WATPath(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// WATPath assembles WAT source text and returns the .wasm path, in the build cache (named
+// by the source's hash, so it never changes under a reader): for a config's file: module.
+func WATPath(t testing.TB, src string) string {
+	t.Helper()
 	sum := sha256.Sum256([]byte(src))
 	out := filepath.Join(CacheDir(), "wat-"+hex.EncodeToString(sum[:8])+".wasm")
-	path := build(t, out, out, func(tmp string) error {
+	return build(t, out, out, func(tmp string) error {
 		in := tmp + ".wat"
 		defer os.Remove(in)
 		if err := os.WriteFile(in, []byte(src), 0o644); err != nil {
@@ -299,11 +310,6 @@ func WAT(t testing.TB, src string) []byte {
 		}
 		return wat2wasm(in, tmp)
 	})
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // WATFile assembles a .wat file (relative to the module root, like
