@@ -43,7 +43,11 @@ func benchBackend(b *testing.B) string {
 func hammer(b *testing.B, url string) {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
-	client := &http.Client{Transport: &http.Transport{Protocols: p, MaxIdleConnsPerHost: 64}}
+	hammerWith(b, &http.Client{Transport: &http.Transport{Protocols: p, MaxIdleConnsPerHost: 64}}, url)
+}
+
+// hammerWith is hammer with the given client.
+func hammerWith(b *testing.B, client *http.Client, url string) {
 	b.ReportAllocs()
 	b.SetParallelism(8)
 	// CPU time of the whole process (client, gateway and backend) per request: the client

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"io"
 	"net/http"
 	"testing"
 
@@ -23,25 +22,5 @@ routes: [{name: app, match: {path_prefix: /}, backend: app}]
 `, gateway.Options{})
 	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
-	client := &http.Client{Transport: &http.Transport{Protocols: p}}
-	url := "http://" + gw["web"] + "/"
-	b.ReportAllocs()
-	b.SetParallelism(8)
-	cpu0 := processCPU()
-	defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N)/1e3, "cpu-µs/op") }()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Get(url)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
-	})
+	hammerWith(b, &http.Client{Transport: &http.Transport{Protocols: p}}, "http://"+gw["web"]+"/")
 }
