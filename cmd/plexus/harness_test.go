@@ -7,17 +7,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -318,37 +312,14 @@ type testCert struct {
 
 func newTestCert(t *testing.T, dir string) *testCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "plexus test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	c := &testCert{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	os.WriteFile(c.certFile, certPEM, 0o644)
-	os.WriteFile(c.keyFile, keyPEM, 0o600)
-	if c.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+	w := testutil.WriteCert(t, dir)
+	c := &testCert{certFile: w.CertFile, keyFile: w.KeyFile}
+	var err error
+	if c.pair, err = tls.X509KeyPair(w.CertPEM, w.KeyPEM); err != nil {
 		t.Fatal(err)
 	}
 	c.pool = x509.NewCertPool()
-	c.pool.AppendCertsFromPEM(certPEM)
+	c.pool.AppendCertsFromPEM(w.CertPEM)
 	return c
 }
 
