@@ -23,8 +23,7 @@ func LocalReply(x *Exchange, status int, cause string) {
 		x.chain = nil
 		lr := &proxywasm.LocalResponse{Status: status, Body: []byte(cause + "\n"), GRPCStatus: -1, Headers: []proxywasm.Field{
 			{Key: HeaderError, Value: cause}, {Key: "Content-Type", Value: "text/plain; charset=utf-8"}}}
-		status, body := c.Render(c.RouteReply(lr), x.Header())
-		Answer(x, x.Route, status, body)
+		WriteReply(x, x.Route, c, c.RouteReply(lr))
 		return
 	}
 	hdr := x.Header()
