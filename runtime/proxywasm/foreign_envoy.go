@@ -31,16 +31,14 @@ func (r *Runtime) registerEnvoyForeign() {
 	r.RegisterForeignFunction("declare_property", envoyDeclareProperty)
 }
 
-// declaredProperty is a property declared with declare_property.
-type declaredProperty struct {
-	readonly bool
-	kind     uint64 // Envoy's WasmType: 0 bytes, 1 string, 2 flatbuffers, 3 protobuf
-	span     uint64 // Envoy's LifeSpan: 0 filter chain, 1 downstream request, 2 connection
-}
-
+// envoyDeclareProperty records name -> readonly in the plugin's declared. The type (Envoy's
+// WasmType: 0 bytes, 1 string, 2 flatbuffers, 3 protobuf) and span (LifeSpan: 0 filter
+// chain, 1 downstream request, 2 connection) are checked, not kept: a value is the bytes
+// the filter set, and lives as long as the request.
 func envoyDeclareProperty(c Caller, args []byte) ([]byte, error) {
 	var name string
-	var d declaredProperty
+	var readonly bool
+	var kind, span uint64
 	for len(args) > 0 {
 		num, typ, n := protowire.ConsumeTag(args)
 		if n < 0 {
@@ -61,11 +59,11 @@ func envoyDeclareProperty(c Caller, args []byte) ([]byte, error) {
 			}
 			switch num {
 			case 2:
-				d.readonly = v != 0
+				readonly = v != 0
 			case 3:
-				d.kind = v
+				kind = v
 			case 5:
-				d.span = v
+				span = v
 			}
 			n = m
 		default: // the schema, and fields a later Envoy may add
@@ -76,10 +74,10 @@ func envoyDeclareProperty(c Caller, args []byte) ([]byte, error) {
 		}
 		args = args[n:]
 	}
-	if name == "" || d.kind > 3 || d.span > 2 {
-		return nil, fmt.Errorf("%w: declare_property: name %q, type %d, span %d", ErrBadArgument, name, d.kind, d.span)
+	if name == "" || kind > 3 || span > 2 {
+		return nil, fmt.Errorf("%w: declare_property: name %q, type %d, span %d", ErrBadArgument, name, kind, span)
 	}
-	c.i.p.declared.LoadOrStore(name, d)
+	c.i.p.declared.LoadOrStore(name, readonly)
 	c.i.p.anyDeclared.Store(true)
 	return nil, nil
 }
@@ -91,7 +89,7 @@ func (p *Plugin) readonlySet(path []byte, props map[string][]byte) bool {
 		return false
 	}
 	v, ok := p.declared.Load(string(path))
-	if !ok || !v.(declaredProperty).readonly {
+	if !ok || !v.(bool) {
 		return false
 	}
 	_, set := props[string(path)]

@@ -227,7 +227,7 @@ type Plugin struct {
 
 	failures [int(FailNoInstance) + 1]atomic.Int64
 
-	declared    sync.Map    // property path (string) -> declaredProperty, by declare_property
+	declared    sync.Map    // property path (string) -> readonly (bool), by declare_property
 	anyDeclared atomic.Bool // declared holds something: set_property looks there only then
 
 	mu        sync.Mutex
