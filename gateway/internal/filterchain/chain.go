@@ -337,9 +337,7 @@ func (c *Chain) Extend(fs []*Filter, r *http.Request, endOfStream bool) (bool, e
 	h := requestFields(&c.reqHdr, c.reqBuf[:], r)
 	var p *Pipe
 	if !endOfStream {
-		c.mu.Lock()
 		p = c.requestPipe()
-		c.mu.Unlock()
 	}
 	err := c.phase(PhaseRequestHeaders, false, from, p, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)
@@ -399,9 +397,7 @@ func (c *Chain) RequestHeaders(r *http.Request, endOfStream bool) error {
 	n := len(h.Fields)
 	var p *Pipe
 	if !endOfStream {
-		c.mu.Lock()
 		p = c.requestPipe()
-		c.mu.Unlock()
 	}
 	if err := c.phase(PhaseRequestHeaders, false, 0, p, func(s *proxywasm.Stream) (proxywasm.Action, error) {
 		return s.OnRequestHeaders(h, endOfStream)

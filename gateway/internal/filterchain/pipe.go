@@ -48,6 +48,8 @@ func (c *Chain) Pipe(response bool) Pipe {
 // requestPipe is the request body's pipe, with a buffer for every filter the chain has now
 // (Extend adds some).
 func (c *Chain) requestPipe() *Pipe {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.reqPipe == nil {
 		p := c.Pipe(false)
 		p.src = source{r: c.reqSrc}
@@ -292,10 +294,7 @@ func (s *source) read(buf []byte) ([]byte, error) {
 // RequestBody is the request body (Options.Body) as the filters let it through on its way
 // upstream. The upstream client pulls it, perhaps from its own goroutine.
 func (c *Chain) RequestBody(r *http.Request) io.ReadCloser {
-	c.mu.Lock()
-	p := c.requestPipe()
-	c.mu.Unlock()
-	return &filteredBody{c: c, src: c.reqSrc, r: r, pipe: p}
+	return &filteredBody{c: c, src: c.reqSrc, r: r, pipe: c.requestPipe()}
 }
 
 type filteredBody struct {
