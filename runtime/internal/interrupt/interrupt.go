@@ -25,6 +25,10 @@
 // reach it, is exported as StartExport instead, for the host to call once the instance
 // exists, before anything else, with the global in reach.
 //
+// The module's own globals are exported too, each as GlobalExport followed by its index
+// in the global index space, so that the host can read an instance's whole state (its
+// memory and its globals) and copy it into another instance of the same module.
+//
 // The binary format is the one of the WebAssembly core specification (sections 5.4 and 5.5),
 // with the instructions of the proposals wazero 1.12 runs (SIMD, bulk memory, reference
 // types, tail calls, threads, exceptions). A module using an instruction this package does
@@ -37,6 +41,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 const (
@@ -44,6 +49,9 @@ const (
 	Export = "plexus.interrupt"
 	// StartExport names the module's start function, when it had one.
 	StartExport = "plexus.start"
+	// GlobalExport, followed by a global's index in decimal, names each of the module's
+	// own globals (not those it imports, nor the two Instrument adds).
+	GlobalExport = "plexus.global."
 	// Period is how many checks run between two exits to Go.
 	Period = 4096
 )
@@ -135,6 +143,7 @@ func Instrument(wasm []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the module has no memory (memory.grow is how its checks leave native code)", ErrUnsupported)
 	}
 	flag := importedGlobals + globals // and the countdown is flag+1
+	own := globalRange{first: importedGlobals, n: globals}
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/16+64)
 	out = append(out, wasm[:8]...)
@@ -146,14 +155,14 @@ func Instrument(wasm []byte) ([]byte, error) {
 			for _, id := range []byte{secGlobal, secExport} {
 				if !emitted[id] && order[id] < order[s.id] {
 					emitted[id] = true
-					out = appendSection(out, id, extend(id, nil, flag, start))
+					out = appendSection(out, id, extend(id, nil, own, start))
 				}
 			}
 		}
 		switch s.id {
 		case secGlobal, secExport:
 			emitted[s.id] = true
-			out = appendSection(out, s.id, extend(s.id, s.body, flag, start))
+			out = appendSection(out, s.id, extend(s.id, s.body, own, start))
 		case secStart:
 			// Exported instead (StartExport).
 		case secCode:
@@ -181,14 +190,19 @@ func Instrument(wasm []byte) ([]byte, error) {
 	// A module whose sections all come before the global and export sections.
 	for _, id := range []byte{secGlobal, secExport} {
 		if !emitted[id] {
-			out = appendSection(out, id, extend(id, nil, flag, start))
+			out = appendSection(out, id, extend(id, nil, own, start))
 		}
 	}
 	return out, nil
 }
 
+// globalRange is the module's own globals in the global index space: first, first+1, ...,
+// first+n-1. The interrupt flag comes right after them.
+type globalRange struct{ first, n uint32 }
+
 // extend returns the global or export section body with the interrupt's entries added.
-func extend(id byte, body []byte, flag uint32, start int) []byte {
+func extend(id byte, body []byte, own globalRange, start int) []byte {
+	flag := own.first + own.n
 	var count uint32
 	rest := []byte(nil)
 	if len(body) > 0 {
@@ -213,6 +227,12 @@ func extend(id byte, body []byte, flag uint32, start int) []byte {
 			add = appendName(add, StartExport)
 			add = append(add, externFunc)
 			add = binary.AppendUvarint(add, uint64(start))
+		}
+		for g := own.first; g < flag; g++ {
+			count++
+			add = appendName(add, GlobalExport+strconv.FormatUint(uint64(g), 10))
+			add = append(add, externGlobal)
+			add = binary.AppendUvarint(add, uint64(g))
 		}
 	}
 	b := binary.AppendUvarint(make([]byte, 0, len(body)+len(add)+5), uint64(count))
@@ -257,7 +277,7 @@ func checkExportNames(body []byte) error {
 		if err != nil {
 			return fmt.Errorf("interrupt: export section: %w", err)
 		}
-		if string(nm) == Export || string(nm) == StartExport {
+		if string(nm) == Export || string(nm) == StartExport || bytes.HasPrefix(nm, []byte(GlobalExport)) {
 			return fmt.Errorf("%w: the module already exports %q", ErrUnsupported, nm)
 		}
 		p = n + 1 // the kind

@@ -152,6 +152,40 @@ func TestInstrumentKeepsBehaviour(t *testing.T) {
 	}
 }
 
+// TestInstrumentExportsGlobals reads an instance's globals through the exports Instrument
+// adds and copies them into a second instance, which then behaves as the first: what the
+// host needs to clone an instance after its start.
+func TestInstrumentExportsGlobals(t *testing.T) {
+	out, err := Instrument(wasmbuild.WAT(t, kitchenSink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRuntime(t)
+	a, b := instantiate(t, r, out), instantiate(t, r, out)
+	call(t, a, StartExport)
+	// Index 0 is the imported global: the module's own are 1 ($started) and 2 ($g64).
+	if g := a.ExportedGlobal(GlobalExport + "0"); g != nil {
+		t.Fatalf("the imported global is exported as %s0", GlobalExport)
+	}
+	if g := a.ExportedGlobal(GlobalExport + "3"); g != nil {
+		t.Fatalf("the interrupt's own global is exported as %s3", GlobalExport)
+	}
+	for _, n := range []string{"1", "2"} {
+		ga, okA := a.ExportedGlobal(GlobalExport + n).(api.MutableGlobal)
+		gb, okB := b.ExportedGlobal(GlobalExport + n).(api.MutableGlobal)
+		if !okA || !okB {
+			t.Fatalf("global %s%s: %v, want a mutable global", GlobalExport, n, a.ExportedGlobal(GlobalExport+n))
+		}
+		gb.Set(ga.Get())
+	}
+	if got := call(t, b, "started"); got != 42 {
+		t.Errorf("started = %d in the copy, want 42, as in the instance it was copied from", got)
+	}
+	if got, want := call(t, b, "wide"), call(t, a, "wide"); got != want {
+		t.Errorf("wide = %d in the copy, want %d", got, want)
+	}
+}
+
 // TestInstrumentStopsRunaways sets the global from another goroutine, as the watchdog does,
 // while the guest runs a loop that never ends, and a recursion that would take 2^60 calls
 // and never loops. Meanwhile the test collects garbage: a stop-the-world must not wait
