@@ -424,3 +424,98 @@ routes:
 		t.Errorf("filter_metadata.other: %v", o)
 	}
 }
+
+// TestSharedVM: filters that share a vm_id and a module share one VM, as in Envoy: a
+// filter on the upstream Go SDK sees one proxy_on_vm_start, however many instances its
+// two plugins' pools grow to, and what it left in the VM (a Go variable) is in every
+// instance; each plugin has a root context id of its own, ticks once per period (not once
+// per instance), and a plugin a reload adds joins the VM that runs, without starting it
+// again.
+func TestSharedVM(t *testing.T) {
+	t.Parallel()
+	const n = 4
+	var mu sync.Mutex
+	arrived, all := 0, make(chan struct{})
+	// Holds the first n requests until all n are in: each holds an instance of both
+	// plugins meanwhile (their response phase is still to come), so both pools grow to n.
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if arrived++; arrived == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-r.Context().Done():
+		}
+	}))
+	mod := wasmbuild.Go(t, "conformance/filters/go/vmshare")
+	conf := func(second string) string {
+		return fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: a, module: "file:%s", vm_id: shared, config: a}
+  - {name: b, module: "file:%s", vm_id: shared, config: %s}
+routes: [{name: app, match: {path_prefix: /}, filters: [a, b], backend: app}]
+`, app.addr, mod, mod, second)
+	}
+	g := startGateway(t, conf("b"))
+	c := h1Client()
+	var wg sync.WaitGroup
+	resps := make([]http.Header, n)
+	for k := range n {
+		wg.Go(func() {
+			resp, _ := get(t, c, g.url("web", "/"))
+			resps[k] = resp.Header
+		})
+	}
+	wg.Wait()
+	instances := map[string]bool{}
+	roots := map[string]string{}
+	for _, h := range resps {
+		for _, p := range []string{"a", "b"} {
+			if got := h.Get("X-" + p + "-Vm-Starts"); got != "1" {
+				t.Errorf("plugin %s: vm_starts %q after its pool grew to %d instances; want 1: one proxy_on_vm_start for the VM", p, got, n)
+			}
+			if got := h.Get("X-" + p + "-Mark"); got != "started" {
+				t.Errorf("plugin %s: the Go variable proxy_on_vm_start set is %q in an instance; want \"started\" in every one", p, got)
+			}
+			roots[p] = h.Get("X-" + p + "-Root")
+		}
+		instances[h.Get("X-A-Instance")] = true
+	}
+	if len(instances) != n {
+		t.Errorf("plugin a answered from %d instances; want %d (the test holds %d requests at once)", len(instances), n, n)
+	}
+	if roots["a"] == roots["b"] || roots["a"] == "0" || roots["b"] == "0" {
+		t.Errorf("root context ids a=%q b=%q; want two distinct ids", roots["a"], roots["b"])
+	}
+
+	// Ticks: once per plugin per 20 ms period, whichever of its n instances set it.
+	ticks := func() int {
+		resp, _ := get(t, c, g.url("web", "/"))
+		v, _ := strconv.Atoi(resp.Header.Get("X-A-Ticks"))
+		return v
+	}
+	start := time.Now()
+	t0 := ticks()
+	time.Sleep(500 * time.Millisecond)
+	t1 := ticks()
+	window := time.Since(start)
+	if most := int(window/(20*time.Millisecond)) + 1; t1-t0 > most || t1 <= t0 {
+		t.Errorf("plugin a ticked %d times in %v; want at least once, and at most %d: once per period, not once per instance", t1-t0, window, most)
+	}
+
+	// A reload that changes b's config: the new plugin joins the VM that a keeps running.
+	g.writeConfig(conf("b2"))
+	g.waitLog("config reloaded", 1)
+	resp, _ := get(t, c, g.url("web", "/"))
+	if got := resp.Header.Get("X-B2-Vm-Starts"); got != "1" {
+		t.Errorf("after the reload, vm_starts %q; want 1: the new plugin joins the VM", got)
+	}
+	if got := resp.Header.Get("X-B2-Root"); got == "" || got == roots["a"] || got == roots["b"] {
+		t.Errorf("after the reload, the new plugin's root context id is %q; want one of its own (a has %s, the old b %s)", got, roots["a"], roots["b"])
+	}
+}

@@ -83,3 +83,48 @@ func BenchmarkStream(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInstanceStart is what a pool pays for one more instance of the Go SDK filter
+// (testdata/gofilter): from the VM's image (image: restore its memory and globals, then
+// proxy_on_configure), against starting the VM in it (boot: _initialize with Go's runtime
+// start, proxy_on_vm_start, proxy_on_configure), as every instance did before VMs had
+// images, and as a filter whose VM cannot be copied still does. It reports the image's
+// size, the memory it keeps.
+func BenchmarkInstanceStart(b *testing.B) {
+	r, err := NewRuntime(context.Background(), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	wasm := goFilter(b)
+	for _, mode := range []string{"boot", "image"} {
+		b.Run(mode, func(b *testing.B) {
+			p, err := r.Load(context.Background(), wasm, Config{Name: "start-" + mode}, &fakeHost{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			img := p.vm.img
+			if img == nil {
+				b.Fatal("the VM has no image")
+			}
+			kept := 0
+			for _, pg := range img.pages {
+				kept += len(pg)
+			}
+			if mode == "boot" {
+				p.vm.img = nil // started already, with no image: each instance boots
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				i, err := p.newInstance(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.retire(i)
+			}
+			b.ReportMetric(float64(kept), "image-bytes")
+			b.ReportMetric(float64(len(img.pages)*chunkSize), "memory-bytes")
+		})
+	}
+}

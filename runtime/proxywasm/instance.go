@@ -68,16 +68,14 @@ type instance struct {
 	rootPending, rootDone bool
 
 	// Events from other goroutines: callout responses, queue items, ticks.
-	evMu       sync.Mutex
-	events     []event
-	spare      []event
-	tickDue    bool
-	dead       bool
-	pending    atomic.Int32
-	notify     chan struct{}
-	tickPeriod time.Duration
-	tickTimer  *time.Timer
-	queues     []uint32
+	evMu    sync.Mutex
+	events  []event
+	spare   []event
+	tickDue bool
+	dead    bool
+	pending atomic.Int32
+	notify  chan struct{}
+	queues  []uint32
 
 	memBytes atomic.Int64
 
@@ -146,19 +144,22 @@ type event struct {
 	charge int64 // host memory the event holds until its callback ends (Config.HostMemory)
 }
 
+// rootContextID is the root context id of a VM's first plugin.
 const rootContextID = 1
 
-// newInstance instantiates the module and starts its root context: _initialize (then
-// main) or _start, proxy_on_context_create, proxy_on_vm_start, proxy_on_configure.
-// Errors are *Failure.
+// newInstance instantiates the module and starts its root context. The first instance of
+// the VM runs _initialize (then main) or _start, proxy_on_context_create and
+// proxy_on_vm_start, and leaves its image; the others start from that image (vm.go). Each
+// then creates its plugin's root context (when the image does not hold it already), and
+// configures it: proxy_on_configure. Errors are *Failure.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	base, cancel := context.WithCancel(context.Background())
 	i := &instance{
 		p:         p,
 		cancel:    cancel,
-		rootID:    rootContextID,
-		nextID:    rootContextID,
-		effective: rootContextID,
+		rootID:    p.rootID,
+		nextID:    p.rootID,
+		effective: p.rootID,
 		notify:    make(chan struct{}, 1),
 		cbMaps:    [2]int{-1, -1},
 		cbBuffer:  -1,
@@ -217,44 +218,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		i.release()
 		return nil, f
 	}
-	if fn := mod.ExportedFunction(interrupt.StartExport); fn != nil && p.interrupt {
-		if f := i.invokeFn(fn, "the start function", startTimeout); f != nil {
-			return fail(f)
-		}
-	}
-	if fn := mod.ExportedFunction("_initialize"); fn != nil {
-		if f := i.invokeFn(fn, "_initialize", startTimeout); f != nil {
-			return fail(f)
-		}
-		if fn := mod.ExportedFunction("main"); fn != nil {
-			i.stack[0], i.stack[1] = 0, 0
-			if f := i.invokeFn(fn, "main", startTimeout); f != nil {
-				return fail(f)
-			}
-		}
-	} else if fn := mod.ExportedFunction("_start"); fn != nil {
-		if f := i.invokeFn(fn, "_start", startTimeout); f != nil {
-			var exit *sys.ExitError
-			if errors.As(f.Err, &exit) && exit.ExitCode() == 0 {
-				f.Err = fmt.Errorf("_start exited: the module is a WASI command, not a reactor; build it as one (Go: GOOS=wasip1 -buildmode=c-shared): %w", f.Err)
-			}
-			return fail(f)
-		}
-	}
-	if f := i.call2(cbContextCreate, i.rootID, 0, startTimeout); f != nil {
-		return fail(f)
-	}
-	i.configKind = 1
-	ok, f := i.callBool(cbVMStart, i.rootID, uint32(len(p.cfg.VMConfig)), startTimeout)
-	if f == nil && !ok {
-		f = p.failure(rt.Trap, errors.New("proxy_on_vm_start returned false: the filter refused its VM configuration"))
-		i.failure = f
-	}
-	if f != nil {
+	if f := i.start(startTimeout); f != nil {
 		return fail(f)
 	}
 	i.configKind = 2
-	ok, f = i.callBool(cbConfigure, i.rootID, uint32(len(p.cfg.Plugin)), startTimeout)
+	ok, f := i.callBool(cbConfigure, i.rootID, uint32(len(p.cfg.Plugin)), startTimeout)
 	if f == nil && !ok {
 		f = p.failure(rt.Trap, errors.New("proxy_on_configure returned false: the filter refused its configuration"))
 		i.failure = f
@@ -265,6 +233,87 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	i.configKind = 0
 	p.register(i)
 	return i, nil
+}
+
+// start brings a new instance to where proxy_on_vm_start leaves a VM, with its plugin's
+// root context created: from the VM's image, or by starting the VM. The first instance of
+// a VM holds the VM's lock while it starts, so that the VM's other instances, of its plugin
+// or another, wait for its image rather than start the VM again.
+func (i *instance) start(timeout time.Duration) *Failure {
+	p, v := i.p, i.p.vm
+	v.mu.Lock()
+	if img := v.img; img != nil && p.interrupt {
+		v.mu.Unlock()
+		if err := img.restore(i.mod); err != nil {
+			return p.failure(rt.Memory, fmt.Errorf("start from the VM's image: %w", err))
+		}
+		if img.root == i.rootID {
+			return nil
+		}
+		return i.call2(cbContextCreate, i.rootID, 0, timeout)
+	}
+	first := !v.started
+	if first {
+		defer v.mu.Unlock()
+	} else {
+		v.mu.Unlock() // its VM cannot be copied: every instance starts its own
+	}
+	var fresh []int
+	if first && p.interrupt {
+		fresh = nonzeroChunks(i.mem)
+	}
+	if f := i.boot(timeout); f != nil || !first {
+		return f
+	}
+	v.started = true
+	if !p.interrupt {
+		p.log.Info("proxy_on_vm_start runs in each instance of this filter: starting an instance from the VM's image needs the rewrite that the callback deadline makes")
+	} else if img, err := capture(i.mod, i.rootID, fresh); err != nil {
+		p.log.Info("proxy_on_vm_start runs in each instance of this filter: its VM cannot be copied", "reason", err)
+	} else {
+		v.img = img
+	}
+	return nil
+}
+
+// boot starts the VM in an instance: its start function, _initialize (then main) or
+// _start, proxy_on_context_create for the plugin's root context, proxy_on_vm_start.
+func (i *instance) boot(timeout time.Duration) *Failure {
+	p, mod := i.p, i.mod
+	if fn := mod.ExportedFunction(interrupt.StartExport); fn != nil && p.interrupt {
+		if f := i.invokeFn(fn, "the start function", timeout); f != nil {
+			return f
+		}
+	}
+	if fn := mod.ExportedFunction("_initialize"); fn != nil {
+		if f := i.invokeFn(fn, "_initialize", timeout); f != nil {
+			return f
+		}
+		if fn := mod.ExportedFunction("main"); fn != nil {
+			i.stack[0], i.stack[1] = 0, 0
+			if f := i.invokeFn(fn, "main", timeout); f != nil {
+				return f
+			}
+		}
+	} else if fn := mod.ExportedFunction("_start"); fn != nil {
+		if f := i.invokeFn(fn, "_start", timeout); f != nil {
+			var exit *sys.ExitError
+			if errors.As(f.Err, &exit) && exit.ExitCode() == 0 {
+				f.Err = fmt.Errorf("_start exited: the module is a WASI command, not a reactor; build it as one (Go: GOOS=wasip1 -buildmode=c-shared): %w", f.Err)
+			}
+			return f
+		}
+	}
+	if f := i.call2(cbContextCreate, i.rootID, 0, timeout); f != nil {
+		return f
+	}
+	i.configKind = 1
+	ok, f := i.callBool(cbVMStart, i.rootID, uint32(len(p.cfg.VMConfig)), timeout)
+	if f == nil && !ok {
+		f = p.failure(rt.Trap, errors.New("proxy_on_vm_start returned false: the filter refused its VM configuration"))
+		i.failure = f
+	}
+	return f
 }
 
 func orTimeout(err error, fired bool) error {
@@ -283,12 +332,10 @@ func (i *instance) release() {
 		return
 	}
 	i.dead = true
-	if i.tickTimer != nil {
-		i.tickTimer.Stop()
-	}
 	queues := i.queues
 	i.queues = nil
 	i.evMu.Unlock()
+	i.p.ticks.drop(i)
 	i.p.r.queues.unregister(i, queues)
 	i.cancelGRPC()
 	i.dog.Stop()
@@ -446,42 +493,33 @@ func (i *instance) wake() {
 	}
 }
 
-// setTick sets the root context's timer (proxy_set_tick_period_milliseconds).
+// setTick sets the root context's timer (proxy_set_tick_period_milliseconds): the
+// plugin's, which this instance now asks ticks of, or no longer.
 func (i *instance) setTick(ms uint32) {
 	i.evMu.Lock()
-	defer i.evMu.Unlock()
-	if i.dead {
-		return
-	}
-	i.tickPeriod = time.Duration(ms) * time.Millisecond
-	if ms == 0 {
-		if i.tickTimer != nil {
-			i.tickTimer.Stop()
-		}
-		return
-	}
-	if i.tickTimer == nil {
-		i.tickTimer = time.AfterFunc(i.tickPeriod, i.onTimer)
-	} else {
-		i.tickTimer.Reset(i.tickPeriod)
+	dead := i.dead
+	i.evMu.Unlock()
+	if !dead {
+		i.p.ticks.set(i, ms)
 	}
 }
 
-// onTimer runs on the timer's goroutine. Ticks do not pile up: one is due at most.
-func (i *instance) onTimer() {
+// postTick makes a tick due for the root context and has it delivered, as post does an
+// event. Ticks do not pile up: one is due at most.
+func (i *instance) postTick() bool {
 	i.evMu.Lock()
-	if i.dead || i.tickPeriod == 0 {
+	if i.dead {
 		i.evMu.Unlock()
-		return
+		return false
 	}
 	if !i.tickDue {
 		i.tickDue = true
 		i.pending.Add(1)
 	}
-	i.tickTimer.Reset(i.tickPeriod)
 	i.evMu.Unlock()
 	i.wake()
 	i.p.kick(i, false)
+	return true
 }
 
 // deliver runs the pending callbacks of the instance's root context: ticks, callout

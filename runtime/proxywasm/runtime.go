@@ -99,6 +99,7 @@ type Runtime struct {
 
 	mu        sync.Mutex
 	plugins   map[*Plugin]struct{}
+	vms       map[vmKey]*vm
 	runtimes  int // wazero runtimes open: the cache outlives them
 	closed    bool
 	cacheOnce sync.Once
@@ -119,7 +120,7 @@ func NewRuntime(ctx context.Context, o Options) (*Runtime, error) {
 			return nil, fmt.Errorf("proxywasm: %w", err)
 		}
 	}
-	r := &Runtime{o: o, log: log, cache: cache, plugins: map[*Plugin]struct{}{}, foreign: map[string]*foreignFunc{}}
+	r := &Runtime{o: o, log: log, cache: cache, plugins: map[*Plugin]struct{}{}, vms: map[vmKey]*vm{}, foreign: map[string]*foreignFunc{}}
 	r.queues.init()
 	r.registerEnvoyForeign()
 	return r, nil
@@ -224,6 +225,9 @@ type Plugin struct {
 	interrupt bool // compiled from interrupt.Instrument's rewrite: the watchdog sets its global
 	respPhase bool // the module exports a response callback or proxy_on_log (HasResponsePhase)
 	pool      rt.Pool[*instance]
+	vm        *vm    // the VM it shares with the plugins of its vm_id and module (vm.go)
+	rootID    uint32 // its root context's id, in every instance
+	ticks     ticker // its root context's tick, one for all its instances
 
 	failures [int(FailNoInstance) + 1]atomic.Int64
 
@@ -241,7 +245,9 @@ type Plugin struct {
 // RuntimeStats for what it counts), checks that it
 // is a Proxy-Wasm filter, resolves its imports, and starts one instance (instantiation,
 // _initialize, proxy_on_vm_start, proxy_on_configure), so that a broken filter is refused
-// here with an error naming it.
+// here with an error naming it. A plugin of a VM that runs already (the same vm_id, module
+// and VM configuration: vm.go) starts its instance from the VM's image instead, and its
+// root context has an id of its own in the VM.
 func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) (*Plugin, error) {
 	r.mu.Lock()
 	if r.closed {
@@ -289,7 +295,9 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 		log:     logger.With("filter", cfg.Name),
 		live:    map[*instance]struct{}{},
 	}
+	p.vm, p.rootID = r.acquireVM(vmKey{cfg.VMID, digest, string(cfg.VMConfig)})
 	loadErr := func(err error) (*Plugin, error) {
+		r.releaseVM(p.vm)
 		r.stats.failures.Add(1)
 		err = fmt.Errorf("filter %q (%s): %w", cfg.Name, digest[:19], err)
 		// The caller reports it (a config error, a refused reload): logged here for debugging.
@@ -503,6 +511,7 @@ func (p *Plugin) Close() {
 	p.r.mu.Lock()
 	delete(p.r.plugins, p)
 	p.r.mu.Unlock()
+	p.r.releaseVM(p.vm)
 	p.pool.Shutdown()
 	p.mu.Lock()
 	finishing := p.finishing

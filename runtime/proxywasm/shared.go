@@ -211,29 +211,7 @@ func (q *queueStore) enqueue(id uint32, v []byte) status {
 		return statusOK
 	}
 	ev := event{kind: evQueue, id: id}
-	// An idle owner hears of the item now. An owner a stream holds would hear of it only at
-	// that stream's next phase, which may be a long time coming: a backend's answer, a
-	// long upload.
-	for _, o := range owners {
-		if o.p.pool.TakeIdle(o) {
-			o.post(ev, true) // held here, so post only queues it
-			go o.p.background(o)
-			return statusOK
-		}
-	}
-	// None is idle: one busy delivering its root context's events looks for more before
-	// it goes back to the pool. An owner gone since the look-up (post reports false)
-	// passes the item on to the next.
-	for _, o := range owners {
-		if !o.streamHeld.Load() && o.post(ev, true) {
-			return statusOK
-		}
-	}
-	for _, o := range owners {
-		if o.post(ev, true) {
-			break
-		}
-	}
+	toOne(owners, func(o *instance) bool { return o.post(ev, true) })
 	return statusOK
 }
 
