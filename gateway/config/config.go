@@ -160,7 +160,7 @@ type Filter struct {
 	Name         string       `yaml:"name" doc:"Unique name of the filter: plugin_name, and its name in logs and metrics." required:"true"`
 	Module       string       `yaml:"module" doc:"file:PATH or oci://REFERENCE of the Wasm module." required:"true"`
 	RootID       string       `yaml:"root_id" doc:"Root context id handed to the module."`
-	VMID         string       `yaml:"vm_id" doc:"VM id: filters with the same vm_id share shared data and queues. The filter's name when empty."`
+	VMID         string       `yaml:"vm_id" doc:"VM id: filters with the same vm_id share shared data and queues, and, with the same module and vm_config, one VM (one proxy_on_vm_start; a root context each). The filter's name when empty."`
 	VMConfig     *yaml.Node   `yaml:"vm_config" doc:"VM configuration: a string, or YAML handed to the filter as JSON."`
 	Config       *yaml.Node   `yaml:"config" doc:"Plugin configuration: a string, or YAML handed to the filter as JSON."`
 	Failure      string       `yaml:"failure" doc:"What a request gets when the filter fails: closed answers 503, open skips the filter." enum:"closed,open" default:"closed"`
