@@ -526,6 +526,9 @@ func sameBinding(old, cfg *config.Config) error {
 	for i := range cfg.Listeners {
 		a, b := old.Listeners[i], cfg.Listeners[i]
 		a.TLS, b.TLS = nil, nil // certificates are re-read from the snapshot
+		if (a.TCP == nil) == (b.TCP == nil) {
+			a.TCP, b.TCP = nil, nil // an L4 listener's backend and filters are the snapshot's
+		}
 		if a.Address != b.Address {
 			return fmt.Errorf("%s: listener %q: the address cannot change on reload (%s to %s); restart plexus",
 				cfg.Where(fmt.Sprintf("listeners[%d].address", i)), b.Name, a.Address, b.Address)
@@ -601,12 +604,16 @@ type listener struct {
 	srv  *http.Server
 	h3   *http3.Server
 	udp  net.PacketConn
+	tcp  *tcpListener // an L4 listener's instead (tcp.go)
 }
 
 // current is the stream part of the snapshot in force.
 func (g *Gateway) current() *stream.Snapshot { return &g.snap.Load().Snapshot }
 
 func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
+	if lc.TCP != nil {
+		return g.startTCPListener(lc)
+	}
 	l := &listener{cfg: lc}
 	lim := lc.Limits
 	sl := &stream.Listener{Name: lc.Name, TLS: lc.TLS != nil, Scheme: "http", BodyLimit: int64(lim.MaxRequestBodyBytes),
@@ -715,6 +722,9 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 }
 
 func (l *listener) shutdown(ctx context.Context) error {
+	if l.tcp != nil {
+		return l.tcp.shutdown(ctx)
+	}
 	var wg sync.WaitGroup
 	var h3err error
 	if l.h3 != nil {
@@ -738,6 +748,10 @@ func (l *listener) shutdown(ctx context.Context) error {
 }
 
 func (l *listener) close() {
+	if l.tcp != nil {
+		l.tcp.close()
+		return
+	}
 	l.srv.Close()
 	if l.h3 != nil {
 		l.h3.Close()

@@ -60,13 +60,25 @@ const (
 	ProtoH2C   = "h2c"
 	ProtoH2    = "h2"
 	ProtoH3    = "h3"
+	ProtoTCP   = "tcp" // L4: bytes to a backend, through network filters (Listener.TCP)
 )
+
+// ListenerTCP is an L4 listener's proxying: each connection goes to one endpoint of the
+// backend, its bytes through the network filters (Proxy-Wasm's on_new_connection,
+// on_downstream_data, on_upstream_data, ...) both ways. With tls on the listener, TLS ends
+// at plexus and the backend gets the plain bytes.
+type ListenerTCP struct {
+	Backend     string        `yaml:"backend" doc:"The backend connections go to (its endpoints in turn, another one after a connect failure)." required:"true"`
+	Filters     []string      `yaml:"filters" doc:"Network filters, by name, in the order the client's bytes go through them (the backend's go back through them in reverse)."`
+	IdleTimeout time.Duration `yaml:"idle_timeout" doc:"A connection with no bytes either way for this long is closed." default:"1h"`
+}
 
 // Listener accepts client connections on one address.
 type Listener struct {
 	Name      string        `yaml:"name" doc:"Unique name of the listener." required:"true"`
 	Address   string        `yaml:"address" doc:"host:port to listen on (TCP; UDP too for h3)." required:"true"`
-	Protocols []string      `yaml:"protocols" doc:"http1 and h2c on plain TCP; http1, h2 and h3 with tls. Default [http1, h2c] without tls, [http1, h2] with it." enum:"http1,h2c,h2,h3"`
+	Protocols []string      `yaml:"protocols" doc:"http1 and h2c on plain TCP; http1, h2 and h3 with tls; or tcp alone, an L4 listener (see tcp). Default [http1, h2c] without tls, [http1, h2] with it, [tcp] with tcp." enum:"http1,h2c,h2,h3,tcp"`
+	TCP       *ListenerTCP  `yaml:"tcp" doc:"For protocols [tcp]: the backend every connection goes to, and the network filters it goes through."`
 	TLS       *ListenerTLS  `yaml:"tls" doc:"Certificate and key; required for h2 and h3."`
 	Limits    Limits        `yaml:"limits" doc:"Per-connection and per-request limits."`
 	Drain     time.Duration `yaml:"drain_timeout" doc:"How long requests in flight may take to finish on shutdown." default:"15s"`

@@ -130,8 +130,13 @@ func (c *Config) setDefaults() {
 	def(&c.Admin.Address, DefaultAdminAddress)
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
+		if l.TCP != nil {
+			def(&l.TCP.IdleTimeout, DefaultUpgradeIdleTimeout)
+		}
 		if len(l.Protocols) == 0 {
-			if l.TLS != nil {
+			if l.TCP != nil {
+				l.Protocols = []string{ProtoTCP}
+			} else if l.TLS != nil {
 				l.Protocols = []string{ProtoHTTP1, ProtoH2}
 			} else {
 				l.Protocols = []string{ProtoHTTP1, ProtoH2C}
@@ -608,8 +613,11 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 	seen := map[string]bool{}
 	for j, proto := range l.Protocols {
 		pp := fmt.Sprintf("%s.protocols[%d]", p, j)
-		if !v.oneOf(pp, "protocol", proto, ProtoHTTP1, ProtoH2C, ProtoH2, ProtoH3) {
+		if !v.oneOf(pp, "protocol", proto, ProtoHTTP1, ProtoH2C, ProtoH2, ProtoH3, ProtoTCP) {
 			continue
+		}
+		if proto == ProtoTCP && len(l.Protocols) > 1 {
+			v.errorf(pp, "listener %q: tcp is an L4 listener of its own: it cannot share a listener with HTTP protocols", l.Name)
 		}
 		if seen[proto] {
 			v.errorf(pp, "listener %q: protocol %s is listed twice", l.Name, proto)
@@ -621,6 +629,14 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 		case proto == ProtoH2C && l.TLS != nil:
 			v.errorf(pp, "listener %q: h2c is HTTP/2 without TLS; with tls use h2", l.Name)
 		}
+	}
+	switch {
+	case seen[ProtoTCP] && l.TCP == nil:
+		v.errorf(p, "listener %q: protocols [tcp] needs tcp: {backend: NAME}", l.Name)
+	case !seen[ProtoTCP] && l.TCP != nil:
+		v.errorf(p+".tcp", "listener %q: tcp is for protocols [tcp]", l.Name)
+	case l.TCP != nil:
+		v.listenerTCP(p+".tcp", l)
 	}
 	if l.TLS != nil {
 		if l.TLS.Cert == "" || l.TLS.Key == "" {
@@ -641,6 +657,26 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 		}
 	}
 	v.oneOf(p+".paths.escaped_slashes", "escaped_slashes", l.Paths.EscapedSlashes, EscapedSlashesKeep, EscapedSlashesReject, EscapedSlashesUnescape)
+}
+
+// listenerTCP checks an L4 listener's backend and network filters.
+func (v *validator) listenerTCP(p string, l *Listener) {
+	c, t := v.c, l.TCP
+	if !slices.ContainsFunc(c.Backends, func(b Backend) bool { return b.Name == t.Backend }) {
+		v.errorf(p+".backend", "listener %q: no backend named %q%s", l.Name, t.Backend, known(c.Backends, func(b Backend) string { return b.Name }))
+	}
+	for j, f := range t.Filters {
+		fp := fmt.Sprintf("%s.filters[%d]", p, j)
+		if slices.Index(t.Filters, f) < j {
+			v.errorf(fp, "listener %q lists filter %q twice; declare a second filter with the same module instead", l.Name, f)
+		}
+		if !slices.ContainsFunc(c.Filters, func(x Filter) bool { return x.Name == f }) {
+			v.errorf(fp, "listener %q: no filter named %q%s", l.Name, f, known(c.Filters, func(x Filter) string { return x.Name }))
+		}
+	}
+	if t.IdleTimeout < 0 {
+		v.errorf(p+".idle_timeout", "listener %q: must be positive", l.Name)
+	}
 }
 
 // ParseCIDR reads a trusted_proxies entry: a CIDR, or a single address (a /32 or /128).

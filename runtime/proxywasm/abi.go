@@ -106,6 +106,11 @@ const (
 	cbGRPCClose
 	cbQueueReady
 	cbForeignFunction
+	cbNewConnection
+	cbDownstreamData
+	cbDownstreamClose
+	cbUpstreamData
+	cbUpstreamClose
 	numCallbacks
 )
 
@@ -139,4 +144,9 @@ var callbacks = [numCallbacks]callbackSpec{
 	cbGRPCClose:            {"proxy_on_grpc_close", 3, 0, false},
 	cbQueueReady:           {"proxy_on_queue_ready", 2, 0, false},
 	cbForeignFunction:      {"proxy_on_foreign_function", 3, 0, false},
+	cbNewConnection:        {"proxy_on_new_connection", 1, 0, true},
+	cbDownstreamData:       {"proxy_on_downstream_data", 3, 0, true},
+	cbDownstreamClose:      {"proxy_on_downstream_connection_close", 2, 0, false},
+	cbUpstreamData:         {"proxy_on_upstream_data", 3, 0, true},
+	cbUpstreamClose:        {"proxy_on_upstream_connection_close", 2, 0, false},
 }

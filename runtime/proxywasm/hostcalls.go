@@ -124,7 +124,7 @@ func (i *instance) buffer(bt uint32) (buf *[]byte, writable bool, st status) {
 	switch bt {
 	case bufferHTTPRequestBody, bufferHTTPResponseBody:
 		s := i.stream()
-		if s == nil {
+		if s == nil || s.network {
 			return nil, false, statusNotFound
 		}
 		b := s.reqBody
@@ -145,7 +145,15 @@ func (i *instance) buffer(bt uint32) (buf *[]byte, writable bool, st status) {
 	case bufferPluginConfiguration:
 		return &i.p.cfg.Plugin, false, statusOK
 	case bufferDownstreamData, bufferUpstreamData:
-		return nil, false, statusNotFound
+		s := i.stream()
+		if s == nil {
+			return nil, false, statusNotFound
+		}
+		b := s.networkBuffer(bt)
+		if b == nil {
+			return nil, false, statusNotFound
+		}
+		return &b.Data, true, statusOK
 	}
 	return nil, false, statusBadArgument
 }
@@ -193,7 +201,7 @@ func hostSetBufferBytes(i *instance, s []uint64) status {
 		end = n
 	}
 	dir := streamRequest
-	if u32(s, 0) == bufferHTTPResponseBody {
+	if bt := u32(s, 0); bt == bufferHTTPResponseBody || bt == bufferUpstreamData {
 		dir = streamResponse
 	}
 	if !i.adjust(&i.sBody[dir], int64(len(v))-int64(end-start)) {
@@ -217,34 +225,48 @@ func hostGetBufferStatus(i *instance, s []uint64) status {
 
 // Streams.
 
+// continueStream is proxy_continue_stream. On a TCP connection, DOWNSTREAM resumes
+// whatever is paused (the SDKs continue either direction with it: Envoy implements only
+// that one), UPSTREAM the upstream direction.
 func continueStream(i *instance, t uint32) status {
-	switch t {
-	case streamRequest, streamResponse:
-	case streamDownstream, streamUpstream:
-		return statusUnimplemented
-	default:
+	if t > streamUpstream {
 		return statusBadArgument
 	}
 	st := i.stream()
 	if st == nil {
+		if t >= streamDownstream {
+			return statusUnimplemented // an HTTP stream's, or the root context's
+		}
 		return statusNotFound
 	}
-	st.resume(int(t))
+	switch {
+	case st.network && t == streamDownstream:
+		st.resume(streamRequest)
+		st.resume(streamResponse)
+	case st.network && t == streamUpstream:
+		st.resume(streamResponse)
+	case st.network, t >= streamDownstream:
+		return statusUnimplemented
+	default:
+		st.resume(int(t))
+	}
 	return statusOK
 }
 
 func hostContinueStream(i *instance, s []uint64) status { return continueStream(i, u32(s, 0)) }
 
+// hostCloseStream is proxy_close_stream: an HTTP stream is reset, a TCP connection closed
+// (either type closes both sides, as Envoy's tcp_proxy ends the other with one).
 func hostCloseStream(i *instance, s []uint64) status {
-	switch t := u32(s, 0); t {
-	case streamRequest, streamResponse:
-	case streamDownstream, streamUpstream:
-		return statusUnimplemented
-	default:
+	t := u32(s, 0)
+	if t > streamUpstream {
 		return statusBadArgument
 	}
 	st := i.stream()
-	if st == nil {
+	switch {
+	case t >= streamDownstream && (st == nil || !st.network):
+		return statusUnimplemented // an HTTP stream's, or the root context's
+	case st == nil, st.network && t < streamDownstream:
 		return statusNotFound
 	}
 	st.reset = true

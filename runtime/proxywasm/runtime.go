@@ -224,6 +224,7 @@ type Plugin struct {
 	compiled  wazero.CompiledModule
 	interrupt bool // compiled from interrupt.Instrument's rewrite: the watchdog sets its global
 	respPhase bool // the module exports a response callback or proxy_on_log (HasResponsePhase)
+	network   bool // it exports an L4 callback (IsNetworkFilter)
 	pool      rt.Pool[*instance]
 	vm        *vm    // the VM it shares with the plugins of its vm_id and module (vm.go)
 	rootID    uint32 // its root context's id, in every instance
@@ -453,6 +454,11 @@ func (p *Plugin) check() error {
 	for _, c := range []callback{cbResponseHeaders, cbResponseBody, cbResponseTrailers, cbLog} {
 		if _, ok := exports[callbacks[c].name]; ok {
 			p.respPhase = true
+		}
+	}
+	for c := cbNewConnection; c <= cbUpstreamClose; c++ {
+		if _, ok := exports[callbacks[c].name]; ok {
+			p.network = true
 		}
 	}
 	return nil

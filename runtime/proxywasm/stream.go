@@ -33,6 +33,7 @@ type Stream struct {
 	early    [2]bool // proxy_continue_stream during the phase callback of that direction
 	failure  *Failure
 	closed   bool
+	network  bool              // a TCP connection (network.go), since OnNewConnection
 	props    map[string][]byte // proxy_set_property
 }
 
@@ -136,7 +137,7 @@ func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) 
 			return Continue, s.fail(f)
 		}
 	}
-	if c == cbRequestBody || c == cbResponseBody {
+	if c == cbRequestBody || c == cbResponseBody || c == cbDownstreamData || c == cbUpstreamData {
 		// The gateway took the body the last callback of this direction left, under its
 		// own buffer limit.
 		i.settle(&i.sBody[dir])
@@ -224,13 +225,18 @@ func (s *Stream) Wait(ctx context.Context) error {
 // waits for both a filter that holds the headers and the next bytes of the body, which
 // the filter is to see meanwhile (Envoy calls a filter stopped on headers with the body).
 func (s *Stream) WaitOr(ctx context.Context, ready <-chan struct{}) (resumed bool, err error) {
+	return s.wait(ctx, func() bool { return !s.paused[0] && !s.paused[1] }, ready)
+}
+
+// wait is WaitOr until resumed reports true (under the stream's lock).
+func (s *Stream) wait(ctx context.Context, resumed func() bool, ready <-chan struct{}) (bool, error) {
 	s.mu.Lock()
 	for {
 		if err := s.usable(); err != nil {
 			s.mu.Unlock()
 			return false, err
 		}
-		if s.local != nil || s.reset || (!s.paused[0] && !s.paused[1]) {
+		if s.local != nil || s.reset || resumed() {
 			s.mu.Unlock()
 			return true, nil
 		}

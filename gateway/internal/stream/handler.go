@@ -103,6 +103,25 @@ func (s *Snapshot) release() {
 	}
 }
 
+// Acquire holds the snapshot now in force (current reads it) for one request or
+// connection, as a stream does: a snapshot read just before a reload retired it is let
+// go for the new one. Release gives it back.
+func Acquire[S interface{ base() *Snapshot }](current func() S) S {
+	for {
+		s := current()
+		s.base().holders.Add(1)
+		if current().base() == s.base() {
+			return s
+		}
+		s.base().release()
+	}
+}
+
+func (s *Snapshot) base() *Snapshot { return s }
+
+// Release gives back a snapshot Acquire held.
+func (s *Snapshot) Release() { s.release() }
+
 // Router is the stage after the filter chain: it forwards the request upstream and streams
 // the response back through the chain (c is nil for a route without filters). ctx carries
 // the request's deadline and trace.
@@ -123,16 +142,7 @@ type Handler struct {
 
 // acquire holds the snapshot now in force for one request. A snapshot read just before a
 // reload retired it (and perhaps closed it) is let go for the new one.
-func (h *Handler) acquire() *Snapshot {
-	for {
-		s := h.Current()
-		s.holders.Add(1)
-		if h.Current() == s {
-			return s
-		}
-		s.release()
-	}
-}
+func (h *Handler) acquire() *Snapshot { return Acquire(h.Current) }
 
 func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	snap := h.acquire()

@@ -25,6 +25,7 @@ type Cluster struct {
 	next      atomic.Uint64   // round robin
 	h2        *http.Transport // HTTP/2 backends (h2c or h2); nil for http1
 	Scheme    string          // "http" or "https", for the h2 transport's URLs
+	tls       *tls.Config     // the backend's tls, nil without
 
 	Active    atomic.Int64 // requests in flight, for the circuit breaker
 	MaxActive int64
@@ -76,6 +77,7 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 			return nil, fmt.Errorf("backend %q: %w", cfg.Name, err)
 		}
 		b.Scheme = "https"
+		b.tls = tlsConf
 	}
 	switch cfg.Protocol {
 	case config.UpstreamH2C, config.UpstreamH2:
@@ -217,6 +219,33 @@ func (b *Cluster) RoundTrip(ep *Endpoint, req *http.Request) (*http.Response, er
 		return nil, Classify(req.Context(), err)
 	}
 	return resp, nil
+}
+
+// DialTCP connects to ep for an L4 listener's connection: TCP, then TLS when the backend
+// has tls (the bytes are the client's, whatever protocol the backend declares). A
+// failure to connect is an *Error of KindConnect, and ejects the endpoint as for HTTP.
+func (b *Cluster) DialTCP(ctx context.Context, ep *Endpoint) (net.Conn, error) {
+	d := net.Dialer{Timeout: b.Cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", ep.Addr)
+	if err == nil && b.tls != nil {
+		tc := b.tls.Clone()
+		if tc.ServerName == "" {
+			tc.ServerName, _, _ = net.SplitHostPort(ep.Addr)
+		}
+		c := tls.Client(nc, tc)
+		if err = c.HandshakeContext(ctx); err != nil {
+			nc.Close()
+		}
+		nc = c
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			ep.ConnectFailed()
+		}
+		return nil, &Error{Kind: KindConnect, Err: err}
+	}
+	ep.Succeeded()
+	return nc, nil
 }
 
 // Classify turns an error from http.Transport into an Error, so that both kinds of

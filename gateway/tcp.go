@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/l4"
+	"github.com/plexus-mesh/plexus/gateway/internal/stream"
+)
+
+// tcpListener is an L4 listener (protocols [tcp]): each connection is proxied by the l4
+// stage to the backend its listener's tcp block names in the snapshot in force as it
+// arrives, through the network filters it names. The connection holds that snapshot
+// until it ends, as a request does.
+type tcpListener struct {
+	g    *Gateway
+	name string
+	ln   net.Listener
+
+	ctx    context.Context // canceled to close every connection
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connections open
+}
+
+func (g *Gateway) startTCPListener(lc config.Listener) (*listener, error) {
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{cfg: lc, addr: ln.Addr()}
+	if lc.TLS != nil {
+		name := lc.Name
+		ln = tls.NewListener(ln, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if c := g.snap.Load().certs[name]; c != nil {
+					return c, nil
+				}
+				return nil, fmt.Errorf("listener %q has no certificate", name)
+			},
+		})
+	}
+	t := &tcpListener{g: g, name: lc.Name, ln: ln}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	l.tcp = t
+	go g.serve(lc.Name, t.accept)
+	return l, nil
+}
+
+func (t *tcpListener) accept() error {
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveConn(c)
+		}()
+	}
+}
+
+func (t *tcpListener) serveConn(c net.Conn) {
+	g := t.g
+	snap := stream.Acquire(g.snap.Load)
+	defer snap.Release()
+	target, err := snap.tcpTarget(t.name)
+	if err != nil {
+		g.log.Error("tcp: connection closed", "listener", t.name, "error", err)
+		c.Close()
+		return
+	}
+	l4.Serve(t.ctx, c, target, g.log)
+}
+
+// tcpTarget is where a connection to the L4 listener name goes in this snapshot.
+func (s *snapshot) tcpTarget(name string) (*l4.Target, error) {
+	for _, lc := range s.cfg.Listeners {
+		if lc.Name != name || lc.TCP == nil {
+			continue
+		}
+		t := &l4.Target{Listener: name, Cluster: s.backends[lc.TCP.Backend], IdleTimeout: lc.TCP.IdleTimeout}
+		if t.Cluster == nil {
+			return nil, fmt.Errorf("no backend %q", lc.TCP.Backend) // validated by config.Load
+		}
+		for _, f := range lc.TCP.Filters {
+			fl := s.filters[f]
+			if fl == nil {
+				return nil, fmt.Errorf("no filter %q", f)
+			}
+			t.Filters = append(t.Filters, fl)
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("listener %q is not an L4 listener in the config in force", name)
+}
+
+// shutdown stops accepting, waits for the connections open until ctx ends (the
+// listener's drain_timeout), then closes those left.
+func (t *tcpListener) shutdown(ctx context.Context) error {
+	t.ln.Close()
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		t.cancel()
+		<-done
+		return fmt.Errorf("listener %q: connections still open after its drain_timeout were closed", t.name)
+	}
+}
+
+func (t *tcpListener) close() {
+	t.ln.Close()
+	t.cancel()
+}
