@@ -684,7 +684,8 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 				MaxIncomingStreams: int64(lim.MaxConcurrentStreams),
 				MaxIdleTimeout:     lim.IdleTimeout,
 			},
-			Logger: g.log,
+			Logger:      g.log,
+			ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context { return stream.ConnContext(ctx) },
 		}
 	}
 
@@ -700,8 +701,9 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 			// default of 1MiB, advertised as well, a 20KB HEADERS frame is legal.
 			MaxReadFrameSize: 16 << 10,
 		},
-		TLSConfig: tlsConf,
-		ErrorLog:  slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		TLSConfig:   tlsConf,
+		ErrorLog:    slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context { return stream.ConnContext(ctx) },
 	}
 	if err := guardH2(l.srv); err != nil { // h2guard.go (issue 11, defect 14)
 		tcp.Close()

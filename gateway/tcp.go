@@ -83,7 +83,7 @@ func (t *tcpListener) serveConn(c net.Conn) {
 		c.Close()
 		return
 	}
-	l4.Serve(t.ctx, c, target, g.log)
+	l4.Serve(t.ctx, c, stream.NewConnID(), target, g.log)
 }
 
 // tcpTarget is where a connection to the L4 listener name goes in this snapshot.

@@ -519,3 +519,56 @@ routes: [{name: app, match: {path_prefix: /}, filters: [a, b], backend: app}]
 		t.Errorf("after the reload, the new plugin's root context id is %q; want one of its own (a has %s, the old b %s)", got, roots["a"], roots["b"])
 	}
 }
+
+// TestFilterState: what one filter on the upstream Go SDK sets with proxy_set_property,
+// the next filter of the request reads, by its path and as Envoy's
+// filter_state.wasm.PATH; connection.id is the client connection's (the same for two
+// requests on one connection, over HTTP/1.1 and h2c, another for another connection), and
+// request.total_size counts the headers and the body.
+func TestFilterState(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	mod := wasmbuild.Go(t, "conformance/filters/go/attrs")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - {name: setter, module: "file:%s", config: set}
+  - {name: getter, module: "file:%s", config: get}
+routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend: app}]
+`, app.addr, mod, mod))
+	body := strings.Repeat("b", 100)
+	conns := map[string]string{}
+	for _, proto := range []string{"h1", "h2c"} {
+		c := h1Client()
+		if proto == "h2c" {
+			c = h2cClient()
+		}
+		var first string
+		for k, user := range []string{"alice", "bob"} {
+			_, raw := do(t, c, "POST", g.url("web", "/"), strings.NewReader(body), "x-user", user)
+			e := decodeEcho(t, raw)
+			if got, state := e.Header.Get("X-User"), e.Header.Get("X-State"); got != user || state != user {
+				t.Errorf("%s: the second filter read %q by its path and %q as filter_state; want %q, set by the first", proto, got, state, user)
+			}
+			total, _ := strconv.Atoi(e.Header.Get("X-Total"))
+			if total <= len(body) || total > len(body)+2048 {
+				t.Errorf("%s: request.total_size %d; want the body's %d bytes and the headers'", proto, total, len(body))
+			}
+			conn := e.Header.Get("X-Conn")
+			if conn == "" || conn == "0" {
+				t.Fatalf("%s: connection.id %q; want a number", proto, conn)
+			}
+			if k == 0 {
+				first = conn
+			} else if conn != first {
+				t.Errorf("%s: connection.id %s, then %s on the same connection; want one", proto, first, conn)
+			}
+		}
+		if other, ok := conns[first]; ok {
+			t.Errorf("connection.id %s for the %s connection and the %s one; want one each", first, other, proto)
+		}
+		conns[first] = proto
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -83,6 +84,17 @@ type StreamInfo struct {
 	UpstreamAddress string                      // upstream.address, once connected
 	ResponseCode    int                         // response.code, once known
 	ResponseSize    int64                       // response.size: body bytes sent to the client, once the body is done; -1 before
+	ConnectionID    uint64                      // connection.id: the client connection's, unique in the process; 0 for none
+	State           *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own
+}
+
+// FilterState is what the filters of one request (or TCP connection) set with
+// proxy_set_property, shared among them as Envoy's filter state is: a value one filter
+// sets, the others read, by its path or as filter_state.wasm.PATH. The gateway gives
+// each request's filters one (StreamInfo.State); its zero value is empty, ready to use.
+type FilterState struct {
+	mu sync.Mutex
+	m  map[string][]byte
 }
 
 // HTTPCallResponse is the answer to a proxy_http_call.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -146,6 +147,17 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 				return num(int64(len(s.reqBody.Data)))
 			}
 			return nil, false
+		case "total_size":
+			// Envoy's: the headers' size (each as "name: value\r\n") and the body's.
+			n := headerBytes(h)
+			if v, ok := h.get("content-length"); ok {
+				if b, err := strconv.ParseInt(v, 10, 64); err == nil {
+					n += b
+				}
+			} else if s.reqBody != nil {
+				n += int64(len(s.reqBody.Data))
+			}
+			return num(n)
 		}
 	case "response":
 		switch string(field) {
@@ -164,6 +176,11 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			return num(info.ResponseSize)
+		case "total_size":
+			if info.ResponseSize < 0 || s.respHeaders == nil {
+				return nil, false
+			}
+			return num(headerBytes(s.respHeaders) + headerBytes(s.respTrailers) + info.ResponseSize)
 		case "grpc_status":
 			// From the trailers, or the headers of a trailers-only response, as Envoy.
 			for _, h := range []*Headers{s.respTrailers, s.respHeaders} {
@@ -205,9 +222,27 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return str(info.TLSVersion)
 		case "requested_server_name":
 			return str(info.ServerName)
+		case "id":
+			if info.ConnectionID == 0 {
+				return nil, false
+			}
+			return num(int64(info.ConnectionID))
 		}
 	}
 	return nil, false
+}
+
+// headerBytes is the size of a header map as HTTP/1.1 would send it: "name: value\r\n"
+// per field.
+func headerBytes(h *Headers) int64 {
+	if h == nil {
+		return 0
+	}
+	var n int64
+	for _, f := range h.Fields {
+		n += int64(len(f.Key) + len(f.Value) + 4)
+	}
+	return n
 }
 
 // nodeProperty is node.<path>: Config.Node, serialized as Node's doc says.
@@ -336,14 +371,33 @@ func hostGetProperty(i *instance, s []uint64) status {
 		i.scratch = v
 		return i.returnBytes(v, u32(s, 2), u32(s, 3))
 	}
-	props := i.props
-	if st := i.stream(); st != nil {
-		props = st.props
+	// What a filter set: by its path, or as Envoy names it in its filter state.
+	if key, ok := bytes.CutPrefix(path, []byte("filter_state\x00wasm.")); ok {
+		path = key
 	}
-	if v, ok := props[string(path)]; ok {
+	props, mu := i.setProperties()
+	if mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	if v, ok := (*props)[string(path)]; ok {
 		return i.returnBytes(v, u32(s, 2), u32(s, 3))
 	}
 	return statusNotFound
+}
+
+// setProperties is where proxy_set_property keeps values for the effective context: the
+// request's filter state, shared by its filters (its lock with it), or the stream's own,
+// or the root context's; and what the values count against.
+func (i *instance) setProperties() (props *map[string][]byte, mu *sync.Mutex) {
+	st := i.stream()
+	switch {
+	case st == nil:
+		return &i.props, nil
+	case st.info != nil && st.info.State != nil:
+		return &st.info.State.m, &st.info.State.mu
+	}
+	return &st.props, nil
 }
 
 func hostSetProperty(i *instance, s []uint64) status {
@@ -352,9 +406,14 @@ func hostSetProperty(i *instance, s []uint64) status {
 	if !ok1 || !ok2 {
 		return statusInvalidMemoryAccess
 	}
-	props, acct := &i.props, &i.rProps
-	if st := i.stream(); st != nil {
-		props, acct = &st.props, &i.sProps
+	props, mu := i.setProperties()
+	acct := &i.rProps
+	if i.stream() != nil {
+		acct = &i.sProps // the setter's, until its stream ends
+	}
+	if mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
 	}
 	if i.p.readonlySet(path, *props) {
 		return statusBadArgument // a readonly declared property is set once (declare_property)

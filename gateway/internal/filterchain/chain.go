@@ -33,8 +33,9 @@ type Chain struct {
 	filters []*Filter
 	streams []*proxywasm.Stream // nil where a filter failed open and is skipped
 
-	info proxywasm.StreamInfo
-	grpc bool // the request is a gRPC call: local replies are gRPC statuses
+	info  proxywasm.StreamInfo
+	state proxywasm.FilterState // what the filters set (proxy_set_property), shared by them: info.State
+	grpc  bool                  // the request is a gRPC call: local replies are gRPC statuses
 
 	filterSpans bool         // a span per callback, under the request's
 	tracer      trace.Tracer // when filterSpans
@@ -127,6 +128,7 @@ func New(ctx context.Context, o *Options) (*Chain, error) {
 	}
 	c.info = o.Info
 	c.info.ResponseSize = -1
+	c.info.State = &c.state
 	// Every request takes its instances in one global order (by filter name), whatever its
 	// chain's order: requests on chains [a, b] and [b, a] that each held one pool's last
 	// instance while waiting for the other's would otherwise wait for ever.

@@ -47,8 +47,9 @@ const (
 	queued = 64
 )
 
-// Serve proxies one accepted connection and closes it. ctx ends it early (shutdown).
-func Serve(ctx context.Context, client net.Conn, t *Target, log *slog.Logger) {
+// Serve proxies one accepted connection and closes it; id is its connection.id. ctx ends
+// it early (shutdown).
+func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := &conn{t: t, log: log.With("listener", t.Listener), sides: [2]net.Conn{client}, bell: make(chan struct{}, 1)}
@@ -60,6 +61,8 @@ func Serve(ctx context.Context, client net.Conn, t *Target, log *slog.Logger) {
 		SourceAddress: client.RemoteAddr().String(),
 		DestAddress:   client.LocalAddr().String(),
 		ClusterName:   t.Cluster.Name,
+		ConnectionID:  id,
+		State:         &c.state,
 	}
 	if tc, ok := client.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -99,7 +102,8 @@ type conn struct {
 	t     *Target
 	log   *slog.Logger
 	info  proxywasm.StreamInfo
-	sides [2]net.Conn // client, backend
+	state proxywasm.FilterState // what the filters set, shared by them: info.State
+	sides [2]net.Conn           // client, backend
 
 	streams  []*proxywasm.Stream // by filter; nil for a fail-open filter that failed
 	pending  [2][][]byte         // what each filter holds, per direction

@@ -68,7 +68,7 @@ func proxy(t *testing.T, tg *Target) net.Conn {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Serve(context.Background(), server, tg, slog.New(slog.DiscardHandler))
+		Serve(context.Background(), server, 1, tg, slog.New(slog.DiscardHandler))
 	}()
 	t.Cleanup(func() {
 		client.Close()

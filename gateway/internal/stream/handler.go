@@ -369,6 +369,20 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 // filters then run.
 const maxRouteRounds = 4
 
+// connIDs numbers client connections, HTTP and TCP alike, for connection.id.
+var connIDs atomic.Uint64
+
+// NewConnID is a connection's connection.id: unique in the process, never 0.
+func NewConnID() uint64 { return connIDs.Add(1) }
+
+type connIDKey struct{}
+
+// ConnContext is the listeners' ConnContext (http.Server's, http3.Server's): it numbers
+// the connection, for its requests' connection.id.
+func ConnContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, connIDKey{}, NewConnID())
+}
+
 // streamInfo is what the filters of r read as properties, to begin with.
 func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamInfo {
 	info := proxywasm.StreamInfo{
@@ -388,6 +402,7 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		info.DestAddress = h.addrString(a)
 	}
+	info.ConnectionID, _ = r.Context().Value(connIDKey{}).(uint64)
 	if len(rt.Backends) == 1 {
 		info.ClusterName = rt.Backends[0].Name
 	}

@@ -1,0 +1,62 @@
+// Command attrs is a test filter on the upstream proxy-wasm-go-sdk for attributes Envoy's
+// filters pass each other and read: configured "set", it sets the property
+// plexus_test.user to the request's x-user header; configured "get", it tells the backend
+// what it reads of it (x-user, by its path; x-state, as filter_state.wasm.plexus_test.user)
+// and the request's connection.id (x-conn) and request.total_size (x-total).
+package main
+
+import (
+	"encoding/binary"
+	"strconv"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func main() {}
+
+func init() {
+	proxywasm.SetPluginContext(func(uint32) types.PluginContext { return &plugin{} })
+}
+
+type plugin struct {
+	types.DefaultPluginContext
+	set bool
+}
+
+func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
+	conf, _ := proxywasm.GetPluginConfiguration()
+	p.set = string(conf) == "set"
+	return types.OnPluginStartStatusOK
+}
+
+func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{set: p.set} }
+
+type stream struct {
+	types.DefaultHttpContext
+	set bool
+}
+
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
+	if s.set {
+		user, _ := proxywasm.GetHttpRequestHeader("x-user")
+		if err := proxywasm.SetProperty([]string{"plexus_test.user"}, []byte(user)); err != nil {
+			proxywasm.LogCriticalf("attrs: set_property: %v", err)
+		}
+		return types.ActionContinue
+	}
+	if v, err := proxywasm.GetProperty([]string{"plexus_test.user"}); err == nil {
+		proxywasm.ReplaceHttpRequestHeader("x-user", string(v))
+	} else {
+		proxywasm.ReplaceHttpRequestHeader("x-user", "("+err.Error()+")")
+	}
+	if v, err := proxywasm.GetProperty([]string{"filter_state", "wasm.plexus_test.user"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-state", string(v))
+	}
+	for _, a := range [][3]string{{"connection", "id", "x-conn"}, {"request", "total_size", "x-total"}} {
+		if v, err := proxywasm.GetProperty([]string{a[0], a[1]}); err == nil && len(v) == 8 {
+			proxywasm.AddHttpRequestHeader(a[2], strconv.FormatUint(binary.LittleEndian.Uint64(v), 10))
+		}
+	}
+	return types.ActionContinue
+}
