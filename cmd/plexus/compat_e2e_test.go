@@ -117,11 +117,14 @@ func TestEnvoyForeignFunctions(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
 	mod := wasmbuild.Go(t, "conformance/filters/go/zlib")
+	// A callback deadline far from the default 100ms: inflating 16 MiB before the host
+	// memory limit refuses the rest takes longer than that on a busy machine, and what is
+	// checked here is the limit, not the speed.
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
 backends: [{name: app, endpoints: [%s]}]
-filters: [{name: zlib, module: "file:%s"}]
+filters: [{name: zlib, module: "file:%s", limits: {callback_timeout: 10s}}]
 routes: [{name: app, match: {path_prefix: /}, filters: [zlib], backend: app}]
 `, app.addr, mod))
 	c := h1Client()
@@ -570,5 +573,43 @@ routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend
 			t.Errorf("connection.id %s for the %s connection and the %s one; want one each", first, other, proto)
 		}
 		conns[first] = proto
+	}
+}
+
+// TestResponseAttributes: a filter on the upstream Go SDK reads, in its response phase,
+// why the response is what it is as Envoy tells it: response.code_details (via_upstream,
+// or plexus's own reason), response.flags (Envoy's bits: UF 0x20, URX 0x8000) and
+// upstream.request_attempt_count.
+func TestResponseAttributes(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	busy := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	mod := wasmbuild.Go(t, "conformance/filters/go/attrs")
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}, {name: dead, endpoints: [%s]}, {name: busy, endpoints: [%s]}]
+filters: [{name: getter, module: "file:%s", config: get}]
+routes:
+  - {name: dead, match: {path: /dead}, filters: [getter], backend: dead}
+  - {name: busy, match: {path: /busy}, filters: [getter], backend: busy, retry: {attempts: 2, retry_on: [5xx], backoff: {base: 1ms, max: 1ms}}}
+  - {name: app, match: {path_prefix: /}, filters: [getter], backend: app}
+`, app.addr, deadAddr(t), busy.addr, mod))
+	c := h1Client()
+	for _, tc := range []struct {
+		path                     string
+		status                   int
+		details, flags, attempts string
+	}{
+		{"/", 200, "via_upstream", "0", "1"},
+		{"/busy", 503, "via_upstream", "32768", "2"},
+		{"/dead", 502, "upstream_reset_before_response_started{connection_failure}", "32", "1"},
+	} {
+		resp, _ := get(t, c, g.url("web", tc.path))
+		h := resp.Header
+		if resp.StatusCode != tc.status || h.Get("X-Details") != tc.details || h.Get("X-Flags") != tc.flags || h.Get("X-Attempts") != tc.attempts {
+			t.Errorf("%s: %d, code_details %q, flags %q, attempts %q; want %d, %q, %q, %q", tc.path, resp.StatusCode,
+				h.Get("X-Details"), h.Get("X-Flags"), h.Get("X-Attempts"), tc.status, tc.details, tc.flags, tc.attempts)
+		}
 	}
 }

@@ -85,6 +85,9 @@ type StreamInfo struct {
 	ResponseCode    int                         // response.code, once known
 	ResponseSize    int64                       // response.size: body bytes sent to the client, once the body is done; -1 before
 	ConnectionID    uint64                      // connection.id: the client connection's, unique in the process; 0 for none
+	ResponseFlags   uint64                      // response.flags: Envoy's response flag bits
+	CodeDetails     string                      // response.code_details: Envoy's words for why the response is what it is; "" until known
+	Attempts        int                         // upstream.request_attempt_count: attempts at the backend so far
 	State           *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own
 }
 

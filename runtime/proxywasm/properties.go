@@ -181,6 +181,13 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			return num(headerBytes(s.respHeaders) + headerBytes(s.respTrailers) + info.ResponseSize)
+		case "flags":
+			if info.ResponseCode == 0 && info.CodeDetails == "" {
+				return nil, false // no response yet
+			}
+			return num(int64(info.ResponseFlags))
+		case "code_details":
+			return str(info.CodeDetails)
 		case "grpc_status":
 			// From the trailers, or the headers of a trailers-only response, as Envoy.
 			for _, h := range []*Headers{s.respTrailers, s.respHeaders} {
@@ -210,6 +217,12 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 	case "destination":
 		return addressProperty(dst, info.DestAddress, string(field))
 	case "upstream":
+		if string(field) == "request_attempt_count" {
+			if info.Attempts == 0 {
+				return nil, false
+			}
+			return num(int64(info.Attempts))
+		}
 		return addressProperty(dst, info.UpstreamAddress, string(field))
 	case "connection":
 		switch string(field) {

@@ -41,6 +41,33 @@ var flagInfo = [...]struct{ code, name string }{
 	{"FL", "filter_local_reply"},
 }
 
+// envoyBits are Envoy's bits for the flags it has (its StreamInfo response flags, as
+// filters read them in response.flags); FF and FL have none.
+var envoyBits = [...]uint64{
+	1 << 8,  // NR: NoRouteFound
+	1 << 1,  // UH: NoHealthyUpstream
+	1 << 7,  // UO: UpstreamOverflow
+	1 << 2,  // UT: UpstreamRequestTimeout
+	1 << 15, // URX: UpstreamRetryLimitExceeded
+	1 << 5,  // UF: UpstreamConnectionFailure
+	1 << 6,  // UC: UpstreamConnectionTermination
+	1 << 23, // UPE: UpstreamProtocolError
+	1 << 14, // DC: DownstreamConnectionTermination
+	0,       // FF
+	0,       // FL
+}
+
+// Envoy returns the flags as Envoy's response flag bits, for response.flags.
+func (f Flags) Envoy() uint64 {
+	var bits uint64
+	for i, b := range envoyBits {
+		if f&(1<<i) != 0 {
+			bits |= b
+		}
+	}
+	return bits
+}
+
 // String returns the set codes joined by ",", or "-" when none is set.
 func (f Flags) String() string { return string(f.append(nil)) }
 

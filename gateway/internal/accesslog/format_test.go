@@ -307,3 +307,23 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagsEnvoy(t *testing.T) {
+	if len(envoyBits) != len(flagInfo) {
+		t.Fatalf("%d Envoy bits for %d flags", len(envoyBits), len(flagInfo))
+	}
+	for _, c := range []struct {
+		f    Flags
+		want uint64
+	}{
+		{0, 0},
+		{NoRoute, 0x100},
+		{UpstreamConnectFailure | RetriesExhausted, 0x20 | 0x8000},
+		{UpstreamTimeout | DownstreamTerminated, 0x4 | 0x4000},
+		{FilterFailed | FilterLocalReply, 0}, // plexus's own: Envoy has no bits for them
+	} {
+		if got := c.f.Envoy(); got != c.want {
+			t.Errorf("%s: Envoy bits %#x, want %#x", c.f, got, c.want)
+		}
+	}
+}

@@ -644,6 +644,12 @@ func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
 		}
 		status, body = http.StatusOK, nil
 	}
+	c.SetInfo(func(i *proxywasm.StreamInfo) {
+		i.ResponseCode = status
+		if i.CodeDetails = lr.Details; i.CodeDetails == "" && l.route {
+			i.CodeDetails = "direct_response"
+		}
+	})
 	if l.at > 0 {
 		h := c.responseFields(status, hdr)
 		if err := c.phase(PhaseResponseHeaders, true, l.at-1, nil, func(s *proxywasm.Stream) (proxywasm.Action, error) {

@@ -93,6 +93,11 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 			if ep != nil {
 				i.UpstreamAddress = ep.Addr
 			}
+			i.Attempts = try
+			if err == nil {
+				i.CodeDetails = "via_upstream"
+			}
+			i.ResponseFlags = x.Flags.Envoy()
 		})
 	}
 	if err != nil {

@@ -306,7 +306,11 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		FailChain(x, err)
 		return
 	}
-	defer c.Close()
+	defer func() {
+		// What proxy_on_log reads: how the request ended, in Envoy's flags.
+		c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseFlags = x.Flags.Envoy() })
+		c.Close()
+	}()
 	x.chain = c
 	if err := c.RequestHeaders(r, x.Body == nil); err != nil {
 		FailChain(x, err)

@@ -21,8 +21,9 @@ func LocalReply(x *Exchange, status int, cause string) {
 	x.local = true
 	if c := x.chain; c != nil && c.CanReply() {
 		x.chain = nil
-		lr := &proxywasm.LocalResponse{Status: status, Body: []byte(cause + "\n"), GRPCStatus: -1, Headers: []proxywasm.Field{
+		lr := &proxywasm.LocalResponse{Status: status, Body: []byte(cause + "\n"), GRPCStatus: -1, Details: codeDetails(x.Flags, status), Headers: []proxywasm.Field{
 			{Key: HeaderError, Value: cause}, {Key: "Content-Type", Value: "text/plain; charset=utf-8"}}}
+		c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseFlags = x.Flags.Envoy() })
 		WriteReply(x, x.Route, c, c.RouteReply(lr))
 		return
 	}
@@ -32,6 +33,33 @@ func LocalReply(x *Exchange, status int, cause string) {
 	hdr["Content-Length"] = []string{strconv.Itoa(len(cause) + 1)}
 	x.WriteHeader(status)
 	io.WriteString(x, cause+"\n")
+}
+
+// codeDetails is Envoy's response.code_details for a reply of plexus's own, with flags f.
+func codeDetails(f accesslog.Flags, status int) string {
+	switch {
+	case f&accesslog.FilterFailed != 0:
+		return "wasm_fail_stream"
+	case f&accesslog.NoRoute != 0:
+		return "route_not_found"
+	case f&accesslog.UpstreamOverflow != 0:
+		return "upstream_reset_before_response_started{overflow}"
+	case f&accesslog.NoHealthyUpstream != 0:
+		return "no_healthy_upstream"
+	case f&accesslog.UpstreamTimeout != 0:
+		return "response_timeout"
+	case f&accesslog.UpstreamConnectFailure != 0:
+		return "upstream_reset_before_response_started{connection_failure}"
+	case f&accesslog.UpstreamProtocolError != 0:
+		return "upstream_reset_before_response_started{protocol_error}"
+	case f&accesslog.UpstreamReset != 0:
+		return "upstream_reset_before_response_started{connection_termination}"
+	case status == http.StatusRequestEntityTooLarge:
+		return "request_payload_too_large"
+	case status == http.StatusRequestTimeout:
+		return "request_overall_timeout"
+	}
+	return "local_reply"
 }
 
 // Answer finishes a response plexus makes on the route's behalf (a direct response, a

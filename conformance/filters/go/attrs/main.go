@@ -2,7 +2,9 @@
 // filters pass each other and read: configured "set", it sets the property
 // plexus_test.user to the request's x-user header; configured "get", it tells the backend
 // what it reads of it (x-user, by its path; x-state, as filter_state.wasm.plexus_test.user)
-// and the request's connection.id (x-conn) and request.total_size (x-total).
+// and the request's connection.id (x-conn) and request.total_size (x-total); and the
+// client what it reads as the response comes: response.flags (x-flags),
+// response.code_details (x-details) and upstream.request_attempt_count (x-attempts).
 package main
 
 import (
@@ -56,6 +58,21 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	for _, a := range [][3]string{{"connection", "id", "x-conn"}, {"request", "total_size", "x-total"}} {
 		if v, err := proxywasm.GetProperty([]string{a[0], a[1]}); err == nil && len(v) == 8 {
 			proxywasm.AddHttpRequestHeader(a[2], strconv.FormatUint(binary.LittleEndian.Uint64(v), 10))
+		}
+	}
+	return types.ActionContinue
+}
+
+func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {
+	if s.set {
+		return types.ActionContinue
+	}
+	if v, err := proxywasm.GetProperty([]string{"response", "code_details"}); err == nil {
+		proxywasm.AddHttpResponseHeader("x-details", string(v))
+	}
+	for _, a := range [][3]string{{"response", "flags", "x-flags"}, {"upstream", "request_attempt_count", "x-attempts"}} {
+		if v, err := proxywasm.GetProperty([]string{a[0], a[1]}); err == nil && len(v) == 8 {
+			proxywasm.AddHttpResponseHeader(a[2], strconv.FormatUint(binary.LittleEndian.Uint64(v), 10))
 		}
 	}
 	return types.ActionContinue
