@@ -242,7 +242,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 func (i *instance) start(timeout time.Duration) *Failure {
 	p, v := i.p, i.p.vm
 	v.mu.Lock()
-	if img := v.img; img != nil && p.interrupt {
+	if img := v.img; img != nil && p.copyable {
 		v.mu.Unlock()
 		if err := img.restore(i.mod); err != nil {
 			return p.failure(rt.Memory, fmt.Errorf("start from the VM's image: %w", err))
@@ -259,15 +259,15 @@ func (i *instance) start(timeout time.Duration) *Failure {
 		v.mu.Unlock() // its VM cannot be copied: every instance starts its own
 	}
 	var fresh []int
-	if first && p.interrupt {
+	if first && p.copyable {
 		fresh = nonzeroChunks(i.mem)
 	}
 	if f := i.boot(timeout); f != nil || !first {
 		return f
 	}
 	v.started = true
-	if !p.interrupt {
-		p.log.Info("proxy_on_vm_start runs in each instance of this filter: starting an instance from the VM's image needs the rewrite that the callback deadline makes")
+	if !p.copyable {
+		p.log.Info("proxy_on_vm_start runs in each instance of this filter: the module could not be rewritten to show its globals, which starting an instance from the VM's image needs")
 	} else if img, err := capture(i.mod, i.rootID, fresh); err != nil {
 		p.log.Info("proxy_on_vm_start runs in each instance of this filter: its VM cannot be copied", "reason", err)
 	} else {

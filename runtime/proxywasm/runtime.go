@@ -223,6 +223,7 @@ type Plugin struct {
 	wrt       wazero.Runtime
 	compiled  wazero.CompiledModule
 	interrupt bool // compiled from interrupt.Instrument's rewrite: the watchdog sets its global
+	copyable  bool // the module's globals are exported (interrupt.GlobalExport): instances start from the VM's image
 	respPhase bool // the module exports a response callback or proxy_on_log (HasResponsePhase)
 	network   bool // it exports an L4 callback (IsNetworkFilter)
 	pool      rt.Pool[*instance]
@@ -330,12 +331,19 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 			}
 		}
 		p.interrupt = ierr == nil
+		p.copyable = p.interrupt
 	}
 	if !p.interrupt {
 		// A malformed module fails here too, where wazero says what is wrong.
 		interruptible := cfg.CallbackTimeout > 0
 		p.wrt = r.cache.NewRuntime(ctx, 0, interruptible)
-		compiled, hit, d, err = r.cache.Compile(ctx, p.wrt, interruptible, wasm)
+		mod := wasm
+		// Its globals exported all the same, so that its instances start from its VM's
+		// image (vm.go); a module the rewrite cannot read is compiled as it is.
+		if out, err := interrupt.ExportGlobals(wasm); err == nil {
+			mod, p.copyable = out, true
+		}
+		compiled, hit, d, err = r.cache.Compile(ctx, p.wrt, interruptible, mod)
 		took += d
 		if err == nil && ierr != nil {
 			p.log.Info("filter deadline: falling back to wazero's termination checks (slower)", "digest", digest, "reason", ierr)

@@ -26,9 +26,10 @@ import (
 // again as the pool grows.
 //
 // Copying needs the module's globals in reach, which the interrupt rewrite exports
-// (interrupt.GlobalExport). Without it (no callback deadline, a module the rewrite refuses),
-// or with a mutable global the host cannot copy (a reference, a vector), every instance
-// starts its own VM, as before, and the plugin logs why once.
+// (interrupt.GlobalExport), or interrupt.ExportGlobals for a filter without a callback
+// deadline. For a module neither can read, or with a mutable global the host cannot copy
+// (a reference, a vector), every instance starts its own VM, as before, and the plugin
+// logs why once.
 
 // vmKey names a VM: its vm_id, its module's digest and its VM configuration.
 type vmKey struct{ id, digest, config string }
@@ -89,8 +90,8 @@ func (r *Runtime) releaseVM(v *vm) {
 	}
 }
 
-// capture takes the image of an instance: its memory and its mutable globals, which must
-// be of numeric types. fresh is nonzeroChunks of the instance before it started.
+// capture takes the image of an instance of a copyable plugin: its memory and its mutable
+// globals, which must be of numeric types. fresh is nonzeroChunks of the instance before it started.
 func capture(mod api.Module, root uint32, fresh []int) (*image, error) {
 	img := &image{root: root, fresh: fresh}
 	im, ok := mod.(experimental.InternalModule)

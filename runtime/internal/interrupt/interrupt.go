@@ -85,60 +85,11 @@ type section struct {
 // Instrument returns a copy of wasm with the interrupt global and its checks. The input is
 // not modified.
 func Instrument(wasm []byte) ([]byte, error) {
-	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
-		return nil, errors.New("interrupt: not a Wasm binary (no \\0asm magic)")
-	}
-	if binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
-		return nil, fmt.Errorf("%w: binary format version %d, want 1", ErrUnsupported, binary.LittleEndian.Uint32(wasm[4:8]))
-	}
-	var secs []section
-	for p := 8; p < len(wasm); {
-		id := wasm[p]
-		size, n, err := u32(wasm, p+1)
-		if err != nil {
-			return nil, fmt.Errorf("interrupt: section at offset %d: %w", p, err)
-		}
-		start := p + 1 + n
-		if uint64(start)+uint64(size) > uint64(len(wasm)) {
-			return nil, fmt.Errorf("interrupt: section %d at offset %d: %d bytes past the end of the module", id, p, uint64(start)+uint64(size)-uint64(len(wasm)))
-		}
-		if id != secCustom {
-			if _, ok := order[id]; !ok {
-				return nil, fmt.Errorf("%w: unknown section id %d at offset %d", ErrUnsupported, id, p)
-			}
-		}
-		secs = append(secs, section{id, wasm[start : start+int(size)]})
-		p = start + int(size)
-	}
-
-	var importedGlobals, globals, memories uint32
-	var start = -1 // the start function's index
-	var exports []byte
-	for _, s := range secs {
-		var err error
-		switch s.id {
-		case secImport:
-			importedGlobals, memories, err = countImports(s.body)
-		case secMemory:
-			var n uint32
-			n, _, err = u32(s.body, 0)
-			memories += n
-		case secGlobal:
-			globals, _, err = u32(s.body, 0)
-		case secStart:
-			var f uint32
-			f, _, err = u32(s.body, 0)
-			start = int(f)
-		case secExport:
-			exports = s.body
-		}
-		if err != nil {
-			return nil, fmt.Errorf("interrupt: section %d: %w", s.id, err)
-		}
-	}
-	if err := checkExportNames(exports); err != nil {
+	m, err := parse(wasm)
+	if err != nil {
 		return nil, err
 	}
+	secs, importedGlobals, globals, memories, start := m.secs, m.importedGlobals, m.globals, m.memories, m.start
 	if memories == 0 {
 		return nil, fmt.Errorf("%w: the module has no memory (memory.grow is how its checks leave native code)", ErrUnsupported)
 	}
@@ -196,6 +147,124 @@ func Instrument(wasm []byte) ([]byte, error) {
 	return out, nil
 }
 
+// module is a parsed module: its sections, and what the rewrites need of them.
+type module struct {
+	secs                               []section
+	importedGlobals, globals, memories uint32
+	start                              int // the start function's index, -1 for none
+}
+
+// parse splits wasm into its sections and reads the counts the rewrites need.
+func parse(wasm []byte) (*module, error) {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
+		return nil, errors.New("interrupt: not a Wasm binary (no \\0asm magic)")
+	}
+	if binary.LittleEndian.Uint32(wasm[4:8]) != 1 {
+		return nil, fmt.Errorf("%w: binary format version %d, want 1", ErrUnsupported, binary.LittleEndian.Uint32(wasm[4:8]))
+	}
+	m := &module{start: -1}
+	for p := 8; p < len(wasm); {
+		id := wasm[p]
+		size, n, err := u32(wasm, p+1)
+		if err != nil {
+			return nil, fmt.Errorf("interrupt: section at offset %d: %w", p, err)
+		}
+		start := p + 1 + n
+		if uint64(start)+uint64(size) > uint64(len(wasm)) {
+			return nil, fmt.Errorf("interrupt: section %d at offset %d: %d bytes past the end of the module", id, p, uint64(start)+uint64(size)-uint64(len(wasm)))
+		}
+		if id != secCustom {
+			if _, ok := order[id]; !ok {
+				return nil, fmt.Errorf("%w: unknown section id %d at offset %d", ErrUnsupported, id, p)
+			}
+		}
+		m.secs = append(m.secs, section{id, wasm[start : start+int(size)]})
+		p = start + int(size)
+	}
+	var exports []byte
+	for _, s := range m.secs {
+		var err error
+		switch s.id {
+		case secImport:
+			var mems uint32
+			m.importedGlobals, mems, err = countImports(s.body)
+			m.memories += mems
+		case secMemory:
+			var n uint32
+			n, _, err = u32(s.body, 0)
+			m.memories += n
+		case secGlobal:
+			m.globals, _, err = u32(s.body, 0)
+		case secStart:
+			var f uint32
+			f, _, err = u32(s.body, 0)
+			m.start = int(f)
+		case secExport:
+			exports = s.body
+		}
+		if err != nil {
+			return nil, fmt.Errorf("interrupt: section %d: %w", s.id, err)
+		}
+	}
+	if err := checkExportNames(exports); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ExportGlobals returns a copy of wasm that exports the module's own globals as
+// Instrument does (GlobalExport), with nothing else changed: for a module that runs
+// without the interrupt checks, whose instances the host still copies.
+func ExportGlobals(wasm []byte) ([]byte, error) {
+	m, err := parse(wasm)
+	if err != nil {
+		return nil, err
+	}
+	own := globalRange{first: m.importedGlobals, n: m.globals}
+	out := make([]byte, 0, len(wasm)+int(m.globals)*24+16)
+	out = append(out, wasm[:8]...)
+	done := false
+	for _, s := range m.secs {
+		if !done && s.id != secCustom && order[s.id] > order[secExport] {
+			out = appendSection(out, secExport, exportGlobals(nil, own))
+			done = true
+		}
+		if s.id == secExport {
+			out = appendSection(out, secExport, exportGlobals(s.body, own))
+			done = true
+			continue
+		}
+		out = appendSection(out, s.id, s.body)
+	}
+	if !done {
+		out = appendSection(out, secExport, exportGlobals(nil, own))
+	}
+	return out, nil
+}
+
+// exportGlobals returns the export section body with an export for each of the module's
+// own globals added.
+func exportGlobals(body []byte, own globalRange) []byte {
+	var count uint32
+	rest := []byte(nil)
+	if len(body) > 0 {
+		c, n, _ := u32(body, 0) // checked when first read
+		count, rest = c, body[n:]
+	}
+	b := binary.AppendUvarint(make([]byte, 0, len(body)+int(own.n)*24+5), uint64(count+own.n))
+	b = append(b, rest...)
+	return appendGlobalExports(b, own)
+}
+
+func appendGlobalExports(b []byte, own globalRange) []byte {
+	for g := own.first; g < own.first+own.n; g++ {
+		b = appendName(b, GlobalExport+strconv.FormatUint(uint64(g), 10))
+		b = append(b, externGlobal)
+		b = binary.AppendUvarint(b, uint64(g))
+	}
+	return b
+}
+
 // globalRange is the module's own globals in the global index space: first, first+1, ...,
 // first+n-1. The interrupt flag comes right after them.
 type globalRange struct{ first, n uint32 }
@@ -228,12 +297,8 @@ func extend(id byte, body []byte, own globalRange, start int) []byte {
 			add = append(add, externFunc)
 			add = binary.AppendUvarint(add, uint64(start))
 		}
-		for g := own.first; g < flag; g++ {
-			count++
-			add = appendName(add, GlobalExport+strconv.FormatUint(uint64(g), 10))
-			add = append(add, externGlobal)
-			add = binary.AppendUvarint(add, uint64(g))
-		}
+		count += own.n
+		add = appendGlobalExports(add, own)
 	}
 	b := binary.AppendUvarint(make([]byte, 0, len(body)+len(add)+5), uint64(count))
 	b = append(b, rest...)

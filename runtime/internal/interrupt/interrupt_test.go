@@ -186,6 +186,42 @@ func TestInstrumentExportsGlobals(t *testing.T) {
 	}
 }
 
+// TestExportGlobals: the module keeps its behaviour and has its own globals exported,
+// and nothing of the interrupt's.
+func TestExportGlobals(t *testing.T) {
+	src := wasmbuild.WAT(t, kitchenSink)
+	out, err := ExportGlobals(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRuntime(t)
+	orig, exp := instantiate(t, r, src), instantiate(t, r, out)
+	for _, c := range []struct {
+		name string
+		args []uint64
+	}{{"started", nil}, {"sum", []uint64{10}}, {"dispatch", []uint64{1, 7, 3}}, {"mixed", nil}, {"wide", nil}} {
+		if want, got := call(t, orig, c.name, c.args...), call(t, exp, c.name, c.args...); got != want {
+			t.Errorf("%s%v = %d with the exports, %d as built", c.name, c.args, got, want)
+		}
+	}
+	for _, n := range []string{"1", "2"} {
+		if _, ok := exp.ExportedGlobal(GlobalExport + n).(api.MutableGlobal); !ok {
+			t.Errorf("no mutable global exported as %s%s", GlobalExport, n)
+		}
+	}
+	if exp.ExportedGlobal(Export) != nil || exp.ExportedGlobal(GlobalExport+"0") != nil {
+		t.Error("the interrupt's global, or an imported one, is exported")
+	}
+	// A module with no export section gets one.
+	bare, err := ExportGlobals(wasmbuild.WAT(t, `(module (global (mut i32) (i32.const 7)) (memory 1))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := instantiate(t, r, bare).ExportedGlobal(GlobalExport + "0"); g == nil || g.Get() != 7 {
+		t.Errorf("the bare module's global: %v, want 7 exported", g)
+	}
+}
+
 // TestInstrumentStopsRunaways sets the global from another goroutine, as the watchdog does,
 // while the guest runs a loop that never ends, and a recursion that would take 2^60 calls
 // and never loops. Meanwhile the test collects garbage: a stop-the-world must not wait
