@@ -526,8 +526,9 @@ routes: [{name: app, match: {path_prefix: /}, filters: [a, b], backend: app}]
 // TestFilterState: what one filter on the upstream Go SDK sets with proxy_set_property,
 // the next filter of the request reads, by its path and as Envoy's
 // filter_state.wasm.PATH; connection.id is the client connection's (the same for two
-// requests on one connection, over HTTP/1.1 and h2c, another for another connection), and
-// request.total_size counts the headers and the body.
+// requests on one connection, over HTTP/1.1 and h2c, another for another connection),
+// request.total_size counts the headers and the body, and the backend's metadata is
+// cluster_metadata and xds.cluster_metadata.
 func TestFilterState(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
@@ -535,7 +536,7 @@ func TestFilterState(t *testing.T) {
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
-backends: [{name: app, endpoints: [%s]}]
+backends: [{name: app, endpoints: [%s], metadata: {plexus: {team: storage}}}]
 filters:
   - {name: setter, module: "file:%s", config: set}
   - {name: getter, module: "file:%s", config: get}
@@ -554,6 +555,9 @@ routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend
 			e := decodeEcho(t, raw)
 			if got, state := e.Header.Get("X-User"), e.Header.Get("X-State"); got != user || state != user {
 				t.Errorf("%s: the second filter read %q by its path and %q as filter_state; want %q, set by the first", proto, got, state, user)
+			}
+			if a, b := e.Header.Get("X-Cluster-Team"), e.Header.Get("X-Xds-Cluster-Team"); a != "storage" || b != "storage" {
+				t.Errorf("%s: cluster_metadata %q, xds.cluster_metadata %q; want the backend's \"storage\"", proto, a, b)
 			}
 			total, _ := strconv.Atoi(e.Header.Get("X-Total"))
 			if total <= len(body) || total > len(body)+2048 {

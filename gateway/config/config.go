@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	"gopkg.in/yaml.v3"
 
 	"github.com/plexus-mesh/plexus/gateway/internal/strictyaml"
@@ -145,6 +146,7 @@ type Backend struct {
 	MaxIdle        int            `yaml:"max_idle_per_endpoint" doc:"Idle keep-alive connections kept per endpoint." default:"128"`
 	IdleTimeout    time.Duration  `yaml:"idle_timeout" doc:"Idle upstream connections older than this are closed." default:"60s"`
 	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker" doc:"Bounds on what the gateway sends this backend at once; requests beyond them get 503 at once (response flag UO) instead of piling up."`
+	Metadata       *yaml.Node     `yaml:"metadata" doc:"Cluster metadata, which filters read as Envoy's (the cluster_metadata and xds.cluster_metadata properties): namespaces, each a map of values."`
 }
 
 // CircuitBreaker bounds a backend's load, as Envoy's circuit_breakers thresholds do.
@@ -264,12 +266,32 @@ type Route struct {
 func (Route) YAMLKind() string { return "route" }
 
 // MetadataMap is the route's metadata by namespace; nil without any.
-func (r *Route) MetadataMap() (map[string]map[string]any, error) {
-	if r.Metadata == nil || r.Metadata.Tag == "!!null" {
+func (r *Route) MetadataMap() (map[string]map[string]any, error) { return metadataMap(r.Metadata) }
+
+// MetadataMap is the backend's metadata by namespace, as Route.MetadataMap.
+func (b *Backend) MetadataMap() (map[string]map[string]any, error) { return metadataMap(b.Metadata) }
+
+// MetadataStructs is metadata (a route's, a backend's) as filters read it: a
+// google.protobuf.Struct per namespace; nil for none.
+func MetadataStructs(md map[string]map[string]any) map[string]*structpb.Struct {
+	if md == nil {
+		return nil
+	}
+	out := make(map[string]*structpb.Struct, len(md))
+	for ns, m := range md {
+		if st, err := structpb.NewStruct(m); err == nil { // JSON values, as metadataMap leaves them
+			out[ns] = st
+		}
+	}
+	return out
+}
+
+func metadataMap(n *yaml.Node) (map[string]map[string]any, error) {
+	if n == nil || n.Tag == "!!null" {
 		return nil, nil
 	}
 	var v any
-	if err := r.Metadata.Decode(&v); err != nil {
+	if err := n.Decode(&v); err != nil {
 		return nil, err
 	}
 	top, ok := jsonable(v).(map[string]any)

@@ -698,6 +698,9 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 
 func (v *validator) backend(p string, b *Backend, names map[string]string) {
 	v.unique(names, "backend", b.Name, p)
+	if _, err := b.MetadataMap(); err != nil {
+		v.errorf(p+".metadata", "backend %q: %v", b.Name, err)
+	}
 	if len(b.Endpoints) == 0 {
 		v.errorf(p, "backend %q has no endpoints", b.Name)
 	}

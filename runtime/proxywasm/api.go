@@ -81,6 +81,7 @@ type StreamInfo struct {
 	RouteName       string                      // route_name
 	RouteMetadata   map[string]*structpb.Struct // route_metadata, xds.route_metadata: filter metadata by namespace
 	ClusterName     string                      // cluster_name: the backend
+	ClusterMetadata map[string]*structpb.Struct // cluster_metadata, xds.cluster_metadata: the backend's, by namespace
 	UpstreamAddress string                      // upstream.address, once connected
 	ResponseCode    int                         // response.code, once known
 	ResponseSize    int64                       // response.size: body bytes sent to the client, once the body is done; -1 before

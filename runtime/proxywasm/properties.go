@@ -60,6 +60,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return str(s.info.ClusterName)
 		case "route_metadata":
 			return routeMetadata(dst, s.info.RouteMetadata, sub)
+		case "cluster_metadata":
+			return routeMetadata(dst, s.info.ClusterMetadata, sub)
 		}
 		return nil, false
 	}
@@ -73,6 +75,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 	switch string(root) {
 	case "route_metadata":
 		return routeMetadata(dst, info.RouteMetadata, rest)
+	case "cluster_metadata":
+		return routeMetadata(dst, info.ClusterMetadata, rest)
 	case "route_name":
 		return str(info.RouteName)
 	case "cluster_name":
@@ -445,7 +449,7 @@ func hostSetProperty(i *instance, s []uint64) status {
 	return statusOK
 }
 
-// routeMetadata appends the route metadata at path (segments separated by NUL) as Envoy
+// routeMetadata appends the route (or cluster) metadata at path (segments separated by NUL) as Envoy
 // serializes it: with no path, the envoy.config.core.v3.Metadata message (protobuf,
 // filter_metadata in field 1, namespaces in order); filter_metadata NS is that
 // namespace's google.protobuf.Struct; a key in it and further keys of nested structs

@@ -167,14 +167,8 @@ func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters ma
 		r.UpgradeIdle = u.IdleTimeout
 	}
 	r.setHosts(rc.Match.Hosts)
-	if md, _ := rc.MetadataMap(); md != nil { // checked by config
-		r.Metadata = make(map[string]*structpb.Struct, len(md))
-		for ns, m := range md {
-			if st, err := structpb.NewStruct(m); err == nil {
-				r.Metadata[ns] = st
-			}
-		}
-	}
+	md, _ := rc.MetadataMap() // checked by config
+	r.Metadata = config.MetadataStructs(md)
 	if rc.Match.PathRegex != "" {
 		r.pathRe = regexp.MustCompile(anchor(rc.Match.PathRegex))
 	}

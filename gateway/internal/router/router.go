@@ -89,7 +89,7 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 			return
 		}
 		c.SetInfo(func(i *proxywasm.StreamInfo) {
-			i.ClusterName = be.Name
+			i.ClusterName, i.ClusterMetadata = be.Name, be.Metadata
 			if ep != nil {
 				i.UpstreamAddress = ep.Addr
 			}

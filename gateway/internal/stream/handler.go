@@ -408,7 +408,7 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 	}
 	info.ConnectionID, _ = r.Context().Value(connIDKey{}).(uint64)
 	if len(rt.Backends) == 1 {
-		info.ClusterName = rt.Backends[0].Name
+		info.ClusterName, info.ClusterMetadata = rt.Backends[0].Name, rt.Backends[0].Metadata
 	}
 	return info
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/plexus-mesh/plexus/gateway/config"
 )
 
@@ -22,10 +24,11 @@ type Cluster struct {
 	Name      string
 	Cfg       config.Backend
 	Endpoints []*Endpoint
-	next      atomic.Uint64   // round robin
-	h2        *http.Transport // HTTP/2 backends (h2c or h2); nil for http1
-	Scheme    string          // "http" or "https", for the h2 transport's URLs
-	tls       *tls.Config     // the backend's tls, nil without
+	next      atomic.Uint64               // round robin
+	h2        *http.Transport             // HTTP/2 backends (h2c or h2); nil for http1
+	Scheme    string                      // "http" or "https", for the h2 transport's URLs
+	tls       *tls.Config                 // the backend's tls, nil without
+	Metadata  map[string]*structpb.Struct // what filters read as cluster_metadata
 
 	Active    atomic.Int64 // requests in flight, for the circuit breaker
 	MaxActive int64
@@ -67,6 +70,8 @@ const (
 
 func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 	b := &Cluster{Name: cfg.Name, Cfg: cfg, Scheme: "http", MaxActive: int64(cfg.CircuitBreaker.MaxRequests)}
+	md, _ := cfg.MetadataMap() // checked by config
+	b.Metadata = config.MetadataStructs(md)
 	if b.MaxActive <= 0 {
 		b.MaxActive = config.DefaultMaxRequests
 	}
@@ -153,7 +158,14 @@ func ClientTLS(t *config.BackendTLS, c *config.Config) (*tls.Config, error) {
 // SameAs reports whether b can serve a new snapshot's backend declared as cfg unchanged.
 // Files it reads (CA, client certificate) may have changed on disk; a reload that only
 // touched them does not rebuild the backend, which is why they are compared by path only.
-func (b *Cluster) SameAs(cfg config.Backend) bool { return reflect.DeepEqual(b.Cfg, cfg) }
+func (b *Cluster) SameAs(cfg config.Backend) bool {
+	// Metadata by its values: its YAML node also holds where it stands in the file.
+	am, _ := b.Cfg.MetadataMap()
+	bm, _ := cfg.MetadataMap()
+	x, y := b.Cfg, cfg
+	x.Metadata, y.Metadata = nil, nil
+	return reflect.DeepEqual(x, y) && reflect.DeepEqual(am, bm)
+}
 
 // Close releases idle connections; connections in use close when their request ends.
 func (b *Cluster) Close() {

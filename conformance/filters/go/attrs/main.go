@@ -2,7 +2,9 @@
 // filters pass each other and read: configured "set", it sets the property
 // plexus_test.user to the request's x-user header; configured "get", it tells the backend
 // what it reads of it (x-user, by its path; x-state, as filter_state.wasm.plexus_test.user)
-// and the request's connection.id (x-conn) and request.total_size (x-total); and the
+// the request's connection.id (x-conn) and request.total_size (x-total), and its backend's
+// metadata plexus.team (x-cluster-team from cluster_metadata, x-xds-cluster-team from
+// xds.cluster_metadata); and the
 // client what it reads as the response comes: response.flags (x-flags),
 // response.code_details (x-details) and upstream.request_attempt_count (x-attempts).
 package main
@@ -54,6 +56,12 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	if v, err := proxywasm.GetProperty([]string{"filter_state", "wasm.plexus_test.user"}); err == nil {
 		proxywasm.AddHttpRequestHeader("x-state", string(v))
+	}
+	if v, err := proxywasm.GetProperty([]string{"cluster_metadata", "filter_metadata", "plexus", "team"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-cluster-team", string(v))
+	}
+	if v, err := proxywasm.GetProperty([]string{"xds", "cluster_metadata", "filter_metadata", "plexus", "team"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-xds-cluster-team", string(v))
 	}
 	for _, a := range [][3]string{{"connection", "id", "x-conn"}, {"request", "total_size", "x-total"}} {
 		if v, err := proxywasm.GetProperty([]string{a[0], a[1]}); err == nil && len(v) == 8 {
