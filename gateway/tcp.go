@@ -92,9 +92,21 @@ func (s *snapshot) tcpTarget(name string) (*l4.Target, error) {
 		if lc.Name != name || lc.TCP == nil {
 			continue
 		}
-		t := &l4.Target{Listener: name, Cluster: s.backends[lc.TCP.Backend], IdleTimeout: lc.TCP.IdleTimeout}
-		if t.Cluster == nil {
-			return nil, fmt.Errorf("no backend %q", lc.TCP.Backend) // validated by config.Load
+		t := &l4.Target{Listener: name, Passthrough: lc.TLS == nil, IdleTimeout: lc.TCP.IdleTimeout}
+		if b := lc.TCP.Backend; b != "" {
+			if t.Cluster = s.backends[b]; t.Cluster == nil {
+				return nil, fmt.Errorf("no backend %q", b) // validated by config.Load
+			}
+		}
+		for _, r := range lc.TCP.SNI {
+			sr := l4.SNIRoute{Cluster: s.backends[r.Backend]}
+			if sr.Cluster == nil {
+				return nil, fmt.Errorf("no backend %q", r.Backend)
+			}
+			for _, n := range r.ServerNames {
+				sr.Names.Add(n)
+			}
+			t.SNI = append(t.SNI, sr)
 		}
 		for _, f := range lc.TCP.Filters {
 			fl := s.filters[f]

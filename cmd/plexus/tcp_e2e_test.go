@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -137,5 +138,68 @@ filters: [{name: gate, module: "file:%s"}]
 	g.firstLog("tcpgate: denied (403)")
 	if n := conns.Load(); n != before {
 		t.Errorf("the backend saw %d connections more; want none for a denied one", n-before)
+	}
+}
+
+// TestTCPPassthroughBySNI: an L4 listener without tls sends each TLS connection to a
+// backend by the server name of its ClientHello (exact, wildcard, the default backend for
+// any other or none), and TLS passes through: the backend ends it, sees the same server
+// name, and answers the client over it.
+func TestTCPPassthroughBySNI(t *testing.T) {
+	t.Parallel()
+	cert := testutil.WriteCert(t, t.TempDir())
+	kp, err := tls.X509KeyPair(cert.CertPEM, cert.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := func(name string) string {
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					line, _ := bufio.NewReader(c).ReadString('\n')
+					fmt.Fprintf(c, "%s|%s|%s", name, c.(*tls.Conn).ConnectionState().ServerName, line)
+				}()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    protocols: [tcp]
+    tcp:
+      backend: other
+      sni: [{server_names: [a.test], backend: a}, {server_names: ["*.b.test"], backend: b}]
+backends: [{name: a, endpoints: [%s]}, {name: b, endpoints: [%s]}, {name: other, endpoints: [%s]}]
+`, backend("a"), backend("b"), backend("other")))
+	for _, tc := range []struct{ sni, want string }{
+		{"a.test", "a|a.test|hi\n"},
+		{"db.b.test", "b|db.b.test|hi\n"},
+		{"c.test", "other|c.test|hi\n"},
+		{"", "other||hi\n"},
+	} {
+		c, err := tls.Dial("tcp", g.addr("tls"), &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("%q: %v", tc.sni, err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(c, "hi\n")
+		got, err := io.ReadAll(c)
+		c.Close()
+		if string(got) != tc.want {
+			t.Errorf("server name %q: the backend answered %q (%v); want %q", tc.sni, got, err, tc.want)
+		}
 	}
 }

@@ -69,10 +69,20 @@ const (
 // on_downstream_data, on_upstream_data, ...) both ways. With tls on the listener, TLS ends
 // at plexus and the backend gets the plain bytes.
 type ListenerTCP struct {
-	Backend     string        `yaml:"backend" doc:"The backend connections go to (its endpoints in turn, another one after a connect failure)." required:"true"`
+	Backend     string        `yaml:"backend" doc:"The backend connections go to (its endpoints in turn, another one after a connect failure); with sni, those whose server name no entry matches (without it, they are closed)."`
+	SNI         []SNIRoute    `yaml:"sni" doc:"Backends by the server name the client's TLS ClientHello names, the first match winning: without tls on the listener, TLS passes through to the backend (the ClientHello is read, not answered); with it, the name is the one of the handshake plexus ends."`
 	Filters     []string      `yaml:"filters" doc:"Network filters, by name, in the order the client's bytes go through them (the backend's go back through them in reverse)."`
 	IdleTimeout time.Duration `yaml:"idle_timeout" doc:"A connection with no bytes either way for this long is closed." default:"1h"`
 }
+
+// SNIRoute sends an L4 listener's connections for some server names to a backend.
+type SNIRoute struct {
+	ServerNames []string `yaml:"server_names" doc:"Server names, as route hosts: exact, or with one wildcard at the start or the end (*.example.com, db-*), or * for any." required:"true"`
+	Backend     string   `yaml:"backend" doc:"The backend their connections go to." required:"true"`
+}
+
+func (SNIRoute) YAMLKind() string    { return "sni route" }
+func (ListenerTCP) YAMLKind() string { return "tcp" }
 
 // Listener accepts client connections on one address.
 type Listener struct {

@@ -662,8 +662,23 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 // listenerTCP checks an L4 listener's backend and network filters.
 func (v *validator) listenerTCP(p string, l *Listener) {
 	c, t := v.c, l.TCP
-	if !slices.ContainsFunc(c.Backends, func(b Backend) bool { return b.Name == t.Backend }) {
-		v.errorf(p+".backend", "listener %q: no backend named %q%s", l.Name, t.Backend, known(c.Backends, func(b Backend) string { return b.Name }))
+	backend := func(path, name string) {
+		if !slices.ContainsFunc(c.Backends, func(b Backend) bool { return b.Name == name }) {
+			v.errorf(path, "listener %q: no backend named %q%s", l.Name, name, known(c.Backends, func(b Backend) string { return b.Name }))
+		}
+	}
+	switch {
+	case t.Backend != "":
+		backend(p+".backend", t.Backend)
+	case len(t.SNI) == 0:
+		v.errorf(p, "listener %q: tcp needs a backend, or sni routes to backends", l.Name)
+	}
+	for j, r := range t.SNI {
+		rp := fmt.Sprintf("%s.sni[%d]", p, j)
+		if len(r.ServerNames) == 0 {
+			v.errorf(rp, "listener %q: an sni route needs server_names", l.Name)
+		}
+		backend(rp+".backend", r.Backend)
 	}
 	for j, f := range t.Filters {
 		fp := fmt.Sprintf("%s.filters[%d]", p, j)

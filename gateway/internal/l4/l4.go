@@ -25,17 +25,43 @@ import (
 	"time"
 
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
-// Target is where a listener's connections go.
+// Target is where a listener's connections go: to the backend of the first SNI route
+// whose server names match the one the client's TLS ClientHello names, else to Cluster
+// (nil: the connection is closed).
 type Target struct {
 	Listener    string
 	Cluster     *upstream.Cluster
+	SNI         []SNIRoute
+	Passthrough bool // the listener does not end TLS: the ClientHello is read, and passed on
 	Filters     []*filterchain.Filter
 	IdleTimeout time.Duration
 }
+
+// SNIRoute sends the connections for some server names to a backend.
+type SNIRoute struct {
+	Names   route.Hosts
+	Cluster *upstream.Cluster
+}
+
+// pick is the backend for a connection to server name sni ("" for none).
+func (t *Target) pick(sni string) *upstream.Cluster {
+	host := route.HostPattern(sni)
+	for _, r := range t.SNI {
+		if sni != "" && r.Names.Match(host) {
+			return r.Cluster
+		}
+	}
+	return t.Cluster
+}
+
+// helloTimeout bounds the wait for a passthrough connection's ClientHello, as Envoy's
+// listener_filters_timeout does.
+const helloTimeout = 15 * time.Second
 
 const (
 	down = 0 // the client's bytes, toward the backend
@@ -60,7 +86,6 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 		Start:         time.Now(),
 		SourceAddress: client.RemoteAddr().String(),
 		DestAddress:   client.LocalAddr().String(),
-		ClusterName:   t.Cluster.Name,
 		ConnectionID:  id,
 		State:         &c.state,
 	}
@@ -73,12 +98,24 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 		c.info.TLSVersion = tls.VersionName(st.Version)
 		c.info.ServerName = st.ServerName
 		c.info.MTLS = len(st.PeerCertificates) > 0
+	} else if t.Passthrough && len(t.SNI) > 0 {
+		sni, hello, err := peekServerName(client)
+		if err != nil {
+			c.log.Debug("tcp: no TLS ClientHello to route by", "client", c.info.SourceAddress, "error", err)
+		}
+		c.info.ServerName = sni
+		c.sides[down] = &prefixed{Conn: client, prefix: hello}
 	}
+	if c.cluster = t.pick(c.info.ServerName); c.cluster == nil {
+		c.log.Info("tcp: no backend for the server name; connection closed", "server_name", c.info.ServerName)
+		return
+	}
+	c.info.ClusterName = c.cluster.Name
 	if !c.start(ctx) {
 		return
 	}
-	if !t.Cluster.Admit() {
-		c.log.Warn("tcp: circuit breaker open; connection closed", "backend", t.Cluster.Name)
+	if !c.cluster.Admit() {
+		c.log.Warn("tcp: circuit breaker open; connection closed", "backend", c.cluster.Name)
 		return
 	}
 	c.admitted = true
@@ -112,6 +149,7 @@ type conn struct {
 	ended    [2]bool             // the side sent its last bytes, and they went through
 	closer   int                 // the side that ended the connection, -1 for a filter or plexus
 	admitted bool
+	cluster  *upstream.Cluster // the backend chosen
 
 	bell    chan struct{} // a reader has a chunk
 	feeds   [2]*feed
@@ -176,21 +214,21 @@ func (c *conn) failed(k int, err error) bool {
 // connect dials the backend: its endpoints in turn, each at most once, until one answers.
 func (c *conn) connect(ctx context.Context) bool {
 	var avoid *upstream.Endpoint
-	for range len(c.t.Cluster.Endpoints) {
-		ep := c.t.Cluster.Pick(avoid)
+	for range len(c.cluster.Endpoints) {
+		ep := c.cluster.Pick(avoid)
 		if ep == nil {
 			break
 		}
-		nc, err := c.t.Cluster.DialTCP(ctx, ep)
+		nc, err := c.cluster.DialTCP(ctx, ep)
 		if err == nil {
 			c.sides[up] = nc
 			c.info.UpstreamAddress = ep.Addr
 			return true
 		}
-		c.log.Debug("tcp: backend endpoint did not answer", "backend", c.t.Cluster.Name, "endpoint", ep.Addr, "error", err)
+		c.log.Debug("tcp: backend endpoint did not answer", "backend", c.cluster.Name, "endpoint", ep.Addr, "error", err)
 		avoid = ep
 	}
-	c.log.Warn("tcp: no endpoint of the backend answered; connection closed", "backend", c.t.Cluster.Name)
+	c.log.Warn("tcp: no endpoint of the backend answered; connection closed", "backend", c.cluster.Name)
 	return false
 }
 
@@ -347,7 +385,7 @@ func (c *conn) finish() {
 		s.Close()
 	}
 	if c.admitted {
-		c.t.Cluster.Release()
+		c.cluster.Release()
 	}
 }
 

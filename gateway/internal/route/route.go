@@ -29,10 +29,7 @@ type Route struct {
 	Template string // http.route: the paths it matches, as a template ("/api/*")
 
 	// match
-	anyHost     bool     // "*"
-	exactHosts  []string // lower case, no trailing dot, no port
-	suffixHosts []string // "*.example.com" kept as ".example.com", "*-canary" as "-canary"
-	prefixHosts []string // "api.*" kept as "api."
+	hosts       Hosts
 	path        string
 	prefix      string
 	pathRe      *regexp.Regexp
@@ -226,7 +223,7 @@ func anchor(expr string) string { return `^(?:` + expr + `)$` }
 // Matches reports whether the request meets every condition of the route. path is the
 // request path as the client sent it (escaped); host is lower case without port.
 func (r *Route) Matches(req *http.Request, host, path string) bool {
-	if !r.anyHost && len(r.exactHosts)+len(r.suffixHosts)+len(r.prefixHosts) > 0 && !r.matchHost(host) {
+	if !r.hosts.Empty() && !r.hosts.Match(host) {
 		return false
 	}
 	switch {
@@ -262,30 +259,50 @@ func (r *Route) Matches(req *http.Request, host, path string) bool {
 // setHosts compiles the route's host patterns (HostPattern).
 func (r *Route) setHosts(hosts []string) {
 	for _, h := range hosts {
-		h = HostPattern(h)
-		switch {
-		case h == "*":
-			r.anyHost = true
-		case strings.HasPrefix(h, "*"):
-			r.suffixHosts = append(r.suffixHosts, h[1:])
-		case strings.HasSuffix(h, "*"):
-			r.prefixHosts = append(r.prefixHosts, h[:len(h)-1])
-		default:
-			r.exactHosts = append(r.exactHosts, h)
-		}
+		r.hosts.Add(h)
 	}
 }
 
-func (r *Route) matchHost(host string) bool {
-	if slices.Contains(r.exactHosts, host) {
+// Hosts is a set of host patterns (HostPattern), matched as Envoy matches a virtual host's
+// domains: a route's hosts, an L4 listener's server names. Its zero value is empty.
+type Hosts struct {
+	any    bool     // "*"
+	exact  []string // lower case, no trailing dot, no port
+	suffix []string // "*.example.com" kept as ".example.com", "*-canary" as "-canary"
+	prefix []string // "api.*" kept as "api."
+}
+
+// Add adds a pattern.
+func (hs *Hosts) Add(h string) {
+	h = HostPattern(h)
+	switch {
+	case h == "*":
+		hs.any = true
+	case strings.HasPrefix(h, "*"):
+		hs.suffix = append(hs.suffix, h[1:])
+	case strings.HasSuffix(h, "*"):
+		hs.prefix = append(hs.prefix, h[:len(h)-1])
+	default:
+		hs.exact = append(hs.exact, h)
+	}
+}
+
+// Empty reports a set with no pattern.
+func (hs *Hosts) Empty() bool {
+	return !hs.any && len(hs.exact)+len(hs.suffix)+len(hs.prefix) == 0
+}
+
+// Match reports whether host (lower case, without a port) matches a pattern of the set.
+func (hs *Hosts) Match(host string) bool {
+	if hs.any || slices.Contains(hs.exact, host) {
 		return true
 	}
-	for _, s := range r.suffixHosts {
+	for _, s := range hs.suffix {
 		if len(host) > len(s) && strings.HasSuffix(host, s) {
 			return true
 		}
 	}
-	for _, p := range r.prefixHosts {
+	for _, p := range hs.prefix {
 		if len(host) > len(p) && strings.HasPrefix(host, p) {
 			return true
 		}
