@@ -29,13 +29,13 @@ type Route struct {
 	Template string // http.route: the paths it matches, as a template ("/api/*")
 
 	// match
-	hosts       Hosts
-	path        string
-	prefix      string
-	pathRe      *regexp.Regexp
-	methods     []string
-	headers     []headerMatcher
-	query       []queryMatcher
+	hosts   Hosts
+	path    string
+	prefix  string
+	pathRe  *regexp.Regexp
+	methods []string
+	headers []headerMatcher
+	query   []queryMatcher
 
 	Metadata map[string]*structpb.Struct // filter metadata by namespace, for the route_metadata property
 
