@@ -20,6 +20,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -39,7 +40,7 @@ type Target struct {
 	SNI         []SNIRoute
 	Passthrough bool // the listener does not end TLS: the ClientHello is read, and passed on
 	Filters     []*filterchain.Filter
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration // 0: none
 }
 
 // SNIRoute sends the connections for some server names to a backend.
@@ -80,7 +81,11 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 	defer cancel()
 	c := &conn{t: t, log: log.With("listener", t.Listener), sides: [2]net.Conn{client}, bell: make(chan struct{}, 1)}
 	c.paused = [2]int{-1, -1}
-	c.idle = time.AfterFunc(t.IdleTimeout, cancel)
+	c.idleFor = t.IdleTimeout
+	if c.idleFor <= 0 {
+		c.idleFor = math.MaxInt64
+	}
+	c.idle = time.AfterFunc(c.idleFor, cancel)
 	defer c.finish()
 	c.info = proxywasm.StreamInfo{
 		Start:         time.Now(),
@@ -155,6 +160,7 @@ type conn struct {
 	feeds   [2]*feed
 	writers [2]*writer
 	idle    *time.Timer
+	idleFor time.Duration
 }
 
 // errClosed ends a connection a filter closed (proxy_close_stream).
@@ -284,7 +290,7 @@ func (c *conn) run(ctx context.Context) bool {
 			if ch == nil {
 				continue
 			}
-			c.idle.Reset(c.t.IdleTimeout)
+			c.idle.Reset(c.idleFor)
 			if ch.err != nil {
 				c.log.Debug("tcp: read failed", "side", sideName(d), "error", ch.err)
 				c.closer = d
