@@ -24,31 +24,22 @@ func startEcho(t *testing.T) (addr string, conns *atomic.Int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	conns = new(atomic.Int32)
-	go func() {
+	addr = testutil.ServeConns(t, ln, func(c net.Conn) {
+		conns.Add(1)
+		defer c.Close()
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
+			if line != "" {
+				io.WriteString(c, line)
+			}
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if line != "" {
-						io.WriteString(c, line)
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String(), conns
+	})
+	return addr, conns
 }
 
 // firstLog waits for a log line whose message starts with prefix, and returns it.
@@ -157,21 +148,11 @@ func TestTCPPassthroughBySNI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					line, _ := bufio.NewReader(c).ReadString('\n')
-					fmt.Fprintf(c, "%s|%s|%s", name, c.(*tls.Conn).ConnectionState().ServerName, line)
-				}()
-			}
-		}()
-		return ln.Addr().String()
+		return testutil.ServeConns(t, ln, func(c net.Conn) {
+			defer c.Close()
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			fmt.Fprintf(c, "%s|%s|%s", name, c.(*tls.Conn).ConnectionState().ServerName, line)
+		})
 	}
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
