@@ -104,7 +104,9 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 		c.info.ServerName = st.ServerName
 		c.info.MTLS = len(st.PeerCertificates) > 0
 	} else if t.Passthrough && len(t.SNI) > 0 {
+		stop := context.AfterFunc(ctx, func() { client.SetReadDeadline(time.Now()) }) // idle, shutdown
 		sni, hello, err := peekServerName(client)
+		stop()
 		if err != nil {
 			c.log.Debug("tcp: no TLS ClientHello to route by", "client", c.info.SourceAddress, "error", err)
 		}
