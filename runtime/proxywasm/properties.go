@@ -394,18 +394,24 @@ func hostGetProperty(i *instance, s []uint64) status {
 	}
 	props, mu := i.setProperties()
 	if mu != nil {
+		// Not held while the value goes to the guest: its allocator runs then, and must
+		// not find the lock taken if it calls the host.
 		mu.Lock()
-		defer mu.Unlock()
 	}
-	if v, ok := (*props)[string(path)]; ok {
+	v, ok := (*props)[string(path)]
+	if mu != nil {
+		mu.Unlock()
+	}
+	if ok {
 		return i.returnBytes(v, u32(s, 2), u32(s, 3))
 	}
 	return statusNotFound
 }
 
 // setProperties is where proxy_set_property keeps values for the effective context: the
-// request's filter state, shared by its filters (its lock with it), or the stream's own,
-// or the root context's; and what the values count against.
+// request's filter state, shared by its filters (with its lock), or the stream's own, or
+// the root context's. A value in the map is never changed in place (a set replaces it), so
+// one read under the lock may be used after it.
 func (i *instance) setProperties() (props *map[string][]byte, mu *sync.Mutex) {
 	st := i.stream()
 	switch {
