@@ -618,7 +618,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 	lim := lc.Limits
 	sl := &stream.Listener{Name: lc.Name, TLS: lc.TLS != nil, Scheme: "http", BodyLimit: int64(lim.MaxRequestBodyBytes),
 		HeaderLimit: int64(lim.MaxHeaderBytes), BodyTimeout: max(lim.RequestBodyTimeout, 0), WriteTimeout: max(lim.ResponseWriteTimeout, 0),
-		Paths: stream.PathPolicy{Normalize: *lc.Paths.Normalize, MergeSlashes: *lc.Paths.MergeSlashes}}
+		Paths: stream.PathPolicy{Normalize: *lc.Paths.Normalize, MergeSlashes: *lc.Paths.MergeSlashes}, Direction: lc.DirectionCode()}
 	if sl.TLS {
 		sl.Scheme = "https"
 	}

@@ -529,15 +529,16 @@ routes: [{name: app, match: {path_prefix: /}, filters: [a, b], backend: app}]
 // the next filter of the request reads, by its path and as Envoy's
 // filter_state.wasm.PATH; connection.id is the client connection's (the same for two
 // requests on one connection, over HTTP/1.1 and h2c, another for another connection),
-// request.total_size counts the headers and the body, and the backend's metadata is
-// cluster_metadata and xds.cluster_metadata.
+// request.total_size counts the headers and the body, the backend's metadata is
+// cluster_metadata and xds.cluster_metadata, and the listener's direction
+// listener_direction.
 func TestFilterState(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
 	mod := wasmbuild.Go(t, "conformance/filters/go/attrs")
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
-listeners: [{name: web, address: 127.0.0.1:0}]
+listeners: [{name: web, address: 127.0.0.1:0, direction: outbound}]
 backends: [{name: app, endpoints: [%s], metadata: {plexus: {team: storage}}}]
 filters:
   - {name: setter, module: "file:%s", config: set}
@@ -560,6 +561,9 @@ routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend
 			}
 			if a, b := e.Header.Get("X-Cluster-Team"), e.Header.Get("X-Xds-Cluster-Team"); a != "storage" || b != "storage" {
 				t.Errorf("%s: cluster_metadata %q, xds.cluster_metadata %q; want the backend's \"storage\"", proto, a, b)
+			}
+			if d := e.Header.Get("X-Direction"); d != "2" {
+				t.Errorf("%s: listener_direction %q; want 2, outbound", proto, d)
 			}
 			total, _ := strconv.Atoi(e.Header.Get("X-Total"))
 			if total <= len(body) || total > len(body)+2048 {

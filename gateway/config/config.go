@@ -96,9 +96,28 @@ type Listener struct {
 	// Forwarded headers and path normalization happen before a route is matched.
 	TrustedProxies []string `yaml:"trusted_proxies" doc:"CIDRs (or addresses) of proxies in front of this listener whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are kept and appended to; from any other client they are replaced by what the gateway saw."`
 	Paths          Paths    `yaml:"paths" doc:"How request paths are normalized before routes are matched and the request is forwarded (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."`
+	Direction      string   `yaml:"direction" doc:"Which traffic the listener takes in a mesh: inbound (to the service beside it) or outbound (from it); filters read it as Envoy's listener_direction (1, 2; 0 when unset)." enum:"inbound,outbound"`
 }
 
 func (Listener) YAMLKind() string { return "listener" }
+
+// Listener directions (Envoy's core.v3.TrafficDirection, as listener_direction reads).
+const (
+	DirectionInbound  = "inbound"
+	DirectionOutbound = "outbound"
+)
+
+// DirectionCode is the listener's direction as Envoy's enum: 0 unspecified, 1 inbound,
+// 2 outbound.
+func (l *Listener) DirectionCode() int {
+	switch l.Direction {
+	case DirectionInbound:
+		return 1
+	case DirectionOutbound:
+		return 2
+	}
+	return 0
+}
 
 // ListenerTLS names PEM files, read at load and on every reload.
 type ListenerTLS struct {

@@ -657,6 +657,9 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 		}
 	}
 	v.oneOf(p+".paths.escaped_slashes", "escaped_slashes", l.Paths.EscapedSlashes, EscapedSlashesKeep, EscapedSlashesReject, EscapedSlashesUnescape)
+	if l.Direction != "" {
+		v.oneOf(p+".direction", "direction", l.Direction, DirectionInbound, DirectionOutbound)
+	}
 }
 
 // listenerTCP checks an L4 listener's backend and network filters.

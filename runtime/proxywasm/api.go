@@ -69,27 +69,28 @@ type LocalResponse struct {
 // The gateway fills it before OnRequestHeaders and updates the upstream and response
 // fields as they become known.
 type StreamInfo struct {
-	ID              string                      // request.id (x-request-id)
-	Start           time.Time                   // request.time
-	Protocol        string                      // request.protocol: "HTTP/1.1", "HTTP/2", "HTTP/3"
-	Scheme          string                      // "http" or "https"
-	SourceAddress   string                      // "ip:port"
-	DestAddress     string                      // "ip:port" of the listener
-	MTLS            bool                        // connection.mtls
-	TLSVersion      string                      // connection.tls_version, "" without TLS
-	ServerName      string                      // connection.requested_server_name: the SNI the client sent, "" without
-	RouteName       string                      // route_name
-	RouteMetadata   map[string]*structpb.Struct // route_metadata, xds.route_metadata: filter metadata by namespace
-	ClusterName     string                      // cluster_name: the backend
-	ClusterMetadata map[string]*structpb.Struct // cluster_metadata, xds.cluster_metadata: the backend's, by namespace
-	UpstreamAddress string                      // upstream.address, once connected
-	ResponseCode    int                         // response.code, once known
-	ResponseSize    int64                       // response.size: body bytes sent to the client, once the body is done; -1 before
-	ConnectionID    uint64                      // connection.id: the client connection's, unique in the process; 0 for none
-	ResponseFlags   uint64                      // response.flags: Envoy's response flag bits
-	CodeDetails     string                      // response.code_details: Envoy's words for why the response is what it is; "" until known
-	Attempts        int                         // upstream.request_attempt_count: attempts at the backend so far
-	State           *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own
+	ID                string                      // request.id (x-request-id)
+	Start             time.Time                   // request.time
+	Protocol          string                      // request.protocol: "HTTP/1.1", "HTTP/2", "HTTP/3"
+	Scheme            string                      // "http" or "https"
+	SourceAddress     string                      // "ip:port"
+	DestAddress       string                      // "ip:port" of the listener
+	MTLS              bool                        // connection.mtls
+	TLSVersion        string                      // connection.tls_version, "" without TLS
+	ServerName        string                      // connection.requested_server_name: the SNI the client sent, "" without
+	RouteName         string                      // route_name
+	RouteMetadata     map[string]*structpb.Struct // route_metadata, xds.route_metadata: filter metadata by namespace
+	ClusterName       string                      // cluster_name: the backend
+	ClusterMetadata   map[string]*structpb.Struct // cluster_metadata, xds.cluster_metadata: the backend's, by namespace
+	UpstreamAddress   string                      // upstream.address, once connected
+	ResponseCode      int                         // response.code, once known
+	ResponseSize      int64                       // response.size: body bytes sent to the client, once the body is done; -1 before
+	ConnectionID      uint64                      // connection.id: the client connection's, unique in the process; 0 for none
+	ResponseFlags     uint64                      // response.flags: Envoy's response flag bits
+	CodeDetails       string                      // response.code_details: Envoy's words for why the response is what it is; "" until known
+	Attempts          int                         // upstream.request_attempt_count: attempts at the backend so far
+	ListenerDirection int                         // listener_direction: 0 unspecified, 1 inbound, 2 outbound
+	State             *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own
 }
 
 // FilterState is what the filters of one request (or TCP connection) set with

@@ -77,6 +77,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 		return routeMetadata(dst, info.RouteMetadata, rest)
 	case "cluster_metadata":
 		return routeMetadata(dst, info.ClusterMetadata, rest)
+	case "listener_direction":
+		return num(int64(info.ListenerDirection))
 	case "route_name":
 		return str(info.RouteName)
 	case "cluster_name":

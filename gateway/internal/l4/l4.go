@@ -39,6 +39,7 @@ type Target struct {
 	Cluster     *upstream.Cluster
 	SNI         []SNIRoute
 	Passthrough bool // the listener does not end TLS: the ClientHello is read, and passed on
+	Direction   int  // listener_direction: Envoy's TrafficDirection
 	Filters     []*filterchain.Filter
 	IdleTimeout time.Duration // 0: none
 }
@@ -88,11 +89,12 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 	c.idle = time.AfterFunc(c.idleFor, cancel)
 	defer c.finish()
 	c.info = proxywasm.StreamInfo{
-		Start:         time.Now(),
-		SourceAddress: client.RemoteAddr().String(),
-		DestAddress:   client.LocalAddr().String(),
-		ConnectionID:  id,
-		State:         &c.state,
+		Start:             time.Now(),
+		SourceAddress:     client.RemoteAddr().String(),
+		DestAddress:       client.LocalAddr().String(),
+		ConnectionID:      id,
+		ListenerDirection: t.Direction,
+		State:             &c.state,
 	}
 	if tc, ok := client.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(ctx); err != nil {

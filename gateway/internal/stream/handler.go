@@ -41,6 +41,7 @@ type Listener struct {
 	WriteTimeout time.Duration // longest wait for the client to take the next bytes; 0: none
 	Trusted      []netip.Prefix
 	Paths        PathPolicy
+	Direction    int // listener_direction: Envoy's TrafficDirection
 }
 
 // BufferLimit is the most body a filter may hold buffered: the listener's body limit, or
@@ -407,6 +408,7 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 		info.DestAddress = h.addrString(a)
 	}
 	info.ConnectionID, _ = r.Context().Value(connIDKey{}).(uint64)
+	info.ListenerDirection = h.L.Direction
 	if len(rt.Backends) == 1 {
 		info.ClusterName, info.ClusterMetadata = rt.Backends[0].Name, rt.Backends[0].Metadata
 	}
