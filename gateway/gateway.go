@@ -9,6 +9,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -607,6 +608,14 @@ type listener struct {
 	tcp  *tcpListener // an L4 listener's instead (tcp.go)
 }
 
+// cert is the certificate (its leaf) of listener name, nil without TLS.
+func (s *snapshot) cert(name string) *x509.Certificate {
+	if c := s.certs[name]; c != nil {
+		return c.Leaf
+	}
+	return nil
+}
+
 // current is the stream part of the snapshot in force.
 func (g *Gateway) current() *stream.Snapshot { return &g.snap.Load().Snapshot }
 
@@ -621,6 +630,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 		Paths: stream.PathPolicy{Normalize: *lc.Paths.Normalize, MergeSlashes: *lc.Paths.MergeSlashes}, Direction: lc.DirectionCode()}
 	if sl.TLS {
 		sl.Scheme = "https"
+		sl.Cert = func() *x509.Certificate { return g.snap.Load().cert(lc.Name) }
 	}
 	if sl.BodyLimit < 0 {
 		sl.BodyLimit = 0

@@ -354,7 +354,9 @@ routes: [{name: app, match: {path_prefix: /}, filters: [emitter], backend: app}]
 // the route_metadata and xds.route_metadata properties, encoded as Envoy encodes them: a
 // string raw, a number as a double, a boolean as a byte, and the whole as the
 // envoy.config.core.v3.Metadata message; and connection.requested_server_name is the SNI,
-// response.grpc_status a gRPC answer's status.
+// response.grpc_status a gRPC answer's status; the listener certificate's subject and DNS
+// name are connection.subject_local_certificate and dns_san_local_certificate, and a
+// client that sent no certificate has no subject_peer_certificate.
 func TestRouteMetadata(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -388,7 +390,8 @@ routes:
 	}
 	_, body := get(t, c, "https://"+g.addr("secure")+"/")
 	e := decodeEcho(t, body)
-	for k, want := range map[string]string{"X-Team": "payments", "X-Weight": "2.5", "X-Canary": "true", "X-Sni": "localhost"} {
+	for k, want := range map[string]string{"X-Team": "payments", "X-Weight": "2.5", "X-Canary": "true", "X-Sni": "localhost",
+		"X-Local-Subject": "CN=plexus test", "X-Local-Dns": "localhost", "X-Peer-Subject": ""} {
 		if got := e.Header.Get(k); got != want {
 			t.Errorf("%s: %q, want %q", k, got, want)
 		}

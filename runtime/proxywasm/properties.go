@@ -2,7 +2,10 @@ package proxywasm
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"net"
@@ -246,9 +249,38 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 				return nil, false
 			}
 			return num(int64(info.ConnectionID))
+		case "subject_local_certificate", "dns_san_local_certificate", "uri_san_local_certificate":
+			return certProperty(dst, info.LocalCert, string(field))
+		case "subject_peer_certificate", "dns_san_peer_certificate", "uri_san_peer_certificate", "sha256_peer_certificate_digest":
+			return certProperty(dst, info.PeerCert, string(field))
 		}
 	}
 	return nil, false
+}
+
+// certProperty is a certificate's field as Envoy gives it: the subject as an RFC 2253
+// distinguished name, the first DNS or URI subject alternative name, the SHA-256 digest of
+// the DER encoding in hex; absent without a certificate, or without such a name.
+func certProperty(dst []byte, c *x509.Certificate, field string) ([]byte, bool) {
+	if c == nil {
+		return nil, false
+	}
+	var v string
+	switch {
+	case strings.HasPrefix(field, "subject_"):
+		v = c.Subject.String()
+	case strings.HasPrefix(field, "dns_san_") && len(c.DNSNames) > 0:
+		v = c.DNSNames[0]
+	case strings.HasPrefix(field, "uri_san_") && len(c.URIs) > 0:
+		v = c.URIs[0].String()
+	case field == "sha256_peer_certificate_digest":
+		sum := sha256.Sum256(c.Raw)
+		v = hex.EncodeToString(sum[:])
+	}
+	if v == "" {
+		return nil, false
+	}
+	return append(dst, v...), true
 }
 
 // headerBytes is the size of a header map as HTTP/1.1 would send it: "name: value\r\n"

@@ -17,6 +17,7 @@ package l4
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -38,8 +39,9 @@ type Target struct {
 	Listener    string
 	Cluster     *upstream.Cluster
 	SNI         []SNIRoute
-	Passthrough bool // the listener does not end TLS: the ClientHello is read, and passed on
-	Direction   int  // listener_direction: Envoy's TrafficDirection
+	Passthrough bool              // the listener does not end TLS: the ClientHello is read, and passed on
+	Direction   int               // listener_direction: Envoy's TrafficDirection
+	LocalCert   *x509.Certificate // the listener's certificate, when it ends TLS
 	Filters     []*filterchain.Filter
 	IdleTimeout time.Duration // 0: none
 }
@@ -105,6 +107,10 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 		c.info.TLSVersion = tls.VersionName(st.Version)
 		c.info.ServerName = st.ServerName
 		c.info.MTLS = len(st.PeerCertificates) > 0
+		c.info.LocalCert = t.LocalCert
+		if len(st.PeerCertificates) > 0 {
+			c.info.PeerCert = st.PeerCertificates[0]
+		}
 	} else if t.Passthrough && len(t.SNI) > 0 {
 		stop := context.AfterFunc(ctx, func() { client.SetReadDeadline(time.Now()) }) // idle, shutdown
 		sni, hello, err := peekServerName(client)

@@ -9,6 +9,7 @@ package stream
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,7 +42,8 @@ type Listener struct {
 	WriteTimeout time.Duration // longest wait for the client to take the next bytes; 0: none
 	Trusted      []netip.Prefix
 	Paths        PathPolicy
-	Direction    int // listener_direction: Envoy's TrafficDirection
+	Direction    int                      // listener_direction: Envoy's TrafficDirection
+	Cert         func() *x509.Certificate // the listener's certificate now, with TLS
 }
 
 // BufferLimit is the most body a filter may hold buffered: the listener's body limit, or
@@ -403,6 +405,12 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 		info.MTLS = len(r.TLS.PeerCertificates) > 0
 		info.TLSVersion = tlsVersionName(r.TLS.Version)
 		info.ServerName = r.TLS.ServerName
+		if len(r.TLS.PeerCertificates) > 0 {
+			info.PeerCert = r.TLS.PeerCertificates[0]
+		}
+		if h.L.Cert != nil {
+			info.LocalCert = h.L.Cert()
+		}
 	}
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		info.DestAddress = h.addrString(a)

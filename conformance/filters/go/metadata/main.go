@@ -3,7 +3,9 @@
 // backend what it read: x-team (xds.route_metadata.filter_metadata.plexus.team, a string),
 // x-weight (route_metadata...weight, a double), x-canary (...canary, a boolean) and x-md
 // (the whole xds.route_metadata message, base64); and x-sni, the TLS server name the
-// client asked for (connection.requested_server_name). On the response it sets
+// client asked for (connection.requested_server_name), x-local-subject and x-local-dns
+// (the listener certificate's subject and first DNS name) and x-peer-subject (the client
+// certificate's, when it sent one). On the response it sets
 // x-grpc-status from response.grpc_status.
 package main
 
@@ -48,6 +50,11 @@ func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	if v, err := proxywasm.GetProperty([]string{"connection", "requested_server_name"}); err == nil {
 		proxywasm.AddHttpRequestHeader("x-sni", string(v))
+	}
+	for _, a := range [][2]string{{"subject_local_certificate", "x-local-subject"}, {"dns_san_local_certificate", "x-local-dns"}, {"subject_peer_certificate", "x-peer-subject"}} {
+		if v, err := proxywasm.GetProperty([]string{"connection", a[0]}); err == nil {
+			proxywasm.AddHttpRequestHeader(a[1], string(v))
+		}
 	}
 	if v, err := proxywasm.GetProperty([]string{"xds", "route_metadata"}); err == nil {
 		proxywasm.AddHttpRequestHeader("x-md", base64.StdEncoding.EncodeToString(v))
