@@ -25,6 +25,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -109,12 +110,13 @@ type Gateway struct {
 // what it alone holds closes when its last request ends.
 type snapshot struct {
 	stream.Snapshot
-	cfg      *config.Config
-	version  uint64
-	loaded   time.Time
-	backends map[string]*upstream.Cluster
-	filters  map[string]*filterchain.Filter
-	certs    map[string]*tls.Certificate // by listener name
+	cfg        *config.Config
+	version    uint64
+	loaded     time.Time
+	backends   map[string]*upstream.Cluster
+	filters    map[string]*filterchain.Filter
+	certs      map[string]*tls.Certificate            // by listener name
+	listenerMD map[string]map[string]*structpb.Struct // listener metadata, by listener name
 }
 
 // New builds a gateway for cfg without binding anything.
@@ -237,6 +239,14 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		s.certs[l.Name] = &cert
+	}
+	for _, l := range cfg.Listeners {
+		if md, _ := l.MetadataMap(); md != nil { // checked by config
+			if s.listenerMD == nil {
+				s.listenerMD = map[string]map[string]*structpb.Struct{}
+			}
+			s.listenerMD[l.Name] = config.MetadataStructs(md)
+		}
 	}
 	for _, bc := range cfg.Backends {
 		if prev != nil {
@@ -526,7 +536,8 @@ func sameBinding(old, cfg *config.Config) error {
 	}
 	for i := range cfg.Listeners {
 		a, b := old.Listeners[i], cfg.Listeners[i]
-		a.TLS, b.TLS = nil, nil // certificates are re-read from the snapshot
+		a.TLS, b.TLS = nil, nil           // certificates are re-read from the snapshot
+		a.Metadata, b.Metadata = nil, nil // and metadata too
 		if (a.TCP == nil) == (b.TCP == nil) {
 			a.TCP, b.TCP = nil, nil // an L4 listener's backend and filters are the snapshot's
 		}
@@ -632,6 +643,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 		sl.Scheme = "https"
 		sl.Cert = func() *x509.Certificate { return g.snap.Load().cert(lc.Name) }
 	}
+	sl.Metadata = func() map[string]*structpb.Struct { return g.snap.Load().listenerMD[lc.Name] }
 	if sl.BodyLimit < 0 {
 		sl.BodyLimit = 0
 	}

@@ -92,7 +92,7 @@ func (s *snapshot) tcpTarget(name string) (*l4.Target, error) {
 		if lc.Name != name || lc.TCP == nil {
 			continue
 		}
-		t := &l4.Target{Listener: name, Direction: lc.DirectionCode(), Passthrough: lc.TLS == nil, LocalCert: s.cert(name), IdleTimeout: lc.TCP.IdleTimeout}
+		t := &l4.Target{Listener: name, Direction: lc.DirectionCode(), Passthrough: lc.TLS == nil, LocalCert: s.cert(name), Metadata: s.listenerMD[name], IdleTimeout: lc.TCP.IdleTimeout}
 		if b := lc.TCP.Backend; b != "" {
 			if t.Cluster = s.backends[b]; t.Cluster == nil {
 				return nil, fmt.Errorf("no backend %q", b) // validated by config.Load

@@ -533,21 +533,24 @@ routes: [{name: app, match: {path_prefix: /}, filters: [a, b], backend: app}]
 // filter_state.wasm.PATH; connection.id is the client connection's (the same for two
 // requests on one connection, over HTTP/1.1 and h2c, another for another connection),
 // request.total_size counts the headers and the body, the backend's metadata is
-// cluster_metadata and xds.cluster_metadata, and the listener's direction
-// listener_direction.
+// cluster_metadata and xds.cluster_metadata, and the listener's metadata and direction
+// listener_metadata and listener_direction.
 func TestFilterState(t *testing.T) {
 	t.Parallel()
 	app := startBackend(t, echo("app"))
 	mod := wasmbuild.Go(t, "conformance/filters/go/attrs")
-	g := startGateway(t, fmt.Sprintf(`
+	conf := func(zone string) string {
+		return fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
-listeners: [{name: web, address: 127.0.0.1:0, direction: outbound}]
+listeners: [{name: web, address: 127.0.0.1:0, direction: outbound, metadata: {plexus: {zone: %s}}}]
 backends: [{name: app, endpoints: [%s], metadata: {plexus: {team: storage}}}]
 filters:
   - {name: setter, module: "file:%s", config: set}
   - {name: getter, module: "file:%s", config: get}
 routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend: app}]
-`, app.addr, mod, mod))
+`, zone, app.addr, mod, mod)
+	}
+	g := startGateway(t, conf("eu-west"))
 	body := strings.Repeat("b", 100)
 	conns := map[string]string{}
 	for _, proto := range []string{"h1", "h2c"} {
@@ -564,6 +567,9 @@ routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend
 			}
 			if a, b := e.Header.Get("X-Cluster-Team"), e.Header.Get("X-Xds-Cluster-Team"); a != "storage" || b != "storage" {
 				t.Errorf("%s: cluster_metadata %q, xds.cluster_metadata %q; want the backend's \"storage\"", proto, a, b)
+			}
+			if z := e.Header.Get("X-Listener-Zone"); z != "eu-west" {
+				t.Errorf("%s: listener_metadata plexus.zone %q; want the listener's \"eu-west\"", proto, z)
 			}
 			if d := e.Header.Get("X-Direction"); d != "2" {
 				t.Errorf("%s: listener_direction %q; want 2, outbound", proto, d)
@@ -586,6 +592,13 @@ routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend
 			t.Errorf("connection.id %s for the %s connection and the %s one; want one each", first, other, proto)
 		}
 		conns[first] = proto
+	}
+	// Listener metadata may change on reload.
+	g.writeConfig(conf("eu-north"))
+	g.waitLog("config reloaded", 1)
+	_, raw := do(t, h1Client(), "POST", g.url("web", "/"), strings.NewReader(body), "x-user", "carol")
+	if z := decodeEcho(t, raw).Header.Get("X-Listener-Zone"); z != "eu-north" {
+		t.Errorf("after a reload, listener_metadata plexus.zone %q; want the new \"eu-north\"", z)
 	}
 }
 

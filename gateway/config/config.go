@@ -94,9 +94,10 @@ type Listener struct {
 	Limits    Limits        `yaml:"limits" doc:"Per-connection and per-request limits."`
 	Drain     time.Duration `yaml:"drain_timeout" doc:"How long requests in flight may take to finish on shutdown." default:"15s"`
 	// Forwarded headers and path normalization happen before a route is matched.
-	TrustedProxies []string `yaml:"trusted_proxies" doc:"CIDRs (or addresses) of proxies in front of this listener whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are kept and appended to; from any other client they are replaced by what the gateway saw."`
-	Paths          Paths    `yaml:"paths" doc:"How request paths are normalized before routes are matched and the request is forwarded (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."`
-	Direction      string   `yaml:"direction" doc:"Which traffic the listener takes in a mesh: inbound (to the service beside it) or outbound (from it); filters read it as Envoy's listener_direction (1, 2; 0 when unset)." enum:"inbound,outbound"`
+	TrustedProxies []string   `yaml:"trusted_proxies" doc:"CIDRs (or addresses) of proxies in front of this listener whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are kept and appended to; from any other client they are replaced by what the gateway saw."`
+	Paths          Paths      `yaml:"paths" doc:"How request paths are normalized before routes are matched and the request is forwarded (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."`
+	Direction      string     `yaml:"direction" doc:"Which traffic the listener takes in a mesh: inbound (to the service beside it) or outbound (from it); filters read it as Envoy's listener_direction (1, 2; 0 when unset)." enum:"inbound,outbound"`
+	Metadata       *yaml.Node `yaml:"metadata" doc:"Listener metadata, which filters read as Envoy's (the listener_metadata and xds.listener_metadata properties): namespaces, each a map of values. It may change on reload."`
 }
 
 func (Listener) YAMLKind() string { return "listener" }
@@ -296,6 +297,9 @@ func (Route) YAMLKind() string { return "route" }
 
 // MetadataMap is the route's metadata by namespace; nil without any.
 func (r *Route) MetadataMap() (map[string]map[string]any, error) { return metadataMap(r.Metadata) }
+
+// MetadataMap is the listener's metadata by namespace, as Route.MetadataMap.
+func (l *Listener) MetadataMap() (map[string]map[string]any, error) { return metadataMap(l.Metadata) }
 
 // MetadataMap is the backend's metadata by namespace, as Route.MetadataMap.
 func (b *Backend) MetadataMap() (map[string]map[string]any, error) { return metadataMap(b.Metadata) }

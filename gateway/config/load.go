@@ -660,6 +660,9 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 	if l.Direction != "" {
 		v.oneOf(p+".direction", "direction", l.Direction, DirectionInbound, DirectionOutbound)
 	}
+	if _, err := l.MetadataMap(); err != nil {
+		v.errorf(p+".metadata", "listener %q: %v", l.Name, err)
+	}
 }
 
 // listenerTCP checks an L4 listener's backend and network filters.

@@ -91,6 +91,7 @@ type StreamInfo struct {
 	CodeDetails       string                      // response.code_details: Envoy's words for why the response is what it is; "" until known
 	Attempts          int                         // upstream.request_attempt_count: attempts at the backend so far
 	ListenerDirection int                         // listener_direction: 0 unspecified, 1 inbound, 2 outbound
+	ListenerMetadata  map[string]*structpb.Struct // listener_metadata, xds.listener_metadata: the listener's, by namespace
 	LocalCert         *x509.Certificate           // connection.*_local_certificate: the listener's, with TLS
 	PeerCert          *x509.Certificate           // connection.*_peer_certificate: the client's, when it sent one
 	State             *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own

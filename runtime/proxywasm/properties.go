@@ -65,6 +65,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return routeMetadata(dst, s.info.RouteMetadata, sub)
 		case "cluster_metadata":
 			return routeMetadata(dst, s.info.ClusterMetadata, sub)
+		case "listener_metadata":
+			return routeMetadata(dst, s.info.ListenerMetadata, sub)
 		}
 		return nil, false
 	}
@@ -80,6 +82,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 		return routeMetadata(dst, info.RouteMetadata, rest)
 	case "cluster_metadata":
 		return routeMetadata(dst, info.ClusterMetadata, rest)
+	case "listener_metadata":
+		return routeMetadata(dst, info.ListenerMetadata, rest)
 	case "listener_direction":
 		return num(int64(info.ListenerDirection))
 	case "route_name":
@@ -489,7 +493,7 @@ func hostSetProperty(i *instance, s []uint64) status {
 	return statusOK
 }
 
-// routeMetadata appends the route (or cluster) metadata at path (segments separated by NUL) as Envoy
+// routeMetadata appends the route (or cluster, or listener) metadata at path (segments separated by NUL) as Envoy
 // serializes it: with no path, the envoy.config.core.v3.Metadata message (protobuf,
 // filter_metadata in field 1, namespaces in order); filter_metadata NS is that
 // namespace's google.protobuf.Struct; a key in it and further keys of nested structs

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
@@ -39,9 +41,10 @@ type Target struct {
 	Listener    string
 	Cluster     *upstream.Cluster
 	SNI         []SNIRoute
-	Passthrough bool              // the listener does not end TLS: the ClientHello is read, and passed on
-	Direction   int               // listener_direction: Envoy's TrafficDirection
-	LocalCert   *x509.Certificate // the listener's certificate, when it ends TLS
+	Passthrough bool                        // the listener does not end TLS: the ClientHello is read, and passed on
+	Direction   int                         // listener_direction: Envoy's TrafficDirection
+	LocalCert   *x509.Certificate           // the listener's certificate, when it ends TLS
+	Metadata    map[string]*structpb.Struct // the listener's, by namespace
 	Filters     []*filterchain.Filter
 	IdleTimeout time.Duration // 0: none
 }
@@ -96,6 +99,7 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 		DestAddress:       client.LocalAddr().String(),
 		ConnectionID:      id,
 		ListenerDirection: t.Direction,
+		ListenerMetadata:  t.Metadata,
 		State:             &c.state,
 	}
 	if tc, ok := client.(*tls.Conn); ok {

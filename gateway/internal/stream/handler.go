@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
@@ -42,8 +44,9 @@ type Listener struct {
 	WriteTimeout time.Duration // longest wait for the client to take the next bytes; 0: none
 	Trusted      []netip.Prefix
 	Paths        PathPolicy
-	Direction    int                      // listener_direction: Envoy's TrafficDirection
-	Cert         func() *x509.Certificate // the listener's certificate now, with TLS
+	Direction    int                                // listener_direction: Envoy's TrafficDirection
+	Cert         func() *x509.Certificate           // the listener's certificate now, with TLS
+	Metadata     func() map[string]*structpb.Struct // the listener's metadata now, by namespace
 }
 
 // BufferLimit is the most body a filter may hold buffered: the listener's body limit, or
@@ -417,6 +420,9 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 	}
 	info.ConnectionID, _ = r.Context().Value(connIDKey{}).(uint64)
 	info.ListenerDirection = h.L.Direction
+	if h.L.Metadata != nil {
+		info.ListenerMetadata = h.L.Metadata()
+	}
 	if len(rt.Backends) == 1 {
 		info.ClusterName, info.ClusterMetadata = rt.Backends[0].Name, rt.Backends[0].Metadata
 	}

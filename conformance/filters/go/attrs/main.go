@@ -4,7 +4,8 @@
 // what it reads of it (x-user, by its path; x-state, as filter_state.wasm.plexus_test.user)
 // the request's connection.id (x-conn) and request.total_size (x-total), and its backend's
 // metadata plexus.team (x-cluster-team from cluster_metadata, x-xds-cluster-team from
-// xds.cluster_metadata) and listener_direction (x-direction); and the
+// xds.cluster_metadata), its listener's metadata plexus.zone (x-listener-zone) and
+// listener_direction (x-direction); and the
 // client what it reads as the response comes: response.flags (x-flags),
 // response.code_details (x-details) and upstream.request_attempt_count (x-attempts).
 package main
@@ -62,6 +63,9 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	if v, err := proxywasm.GetProperty([]string{"xds", "cluster_metadata", "filter_metadata", "plexus", "team"}); err == nil {
 		proxywasm.AddHttpRequestHeader("x-xds-cluster-team", string(v))
+	}
+	if v, err := proxywasm.GetProperty([]string{"listener_metadata", "filter_metadata", "plexus", "zone"}); err == nil {
+		proxywasm.AddHttpRequestHeader("x-listener-zone", string(v))
 	}
 	for _, a := range [][3]string{{"connection", "id", "x-conn"}, {"request", "total_size", "x-total"}, {"listener_direction", "", "x-direction"}} {
 		path := []string{a[0], a[1]}
