@@ -619,6 +619,20 @@ type listener struct {
 	tcp  *tcpListener // an L4 listener's instead (tcp.go)
 }
 
+// listenerTLS is the TLS config of listener name: its certificate is the snapshot's in
+// force at each handshake, so that a reload replaces it.
+func (g *Gateway) listenerTLS(name string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := g.snap.Load().certs[name]; c != nil {
+				return c, nil
+			}
+			return nil, fmt.Errorf("listener %q has no certificate", name)
+		},
+	}
+}
+
 // cert is the certificate (its leaf) of listener name, nil without TLS.
 func (s *snapshot) cert(name string) *x509.Certificate {
 	if c := s.certs[name]; c != nil {
@@ -671,16 +685,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
-		name := lc.Name
-		tlsConf = &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				if c := g.snap.Load().certs[name]; c != nil {
-					return c, nil
-				}
-				return nil, fmt.Errorf("listener %q has no certificate", name)
-			},
-		}
+		tlsConf = g.listenerTLS(lc.Name)
 	}
 
 	tcp, err := net.Listen("tcp", lc.Address)

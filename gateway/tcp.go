@@ -34,16 +34,7 @@ func (g *Gateway) startTCPListener(lc config.Listener) (*listener, error) {
 	}
 	l := &listener{cfg: lc, addr: ln.Addr()}
 	if lc.TLS != nil {
-		name := lc.Name
-		ln = tls.NewListener(ln, &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				if c := g.snap.Load().certs[name]; c != nil {
-					return c, nil
-				}
-				return nil, fmt.Errorf("listener %q has no certificate", name)
-			},
-		})
+		ln = tls.NewListener(ln, g.listenerTLS(lc.Name))
 	}
 	t := &tcpListener{g: g, name: lc.Name, ln: ln}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
