@@ -34,33 +34,7 @@ func (s *Stream) OnNewConnection() (Action, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.network = true
-	if err := s.usable(); err != nil {
-		return Continue, err
-	}
-	i := s.inst
-	if i.pending.Load() > 0 {
-		if f := i.deliver(); f != nil {
-			return Continue, s.fail(f)
-		}
-	}
-	if i.fns[cbNewConnection] == nil {
-		return Continue, nil
-	}
-	locals, reset := s.locals, s.reset
-	s.running = streamRequest + 1
-	s.early[streamRequest] = false
-	i.effective = s.id
-	r, f := i.call1(cbNewConnection, s.id, s.p.timeout)
-	s.running = 0
-	if f != nil {
-		return Continue, s.fail(f)
-	}
-	if r != 0 && !s.early[streamRequest] {
-		s.paused[streamRequest] = true
-		return Pause, nil
-	}
-	s.unpause(streamRequest)
-	return s.outcome(locals, reset), nil
+	return s.phase(cbNewConnection, streamRequest, 0, false)
 }
 
 // OnDownstreamData runs proxy_on_downstream_data with b, what the filter holds of the

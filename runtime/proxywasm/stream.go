@@ -150,19 +150,26 @@ func (s *Stream) phase(c callback, dir int, n uint32, eos bool) (Action, error) 
 	s.early[dir] = false
 	s.lastBody[dir] = eos && (c == cbRequestBody || c == cbResponseBody)
 	i.effective = s.id
-	var e uint32
-	if eos {
-		e = 1
+	var r uint32
+	var f *Failure
+	if c == cbNewConnection { // the one phase callback with the context id alone
+		r, f = i.call1(c, s.id, s.p.timeout)
+	} else {
+		var e uint32
+		if eos {
+			e = 1
+		}
+		r, f = i.call3(c, s.id, n, e, s.p.timeout)
 	}
-	r, f := i.call3(c, s.id, n, e, s.p.timeout)
 	s.running = 0
 	s.lastBody[dir] = false
 	if f != nil {
 		return Continue, s.fail(f)
 	}
 	// 0 is CONTINUE, 1 PAUSE; older SDKs also return 2 (ContinueAndEndStream) and 3, 4
-	// (StopAllIteration...), which pause.
-	if r != 0 && r != 2 && !s.early[dir] {
+	// (StopAllIteration...), which pause. 2 is an HTTP filter's: a new connection stops
+	// on anything but CONTINUE.
+	if r != 0 && (r != 2 || c == cbNewConnection) && !s.early[dir] {
 		s.paused[dir] = true
 		return Pause, nil
 	}
