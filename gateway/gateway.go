@@ -36,6 +36,7 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/httpnorm"
+	"github.com/plexus-mesh/plexus/gateway/internal/l4"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/router"
 	"github.com/plexus-mesh/plexus/gateway/internal/stdio"
@@ -117,6 +118,7 @@ type snapshot struct {
 	filters    map[string]*filterchain.Filter
 	certs      map[string]*tls.Certificate            // by listener name
 	listenerMD map[string]map[string]*structpb.Struct // listener metadata, by listener name
+	tcp        map[string]*l4.Target                  // where L4 listeners' connections go, by listener name
 }
 
 // New builds a gateway for cfg without binding anything.
@@ -282,6 +284,10 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 	}
 	for i := range cfg.Routes {
 		s.Routes = append(s.Routes, route.Compile(&cfg.Routes[i], s.backends, s.filters))
+	}
+	if err := s.tcpTargets(); err != nil {
+		g.closeNew(s, prev)
+		return nil, err
 	}
 	return s, nil
 }

@@ -68,31 +68,33 @@ func (t *tcpListener) serveConn(c net.Conn) {
 	g := t.g
 	snap := stream.Acquire(g.snap.Load)
 	defer snap.Release()
-	target, err := snap.tcpTarget(t.name)
-	if err != nil {
-		g.log.Error("tcp: connection closed", "listener", t.name, "error", err)
+	target := snap.tcp[t.name]
+	if target == nil { // sameBinding keeps a listener L4 across reloads
+		g.log.Error("tcp: connection closed: the listener is not an L4 listener in the config in force", "listener", t.name)
 		c.Close()
 		return
 	}
 	l4.Serve(t.ctx, c, stream.NewConnID(), target, g.log)
 }
 
-// tcpTarget is where a connection to the L4 listener name goes in this snapshot.
-func (s *snapshot) tcpTarget(name string) (*l4.Target, error) {
+// tcpTargets compiles where the connections of each L4 listener go in this snapshot: its
+// backends, SNI routes and filters, once for every connection it will take.
+func (s *snapshot) tcpTargets() error {
 	for _, lc := range s.cfg.Listeners {
-		if lc.Name != name || lc.TCP == nil {
+		if lc.TCP == nil {
 			continue
 		}
+		name := lc.Name
 		t := &l4.Target{Listener: name, Direction: lc.DirectionCode(), Passthrough: lc.TLS == nil, LocalCert: s.cert(name), Metadata: s.listenerMD[name], IdleTimeout: lc.TCP.IdleTimeout}
 		if b := lc.TCP.Backend; b != "" {
 			if t.Cluster = s.backends[b]; t.Cluster == nil {
-				return nil, fmt.Errorf("no backend %q", b) // validated by config.Load
+				return fmt.Errorf("listener %q: no backend %q", name, b) // validated by config.Load
 			}
 		}
 		for _, r := range lc.TCP.SNI {
 			sr := l4.SNIRoute{Cluster: s.backends[r.Backend]}
 			if sr.Cluster == nil {
-				return nil, fmt.Errorf("no backend %q", r.Backend)
+				return fmt.Errorf("listener %q: no backend %q", name, r.Backend)
 			}
 			for _, n := range r.ServerNames {
 				sr.Names.Add(n)
@@ -102,13 +104,16 @@ func (s *snapshot) tcpTarget(name string) (*l4.Target, error) {
 		for _, f := range lc.TCP.Filters {
 			fl := s.filters[f]
 			if fl == nil {
-				return nil, fmt.Errorf("no filter %q", f)
+				return fmt.Errorf("listener %q: no filter %q", name, f)
 			}
 			t.Filters = append(t.Filters, fl)
 		}
-		return t, nil
+		if s.tcp == nil {
+			s.tcp = map[string]*l4.Target{}
+		}
+		s.tcp[name] = t
 	}
-	return nil, fmt.Errorf("listener %q is not an L4 listener in the config in force", name)
+	return nil
 }
 
 // shutdown stops accepting, waits for the connections open until ctx ends (the
