@@ -114,11 +114,8 @@ func capture(mod api.Module, root uint32, fresh []int) (*image, error) {
 	mem := mod.Memory()
 	buf, _ := mem.Read(0, mem.Size())
 	img.pages = make([][]byte, len(buf)/chunkSize)
-	for k := range img.pages {
-		page := buf[k*chunkSize : (k+1)*chunkSize]
-		if !zeros(page) {
-			img.pages[k] = append([]byte(nil), page...)
-		}
+	for _, k := range nonzeroChunks(mem) {
+		img.pages[k] = append([]byte(nil), buf[k*chunkSize:(k+1)*chunkSize]...)
 	}
 	return img, nil
 }
