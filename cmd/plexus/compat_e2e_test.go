@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -604,32 +605,55 @@ routes: [{name: app, match: {path_prefix: /}, filters: [setter, getter], backend
 
 // TestResponseAttributes: a filter on the upstream Go SDK reads, in its response phase,
 // why the response is what it is as Envoy tells it: response.code_details (via_upstream,
-// or plexus's own reason), response.flags (Envoy's bits: UF 0x20, URX 0x8000) and
-// upstream.request_attempt_count.
+// or plexus's own reason), response.flags (Envoy's bits: UF 0x20, URX 0x8000),
+// upstream.request_attempt_count and upstream.transport_failure_reason; what plexus's
+// connection to the backend was (upstream.local_address, and over TLS tls_version and the
+// backend's certificate), the endpoint's metadata (upstream_host_metadata), and, as the
+// stream ends, response.backend_latency.
 func TestResponseAttributes(t *testing.T) {
 	t.Parallel()
-	app := startBackend(t, echo("app"))
+	cert := newTestCert(t, t.TempDir())
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(40 * time.Millisecond)
+		}
+		echo("app").ServeHTTP(w, r)
+	}))
+	secure := startTLSBackend(t, echo("secure"), cert)
 	busy := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
 	mod := wasmbuild.Go(t, "conformance/filters/go/attrs")
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
-backends: [{name: app, endpoints: [%s]}, {name: dead, endpoints: [%s]}, {name: busy, endpoints: [%s]}]
-filters: [{name: getter, module: "file:%s", config: get}]
+backends:
+  - {name: app, endpoints: [{address: %s, metadata: {plexus: {zone: eu-1}}}]}
+  - {name: dead, endpoints: [%s]}
+  - {name: busy, endpoints: [%s]}
+  - {name: secure, endpoints: [%s], tls: {ca: %s, server_name: localhost}}
+  - {name: untrusted, endpoints: [%[4]s], tls: {server_name: localhost}}
+  - {name: secure-h2, endpoints: [%[4]s], protocol: h2, tls: {ca: %[5]s, server_name: localhost}}
+filters: [{name: getter, module: "file:%[6]s", config: get}]
 routes:
   - {name: dead, match: {path: /dead}, filters: [getter], backend: dead}
   - {name: busy, match: {path: /busy}, filters: [getter], backend: busy, retry: {attempts: 2, retry_on: [5xx], backoff: {base: 1ms, max: 1ms}}}
+  - {name: secure, match: {path: /secure}, filters: [getter], backend: secure}
+  - {name: untrusted, match: {path: /untrusted}, filters: [getter], backend: untrusted}
+  - {name: secure-h2, match: {path: /secure-h2}, filters: [getter], backend: secure-h2}
   - {name: app, match: {path_prefix: /}, filters: [getter], backend: app}
-`, app.addr, deadAddr(t), busy.addr, mod))
+`, app.addr, deadAddr(t), busy.addr, secure.addr, cert.certFile, mod))
 	c := h1Client()
 	for _, tc := range []struct {
 		path                     string
 		status                   int
 		details, flags, attempts string
+		tls, failure, zone       string
 	}{
-		{"/", 200, "via_upstream", "0", "1"},
-		{"/busy", 503, "via_upstream", "32768", "2"},
-		{"/dead", 502, "upstream_reset_before_response_started{connection_failure}", "32", "1"},
+		{"/", 200, "via_upstream", "0", "1", "", "", "eu-1"},
+		{"/busy", 503, "via_upstream", "32768", "2", "", "", ""},
+		{"/dead", 502, "upstream_reset_before_response_started{connection_failure}", "32", "1", "", "connection refused", ""},
+		{"/secure", 200, "via_upstream", "0", "1", "TLSv1.3", "", ""},
+		{"/secure-h2", 200, "via_upstream", "0", "1", "TLSv1.3", "", ""},
+		{"/untrusted", 502, "upstream_reset_before_response_started{connection_failure}", "32", "1", "", "certificate", ""},
 	} {
 		resp, _ := get(t, c, g.url("web", tc.path))
 		h := resp.Header
@@ -637,5 +661,34 @@ routes:
 			t.Errorf("%s: %d, code_details %q, flags %q, attempts %q; want %d, %q, %q, %q", tc.path, resp.StatusCode,
 				h.Get("X-Details"), h.Get("X-Flags"), h.Get("X-Attempts"), tc.status, tc.details, tc.flags, tc.attempts)
 		}
+		if f := h.Get("X-Up-Failure"); tc.failure == "" && f != "" || !strings.Contains(f, tc.failure) {
+			t.Errorf("%s: upstream.transport_failure_reason %q; want one that says %q", tc.path, f, tc.failure)
+		}
+		if z, xz := h.Get("X-Host-Zone"), h.Get("X-Xds-Host-Zone"); z != tc.zone || xz != tc.zone {
+			t.Errorf("%s: upstream_host_metadata plexus.zone %q, xds.upstream_host_metadata %q; want the endpoint's %q", tc.path, z, xz, tc.zone)
+		}
+		connected := tc.status == 200 || tc.path == "/busy"
+		if local := h.Get("X-Up-Local"); connected {
+			if ap, err := netip.ParseAddrPort(local); err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+				t.Errorf("%s: upstream.local_address %q; want plexus's end of the backend connection", tc.path, local)
+			}
+		} else if local != "" {
+			t.Errorf("%s: upstream.local_address %q with no connection", tc.path, local)
+		}
+		if v := h.Get("X-Up-Tls"); v != tc.tls {
+			t.Errorf("%s: upstream.tls_version %q; want %q", tc.path, v, tc.tls)
+		}
+		if tc.tls != "" && (h.Get("X-Up-Subject") != "CN=plexus test" || h.Get("X-Up-Dns") != "localhost") {
+			t.Errorf("%s: upstream.subject_peer_certificate %q, dns_san_peer_certificate %q; want the backend's CN=plexus test, localhost",
+				tc.path, h.Get("X-Up-Subject"), h.Get("X-Up-Dns"))
+		}
+	}
+	// response.backend_latency: from the request's first byte to the backend to the
+	// response's last byte from it, which the backend held back for 40ms.
+	get(t, c, g.url("web", "/slow"))
+	line := g.firstLog("attrs: /slow backend_latency ")
+	ns, err := strconv.ParseInt(strings.TrimPrefix(line, "attrs: /slow backend_latency "), 10, 64)
+	if err != nil || time.Duration(ns) < 40*time.Millisecond || time.Duration(ns) > time.Minute {
+		t.Errorf("response.backend_latency %q; want at least the backend's 40ms, in nanoseconds", line)
 	}
 }

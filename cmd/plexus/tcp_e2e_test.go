@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -65,7 +66,10 @@ func (g *gw) firstLog(prefix string) string {
 // connection while it asks an authorization service by HTTP callout (source.address in
 // the request), holds the client's bytes until a line is whole, rewrites both
 // directions, closes the connections it is told to deny before the backend sees them,
-// and hears who closed each side.
+// and hears who closed each side, plexus's address toward the backend
+// (upstream.local_address), and why plexus closed a connection
+// (connection.termination_details: a filter's close, the idle timeout; none when both
+// peers closed).
 func TestTCPNetworkFilter(t *testing.T) {
 	t.Parallel()
 	echo, conns := startEcho(t)
@@ -82,6 +86,7 @@ func TestTCPNetworkFilter(t *testing.T) {
 admin: {address: 127.0.0.1:0}
 listeners:
   - {name: db, address: 127.0.0.1:0, protocols: [tcp], tcp: {backend: echo, filters: [gate]}}
+  - {name: quiet, address: 127.0.0.1:0, protocols: [tcp], tcp: {backend: echo, filters: [gate], idle_timeout: 300ms}}
 backends: [{name: echo, endpoints: [%s]}, {name: auth, endpoints: [%s]}]
 filters: [{name: gate, module: "file:%s"}]
 `, echo, auth.addr, mod))
@@ -111,6 +116,13 @@ filters: [{name: gate, module: "file:%s"}]
 	if want := fmt.Sprintf("tcpgate: done: downstream closed by 2, upstream by 2, source %s, upstream %s", c.LocalAddr(), echo); done != want {
 		t.Errorf("as the connection ended the filter logged %q; want %q (both sides closed by their peer: 2, remote)", done, want)
 	}
+	local := strings.TrimPrefix(g.firstLog("tcpgate: upstream local "), "tcpgate: upstream local ")
+	if ap, err := netip.ParseAddrPort(local); err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+		t.Errorf("upstream.local_address %q; want plexus's end of the connection to the backend, 127.0.0.1:PORT", local)
+	}
+	if l := g.logsWithPrefix("tcpgate: termination"); len(l) != 0 {
+		t.Errorf("connection.termination_details %q for a connection both peers closed; want none", l)
+	}
 
 	// Denied: the filter closes the connection before it reaches the backend.
 	allow.Store(false)
@@ -130,6 +142,39 @@ filters: [{name: gate, module: "file:%s"}]
 	if n := conns.Load(); n != before {
 		t.Errorf("the backend saw %d connections more; want none for a denied one", n-before)
 	}
+	if got := g.firstLog("tcpgate: termination"); got != "tcpgate: termination wasm_close_stream" {
+		t.Errorf("the denied connection's connection.termination_details: %q; want wasm_close_stream", got)
+	}
+
+	// Quiet for the idle timeout: plexus closes it, and says why.
+	allow.Store(true)
+	q, err := net.Dial("tcp", g.addr("quiet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.SetDeadline(time.Now().Add(30 * time.Second))
+	<-sources
+	if got, err := io.ReadAll(q); len(got) != 0 || err != nil {
+		t.Errorf("an idle connection got %q, %v; want it closed", got, err)
+	}
+	testutil.Eventually(t, "the idle connection's termination", func() bool { return len(g.logsWithPrefix("tcpgate: termination")) == 2 })
+	if got := g.logsWithPrefix("tcpgate: termination")[1]; got != "tcpgate: termination idle_timeout" {
+		t.Errorf("the idle connection's connection.termination_details: %q; want idle_timeout", got)
+	}
+}
+
+// logsWithPrefix is every log message that starts with prefix, in order.
+func (g *gw) logsWithPrefix(prefix string) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, m := range g.logs {
+		if s, _ := m["msg"].(string); strings.HasPrefix(s, prefix) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // TestTCPPassthroughBySNI: an L4 listener without tls sends each TLS connection to a

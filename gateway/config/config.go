@@ -11,6 +11,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -168,7 +169,7 @@ const (
 // Backend is an upstream service: a set of endpoints and how to reach them.
 type Backend struct {
 	Name           string         `yaml:"name" doc:"Unique name of the backend." required:"true"`
-	Endpoints      []string       `yaml:"endpoints" doc:"host:port of each endpoint." required:"true"`
+	Endpoints      []Endpoint     `yaml:"endpoints" doc:"The backend's endpoints: each host:port, or {address: host:port, metadata: ...}." required:"true"`
 	Balance        string         `yaml:"balance" doc:"Load-balancing policy." enum:"round_robin" default:"round_robin"`
 	Protocol       string         `yaml:"protocol" doc:"http1, h2c (HTTP/2 without TLS) or h2 (HTTP/2 over TLS)." enum:"http1,h2c,h2" default:"http1"`
 	TLS            *BackendTLS    `yaml:"tls" doc:"Connect with TLS; implied by protocol h2."`
@@ -178,6 +179,64 @@ type Backend struct {
 	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker" doc:"Bounds on what the gateway sends this backend at once; requests beyond them get 503 at once (response flag UO) instead of piling up."`
 	Metadata       *yaml.Node     `yaml:"metadata" doc:"Cluster metadata, which filters read as Envoy's (the cluster_metadata and xds.cluster_metadata properties): namespaces, each a map of values."`
 }
+
+// Endpoint is one address of a backend: written as "host:port", or as a mapping with
+// the address and the endpoint's metadata (Envoy's lb_endpoint metadata, which filters
+// read as upstream_host_metadata).
+type Endpoint struct {
+	Address  string     `yaml:"address"`
+	Metadata *yaml.Node `yaml:"metadata"`
+}
+
+// UnmarshalYAMLNode reads "host:port" or {address: host:port, metadata: {...}}.
+func (e *Endpoint) UnmarshalYAMLNode(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		e.Address = n.Value
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			switch k.Value {
+			case "address":
+				if v.Kind != yaml.ScalarNode {
+					return strictyaml.ErrorAt(v, "endpoint address: want host:port")
+				}
+				e.Address = v.Value
+			case "metadata":
+				e.Metadata = v
+			default:
+				return strictyaml.ErrorAt(k, "unknown field %q in endpoint (want address, metadata)", k.Value)
+			}
+		}
+		if e.Address == "" {
+			return strictyaml.ErrorAt(n, "endpoint has no address")
+		}
+		return nil
+	}
+	return fmt.Errorf("an endpoint is host:port, or {address: host:port, metadata: ...}")
+}
+
+// JSONSchema describes an Endpoint for editors.
+func (Endpoint) JSONSchema() map[string]any {
+	return map[string]any{
+		"oneOf": []any{
+			map[string]any{"type": "string", "description": "host:port"},
+			map[string]any{
+				"type":                 "object",
+				"required":             []any{"address"},
+				"additionalProperties": false,
+				"properties": map[string]any{
+					"address":  map[string]any{"type": "string", "description": "host:port"},
+					"metadata": map[string]any{"type": "object", "description": "Endpoint metadata, which filters read as Envoy's upstream_host_metadata: namespaces, each a map of values."},
+				},
+			},
+		},
+	}
+}
+
+// MetadataMap is the endpoint's metadata by namespace, as Route.MetadataMap.
+func (e *Endpoint) MetadataMap() (map[string]map[string]any, error) { return metadataMap(e.Metadata) }
 
 // CircuitBreaker bounds a backend's load, as Envoy's circuit_breakers thresholds do.
 type CircuitBreaker struct {
@@ -317,6 +376,14 @@ func MetadataStructs(md map[string]map[string]any) map[string]*structpb.Struct {
 		}
 	}
 	return out
+}
+
+// SameMetadata reports whether two metadata nodes hold the same values, wherever they
+// stand in their files.
+func SameMetadata(a, b *yaml.Node) bool {
+	am, _ := metadataMap(a)
+	bm, _ := metadataMap(b)
+	return reflect.DeepEqual(am, bm)
 }
 
 func metadataMap(n *yaml.Node) (map[string]map[string]any, error) {

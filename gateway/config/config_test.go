@@ -116,6 +116,10 @@ func TestLoadErrors(t *testing.T) {
 		{"tcp sni without names", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    tcp: {sni: [{backend: app}]}", 1), []string{`missing required field "server_names" in sni route`}},
 		{"tcp without a backend", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    tcp: {idle_timeout: 1m}", 1), []string{`bad.yaml:5:10: listener "web": tcp needs a backend, or sni routes to backends`}},
 		{"tcp to no backend", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    tcp: {backend: nope, filters: [gate]}", 1), []string{`bad.yaml:5:20: listener "web": no backend named "nope" (declared: app)`, `bad.yaml:5:36: listener "web": no filter named "gate" (none are declared)`}},
+		{"endpoint without an address", strings.Replace(good, "[127.0.0.1:9000]", "[{metadata: {plexus: {zone: a}}}]", 1), []string{`bad.yaml:7:17: endpoint has no address`}},
+		{"unknown endpoint field", strings.Replace(good, "[127.0.0.1:9000]", "[{address: 127.0.0.1:9000, weigth: 2}]", 1), []string{`bad.yaml:7:43: unknown field "weigth" in endpoint (want address, metadata)`}},
+		{"endpoint metadata not namespaced", strings.Replace(good, "[127.0.0.1:9000]", "[{address: 127.0.0.1:9000, metadata: {zone: a}}]", 1), []string{`bad.yaml:7:17: backend "app": endpoint 127.0.0.1:9000: metadata namespace "zone" must be a map of values`}},
+		{"bad endpoint address", strings.Replace(good, "[127.0.0.1:9000]", "[{address: nowhere}]", 1), []string{`bad.yaml:7:17: address "nowhere": want host:port`}},
 		{"syntax", "listeners:\n  - name: [\n", []string{`bad.yaml:`}},
 		{"tls files missing", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    tls: {cert: nope.pem, key: nope-key.pem}", 1), []string{`bad.yaml:5:17: listener "web": cannot load certificate`}},
 		{"sampling out of range", good + "telemetry:\n  tracing: {sampling: 1.5, exporter: {type: stdout}}\n", []string{`bad.yaml:20:23: sampling 1.5 must be between 0 and 1`}},
@@ -359,5 +363,34 @@ redis: {address: 127.0.0.1:6379, password: hunter3}
 		if pw := m["redis"].(map[string]any)["password"]; pw != "[redacted]" {
 			t.Errorf("%q: redis password shown as %v", tt.admin, pw)
 		}
+	}
+}
+
+// TestEndpointForms: an endpoint is "host:port" or a mapping with its metadata; a reload
+// that moves the metadata in the file without changing it is the same backend.
+func TestEndpointForms(t *testing.T) {
+	doc := strings.Replace(good, "[127.0.0.1:9000]", "[127.0.0.1:9000, {address: 127.0.0.1:9001, metadata: {plexus: {zone: b}}}]", 1)
+	c, err := Parse("good.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := c.Backends[0].Endpoints
+	if len(eps) != 2 || eps[0].Address != "127.0.0.1:9000" || eps[0].Metadata != nil || eps[1].Address != "127.0.0.1:9001" {
+		t.Fatalf("endpoints %+v", eps)
+	}
+	md, err := eps[1].MetadataMap()
+	if err != nil || md["plexus"]["zone"] != "b" {
+		t.Errorf("metadata %v, %v; want plexus.zone b", md, err)
+	}
+	moved, err := Parse("good.yaml", []byte("\n\n"+doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SameMetadata(eps[1].Metadata, moved.Backends[0].Endpoints[1].Metadata) {
+		t.Error("the same metadata two lines down is not the same")
+	}
+	red := c.Redacted().(map[string]any)["backends"].([]any)[0].(map[string]any)["endpoints"].([]any)
+	if red[0] != "127.0.0.1:9000" || red[1].(map[string]any)["address"] != "127.0.0.1:9001" {
+		t.Errorf("redacted endpoints %v", red)
 	}
 }

@@ -726,7 +726,11 @@ func (v *validator) backend(p string, b *Backend, names map[string]string) {
 		v.errorf(p, "backend %q has no endpoints", b.Name)
 	}
 	for j, ep := range b.Endpoints {
-		v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, j), ep)
+		at := fmt.Sprintf("%s.endpoints[%d]", p, j)
+		v.hostPort(at, ep.Address)
+		if _, err := ep.MetadataMap(); err != nil {
+			v.errorf(at, "backend %q: endpoint %s: %v", b.Name, ep.Address, err)
+		}
 	}
 	v.oneOf(p+".balance", "balance", b.Balance, "round_robin")
 	v.oneOf(p+".protocol", "protocol", b.Protocol, UpstreamHTTP1, UpstreamH2C, UpstreamH2)

@@ -27,6 +27,7 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	nodeType     = reflect.TypeFor[yaml.Node]()
 	filterType   = reflect.TypeFor[Filter]()
+	endpointType = reflect.TypeFor[Endpoint]()
 )
 
 // filterConfigFields are the fields of Filter that show_filter_config shows.
@@ -48,6 +49,10 @@ func (rd redactor) plain(v reflect.Value) any {
 			return nil
 		}
 		return out
+	case endpointType:
+		if e := v.Interface().(Endpoint); e.Metadata == nil {
+			return e.Address // as it was most likely written
+		}
 	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:

@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
@@ -63,10 +64,14 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return str(s.info.ClusterName)
 		case "route_metadata":
 			return routeMetadata(dst, s.info.RouteMetadata, sub)
+		case "upstream_host_metadata":
+			return routeMetadata(dst, s.info.UpstreamMetadata, sub)
 		case "cluster_metadata":
 			return routeMetadata(dst, s.info.ClusterMetadata, sub)
 		case "listener_metadata":
 			return routeMetadata(dst, s.info.ListenerMetadata, sub)
+		case "listener_direction":
+			return binary.LittleEndian.AppendUint64(dst, uint64(s.info.ListenerDirection)), true
 		}
 		return nil, false
 	}
@@ -201,6 +206,11 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return num(int64(info.ResponseFlags))
 		case "code_details":
 			return str(info.CodeDetails)
+		case "backend_latency":
+			if info.BackendLatency <= 0 {
+				return nil, false
+			}
+			return num(int64(info.BackendLatency))
 		case "grpc_status":
 			// From the trailers, or the headers of a trailers-only response, as Envoy.
 			for _, h := range []*Headers{s.respTrailers, s.respHeaders} {
@@ -230,13 +240,26 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 	case "destination":
 		return addressProperty(dst, info.DestAddress, string(field))
 	case "upstream":
-		if string(field) == "request_attempt_count" {
+		switch string(field) {
+		case "request_attempt_count":
 			if info.Attempts == 0 {
 				return nil, false
 			}
 			return num(int64(info.Attempts))
+		case "local_address":
+			return str(info.UpstreamLocal)
+		case "tls_version":
+			return str(info.UpstreamTLS)
+		case "transport_failure_reason":
+			return str(info.UpstreamFailure)
+		case "subject_local_certificate", "dns_san_local_certificate", "uri_san_local_certificate":
+			return certProperty(dst, info.UpstreamLocalCert, string(field))
+		case "subject_peer_certificate", "dns_san_peer_certificate", "uri_san_peer_certificate", "sha256_peer_certificate_digest":
+			return certProperty(dst, info.UpstreamPeerCert, string(field))
 		}
 		return addressProperty(dst, info.UpstreamAddress, string(field))
+	case "upstream_host_metadata":
+		return routeMetadata(dst, info.UpstreamMetadata, rest)
 	case "connection":
 		switch string(field) {
 		case "mtls":
@@ -248,6 +271,8 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			return str(info.TLSVersion)
 		case "requested_server_name":
 			return str(info.ServerName)
+		case "termination_details":
+			return str(info.Termination)
 		case "id":
 			if info.ConnectionID == 0 {
 				return nil, false
@@ -260,6 +285,21 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// TLSVersionName is a TLS version as Envoy's tls_version properties name it: "TLSv1.3".
+func TLSVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS10:
+		return "TLSv1"
+	}
+	return tls.VersionName(v)
 }
 
 // certProperty is a certificate's field as Envoy gives it: the subject as an RFC 2253

@@ -11,7 +11,8 @@
 // resumes (proxy_continue_stream) what it holds goes on to the filters after it. A
 // half-close goes through as one: the side that sent its last bytes has the other side's
 // write end closed after them, and the connection ends when both sides have, or either
-// fails, a filter closes it, or no byte went either way for the idle timeout.
+// fails, a filter closes it, or no byte went either way for the idle timeout; when plexus
+// ends it, the filters read why as connection.termination_details.
 package l4
 
 import (
@@ -23,6 +24,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -83,16 +85,16 @@ const (
 // Serve proxies one accepted connection and closes it; id is its connection.id. ctx ends
 // it early (shutdown).
 func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog.Logger) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	c := &conn{t: t, log: log.With("listener", t.Listener), sides: [2]net.Conn{client}, bell: make(chan struct{}, 1)}
 	c.paused = [2]int{-1, -1}
 	c.idleFor = t.IdleTimeout
 	if c.idleFor <= 0 {
 		c.idleFor = math.MaxInt64
 	}
-	c.idle = time.AfterFunc(c.idleFor, cancel)
-	defer c.finish()
+	c.idle = time.AfterFunc(c.idleFor, func() { cancel(errIdle) })
+	defer func() { c.finish(context.Cause(ctx)) }()
 	c.info = proxywasm.StreamInfo{
 		Start:             time.Now(),
 		SourceAddress:     client.RemoteAddr().String(),
@@ -108,7 +110,7 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 			return
 		}
 		st := tc.ConnectionState()
-		c.info.TLSVersion = tls.VersionName(st.Version)
+		c.info.TLSVersion = proxywasm.TLSVersionName(st.Version)
 		c.info.ServerName = st.ServerName
 		c.info.MTLS = len(st.PeerCertificates) > 0
 		c.info.LocalCert = t.LocalCert
@@ -135,6 +137,7 @@ func Serve(ctx context.Context, client net.Conn, id uint64, t *Target, log *slog
 	}
 	if !c.cluster.Admit() {
 		c.log.Warn("tcp: circuit breaker open; connection closed", "backend", c.cluster.Name)
+		c.terminate("upstream_overflow")
 		return
 	}
 	c.admitted = true
@@ -221,6 +224,7 @@ func (c *conn) failed(k int, err error) bool {
 	f := c.t.Filters[k]
 	if !f.FailOpen {
 		c.log.Warn("tcp: network filter failed; connection closed", "filter", f.Name, "error", err)
+		c.terminate("filter_failed")
 		return true
 	}
 	c.log.Warn("tcp: network filter failed; failure: open, so the connection goes on without it", "filter", f.Name, "error", err)
@@ -242,13 +246,21 @@ func (c *conn) connect(ctx context.Context) bool {
 		nc, err := c.cluster.DialTCP(ctx, ep)
 		if err == nil {
 			c.sides[up] = nc
-			c.info.UpstreamAddress = ep.Addr
+			c.info.UpstreamAddress, c.info.UpstreamMetadata = ep.Addr, ep.Metadata
+			c.info.UpstreamFailure = ""
+			c.info.SetUpstreamConn(nc, c.cluster.ClientCert())
 			return true
 		}
 		c.log.Debug("tcp: backend endpoint did not answer", "backend", c.cluster.Name, "endpoint", ep.Addr, "error", err)
+		var ue *upstream.Error
+		if errors.As(err, &ue) && ue.Err != nil {
+			err = ue.Err
+		}
+		c.info.UpstreamFailure = err.Error()
 		avoid = ep
 	}
 	c.log.Warn("tcp: no endpoint of the backend answered; connection closed", "backend", c.cluster.Name)
+	c.terminate("upstream_connect_failure")
 	return false
 }
 
@@ -368,9 +380,32 @@ func (c *conn) pass(ctx context.Context, d, from int, data []byte, eos bool) boo
 	return true
 }
 
+// errIdle ends a connection on which no byte went either way for the idle timeout.
+var errIdle = errors.New("idle timeout")
+
+// terminate says why plexus ends the connection, as filters read it in
+// connection.termination_details; the first reason stands.
+func (c *conn) terminate(why string) {
+	if c.info.Termination == "" {
+		c.info.Termination = why
+	}
+}
+
 // finish closes both sides, tells the filters who closed (the side that ended first
-// closed, plexus closed the other), and ends their contexts.
-func (c *conn) finish() {
+// closed, plexus closed the other) and, when plexus closed it, why
+// (connection.termination_details), and ends their contexts. cause is why the
+// connection's context ended, nil while it had not.
+func (c *conn) finish(cause error) {
+	if c.closer < 0 && !(c.ended[down] && c.ended[up]) {
+		switch {
+		case errors.Is(cause, errIdle):
+			c.terminate("idle_timeout")
+		case cause != nil:
+			c.terminate("shutdown")
+		case slices.ContainsFunc(c.streams, func(s *proxywasm.Stream) bool { return s != nil && s.Reset() }):
+			c.terminate("wasm_close_stream") // a filter's proxy_close_stream
+		}
+	}
 	if c.idle != nil {
 		c.idle.Stop()
 	}

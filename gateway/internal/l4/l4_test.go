@@ -44,7 +44,7 @@ func startRawEcho(t *testing.T) string {
 
 func target(t *testing.T, backend string, filters ...*filterchain.Filter) *Target {
 	t.Helper()
-	cl, err := upstream.NewCluster(config.Backend{Name: "echo", Endpoints: []string{backend}, ConnectTimeout: 5 * time.Second}, &config.Config{})
+	cl, err := upstream.NewCluster(config.Backend{Name: "echo", Endpoints: []config.Endpoint{{Address: backend}}, ConnectTimeout: 5 * time.Second}, &config.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"slices"
 	"strconv"
@@ -58,6 +59,13 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 	defer be.Release()
 	upgrade := stream.IsUpgrade(r)
 
+	var uc *upstreamConn
+	if c != nil {
+		// The filters read what the attempts learn of their connections.
+		uc = &upstreamConn{}
+		uc.trace.GotConn = uc.got
+		ctx = httptrace.WithClientTrace(ctx, &uc.trace)
+	}
 	out, body := rt.outgoing(ctx, x, r, route, path, c)
 	if body != nil {
 		// The last attempt may read the body for as long as its response streams (HTTP/2 is
@@ -91,9 +99,15 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		c.SetInfo(func(i *proxywasm.StreamInfo) {
 			i.ClusterName, i.ClusterMetadata = be.Name, be.Metadata
 			if ep != nil {
-				i.UpstreamAddress = ep.Addr
+				i.UpstreamAddress, i.UpstreamMetadata = ep.Addr, ep.Metadata
 			}
 			i.Attempts = try
+			var ue *upstream.Error
+			if errors.As(err, &ue) && ue.Kind == upstream.KindConnect && ue.Err != nil {
+				i.UpstreamFailure = ue.Err.Error()
+			} else if uc.conn != nil {
+				i.SetUpstreamConn(uc.conn, be.ClientCert())
+			}
 			if err == nil {
 				i.CodeDetails = "via_upstream"
 			}
@@ -108,8 +122,19 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		rt.switchProtocols(x, route, resp)
 		return
 	}
-	rt.respond(x, r, route, be, resp, c)
+	rt.respond(x, r, route, be, resp, c, uc)
 }
+
+// upstreamConn is what filters learn of the connection an attempt went out on, as
+// Envoy's upstream.* properties: told by the transport through httptrace, as net/http's
+// is and upstream.Pool's too.
+type upstreamConn struct {
+	trace httptrace.ClientTrace
+	conn  net.Conn
+	at    time.Time // when the request went out on it: its first byte to the backend
+}
+
+func (u *upstreamConn) got(ci httptrace.GotConnInfo) { u.conn, u.at = ci.Conn, time.Now() }
 
 // outgoing is the request as the backend gets it: the route's rewrite and header
 // operations, and the body through the filters and a replay buffer for retries.
@@ -360,7 +385,7 @@ func reason(err error) string {
 }
 
 // respond streams the upstream response to the client.
-func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Route, be *upstream.Cluster, resp *http.Response, c *filterchain.Chain) {
+func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Route, be *upstream.Cluster, resp *http.Response, c *filterchain.Chain, uc *upstreamConn) {
 	defer resp.Body.Close()
 	hdr := x.Header()
 	stream.RemoveHopByHop(resp.Header, false)
@@ -414,7 +439,12 @@ func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Rout
 	}
 	sent, err := copyBody(x, resp.Body, flush, pipe)
 	if c != nil {
-		c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseSize = sent })
+		c.SetInfo(func(i *proxywasm.StreamInfo) {
+			i.ResponseSize = sent
+			if err == nil && uc.conn != nil {
+				i.BackendLatency = time.Since(uc.at) // the body's last byte is in
+			}
+		})
 	}
 	if err == nil && c != nil && len(resp.Trailer) > 0 {
 		err = c.Trailers(true, resp.Trailer)

@@ -406,7 +406,7 @@ func (h *Handler) streamInfo(r *http.Request, rt *route.Route) proxywasm.StreamI
 	}
 	if h.L.TLS && r.TLS != nil {
 		info.MTLS = len(r.TLS.PeerCertificates) > 0
-		info.TLSVersion = tlsVersionName(r.TLS.Version)
+		info.TLSVersion = proxywasm.TLSVersionName(r.TLS.Version)
 		info.ServerName = r.TLS.ServerName
 		if len(r.TLS.PeerCertificates) > 0 {
 			info.PeerCert = r.TLS.PeerCertificates[0]

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"crypto/tls"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -150,16 +149,6 @@ func protoName(r *http.Request) string {
 		return "HTTP/3"
 	}
 	return r.Proto
-}
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	}
-	return tls.VersionName(v)
 }
 
 // defaultBufferLimit is what a filter may buffer on a listener without a body limit.

@@ -52,7 +52,8 @@ func (b *Cluster) Release() { b.Active.Add(-1) }
 // (1s, doubling per consecutive failure up to 30s); a success brings it back.
 type Endpoint struct {
 	Addr      string
-	pool      *Pool // http1 backends
+	Metadata  map[string]*structpb.Struct // what filters read as upstream_host_metadata
+	pool      *Pool                       // http1 backends
 	fails     atomic.Int32
 	DownUntil atomic.Int64 // unix nanos
 	Stats     EndpointStats
@@ -103,8 +104,10 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 		}
 		b.h2 = t
 	}
-	for _, addr := range cfg.Endpoints {
-		ep := &Endpoint{Addr: addr}
+	for _, e := range cfg.Endpoints {
+		addr := e.Address
+		md, _ := e.MetadataMap() // checked by config
+		ep := &Endpoint{Addr: addr, Metadata: config.MetadataStructs(md)}
 		if b.h2 == nil {
 			var tc *tls.Config
 			if tlsConf != nil {
@@ -160,11 +163,17 @@ func ClientTLS(t *config.BackendTLS, c *config.Config) (*tls.Config, error) {
 // touched them does not rebuild the backend, which is why they are compared by path only.
 func (b *Cluster) SameAs(cfg config.Backend) bool {
 	// Metadata by its values: its YAML node also holds where it stands in the file.
-	am, _ := b.Cfg.MetadataMap()
-	bm, _ := cfg.MetadataMap()
 	x, y := b.Cfg, cfg
-	x.Metadata, y.Metadata = nil, nil
-	return reflect.DeepEqual(x, y) && reflect.DeepEqual(am, bm)
+	if len(x.Endpoints) != len(y.Endpoints) || !config.SameMetadata(x.Metadata, y.Metadata) {
+		return false
+	}
+	for i := range x.Endpoints {
+		if x.Endpoints[i].Address != y.Endpoints[i].Address || !config.SameMetadata(x.Endpoints[i].Metadata, y.Endpoints[i].Metadata) {
+			return false
+		}
+	}
+	x.Metadata, y.Metadata, x.Endpoints, y.Endpoints = nil, nil, nil, nil
+	return reflect.DeepEqual(x, y)
 }
 
 // Close releases idle connections; connections in use close when their request ends.
@@ -231,6 +240,14 @@ func (b *Cluster) RoundTrip(ep *Endpoint, req *http.Request) (*http.Response, er
 		return nil, Classify(req.Context(), err)
 	}
 	return resp, nil
+}
+
+// ClientCert is the certificate plexus presents to the backend (mutual TLS); nil without.
+func (b *Cluster) ClientCert() *x509.Certificate {
+	if b.tls == nil || len(b.tls.Certificates) == 0 {
+		return nil
+	}
+	return b.tls.Certificates[0].Leaf
 }
 
 // DialTCP connects to ep for an L4 listener's connection: TCP, then TLS when the backend

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"time"
 )
@@ -47,6 +48,10 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			closeBody(req)
 			return nil, err
+		}
+		if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.GotConn != nil {
+			// As net/http's transport does: who traces the request learns its connection.
+			tr.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: c.reused})
 		}
 		resp, retry, err := c.roundTrip(ctx, req, &pl)
 		if err == nil {

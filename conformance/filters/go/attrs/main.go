@@ -7,7 +7,13 @@
 // xds.cluster_metadata), its listener's metadata plexus.zone (x-listener-zone) and
 // listener_direction (x-direction); and the
 // client what it reads as the response comes: response.flags (x-flags),
-// response.code_details (x-details) and upstream.request_attempt_count (x-attempts).
+// response.code_details (x-details), upstream.request_attempt_count (x-attempts), the
+// connection to the backend (x-up-local, x-up-tls, x-up-subject, x-up-dns: its
+// upstream.local_address, tls_version, subject_peer_certificate and
+// dns_san_peer_certificate), why connecting failed (x-up-failure:
+// upstream.transport_failure_reason) and the endpoint's metadata plexus.zone (x-host-zone
+// from upstream_host_metadata, x-xds-host-zone from xds.upstream_host_metadata). As the
+// stream ends it logs response.backend_latency.
 package main
 
 import (
@@ -39,7 +45,8 @@ func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{set: 
 
 type stream struct {
 	types.DefaultHttpContext
-	set bool
+	set  bool
+	path string
 }
 
 func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
@@ -50,6 +57,7 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 		}
 		return types.ActionContinue
 	}
+	s.path, _ = proxywasm.GetHttpRequestHeader(":path")
 	if v, err := proxywasm.GetProperty([]string{"plexus_test.user"}); err == nil {
 		proxywasm.ReplaceHttpRequestHeader("x-user", string(v))
 	} else {
@@ -91,5 +99,31 @@ func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {
 			proxywasm.AddHttpResponseHeader(a[2], strconv.FormatUint(binary.LittleEndian.Uint64(v), 10))
 		}
 	}
+	for _, a := range []struct {
+		path   []string
+		header string
+	}{
+		{[]string{"upstream", "local_address"}, "x-up-local"},
+		{[]string{"upstream", "tls_version"}, "x-up-tls"},
+		{[]string{"upstream", "subject_peer_certificate"}, "x-up-subject"},
+		{[]string{"upstream", "dns_san_peer_certificate"}, "x-up-dns"},
+		{[]string{"upstream", "transport_failure_reason"}, "x-up-failure"},
+		{[]string{"upstream_host_metadata", "filter_metadata", "plexus", "zone"}, "x-host-zone"},
+		{[]string{"xds", "upstream_host_metadata", "filter_metadata", "plexus", "zone"}, "x-xds-host-zone"},
+	} {
+		if v, err := proxywasm.GetProperty(a.path); err == nil {
+			proxywasm.AddHttpResponseHeader(a.header, string(v))
+		}
+	}
 	return types.ActionContinue
+}
+
+// OnHttpStreamDone logs response.backend_latency, known once the backend's last byte is in.
+func (s *stream) OnHttpStreamDone() {
+	if s.set {
+		return
+	}
+	if v, err := proxywasm.GetProperty([]string{"response", "backend_latency"}); err == nil && len(v) == 8 {
+		proxywasm.LogInfof("attrs: %s backend_latency %d", s.path, binary.LittleEndian.Uint64(v))
+	}
 }

@@ -4,7 +4,8 @@
 // The client's bytes go to the backend a line at a time, each line as "N:LINE" in upper
 // case (N its length), so that a line that comes in pieces is held until it is whole; the
 // backend's bytes come back with every O as 0. As the connection ends it logs who closed
-// each side and the addresses it saw.
+// each side, the addresses it saw (upstream.local_address too) and, when plexus closed
+// it, why (connection.termination_details).
 package main
 
 import (
@@ -113,4 +114,10 @@ func (c *conn) OnUpstreamClose(p types.PeerType) { c.up = p }
 func (c *conn) OnStreamDone() {
 	proxywasm.LogInfof("tcpgate: done: downstream closed by %d, upstream by %d, source %s, upstream %s",
 		c.down, c.up, property("source", "address"), property("upstream", "address"))
+	if v := property("upstream", "local_address"); v != "?" {
+		proxywasm.LogInfof("tcpgate: upstream local %s", v)
+	}
+	if v := property("connection", "termination_details"); v != "?" {
+		proxywasm.LogInfof("tcpgate: termination %s", v)
+	}
 }
