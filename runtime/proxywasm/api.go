@@ -19,7 +19,6 @@ package proxywasm
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
@@ -87,10 +86,8 @@ type StreamInfo struct {
 	ClusterMetadata   map[string]*structpb.Struct // cluster_metadata, xds.cluster_metadata: the backend's, by namespace
 	UpstreamAddress   string                      // upstream.address, once connected
 	UpstreamMetadata  map[string]*structpb.Struct // upstream_host_metadata: the endpoint's, by namespace
-	UpstreamLocal     string                      // upstream.local_address: plexus's end of the backend connection, "ip:port"
-	UpstreamTLS       string                      // upstream.tls_version, "" without TLS
+	UpstreamConn      net.Conn                    // the connection to the backend: upstream.local_address, and over TLS (a *tls.Conn) upstream.tls_version and *_peer_certificate
 	UpstreamLocalCert *x509.Certificate           // upstream.*_local_certificate: the client certificate plexus presented
-	UpstreamPeerCert  *x509.Certificate           // upstream.*_peer_certificate: the backend's
 	UpstreamFailure   string                      // upstream.transport_failure_reason: why connecting to the backend failed
 	BackendLatency    time.Duration               // response.backend_latency: first byte to the backend to its last byte back; 0 until then
 	ResponseCode      int                         // response.code, once known
@@ -105,21 +102,6 @@ type StreamInfo struct {
 	PeerCert          *x509.Certificate           // connection.*_peer_certificate: the client's, when it sent one
 	State             *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own
 	Termination       string                      // connection.termination_details: why plexus closed the connection; "" while it is open or the peer closed it
-}
-
-// SetUpstreamConn fills the upstream.* fields of the connection to the backend: conn's
-// local address, and with TLS its version, the backend's certificate and the client
-// certificate plexus presented (local, nil without).
-func (i *StreamInfo) SetUpstreamConn(conn net.Conn, local *x509.Certificate) {
-	i.UpstreamLocal = conn.LocalAddr().String()
-	if tc, ok := conn.(*tls.Conn); ok {
-		st := tc.ConnectionState()
-		i.UpstreamTLS = TLSVersionName(st.Version)
-		if len(st.PeerCertificates) > 0 {
-			i.UpstreamPeerCert = st.PeerCertificates[0]
-		}
-		i.UpstreamLocalCert = local
-	}
 }
 
 // FilterState is what the filters of one request (or TCP connection) set with

@@ -247,15 +247,30 @@ func (i *instance) property(dst []byte, path []byte) ([]byte, bool) {
 			}
 			return num(int64(info.Attempts))
 		case "local_address":
-			return str(info.UpstreamLocal)
+			if info.UpstreamConn == nil {
+				return nil, false
+			}
+			return append(dst, info.UpstreamConn.LocalAddr().String()...), true
 		case "tls_version":
-			return str(info.UpstreamTLS)
+			if tc, ok := info.UpstreamConn.(*tls.Conn); ok {
+				return str(TLSVersionName(tc.ConnectionState().Version))
+			}
+			return nil, false
 		case "transport_failure_reason":
 			return str(info.UpstreamFailure)
 		case "subject_local_certificate", "dns_san_local_certificate", "uri_san_local_certificate":
+			if _, ok := info.UpstreamConn.(*tls.Conn); !ok {
+				return nil, false
+			}
 			return certProperty(dst, info.UpstreamLocalCert, string(field))
 		case "subject_peer_certificate", "dns_san_peer_certificate", "uri_san_peer_certificate", "sha256_peer_certificate_digest":
-			return certProperty(dst, info.UpstreamPeerCert, string(field))
+			var peer *x509.Certificate
+			if tc, ok := info.UpstreamConn.(*tls.Conn); ok {
+				if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+					peer = pc[0]
+				}
+			}
+			return certProperty(dst, peer, string(field))
 		}
 		return addressProperty(dst, info.UpstreamAddress, string(field))
 	case "upstream_host_metadata":

@@ -248,7 +248,7 @@ func (c *conn) connect(ctx context.Context) bool {
 			c.sides[up] = nc
 			c.info.UpstreamAddress, c.info.UpstreamMetadata = ep.Addr, ep.Metadata
 			c.info.UpstreamFailure = ""
-			c.info.SetUpstreamConn(nc, c.cluster.ClientCert())
+			c.info.UpstreamConn, c.info.UpstreamLocalCert = nc, c.cluster.ClientCert()
 			return true
 		}
 		c.log.Debug("tcp: backend endpoint did not answer", "backend", c.cluster.Name, "endpoint", ep.Addr, "error", err)

@@ -102,11 +102,10 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 				i.UpstreamAddress, i.UpstreamMetadata = ep.Addr, ep.Metadata
 			}
 			i.Attempts = try
-			var ue *upstream.Error
-			if errors.As(err, &ue) && ue.Kind == upstream.KindConnect && ue.Err != nil {
-				i.UpstreamFailure = ue.Err.Error()
-			} else if uc.conn != nil {
-				i.SetUpstreamConn(uc.conn, be.ClientCert())
+			if why := connectFailure(err); why != "" {
+				i.UpstreamFailure = why
+			} else {
+				i.UpstreamConn, i.UpstreamLocalCert = uc.conn, be.ClientCert()
 			}
 			if err == nil {
 				i.CodeDetails = "via_upstream"
@@ -123,6 +122,19 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		return
 	}
 	rt.respond(x, r, route, be, resp, c, uc)
+}
+
+// connectFailure is why connecting to the backend failed, when it did: what filters read
+// as upstream.transport_failure_reason.
+func connectFailure(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Kind == upstream.KindConnect && ue.Err != nil {
+		return ue.Err.Error()
+	}
+	return ""
 }
 
 // upstreamConn is what filters learn of the connection an attempt went out on, as
