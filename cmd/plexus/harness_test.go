@@ -135,12 +135,16 @@ func startGatewayOut(t *testing.T, dir, yaml string, stdout io.Writer) *gw {
 	case <-g.waitc:
 		g.dumpLogs()
 		t.Fatalf("plexus exited before it was ready: %v", g.cmd.ProcessState)
-	case <-time.After(30 * time.Second):
+	case <-time.After(readyWait):
 		g.dumpLogs()
-		t.Fatal("plexus not ready after 30s")
+		t.Fatalf("plexus not ready after %s", readyWait)
 	}
 	return g
 }
+
+// readyWait bounds a gateway's start. It is no measure of speed: a config of many Go
+// filters, compiled cold while the rest of the suite runs on two cores, has taken over 30s.
+const readyWait = 2 * time.Minute
 
 func (g *gw) writeConfig(yaml string) {
 	g.t.Helper()
