@@ -29,6 +29,8 @@ const usage = `plexus: a WebAssembly-extensible programmable mesh gateway
 Usage:
   plexus run --config plexus.yaml        serve the gateway
   plexus validate --config plexus.yaml   check a config; errors as file:line:col: message
+  plexus registry serve --root DIR       serve an OCI registry for filters
+  plexus registry gc --root DIR          delete blobs no manifest references
   plexus version                         print the version
 
 Run "plexus COMMAND --help" for a command's flags.
@@ -48,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "registry":
+		return cmdRegistry(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "plexus", buildVersion())
 		return 0
@@ -114,20 +118,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(stderr, "plexus run: --log-level %q: want debug, info, warn or error\n", *level)
-		return 2
-	}
-	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: levelNames}
-	var log *slog.Logger
-	switch *format {
-	case "text":
-		log = slog.New(slog.NewTextHandler(stderr, hopts))
-	case "json":
-		log = slog.New(slog.NewJSONHandler(stderr, hopts))
-	default:
-		fmt.Fprintf(stderr, "plexus run: --log-format %q: want text or json\n", *format)
+	log, err := newLogger(*level, *format, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "plexus run: %v\n", err)
 		return 2
 	}
 	slog.SetDefault(log)
@@ -191,6 +184,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// newLogger is the logger of --log-level and --log-format.
+func newLogger(level, format string, stderr io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: levelNames}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 func buildVersion() string {
