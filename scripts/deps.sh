@@ -9,6 +9,8 @@
 #   nodejs, npm                   examples/assemblyscript (the npm packages themselves come
 #                                 from each example's package-lock.json, by npm ci, in the
 #                                 build step: see internal/wasmbuild)
+#   docker-registry               the CNCF distribution registry, for the registry's interop
+#                                 tests (plexus pushes to it and pulls back from it)
 #
 # Go-built filters need nothing beyond Go itself (GOOS=wasip1, no TinyGo).
 set -euo pipefail
@@ -35,6 +37,7 @@ need=()
 # command or file -> Debian package
 have redis-server || need+=(redis-server)
 have wat2wasm || need+=(wabt)
+have docker-registry || need+=(docker-registry)
 have clang || need+=(clang)
 have wasm-ld || need+=(lld)
 [ -e /usr/lib/wasm32-wasi/libc.a ] || [ -n "${WASI_SYSROOT:-}" ] || need+=(wasi-libc)

@@ -29,6 +29,9 @@ const usage = `plexus: a WebAssembly-extensible programmable mesh gateway
 Usage:
   plexus run --config plexus.yaml        serve the gateway
   plexus validate --config plexus.yaml   check a config; errors as file:line:col: message
+  plexus push FILTER.wasm REF            push a filter to a registry; prints its digest
+  plexus pull REF [-o FILE]              pull a filter
+  plexus inspect REF                     show a filter's manifest, annotations, signatures
   plexus registry serve --root DIR       serve an OCI registry for filters
   plexus registry gc --root DIR          delete blobs no manifest references
   plexus version                         print the version
@@ -52,6 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "registry":
 		return cmdRegistry(args[1:], stdout, stderr)
+	case "push":
+		return cmdPush(args[1:], os.Stdin, stdout, stderr)
+	case "pull":
+		return cmdPull(args[1:], os.Stdin, stdout, stderr)
+	case "inspect":
+		return cmdInspect(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "plexus", buildVersion())
 		return 0
