@@ -85,16 +85,15 @@ func (g *Gateway) adminHandler() http.Handler {
 		out := make([]any, 0, len(s.cfg.Filters))
 		for _, fc := range s.cfg.Filters {
 			f := s.filters[fc.Name]
-			st := f.Plugin.Stats()
+			st := f.Stats()
 			failures := st.Failures
 			if failures == nil {
 				failures = map[string]int{}
 			}
-			out = append(out, map[string]any{
+			v := map[string]any{
 				"name":         fc.Name,
 				"module":       fc.Module,
-				"digest":       f.Plugin.Digest(),
-				"abi":          f.Plugin.ABIVersion(),
+				"source":       f.Source,
 				"failure":      fc.Failure,
 				"instances":    st.Instances,
 				"in_use":       st.InUse,
@@ -104,7 +103,17 @@ func (g *Gateway) adminHandler() http.Handler {
 				"failures":     failures,
 				"restarts":     st.Restarts,
 				"callbacks":    callbackStats(f),
-			})
+			}
+			if f.Plugin != nil {
+				v["digest"], v["abi"] = f.Plugin.Digest(), f.Plugin.ABIVersion()
+			}
+			if f.Digest != "" {
+				v["manifest_digest"] = f.Digest // the oci:// artifact's
+			}
+			if f.Unavailable != nil {
+				v["unavailable"] = f.Unavailable.Error()
+			}
+			out = append(out, v)
 		}
 		writeJSON(w, map[string]any{"version": s.version, "filters": out})
 	})

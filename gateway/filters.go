@@ -11,9 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,10 +31,18 @@ import (
 func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, prev *snapshot) (*filterchain.Filter, error) {
 	fc := &cfg.Filters[i]
 	where := cfg.Where(fmt.Sprintf("filters[%d].module", i))
-	wasm, err := readModule(cfg, fc.Module)
+	mod, err := g.sourceFor(fc).fetch(ctx, cfg, fc)
 	if err != nil {
-		return nil, fmt.Errorf("%s: filter %q: %w", where, fc.Name, err)
+		if _, isFile := g.sourceFor(fc).(fileSource); isFile || g.validating {
+			return nil, fmt.Errorf("%s: filter %q: %w", where, fc.Name, err)
+		}
+		// A registry out of reach does not stop the gateway: the filter meets its failure
+		// policy until a pull succeeds (the refresher tries again).
+		g.log.Error("filter unavailable: its module could not be pulled; its routes apply its failure policy until a pull succeeds",
+			"filter", fc.Name, "module", fc.Module, "failure", fc.Failure, "where", where, "error", err)
+		return &filterchain.Filter{Name: fc.Name, Key: "unavailable|" + fc.Module, FailOpen: fc.Failure == "open", Source: fc.Module, Unavailable: err}, nil
 	}
+	wasm := mod.wasm
 	pluginConf, _ := fc.ConfigBytes() // validated by config.Load
 	vmConf, _ := fc.VMConfigBytes()
 	var node proxywasm.Node // node.id is the host's (Options.NodeID, the host name) unless node: names one
@@ -87,14 +93,7 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err) // the error names the filter and its digest
 	}
-	return &filterchain.Filter{Name: fc.Name, Key: key, Plugin: p, FailOpen: pc.FailOpen}, nil
-}
-
-func readModule(cfg *config.Config, module string) ([]byte, error) {
-	if path, ok := strings.CutPrefix(module, "file:"); ok {
-		return os.ReadFile(cfg.Path(path))
-	}
-	return nil, fmt.Errorf("module %s: oci:// modules are pulled by the registry client, which this build of plexus does not have yet; use file:", module)
+	return &filterchain.Filter{Name: fc.Name, Key: key, Plugin: p, FailOpen: pc.FailOpen, Source: mod.source, Digest: mod.digest}, nil
 }
 
 // proxyLogLevel maps a filter's log_level to slog, with trace below debug and critical

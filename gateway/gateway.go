@@ -59,8 +59,11 @@ const HeaderError = stream.HeaderError
 type Options struct {
 	Logger   *slog.Logger // slog.Default() when nil
 	CacheDir string       // compiled Wasm modules are kept here across restarts; none when empty
-	NodeID   string       // node.id as filters see it when the config's node: names none; the host name when empty
-	Version  string       // service.version in telemetry
+	// ModuleCacheDir keeps modules pulled from registries (oci://), by digest, unless the
+	// config's registry.cache.dir names another; in memory only when both are empty.
+	ModuleCacheDir string
+	NodeID         string // node.id as filters see it when the config's node: names none; the host name when empty
+	Version        string // service.version in telemetry
 
 	// SpanExporter, when not nil, receives the spans instead of the exporter the config
 	// names (which must still be declared: tracing is on only with telemetry.Tracing).
@@ -87,6 +90,8 @@ type Gateway struct {
 	statsTags []statsTag         // telemetry.metrics.stats_tags, compiled
 	inst      *telemetry.Instruments
 	svc       *services             // counters and shared data: in Redis, or in process; for the process
+	oci       *ociSource            // oci:// modules: the registry client and the module cache
+	stopPulls context.CancelFunc    // ends the refresher of oci:// tags
 	redis     redis.UniversalClient // nil without redis:
 
 	mu        sync.Mutex // serializes Start, Reload and Shutdown
@@ -132,6 +137,7 @@ func build(cfg *config.Config, o Options, validating bool) (*Gateway, error) {
 		g.log = slog.Default()
 	}
 	g.host = &wasmHost{g: g, nodeID: o.NodeID}
+	g.oci = newOCISource(g.log, nil, o.ModuleCacheDir, g.inUse)
 	if g.host.nodeID == "" {
 		g.host.nodeID, _ = os.Hostname()
 	}
@@ -150,6 +156,7 @@ func build(cfg *config.Config, o Options, validating bool) (*Gateway, error) {
 	}
 	if *cfg.Telemetry.Metrics.Enabled {
 		g.inst = telemetry.NewInstruments(g.metrics.Stats)
+		g.oci.inst = g.inst
 	}
 	for _, st := range cfg.Telemetry.Metrics.StatsTags {
 		g.statsTags = append(g.statsTags, statsTag{name: st.TagName, re: regexp.MustCompile(st.Regex)}) // checked by config
@@ -345,7 +352,7 @@ func (g *Gateway) buildTelemetry(s, prev *snapshot) error {
 func (g *Gateway) closeNew(s, prev *snapshot) {
 	for name, f := range s.filters {
 		if prev == nil || prev.filters[name] != f {
-			f.Plugin.Close()
+			f.Close()
 		}
 	}
 	g.closeTelemetry(s, prev)
@@ -393,7 +400,7 @@ func (g *Gateway) closeTelemetry(s, next *snapshot) {
 func (g *Gateway) closeSnapshot(s *snapshot) {
 	var wg sync.WaitGroup
 	for _, f := range s.filters {
-		wg.Go(f.Plugin.Close)
+		wg.Go(f.Close)
 	}
 	wg.Wait()
 	for _, b := range s.backends {
@@ -428,6 +435,9 @@ func (g *Gateway) Start() error {
 	g.warnRemoteAdmin(g.adminAddr)
 	g.admin = &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go g.serve("admin", func() error { return g.admin.Serve(adminLn) })
+	ctx, stop := context.WithCancel(context.Background())
+	g.stopPulls = stop
+	go g.refreshPulls(ctx)
 	g.started.Store(true)
 	return nil
 }
@@ -459,6 +469,21 @@ func (g *Gateway) Addrs() map[string]string {
 func (g *Gateway) Reload(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.reloadLocked(cfg)
+}
+
+// reloadFrom reloads s's config, as long as s is still the one in force (a reload of a
+// newer config in between wins).
+func (g *Gateway) reloadFrom(s *snapshot) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.snap.Load() != s || g.draining.Load() {
+		return nil
+	}
+	return g.reloadLocked(s.cfg)
+}
+
+func (g *Gateway) reloadLocked(cfg *config.Config) error {
 	old := g.snap.Load()
 	if err := sameBinding(old.cfg, cfg); err != nil {
 		return err
@@ -504,7 +529,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		// closeSnapshot, they close together, and before the backends.
 		var wg sync.WaitGroup
 		for _, f := range goneFilters {
-			wg.Go(f.Plugin.Close)
+			wg.Go(f.Close)
 		}
 		wg.Wait()
 		for _, b := range gone {
@@ -565,6 +590,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.draining.Store(true)
+	if g.stopPulls != nil {
+		g.stopPulls()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(g.listeners))
 	for i, l := range g.listeners {

@@ -72,7 +72,7 @@ func (g *Gateway) observe() error {
 		}
 		for _, fc := range s.cfg.Filters {
 			f := s.filters[fc.Name]
-			st := f.Plugin.Stats()
+			st := f.Stats()
 			name := attribute.String("plexus.filter", fc.Name)
 			o.ObserveInt64(instances, int64(st.InUse), metric.WithAttributes(name, attribute.String("state", "in_use")))
 			o.ObserveInt64(instances, int64(st.Instances-st.InUse), metric.WithAttributes(name, attribute.String("state", "idle")))

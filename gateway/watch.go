@@ -86,7 +86,9 @@ func (w *watcher) arm(s *snapshot) {
 			continue
 		}
 		path := absPath(s.cfg.Path(p))
-		w.seen.modules[path] = s.filters[fc.Name].Plugin.Digest()
+		if p := s.filters[fc.Name].Plugin; p != nil {
+			w.seen.modules[path] = p.Digest()
+		}
 		dir := filepath.Dir(path)
 		if want[dir] {
 			continue

@@ -46,6 +46,10 @@ const MaxModuleSize = 64 << 20
 // ErrNotWasm is a module that does not begin with the Wasm binary magic and version 1.
 var ErrNotWasm = errors.New("registry: not a WebAssembly module")
 
+// ErrNotFilter is a manifest that is not a filter's: an index, or no one Wasm layer, or
+// one too large.
+var ErrNotFilter = errors.New("registry: not a filter's manifest")
+
 // CheckWasm checks that b is a WebAssembly binary module (magic "\0asm", version 1) no
 // larger than MaxModuleSize.
 func CheckWasm(b []byte) error {
@@ -135,7 +139,7 @@ func ParseManifest(b []byte) (m ocispec.Manifest, layer ocispec.Descriptor, comp
 	}
 	switch m.MediaType {
 	case ocispec.MediaTypeImageIndex, dockerManifestList:
-		return m, layer, false, fmt.Errorf("registry: the reference names an index (%s), not a filter's manifest", m.MediaType)
+		return m, layer, false, fmt.Errorf("%w: the reference names an index (%s)", ErrNotFilter, m.MediaType)
 	}
 	var found []ocispec.Descriptor
 	for _, l := range m.Layers {
@@ -149,12 +153,12 @@ func ParseManifest(b []byte) (m ocispec.Manifest, layer ocispec.Descriptor, comp
 		for i, l := range m.Layers {
 			types[i] = l.MediaType
 		}
-		return m, layer, false, fmt.Errorf("registry: want one Wasm layer (%s, %s, %s, or a tar.gz holding plugin.wasm), the manifest has %d of its %d layers %v",
-			MediaTypeWasm, MediaTypeIstioLayer, MediaTypeWasmToOCI, len(found), len(m.Layers), types)
+		return m, layer, false, fmt.Errorf("%w: want one Wasm layer (%s, %s, %s, or a tar.gz holding plugin.wasm), the manifest has %d of its %d layers %v",
+			ErrNotFilter, MediaTypeWasm, MediaTypeIstioLayer, MediaTypeWasmToOCI, len(found), len(m.Layers), types)
 	}
 	layer = found[0]
 	if layer.Size > MaxModuleSize {
-		return m, layer, false, fmt.Errorf("registry: the module layer is %d bytes, more than the %d allowed", layer.Size, MaxModuleSize)
+		return m, layer, false, fmt.Errorf("%w: the module layer is %d bytes, more than the %d allowed", ErrNotFilter, layer.Size, MaxModuleSize)
 	}
 	return m, layer, layer.MediaType == mediaTypeOCITarGzip || layer.MediaType == mediaTypeDockerTarGzip, nil
 }

@@ -41,12 +41,18 @@ type ClientOptions struct {
 	Insecure  []string
 	// RootCAs verifies registries' certificates; nil: the system's.
 	RootCAs *x509.CertPool
-	// Timeout bounds each HTTP request to a registry (0: 5 minutes); retries of 5xx,
-	// 429 and network errors back off exponentially (oras-go's retry policy).
+	// Timeout bounds each HTTP request to a registry (0: 5 minutes).
 	Timeout time.Duration
+	// Retry retries requests that met a 5xx, a 429 or a network error, backing off
+	// exponentially (oras-go's retry policy, up to about 8s); callers with their own
+	// policy (the gateway) leave it off.
+	Retry bool
 	// AllowLocal lets the client reach link-local and cloud-metadata addresses, which it
 	// otherwise refuses to (a reference must not make the gateway fetch from them).
 	AllowLocal bool
+	// Credentials are per registry host ("host:port" as references name it); hosts
+	// without get docker's config.json's, unless NoDockerConfig.
+	Credentials map[string]Credential
 	// Progress, when set, is told of the bytes of each blob as they move.
 	Progress func(desc ocispec.Descriptor, done int64)
 	// UserAgent is sent with every request; "plexus" by default.
@@ -79,20 +85,51 @@ func NewClient(o ClientOptions) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	hc := &http.Client{Transport: retry.NewTransport(tr), Timeout: o.Timeout}
+	var rt http.RoundTripper = tr
+	if o.Retry {
+		rt = retry.NewTransport(tr)
+	}
+	hc := &http.Client{Transport: rt, Timeout: o.Timeout}
 	ac := &auth.Client{Client: hc, Cache: auth.NewCache(), Header: http.Header{"User-Agent": {o.UserAgent}}}
-	switch {
-	case o.Username != "" || o.Password != "":
-		cred := auth.Credential{Username: o.Username, Password: o.Password}
-		ac.Credential = func(context.Context, string) (auth.Credential, error) { return cred, nil }
-	case !o.NoDockerConfig:
+	var docker auth.CredentialFunc
+	if !o.NoDockerConfig && o.Username == "" && o.Password == "" {
 		store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("registry: docker's config.json: %w", err)
 		}
-		ac.Credential = credentials.Credential(store)
+		docker = credentials.Credential(store)
+	}
+	ac.Credential = func(ctx context.Context, host string) (auth.Credential, error) {
+		if o.Username != "" || o.Password != "" {
+			return auth.Credential{Username: o.Username, Password: o.Password}, nil
+		}
+		if c, ok := o.Credentials[host]; ok {
+			return auth.Credential{Username: c.Username, Password: c.Password}, nil
+		}
+		if docker != nil {
+			return docker(ctx, host)
+		}
+		return auth.EmptyCredential, nil
 	}
 	return &Client{o: o, auth: ac}, nil
+}
+
+// Credential is a user name and password (or token) for a registry.
+type Credential struct{ Username, Password string }
+
+// ErrRefused is a pull plexus will not make, or whose answer it will not take: from a
+// link-local or cloud-metadata address, or a registry that answered a digest with another.
+var ErrRefused = errors.New("registry: refused")
+
+// Permanent reports a failure that trying again cannot mend: a refused pull, content
+// whose digest or size is not the one its descriptor says, what is not a filter.
+func Permanent(err error) bool {
+	for _, e := range []error{ErrRefused, ErrNotWasm, ErrNotFilter, content.ErrMismatchedDigest, content.ErrTrailingData, content.ErrInvalidDescriptorSize} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuseLocal is the dialer's check: no link-local address (169.254.0.0/16, where cloud
@@ -104,7 +141,7 @@ func refuseLocal(network, address string, _ syscall.RawConn) error {
 	}
 	a := ap.Addr().Unmap()
 	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a == netip.MustParseAddr("fd00:ec2::254") {
-		return fmt.Errorf("registry: %s is a link-local or cloud-metadata address; plexus does not fetch from it", a)
+		return fmt.Errorf("%w: %s is a link-local or cloud-metadata address; plexus does not fetch from it", ErrRefused, a)
 	}
 	return nil
 }
@@ -239,7 +276,7 @@ func (c *Client) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, e
 // checkPinned refuses a registry that answers a digest reference with another digest.
 func checkPinned(r Reference, got digest.Digest) error {
 	if want, err := r.Digest(); err == nil && want != got {
-		return fmt.Errorf("registry: %s answered %s for %s: refused", r.Registry, got, want)
+		return fmt.Errorf("%w: %s answered %s for %s", ErrRefused, r.Registry, got, want)
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// And the modules they pull from the tests' registries, in a directory of their own.
+	os.Setenv("PLEXUS_MODULE_CACHE_DIR", filepath.Join(dir, "modules"))
 	plexusBin = filepath.Join(dir, "plexus")
 	build := exec.Command("go", "build", "-o", plexusBin, ".")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr

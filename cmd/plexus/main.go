@@ -101,6 +101,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", "validate --config FILE", stderr)
 	file := fs.String("config", "plexus.yaml", "the config `file` to check")
 	cacheDir := cacheDirFlag(fs)
+	moduleDir := moduleCacheDirFlag(fs)
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
@@ -108,7 +109,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		// Filters are loaded too, as a start would: a module that fails to start or refuses
 		// its configuration is an error here.
-		err = gateway.Validate(cfg, gateway.Options{CacheDir: *cacheDir, Logger: slog.New(slog.DiscardHandler)})
+		err = gateway.Validate(cfg, gateway.Options{CacheDir: *cacheDir, ModuleCacheDir: *moduleDir, Logger: slog.New(slog.DiscardHandler)})
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -124,6 +125,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "least severe `level` logged: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log line `format`: text or json")
 	cacheDir := cacheDirFlag(fs)
+	moduleDir := moduleCacheDirFlag(fs)
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
@@ -145,7 +147,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	g, err := gateway.New(cfg, gateway.Options{Logger: log, CacheDir: *cacheDir, Version: buildVersion()})
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, CacheDir: *cacheDir, ModuleCacheDir: *moduleDir, Version: buildVersion()})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -242,6 +244,18 @@ func cacheDirFlag(fs *flag.FlagSet) *string {
 		}
 	}
 	return fs.String("cache-dir", def, "`dir`ectory for compiled Wasm modules (env PLEXUS_CACHE_DIR); empty: no cache")
+}
+
+// moduleCacheDirFlag is --module-cache-dir: where modules pulled from registries are
+// kept by digest, so that a restart needs no registry for what it pulled before.
+func moduleCacheDirFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("PLEXUS_MODULE_CACHE_DIR")
+	if def == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			def = filepath.Join(d, "plexus", "modules")
+		}
+	}
+	return fs.String("module-cache-dir", def, "`dir`ectory for modules pulled from registries (env PLEXUS_MODULE_CACHE_DIR); empty: memory only")
 }
 
 // levelNames names the two Proxy-Wasm log levels slog lacks, which filters' logs use:

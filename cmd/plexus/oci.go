@@ -41,7 +41,7 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 }
 
 func (f *clientFlags) client(stdin io.Reader, stderr io.Writer, progress bool) (*registry.Client, error) {
-	o := registry.ClientOptions{Username: *f.username, PlainHTTP: *f.plainHTTP}
+	o := registry.ClientOptions{Username: *f.username, PlainHTTP: *f.plainHTTP, Retry: true}
 	if *f.passwordStdin {
 		if *f.username == "" {
 			return nil, errors.New("--password-stdin needs --username")

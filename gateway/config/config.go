@@ -32,6 +32,7 @@ type Config struct {
 	Filters   []Filter   `yaml:"filters" doc:"Wasm filters, each declared once and listed by name on routes."`
 	Telemetry *Telemetry `yaml:"telemetry" doc:"Traces, metrics and access logs. Without it: Prometheus metrics on the admin listener's /metrics, no traces, no access log."`
 	Redis     *Redis     `yaml:"redis" doc:"Where replicas share counters, rate limits and shared data. Without it, all of that is in-process state: the gateway needs no external service."`
+	Registry  *Registry  `yaml:"registry" doc:"How filters with oci:// modules are pulled: credentials, plain-HTTP hosts, CAs, mirrors, the module cache, pull timeouts and how often tags are checked for a new digest."`
 
 	file string               // the path it was loaded from
 	pos  strictyaml.Positions // where each value path ("routes[2].backend") stands in file
@@ -270,6 +271,7 @@ type Filter struct {
 	LogLevel     string       `yaml:"log_level" doc:"The filter's own log level: its proxy_log calls below it are dropped." enum:"trace,debug,info,warn,error,critical" default:"info"`
 	Limits       FilterLimits `yaml:"limits" doc:"Resources one filter may use."`
 	SharedData   string       `yaml:"shared_data" doc:"Where the filter's proxy_get_shared_data and proxy_set_shared_data keep their data: local, in this process; redis, in the redis: server, so that every replica sees it, with the same compare-and-swap semantics. Without redis: it stays local." enum:"local,redis" default:"local"`
+	PullPolicy   string       `yaml:"pull_policy" doc:"For an oci:// module, as Istio's imagePullPolicy: IfNotPresent uses the cached digest of a tag, Always checks the tag every registry.refresh_interval and swaps in a new digest as a reload does. Default: Always for :latest, IfNotPresent otherwise (a digest reference never needs the registry once cached)." enum:"IfNotPresent,Always"`
 	RedisFailure string       `yaml:"redis_failure" doc:"What the filter's calls get when Redis cannot answer: open allows rate-limit decisions (counted, and logged now and then) and returns an error to counter and shared-data calls; closed also answers the request with 503 and x-plexus-error." enum:"open,closed" default:"open"`
 }
 
@@ -579,6 +581,38 @@ type RedisBreaker struct {
 func (RedisBreaker) YAMLKind() string { return "redis breaker" }
 
 func (Redis) YAMLKind() string { return "redis" }
+
+// Registry configures pulling oci:// modules.
+type Registry struct {
+	Credentials     []RegistryCredential `yaml:"credentials" doc:"Credentials per registry host; hosts without get docker's config.json's, if any."`
+	Insecure        []string             `yaml:"insecure" doc:"Registry hosts (host or host:port) reached over plain HTTP; loopback ones are, without being listed, as docker does."`
+	CA              []string             `yaml:"ca" doc:"PEM files of CA certificates trusted for registries, besides the system's."`
+	Mirrors         map[string][]string  `yaml:"mirrors" doc:"Per registry host, mirrors (host:port) tried in order before it; a mirror's module is verified against the same digests."`
+	Cache           RegistryCache        `yaml:"cache" doc:"The on-disk cache of pulled modules, by digest."`
+	PullTimeout     time.Duration        `yaml:"pull_timeout" doc:"Time allowed for one pull (resolving the reference, the manifest and the module), retries included." default:"60s"`
+	PullRetries     *int                 `yaml:"pull_retries" doc:"Pulls tried after the first fails, with exponential backoff from 1s." default:"3"`
+	RefreshInterval time.Duration        `yaml:"refresh_interval" doc:"How often tags under pull_policy Always are resolved again, and filters whose pull failed retried." default:"1m"`
+}
+
+func (Registry) YAMLKind() string { return "registry" }
+
+// RegistryCredential is a user and password for one registry host.
+type RegistryCredential struct {
+	Host         string `yaml:"host" doc:"The registry, host or host:port as references name it." required:"true"`
+	Username     string `yaml:"username" doc:"User name." required:"true"`
+	Password     string `yaml:"password" doc:"Password or token." secret:"true"`
+	PasswordFile string `yaml:"password_file" doc:"File holding the password, instead of password."`
+}
+
+func (RegistryCredential) YAMLKind() string { return "registry credential" }
+
+// RegistryCache bounds the module cache.
+type RegistryCache struct {
+	Dir     string   `yaml:"dir" doc:"Directory of the cache; by default plexus's module cache (--module-cache-dir, PLEXUS_MODULE_CACHE_DIR)."`
+	MaxSize ByteSize `yaml:"max_size" doc:"Size the cache is kept under, by evicting the least recently used modules no loaded config uses." default:"1GiB"`
+}
+
+func (RegistryCache) YAMLKind() string { return "registry cache" }
 
 // Telemetry says where traces, metrics and access logs go.
 type Telemetry struct {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/strictyaml"
+	"github.com/plexus-mesh/plexus/registry"
 )
 
 // Error is one problem at a place in the file; Error() reads "file:line:col: message".
@@ -121,6 +122,13 @@ const (
 	DefaultSharedDataBytes      = 64 << 20
 	DefaultQueueDepth           = 10000
 	DefaultUpgradeIdleTimeout   = time.Hour
+	DefaultPullTimeout          = 60 * time.Second
+	DefaultPullRetries          = 3
+	DefaultRefreshInterval      = time.Minute
+	DefaultModuleCacheSize      = 1 << 30
+
+	PullIfNotPresent = "IfNotPresent"
+	PullAlways       = "Always"
 )
 
 func (c *Config) setDefaults() {
@@ -172,6 +180,28 @@ func (c *Config) setDefaults() {
 		def(&r.Timeout, DefaultRedisTimeout)
 		def(&r.Breaker.Failures, DefaultRedisFailures)
 		def(&r.Breaker.Cooldown, DefaultRedisCooldown)
+	}
+	if c.Registry == nil {
+		c.Registry = &Registry{}
+	}
+	reg := c.Registry
+	def(&reg.PullTimeout, DefaultPullTimeout)
+	if reg.PullRetries == nil {
+		n := DefaultPullRetries
+		reg.PullRetries = &n
+	}
+	def(&reg.RefreshInterval, DefaultRefreshInterval)
+	def(&reg.Cache.MaxSize, DefaultModuleCacheSize)
+	for i := range c.Filters {
+		f := &c.Filters[i]
+		if ref, ok := strings.CutPrefix(f.Module, "oci://"); ok && f.PullPolicy == "" {
+			// As Istio: a :latest tag is checked again; any other reference is pinned
+			// once pulled.
+			f.PullPolicy = PullIfNotPresent
+			if strings.HasSuffix(ref, ":latest") {
+				f.PullPolicy = PullAlways
+			}
+		}
 	}
 	if c.Telemetry == nil {
 		c.Telemetry = &Telemetry{}
@@ -322,8 +352,8 @@ func (v *validator) validate() {
 				v.errorf(p+".module", "filter %q: module %s", f.Name, statMsg(err))
 			}
 		case strings.HasPrefix(f.Module, "oci://"):
-			if len(f.Module) == len("oci://") {
-				v.errorf(p+".module", "filter %q: oci:// needs a reference like oci://127.0.0.1:5000/filters/auth:1.0", f.Name)
+			if _, err := registry.ParseReference(strings.TrimPrefix(f.Module, "oci://")); err != nil {
+				v.errorf(p+".module", "filter %q: %v", f.Name, strings.TrimPrefix(err.Error(), "registry: "))
 			}
 		default:
 			v.errorf(p+".module", "filter %q: module %q must start with file: or oci://", f.Name, f.Module)
@@ -364,6 +394,46 @@ func (v *validator) validate() {
 	v.telemetry(c.Telemetry)
 	if c.Redis != nil {
 		v.redis(c.Redis)
+	}
+	v.registry(c.Registry)
+}
+
+func (v *validator) registry(r *Registry) {
+	for i, f := range v.c.Filters {
+		if f.PullPolicy != "" {
+			p := fmt.Sprintf("filters[%d].pull_policy", i)
+			if !strings.HasPrefix(f.Module, "oci://") {
+				v.errorf(p, "filter %q: pull_policy is for oci:// modules", f.Name)
+			}
+			v.oneOf(p, "pull_policy", f.PullPolicy, PullIfNotPresent, PullAlways)
+		}
+	}
+	hosts := map[string]bool{}
+	for i, c := range r.Credentials {
+		p := fmt.Sprintf("registry.credentials[%d]", i)
+		if hosts[c.Host] {
+			v.errorf(p+".host", "registry %s has credentials twice", c.Host)
+		}
+		hosts[c.Host] = true
+		if (c.Password == "") == (c.PasswordFile == "") {
+			v.errorf(p, "registry %s: give password or password_file (one of them)", c.Host)
+		}
+		if c.PasswordFile != "" {
+			if _, err := os.Stat(v.c.Path(c.PasswordFile)); err != nil {
+				v.errorf(p+".password_file", "registry %s: password_file %s", c.Host, statMsg(err))
+			}
+		}
+	}
+	for i, ca := range r.CA {
+		if _, err := os.Stat(v.c.Path(ca)); err != nil {
+			v.errorf(fmt.Sprintf("registry.ca[%d]", i), "registry CA %s", statMsg(err))
+		}
+	}
+	if r.PullTimeout < 0 || r.RefreshInterval < 0 {
+		v.errorf("registry", "pull_timeout and refresh_interval must not be negative")
+	}
+	if *r.PullRetries < 0 {
+		v.errorf("registry.pull_retries", "must not be negative")
 	}
 }
 

@@ -272,11 +272,12 @@ type Node struct {
 type FailureKind int
 
 const (
-	FailTrap       FailureKind = iota + 1 // the module trapped (unreachable, bad memory access, ...)
-	FailTimeout                           // a callback ran past CallbackTimeout
-	FailMemory                            // the module ran out of its memory limit
-	FailABI                               // the module broke the ABI (bad pointer from malloc, ...)
-	FailNoInstance                        // no instance could be had: restarts rate-limited (runtime.ErrNoInstance), or every instance busy and MaxWaiting streams waiting already (runtime.ErrPoolFull)
+	FailTrap        FailureKind = iota + 1 // the module trapped (unreachable, bad memory access, ...)
+	FailTimeout                            // a callback ran past CallbackTimeout
+	FailMemory                             // the module ran out of its memory limit
+	FailABI                                // the module broke the ABI (bad pointer from malloc, ...)
+	FailNoInstance                         // no instance could be had: restarts rate-limited (runtime.ErrNoInstance), or every instance busy and MaxWaiting streams waiting already (runtime.ErrPoolFull)
+	FailUnavailable                        // the module could not be had (a failed pull): the filter has no instances at all
 )
 
 // Failure is a filter failure. The instance it happened on is discarded; the request gets
@@ -302,6 +303,8 @@ func (k FailureKind) String() string {
 		return "out of memory"
 	case FailABI:
 		return "ABI violation"
+	case FailUnavailable:
+		return "module unavailable"
 	case FailNoInstance:
 		return "no instance"
 	}

@@ -134,7 +134,7 @@ func New(ctx context.Context, o *Options) (*Chain, error) {
 	// instance while waiting for the other's would otherwise wait for ever.
 	for _, i := range o.AcquireOrder {
 		f := o.Filters[i]
-		s, err := f.Plugin.NewStream(c.ctx, &c.info)
+		s, err := f.NewStream(c.ctx, &c.info)
 		if err != nil {
 			if ferr := c.failed(i, err); ferr != nil {
 				c.Close()
@@ -179,8 +179,10 @@ func (c *Chain) failed(i int, err error) error {
 	if c.filters[i].FailOpen {
 		policy = "open"
 	}
-	c.log.Warn("filter failed", "filter", c.filters[i].Name, "kind", f.Kind.String(), "error", f.Err,
-		"policy", policy, "request_id", c.info.ID)
+	if f.Kind != proxywasm.FailUnavailable { // logged as the pull failed, not per request
+		c.log.Warn("filter failed", "filter", c.filters[i].Name, "kind", f.Kind.String(), "error", f.Err,
+			"policy", policy, "request_id", c.info.ID)
+	}
 	if s := c.streams[i]; s != nil {
 		s.Close()
 		c.streams[i] = nil
@@ -324,7 +326,7 @@ func (c *Chain) Extend(fs []*Filter, r *http.Request, endOfStream bool) (bool, e
 	}
 	slices.SortFunc(byName, func(a, b int) int { return strings.Compare(c.filters[a].Name, c.filters[b].Name) })
 	for _, i := range byName {
-		s, err := c.filters[i].Plugin.NewStream(c.ctx, &c.info)
+		s, err := c.filters[i].NewStream(c.ctx, &c.info)
 		if err != nil {
 			if ferr := c.failed(i, err); ferr != nil {
 				c.mu.Unlock()

@@ -192,7 +192,7 @@ func (c *conn) start(ctx context.Context) bool {
 		c.pending[d] = make([][]byte, len(c.t.Filters))
 	}
 	for k, f := range c.t.Filters {
-		s, err := f.Plugin.NewStream(ctx, &c.info)
+		s, err := f.NewStream(ctx, &c.info)
 		if err != nil {
 			if c.failed(k, err) {
 				return false

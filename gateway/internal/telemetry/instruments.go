@@ -14,6 +14,9 @@ type Instruments struct {
 	RedisDuration  *HistogramVec // Key{A: command, D: outcome}
 	RedisFailures  *CounterVec   // Key{A: filter, B: cause}
 	Decisions      *CounterVec   // Key{A: filter, B: allowed or denied, C: source}
+	Pulls          *HistogramVec // Key{A: filter, B: result}: pulls of oci:// modules, by duration
+	PullBytes      *CounterVec   // Key{A: filter}
+	Swaps          *CounterVec   // Key{A: filter}: a new digest of an oci:// module swapped in
 }
 
 // Bucket bounds. Durations follow the semantic conventions' advice, with sub-millisecond
@@ -37,6 +40,9 @@ func NewInstruments(s *Stats) *Instruments {
 		FilterDuration: s.Histogram("plexus.filter.duration", "s", "Time spent in a Wasm filter's callbacks, per callback.", 1e-9, filterBounds),
 		RedisDuration:  s.Histogram("plexus.redis.duration", "s", "Redis calls (a pipeline is one), by command and outcome.", 1e-9, filterBounds),
 		RedisFailures:  s.Counter("plexus.redis.failures", "{call}", "Filters' calls to shared counters or shared data that Redis did not serve, by filter and cause (timeout, unavailable, breaker_open)."),
+		Pulls:          s.Histogram("plexus.registry.pull.duration", "s", "Pulls of filters' oci:// modules (resolving, manifest, module), by filter and result: ok, cached, failed, refused.", 1e-9, durationBounds),
+		PullBytes:      s.Counter("plexus.registry.pull.size", "By", "Bytes of modules pulled from registries, by filter."),
+		Swaps:          s.Counter("plexus.registry.swaps", "{swap}", "New digests of filters' oci:// modules swapped in, by filter."),
 		Decisions:      s.Counter("plexus.ratelimit.decisions", "{decision}", "Rate-limit decisions, by filter, outcome and source: store (Redis, or in process), cache (a key known to be over its limit), fail_open (Redis failed and the filter's redis_failure is open)."),
 	}
 }

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
+)
+
+// versionWAT is a filter that adds x-version: V to every response.
+func versionWAT(v string) string {
+	return wasmbuild.WATFilter(`  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))`,
+		fmt.Sprintf(`  (data (i32.const 0) "x-version")
+  (data (i32.const 16) %q)
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add (i32.const 2) (i32.const 0) (i32.const 9) (i32.const 16) (i32.const %d)))
+    (i32.const 0))`, v, len(v)))
+}
+
+// startRegistry runs `plexus registry serve` on a port the OS picks and returns its
+// address and a function that stops it.
+func startRegistry(t *testing.T) (string, func()) {
+	t.Helper()
+	cmd := exec.Command(plexusBin, "registry", "serve", "--addr", "127.0.0.1:0", "--root", t.TempDir(), "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	t.Cleanup(stop)
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "registry listening" {
+				addr <- m["address"].(string)
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a, stop
+	case <-time.After(30 * time.Second):
+		t.Fatal("plexus registry serve did not say where it listens")
+	}
+	return "", nil
+}
+
+// plexusCmd runs the plexus binary with args and returns its standard output.
+func plexusCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(plexusBin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("plexus %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+// TestOCIFilter: a filter pushed with `plexus push` to `plexus registry serve` (plain HTTP
+// to loopback without being told), inspected and pulled back byte for byte, runs in the
+// gateway from oci://REF:TAG under pull_policy Always; a new version pushed to the tag is
+// pulled, verified and swapped in while requests keep coming, and none of them fails.
+// /filters shows the reference and digest, /metrics the pulls and the swap.
+func TestOCIFilter(t *testing.T) {
+	t.Parallel()
+	reg, _ := startRegistry(t)
+	app := startBackend(t, echo("app"))
+	v1, v2 := wasmbuild.WATPath(t, versionWAT("1")), wasmbuild.WATPath(t, versionWAT("2"))
+	ref := reg + "/filters/version:live"
+	d1 := strings.TrimSpace(plexusCmd(t, "push", v1, ref, "--description", "adds x-version"))
+	if !strings.HasPrefix(d1, "sha256:") {
+		t.Fatalf("plexus push printed %q; want the digest", d1)
+	}
+	if in := plexusCmd(t, "inspect", "oci://"+ref); !strings.Contains(in, d1) || !strings.Contains(in, "adds x-version") || !strings.Contains(in, "cncf") {
+		t.Errorf("plexus inspect:\n%s\nwant the digest, the description and the layout", in)
+	}
+	pulled := filepath.Join(t.TempDir(), "v.wasm")
+	plexusCmd(t, "pull", ref, "-o", pulled)
+	if a, b := mustRead(t, v1), mustRead(t, pulled); !bytes.Equal(a, b) {
+		t.Fatalf("pulled %d bytes; want the %d pushed", len(b), len(a))
+	}
+
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+registry: {refresh_interval: 100ms}
+filters: [{name: version, module: "oci://%s", pull_policy: Always}]
+routes: [{name: app, match: {path_prefix: /}, filters: [version], backend: app}]
+`, app.addr, ref))
+	c := h1Client()
+	if resp, _ := get(t, c, g.url("web", "/")); resp.Header.Get("X-Version") != "1" {
+		t.Fatalf("x-version %q; want 1, from the pulled filter", resp.Header.Get("X-Version"))
+	}
+	var filters struct{ Filters []map[string]any }
+	_, body := get(t, c, "http://"+g.addr("admin")+"/filters")
+	json.Unmarshal([]byte(body), &filters)
+	if f := filters.Filters[0]; f["source"] != "oci://"+ref+"@"+d1 || f["manifest_digest"] != d1 {
+		t.Errorf("/filters shows source %v, manifest_digest %v; want oci://%s@%s", f["source"], f["manifest_digest"], ref, d1)
+	}
+
+	// Requests keep coming while v2 is pushed and swapped in.
+	var failed, sawV2 atomic.Int64
+	var failures sync.Map
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			cl := h1Client()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := cl.Get(g.url("web", "/"))
+				if err != nil {
+					failed.Add(1)
+					failures.Store(err.Error(), true)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch v := resp.Header.Get("X-Version"); {
+				case resp.StatusCode != 200:
+					failed.Add(1)
+					failures.Store(resp.Status, true)
+				case v == "2":
+					sawV2.Add(1)
+				case v != "1":
+					failed.Add(1)
+					failures.Store("x-version "+v, true)
+				}
+			}
+		})
+	}
+	d2 := strings.TrimSpace(plexusCmd(t, "push", v2, ref))
+	testutil.Eventually(t, "responses from v2", func() bool { return sawV2.Load() > 20 })
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		var why []string
+		failures.Range(func(k, _ any) bool { why = append(why, k.(string)); return true })
+		t.Errorf("%d requests failed during the swap: %v", n, why)
+	}
+	swap := g.waitLog("registry: swapped in a new digest", 1)[0]
+	if swap["from"] != d1 || swap["to"] != d2 {
+		t.Errorf("the swap's log line: %v; want from %s to %s", swap, d1, d2)
+	}
+	_, metrics := get(t, c, "http://"+g.addr("admin")+"/metrics")
+	for _, m := range [][]string{
+		{"plexus_registry_pull_duration_seconds_count{", `plexus_filter="version"`, `plexus_result="ok"`},
+		{"plexus_registry_pull_size_bytes_total{", `plexus_filter="version"`},
+		{"plexus_registry_swaps_total{", `plexus_filter="version"`},
+	} {
+		if !hasSeries(metrics, m[0], m[1:]...) {
+			t.Errorf("/metrics has no %s with %v", m[0], m[1:])
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestOCIFilterUnavailable: a gateway whose filters' modules cannot be pulled (the
+// registry is out of reach, or has no such tag yet) starts anyway; each route applies its
+// filter's failure policy (open: without it; closed: 503); once the module is pushed, the
+// refresher pulls it and the filter runs. A digest reference, once cached, loads with the
+// registry gone.
+func TestOCIFilterUnavailable(t *testing.T) {
+	t.Parallel()
+	reg, stopReg := startRegistry(t)
+	app := startBackend(t, echo("app"))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+registry: {refresh_interval: 100ms, pull_retries: 0, pull_timeout: 5s}
+filters:
+  - {name: gone, module: "oci://%s/filters/gone:1", failure: open}
+  - {name: later, module: "oci://%s/filters/later:1", failure: closed}
+routes:
+  - {name: open, match: {path: /open}, filters: [gone], backend: app}
+  - {name: closed, match: {path: /closed}, filters: [later], backend: app}
+`, app.addr, deadAddr(t), reg))
+	c := h1Client()
+	if resp, _ := get(t, c, g.url("web", "/open")); resp.StatusCode != 200 {
+		t.Errorf("a fail-open filter that could not be pulled: %d; want 200, without it", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, g.url("web", "/closed")); resp.StatusCode != 503 || !strings.Contains(resp.Header.Get("X-Plexus-Error"), "later") {
+		t.Errorf("a fail-closed filter that could not be pulled: %d %q; want 503 naming it", resp.StatusCode, resp.Header.Get("X-Plexus-Error"))
+	}
+	if n := len(g.findLogs("filter unavailable: its module could not be pulled; its routes apply its failure policy until a pull succeeds")); n != 2 {
+		t.Errorf("%d log lines say a filter is unavailable; want 2", n)
+	}
+	d := strings.TrimSpace(plexusCmd(t, "push", wasmbuild.WATPath(t, versionWAT("later")), reg+"/filters/later:1"))
+	testutil.Eventually(t, "the pushed filter in force", func() bool {
+		resp, err := c.Get(g.url("web", "/closed"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200 && resp.Header.Get("X-Version") == "later"
+	})
+
+	// By digest: cached, it needs no registry, in a new gateway too.
+	stopReg()
+	g2 := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%s]}]
+registry: {pull_retries: 0, pull_timeout: 2s}
+filters: [{name: pinned, module: "oci://%s/filters/later@%s"}]
+routes: [{name: app, match: {path_prefix: /}, filters: [pinned], backend: app}]
+`, app.addr, reg, d))
+	if resp, _ := get(t, c, g2.url("web", "/")); resp.Header.Get("X-Version") != "later" {
+		t.Errorf("a cached digest reference with the registry gone: x-version %q; want later", resp.Header.Get("X-Version"))
+	}
+}
+
+// hasSeries reports whether a Prometheus exposition has a series of name with labels.
+func hasSeries(metrics, name string, labels ...string) bool {
+	for _, l := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(l, name) {
+			continue
+		}
+		ok := true
+		for _, lb := range labels {
+			ok = ok && strings.Contains(l, lb)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
