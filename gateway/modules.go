@@ -2,16 +2,19 @@ package gateway
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
@@ -67,6 +70,7 @@ type ociSource struct {
 	clientKey string // the registry config the client was made for
 	client    *registry.Client
 	mirrors   map[string][]string
+	policies  []policy // registry.verify
 	cache     *registry.Cache
 	cacheKey  string
 	current   map[string]digest.Digest // what each tag of an Always filter is held at
@@ -118,7 +122,23 @@ func (s *ociSource) setup(cfg *config.Config) (*registry.Client, *registry.Cache
 		if err != nil {
 			return nil, nil, err
 		}
-		s.client, s.clientKey, s.mirrors = c, string(key), r.Mirrors
+		var pols []policy
+		for _, vp := range r.Verify {
+			p := policy{match: vp.Match}
+			for _, f := range vp.Keys {
+				b, err := os.ReadFile(cfg.Path(f))
+				if err != nil {
+					return nil, nil, fmt.Errorf("registry.verify %s: %w", vp.Match, err)
+				}
+				k, err := registry.LoadPublicKey(b)
+				if err != nil {
+					return nil, nil, fmt.Errorf("registry.verify %s: %s: %w", vp.Match, f, err)
+				}
+				p.keys, p.ids = append(p.keys, k), append(p.ids, registry.KeyID(k))
+			}
+			pols = append(pols, p)
+		}
+		s.client, s.clientKey, s.mirrors, s.policies = c, string(key), r.Mirrors, pols
 	}
 	dir := s.dir
 	if r.Cache.Dir != "" {
@@ -145,10 +165,23 @@ func (s *ociSource) fetch(ctx context.Context, cfg *config.Config, fc *config.Fi
 	if err != nil {
 		return nil, err
 	}
+	// cached is the module of manifest d from the cache, if there and (under a signature
+	// policy) signed by one of its keys.
+	cached := func(d digest.Digest) (*module, bool) {
+		cm, ok := cache.Get(d)
+		if !ok {
+			return nil, false
+		}
+		if err := s.admit(ctx, client, cache, ref, cm); err != nil {
+			s.log.Warn("registry: a cached module is not signed as the policy now asks; pulled again", "filter", fc.Name, "ref", ref, "digest", d, "error", err)
+			return nil, false
+		}
+		return s.module(ref, cm), true
+	}
 	if d, err := r.Digest(); err == nil {
-		if m, ok := cache.Get(d); ok {
+		if m, ok := cached(d); ok {
 			s.record(fc.Name, "cached", 0, 0)
-			return s.module(ref, m), nil
+			return m, nil
 		}
 		return s.pull(ctx, cfg, fc, client, cache, ref)
 	}
@@ -156,30 +189,82 @@ func (s *ociSource) fetch(ctx context.Context, cfg *config.Config, fc *config.Fi
 	held, isHeld := s.current[ref]
 	s.mu.Unlock()
 	if fc.PullPolicy == config.PullAlways && isHeld {
-		if m, ok := cache.Get(held); ok {
-			return s.module(ref, m), nil
+		if m, ok := cached(held); ok {
+			return m, nil
 		}
 	}
 	if fc.PullPolicy == config.PullIfNotPresent {
 		if d, ok := cache.Tag(ref); ok {
-			if m, ok := cache.Get(d); ok {
+			if m, ok := cached(d); ok {
 				s.record(fc.Name, "cached", 0, 0)
-				return s.module(ref, m), nil
+				return m, nil
 			}
 		}
 	}
 	m, err := s.pull(ctx, cfg, fc, client, cache, ref)
 	if err != nil && fc.PullPolicy == config.PullAlways {
-		// The registry is out of reach: the tag's last good digest, if cached, serves.
+		// The registry is out of reach, or its new digest refused: the tag's last good
+		// digest, if cached, serves.
 		if d, ok := cache.Tag(ref); ok {
-			if cm, ok := cache.Get(d); ok {
+			if cm, ok := cached(d); ok {
 				s.log.Warn("registry: pull failed; the tag's last pulled digest serves meanwhile",
 					"filter", fc.Name, "ref", ref, "digest", d, "error", err)
-				return s.module(ref, cm), nil
+				return cm, nil
 			}
 		}
 	}
 	return m, err
+}
+
+// policy is a registry.verify entry, its keys read.
+type policy struct {
+	match string
+	keys  []crypto.PublicKey
+	ids   []string // KeyID of each
+}
+
+// policyFor is the most specific signature policy that ref (host/repository:tag or
+// @digest) falls under, nil for none.
+func (s *ociSource) policyFor(ref string) *policy {
+	r, err := registry.ParseReference(ref)
+	if err != nil {
+		return nil
+	}
+	repo := r.Registry + "/" + r.Repository
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *policy
+	for i := range s.policies {
+		p := &s.policies[i]
+		m := strings.TrimSuffix(p.match, "/")
+		ok := m == r.Registry || m == repo ||
+			strings.HasSuffix(m, "/*") && strings.HasPrefix(repo, strings.TrimSuffix(m, "*"))
+		if ok && (best == nil || len(m) > len(best.match)) {
+			best = p
+		}
+	}
+	return best
+}
+
+// admit checks a cached module against the signature policy of ref: signed by a key the
+// policy trusts, as found when it was pulled, or as its signatures say now.
+func (s *ociSource) admit(ctx context.Context, client *registry.Client, cache *registry.Cache, ref string, cm *registry.CachedModule) error {
+	pol := s.policyFor(ref)
+	if pol == nil {
+		return nil
+	}
+	for _, id := range cm.VerifiedBy {
+		if slices.Contains(pol.ids, id) {
+			return nil
+		}
+	}
+	desc := ocispec.Descriptor{MediaType: cm.MediaType, Digest: cm.Manifest, Size: cm.ManifestSize}
+	k, err := client.Verify(ctx, ref, desc, pol.keys)
+	if err != nil {
+		return err
+	}
+	cache.Verified(cm.Manifest, pol.ids[k])
+	return nil
 }
 
 func (s *ociSource) module(ref string, m *registry.CachedModule) *module {
@@ -233,6 +318,17 @@ func (s *ociSource) pull(ctx context.Context, cfg *config.Config, fc *config.Fil
 		return nil, err
 	}
 	p.Ref = ref
+	if pol := s.policyFor(ref); pol != nil {
+		// Nothing unsigned is cached, let alone run.
+		k, verr := client.Verify(ctx, ref, p.Desc, pol.keys)
+		if verr != nil {
+			s.record(fc.Name, "refused", took, 0)
+			s.log.Error("registry: pull refused: not signed by a key the policy trusts", "filter", fc.Name, "ref", ref, "digest", p.Desc.Digest, "policy", pol.match, "error", verr)
+			return nil, verr
+		}
+		p.VerifiedBy = []string{pol.ids[k]}
+		s.log.Info("registry: signature verified", "filter", fc.Name, "ref", ref, "digest", p.Desc.Digest, "key", pol.ids[k])
+	}
 	cm, err := cache.Put(p, s.keep)
 	if err != nil {
 		s.log.Warn("registry: module not cached", "filter", fc.Name, "ref", ref, "error", err)

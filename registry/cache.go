@@ -36,6 +36,11 @@ type CachedModule struct {
 	Ref      string        `json:"ref"`      // the reference it was pulled by
 	Layout   string        `json:"layout"`
 	Size     int64         `json:"size"`
+	// The manifest's descriptor, to check its signatures again, and the keys (KeyID)
+	// whose signatures were found good.
+	ManifestSize int64    `json:"manifest_size"`
+	MediaType    string   `json:"media_type"`
+	VerifiedBy   []string `json:"verified_by,omitempty"`
 	Wasm     []byte        `json:"-"`
 	used     time.Time
 }
@@ -101,7 +106,8 @@ func (c *Cache) touch(d digest.Digest) {
 // Put caches a pulled module, then evicts the least recently used modules beyond the
 // cache's size, sparing those keep reports in use.
 func (c *Cache) Put(p *Pulled, keep func(digest.Digest) bool) (*CachedModule, error) {
-	m := &CachedModule{Manifest: p.Desc.Digest, Module: digest.FromBytes(p.Wasm), Ref: p.Ref, Layout: p.Layout, Size: int64(len(p.Wasm)), Wasm: p.Wasm, used: time.Now()}
+	m := &CachedModule{Manifest: p.Desc.Digest, Module: digest.FromBytes(p.Wasm), Ref: p.Ref, Layout: p.Layout, Size: int64(len(p.Wasm)), Wasm: p.Wasm,
+		ManifestSize: p.Desc.Size, MediaType: p.Desc.MediaType, VerifiedBy: p.VerifiedBy, used: time.Now()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mem[m.Manifest] = m
@@ -118,6 +124,21 @@ func (c *Cache) Put(p *Pulled, keep func(digest.Digest) bool) (*CachedModule, er
 	}
 	c.evict(func(d digest.Digest) bool { return d == m.Manifest || keep != nil && keep(d) })
 	return m, nil
+}
+
+// Verified records that key (a KeyID) signed the cached module of manifest d.
+func (c *Cache) Verified(d digest.Digest, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.mem[d]
+	if m == nil || slices.Contains(m.VerifiedBy, key) {
+		return
+	}
+	m.VerifiedBy = append(slices.Clip(m.VerifiedBy), key)
+	if c.dir != "" {
+		j, _ := json.Marshal(m)
+		writeAtomic(c.path(d, ".json"), j)
+	}
 }
 
 // evict removes the least recently used entries until the cache fits.

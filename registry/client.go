@@ -124,7 +124,7 @@ var ErrRefused = errors.New("registry: refused")
 // Permanent reports a failure that trying again cannot mend: a refused pull, content
 // whose digest or size is not the one its descriptor says, what is not a filter.
 func Permanent(err error) bool {
-	for _, e := range []error{ErrRefused, ErrNotWasm, ErrNotFilter, content.ErrMismatchedDigest, content.ErrTrailingData, content.ErrInvalidDescriptorSize} {
+	for _, e := range []error{ErrRefused, ErrUnsigned, ErrNotWasm, ErrNotFilter, content.ErrMismatchedDigest, content.ErrTrailingData, content.ErrInvalidDescriptorSize} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -255,6 +255,9 @@ type Pulled struct {
 	Manifest ocispec.Manifest
 	Wasm     []byte
 	Layout   string // "cncf", "istio-oci", "wasm-to-oci" or "istio-compat"
+	// VerifiedBy are the keys (KeyID) whose signatures of it were found good, by the
+	// caller: Pull checks no signature.
+	VerifiedBy []string
 }
 
 // Resolve is the descriptor of the manifest ref names now.

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -140,10 +141,11 @@ func signalContext() (context.Context, context.CancelFunc) {
 func ociRef(ref string) string { return strings.TrimPrefix(ref, "oci://") }
 
 func cmdPush(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlags("push", "push FILTER.wasm REF [--description TEXT] [--config-schema FILE] [--username USER --password-stdin] [--plain-http] [--ca FILE]", stderr)
+	fs := newFlags("push", "push FILTER.wasm REF [--sign KEY] [--description TEXT] [--config-schema FILE] [--username USER --password-stdin] [--plain-http] [--ca FILE]", stderr)
 	desc := fs.String("description", "", "what the filter does, as the artifact's org.opencontainers.image.description")
 	schema := fs.String("config-schema", "", "JSON Schema `file` of the filter's configuration, carried as an annotation")
 	abi := fs.String("abi", "proxy-wasm/0.2.1", "the ABI the filter is built for, as an annotation")
+	signKey := fs.String("sign", "", "sign the pushed filter with this PEM private key `file` (cosign's format: ECDSA P-256, Ed25519 or RSA)")
 	cf := addClientFlags(fs)
 	pos, code, stop := parseArgs(fs, args, 2)
 	if stop {
@@ -166,6 +168,17 @@ func cmdPush(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	var key crypto.Signer
+	if *signKey != "" {
+		b, err := os.ReadFile(*signKey)
+		if err == nil {
+			key, err = registry.LoadPrivateKey(b)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "plexus push: --sign %s: %v\n", *signKey, err)
+			return 1
+		}
+	}
 	c, err := cf.client(stdin, stderr, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "plexus push: %v\n", err)
@@ -177,6 +190,14 @@ func cmdPush(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "plexus push: %v\n", err)
 		return 1
+	}
+	if key != nil {
+		sig, err := c.Sign(ctx, ref, d, key)
+		if err != nil {
+			fmt.Fprintf(stderr, "plexus push: pushed %s, but not its signature: %v\n", d.Digest, err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "signed with key %s: signature %s\n", registry.KeyID(key.Public()), sig.Digest)
 	}
 	fmt.Fprintln(stdout, d.Digest)
 	return 0

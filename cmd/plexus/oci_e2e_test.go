@@ -3,7 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -258,4 +263,75 @@ func hasSeries(metrics, name string, labels ...string) bool {
 		}
 	}
 	return false
+}
+
+// writeKeyPair writes an ECDSA P-256 key pair as PEM (PKCS #8 and PKIX), as openssl and
+// cosign's public keys are, and returns the two paths.
+func writeKeyPair(t *testing.T, dir, name string) (priv, pub string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	pubDer, _ := x509.MarshalPKIXPublicKey(k.Public())
+	priv, pub = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub")
+	os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDer}), 0o644)
+	return priv, pub
+}
+
+// TestOCISigned: under registry.verify, a filter signed with `plexus push --sign` by one
+// of the policy's keys loads; one signed by another key, or unsigned, is refused (never
+// cached or run), and its route applies the failure policy; a repository no policy
+// matches loads unsigned.
+func TestOCISigned(t *testing.T) {
+	t.Parallel()
+	reg, _ := startRegistry(t)
+	app := startBackend(t, echo("app"))
+	dir := t.TempDir()
+	trusted, trustedPub := writeKeyPair(t, dir, "trusted")
+	stranger, _ := writeKeyPair(t, dir, "stranger")
+	_, alsoPub := writeKeyPair(t, dir, "also")
+	mod := wasmbuild.WATPath(t, versionWAT("signed"))
+	plexusCmd(t, "push", mod, reg+"/filters/signed:1", "--sign", trusted)
+	plexusCmd(t, "push", mod, reg+"/filters/stranger:1", "--sign", stranger)
+	plexusCmd(t, "push", mod, reg+"/filters/unsigned:1")
+	plexusCmd(t, "push", mod, reg+"/open/anything:1")
+	if in := plexusCmd(t, "inspect", reg+"/filters/signed:1"); !strings.Contains(in, "application/vnd.dev.cosign.artifact.sig.v1+json") {
+		t.Errorf("plexus inspect does not list the signature:\n%s", in)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%[1]s]}]
+registry:
+  pull_retries: 0
+  refresh_interval: 1h
+  verify: [{match: "%[2]s/filters/*", keys: [%[3]s, %[4]s]}]
+filters:
+  - {name: signed, module: "oci://%[2]s/filters/signed:1"}
+  - {name: stranger, module: "oci://%[2]s/filters/stranger:1"}
+  - {name: unsigned, module: "oci://%[2]s/filters/unsigned:1"}
+  - {name: elsewhere, module: "oci://%[2]s/open/anything:1"}
+routes:
+  - {name: signed, match: {path: /signed}, filters: [signed], backend: app}
+  - {name: stranger, match: {path: /stranger}, filters: [stranger], backend: app}
+  - {name: unsigned, match: {path: /unsigned}, filters: [unsigned], backend: app}
+  - {name: elsewhere, match: {path: /elsewhere}, filters: [elsewhere], backend: app}
+`, app.addr, reg, alsoPub, trustedPub))
+	c := h1Client()
+	for _, tc := range []struct {
+		path    string
+		status  int
+		version string
+	}{{"/signed", 200, "signed"}, {"/stranger", 503, ""}, {"/unsigned", 503, ""}, {"/elsewhere", 200, "signed"}} {
+		resp, _ := get(t, c, g.url("web", tc.path))
+		if resp.StatusCode != tc.status || resp.Header.Get("X-Version") != tc.version {
+			t.Errorf("%s: %d, x-version %q; want %d, %q", tc.path, resp.StatusCode, resp.Header.Get("X-Version"), tc.status, tc.version)
+		}
+	}
+	if n := len(g.findLogs("registry: pull refused: not signed by a key the policy trusts")); n != 2 {
+		t.Errorf("%d refusals logged; want 2 (the stranger's signature, the unsigned one)", n)
+	}
 }

@@ -592,7 +592,17 @@ type Registry struct {
 	PullTimeout     time.Duration        `yaml:"pull_timeout" doc:"Time allowed for one pull (resolving the reference, the manifest and the module), retries included." default:"60s"`
 	PullRetries     *int                 `yaml:"pull_retries" doc:"Pulls tried after the first fails, with exponential backoff from 1s." default:"3"`
 	RefreshInterval time.Duration        `yaml:"refresh_interval" doc:"How often tags under pull_policy Always are resolved again, and filters whose pull failed retried." default:"1m"`
+	Verify          []VerifyPolicy       `yaml:"verify" doc:"Signature policies: a module whose reference a policy matches loads only when signed (cosign's format) by one of the policy's keys; of several matches, the most specific applies. Modules no policy matches load unsigned."`
 }
+
+// VerifyPolicy names the keys that must have signed the modules of a registry or
+// repository.
+type VerifyPolicy struct {
+	Match string   `yaml:"match" doc:"A registry (host:port), a repository (host:port/path), or repositories under a path (host:port/path/*)." required:"true"`
+	Keys  []string `yaml:"keys" doc:"PEM public key files (cosign.pub, or openssl's): a signature by any one of them will do." required:"true"`
+}
+
+func (VerifyPolicy) YAMLKind() string { return "verify policy" }
 
 func (Registry) YAMLKind() string { return "registry" }
 

@@ -429,6 +429,26 @@ func (v *validator) registry(r *Registry) {
 			v.errorf(fmt.Sprintf("registry.ca[%d]", i), "registry CA %s", statMsg(err))
 		}
 	}
+	for i, vp := range r.Verify {
+		p := fmt.Sprintf("registry.verify[%d]", i)
+		if vp.Match == "" || strings.Contains(vp.Match, "://") || strings.Contains(vp.Match, "@") {
+			v.errorf(p+".match", "match %q: want host:port, host:port/repository or host:port/path/*", vp.Match)
+		}
+		if len(vp.Keys) == 0 {
+			v.errorf(p+".keys", "policy for %s names no key", vp.Match)
+		}
+		for j, k := range vp.Keys {
+			kp := fmt.Sprintf("%s.keys[%d]", p, j)
+			b, err := os.ReadFile(v.c.Path(k))
+			if err != nil {
+				v.errorf(kp, "key %s", statMsg(err))
+				continue
+			}
+			if _, err := registry.LoadPublicKey(b); err != nil {
+				v.errorf(kp, "key %s: %v", k, strings.TrimPrefix(err.Error(), "registry: "))
+			}
+		}
+	}
 	if r.PullTimeout < 0 || r.RefreshInterval < 0 {
 		v.errorf("registry", "pull_timeout and refresh_interval must not be negative")
 	}
