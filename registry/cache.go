@@ -41,8 +41,8 @@ type CachedModule struct {
 	ManifestSize int64    `json:"manifest_size"`
 	MediaType    string   `json:"media_type"`
 	VerifiedBy   []string `json:"verified_by,omitempty"`
-	Wasm     []byte        `json:"-"`
-	used     time.Time
+	Wasm         []byte   `json:"-"`
+	used         time.Time
 }
 
 // OpenCache opens the cache in dir (created when needed; "" for one in memory only),
