@@ -23,6 +23,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
@@ -114,6 +115,24 @@ func NewClient(o ClientOptions) (*Client, error) {
 	return &Client{o: o, auth: ac}, nil
 }
 
+// ErrUnauthorized is a registry that wants credentials the client does not have, or
+// refused those it has.
+var ErrUnauthorized = errors.New("registry: unauthorized")
+
+// explain makes oras-go's errors say what to do.
+func explain(err error) error {
+	var er *errcode.ErrorResponse
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return fmt.Errorf("%w: the registry asks for credentials: docker login, or --username with --password-stdin (registry.credentials in a config): %v", ErrUnauthorized, err)
+	case errors.As(err, &er) && (er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden):
+		return fmt.Errorf("%w: the registry refused the credentials (%d): %v", ErrUnauthorized, er.StatusCode, err)
+	}
+	return err
+}
+
 // Credential is a user name and password (or token) for a registry.
 type Credential struct{ Username, Password string }
 
@@ -203,11 +222,11 @@ func (c *Client) Push(ctx context.Context, ref string, wasm []byte, m Meta) (oci
 		data []byte
 	}{{a.LayerDesc, a.Layer}, {a.ConfigDesc, a.Config}} {
 		if err := c.pushBlob(ctx, repo, b.desc, b.data); err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("registry: push %s: %w", ref, err)
+			return ocispec.Descriptor{}, fmt.Errorf("registry: push %s: %w", ref, explain(err))
 		}
 	}
 	if err := repo.PushReference(ctx, a.ManifestDesc, bytes.NewReader(a.Manifest), r.Reference); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("registry: push %s: manifest: %w", ref, err)
+		return ocispec.Descriptor{}, fmt.Errorf("registry: push %s: manifest: %w", ref, explain(err))
 	}
 	return a.ManifestDesc, nil
 }
@@ -268,7 +287,7 @@ func (c *Client) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, e
 	}
 	desc, err := c.repository(r).Resolve(ctx, r.Reference)
 	if err != nil {
-		return desc, fmt.Errorf("registry: resolve %s: %w", ref, err)
+		return desc, fmt.Errorf("registry: resolve %s: %w", ref, explain(err))
 	}
 	if err := checkPinned(r, desc.Digest); err != nil {
 		return desc, err
@@ -294,7 +313,7 @@ func (c *Client) Pull(ctx context.Context, ref string) (*Pulled, error) {
 	repo := c.repository(r)
 	desc, err := repo.Resolve(ctx, r.Reference)
 	if err != nil {
-		return nil, fmt.Errorf("registry: pull %s: %w", ref, err)
+		return nil, fmt.Errorf("registry: pull %s: %w", ref, explain(err))
 	}
 	if err := checkPinned(r, desc.Digest); err != nil {
 		return nil, err
@@ -376,7 +395,7 @@ func (c *Client) Inspect(ctx context.Context, ref string) (*Inspection, error) {
 	repo := c.repository(r)
 	desc, err := repo.Resolve(ctx, r.Reference)
 	if err != nil {
-		return nil, fmt.Errorf("registry: inspect %s: %w", ref, err)
+		return nil, fmt.Errorf("registry: inspect %s: %w", ref, explain(err))
 	}
 	if err := checkPinned(r, desc.Digest); err != nil {
 		return nil, err

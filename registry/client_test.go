@@ -301,3 +301,57 @@ func TestRefusesLinkLocal(t *testing.T) {
 		t.Errorf("pulling from 169.254.169.254: %v; want it refused as link-local", err)
 	}
 }
+
+// TestBearerAuth: a registry that hands out bearer tokens (the distribution spec's token
+// flow, as Docker Hub and most cloud registries) for basic credentials: the client gets
+// one with the user's password, from the credentials given or from docker's
+// config.json, and fails without them.
+func TestBearerAuth(t *testing.T) {
+	srv, err := NewServer(t.TempDir(), ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "s3cret" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			fmt.Fprint(w, `{"token":"tok-123"}`)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer tok-123" {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="plexus-test"`, host))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	host = strings.TrimPrefix(ts.URL, "http://")
+	ctx := context.Background()
+	ref := host + "/private/f:1"
+	anon := testClient(t)
+	if _, err := anon.Push(ctx, ref, testModule(100), Meta{}); err == nil {
+		t.Fatal("pushed without credentials")
+	}
+	c, err := NewClient(ClientOptions{Credentials: map[string]Credential{host: {"ci", "s3cret"}}, NoDockerConfig: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Push(ctx, ref, testModule(100), Meta{}); err != nil {
+		t.Fatalf("push with a token: %v", err)
+	}
+	// docker's config.json, as `docker login` leaves it.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), fmt.Appendf(nil, `{"auths":{%q:{"auth":"Y2k6czNjcmV0"}}}`, host), 0o600) // ci:s3cret
+	t.Setenv("DOCKER_CONFIG", dir)
+	dc, err := NewClient(ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.Pull(ctx, ref); err != nil {
+		t.Errorf("pull with docker's config.json: %v", err)
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
@@ -36,9 +38,9 @@ func versionWAT(v string) string {
 
 // startRegistry runs `plexus registry serve` on a port the OS picks and returns its
 // address and a function that stops it.
-func startRegistry(t *testing.T) (string, func()) {
+func startRegistry(t *testing.T, args ...string) (string, func()) {
 	t.Helper()
-	cmd := exec.Command(plexusBin, "registry", "serve", "--addr", "127.0.0.1:0", "--root", t.TempDir(), "--log-format", "json")
+	cmd := exec.Command(plexusBin, append([]string{"registry", "serve", "--addr", "127.0.0.1:0", "--root", t.TempDir(), "--log-format", "json"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -333,5 +335,31 @@ routes:
 	}
 	if n := len(g.findLogs("registry: pull refused: not signed by a key the policy trusts")); n != 2 {
 		t.Errorf("%d refusals logged; want 2 (the stranger's signature, the unsigned one)", n)
+	}
+}
+
+// TestRegistryAuthCLI: `plexus registry serve --htpasswd` turns away a push without
+// credentials, with a message that says so, and takes one with --username and
+// --password-stdin.
+func TestRegistryAuthCLI(t *testing.T) {
+	t.Parallel()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	os.WriteFile(htpasswd, append([]byte("ci:"), hash...), 0o600)
+	reg, _ := startRegistry(t, "--htpasswd", htpasswd)
+	mod := wasmbuild.WATPath(t, versionWAT("auth"))
+	ref := reg + "/filters/auth:1"
+	var errb bytes.Buffer
+	cmd := exec.Command(plexusBin, "push", mod, ref)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err == nil || !strings.Contains(errb.String(), "the registry asks for credentials") {
+		t.Errorf("push without credentials: %v, %q; want it refused as unauthorized", err, errb.String())
+	}
+	var out bytes.Buffer
+	cmd = exec.Command(plexusBin, "push", mod, ref, "--username", "ci", "--password-stdin")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader("s3cret\n"), &out, &errb
+	if err := cmd.Run(); err != nil || !strings.HasPrefix(out.String(), "sha256:") {
+		t.Errorf("push with --password-stdin: %v, %q, %q", err, out.String(), errb.String())
 	}
 }
