@@ -197,25 +197,32 @@ func mustRead(t *testing.T, path string) []byte {
 // TestOCIFilterUnavailable: a gateway whose filters' modules cannot be pulled (the
 // registry is out of reach, or has no such tag yet) starts anyway; each route applies its
 // filter's failure policy (open: without it; closed: 503); once the module is pushed, the
-// refresher pulls it and the filter runs. A digest reference, once cached, loads with the
+// refresher pulls it and the filter runs. A registry's mirror serves when it is down. A digest reference, once cached, loads with the
 // registry gone.
 func TestOCIFilterUnavailable(t *testing.T) {
 	t.Parallel()
 	reg, stopReg := startRegistry(t)
 	app := startBackend(t, echo("app"))
+	dead := deadAddr(t)
+	plexusCmd(t, "push", wasmbuild.WATPath(t, versionWAT("mirrored")), reg+"/filters/mirrored:1")
 	g := startGateway(t, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0}]
-backends: [{name: app, endpoints: [%s]}]
-registry: {refresh_interval: 100ms, pull_retries: 0, pull_timeout: 5s}
+backends: [{name: app, endpoints: [%[1]s]}]
+registry: {refresh_interval: 100ms, pull_retries: 0, pull_timeout: 5s, mirrors: {"%[2]s": ["%[3]s"]}}
 filters:
-  - {name: gone, module: "oci://%s/filters/gone:1", failure: open}
-  - {name: later, module: "oci://%s/filters/later:1", failure: closed}
+  - {name: gone, module: "oci://%[2]s/filters/gone:1", failure: open}
+  - {name: later, module: "oci://%[3]s/filters/later:1", failure: closed}
+  - {name: mirrored, module: "oci://%[2]s/filters/mirrored:1"}
 routes:
   - {name: open, match: {path: /open}, filters: [gone], backend: app}
   - {name: closed, match: {path: /closed}, filters: [later], backend: app}
-`, app.addr, deadAddr(t), reg))
+  - {name: mirrored, match: {path: /mirrored}, filters: [mirrored], backend: app}
+`, app.addr, dead, reg))
 	c := h1Client()
+	if resp, _ := get(t, c, g.url("web", "/mirrored")); resp.Header.Get("X-Version") != "mirrored" {
+		t.Errorf("a filter whose registry is down but whose mirror has it: x-version %q; want mirrored", resp.Header.Get("X-Version"))
+	}
 	if resp, _ := get(t, c, g.url("web", "/open")); resp.StatusCode != 200 {
 		t.Errorf("a fail-open filter that could not be pulled: %d; want 200, without it", resp.StatusCode)
 	}
