@@ -88,7 +88,7 @@ func (s *ociSource) setup(cfg *config.Config) (*registry.Client, *registry.Cache
 	r := cfg.Registry
 	key, _ := json.Marshal(r)
 	if s.client == nil || s.clientKey != string(key) {
-		o := registry.ClientOptions{Insecure: r.Insecure, Timeout: r.PullTimeout, NoDockerConfig: len(r.Credentials) > 0}
+		o := registry.ClientOptions{Insecure: r.Insecure, Timeout: r.PullTimeout}
 		creds := map[string]registry.Credential{}
 		for _, c := range r.Credentials {
 			pass := c.Password
@@ -284,10 +284,11 @@ func (s *ociSource) pull(ctx context.Context, cfg *config.Config, fc *config.Fil
 	start := time.Now()
 	var p *registry.Pulled
 	var err error
+	var src string // where it came from: ref, or a mirror's copy of it
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
-		for _, from := range append(s.mirrorsOf(r.Registry), r.Registry) {
-			src := ref
+		for _, from := range slices.Concat(s.mirrorsOf(r.Registry), []string{r.Registry}) {
+			src = ref
 			if from != r.Registry {
 				src = from + "/" + r.Repository + refSuffix(r)
 			}
@@ -320,7 +321,7 @@ func (s *ociSource) pull(ctx context.Context, cfg *config.Config, fc *config.Fil
 	p.Ref = ref
 	if pol := s.policyFor(ref); pol != nil {
 		// Nothing unsigned is cached, let alone run.
-		k, verr := client.Verify(ctx, ref, p.Desc, pol.keys)
+		k, verr := client.Verify(ctx, src, p.Desc, pol.keys) // a mirror holds the signatures too
 		if verr != nil {
 			s.record(fc.Name, "refused", took, 0)
 			s.log.Error("registry: pull refused: not signed by a key the policy trusts", "filter", fc.Name, "ref", ref, "digest", p.Desc.Digest, "policy", pol.match, "error", verr)

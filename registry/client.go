@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -62,8 +64,12 @@ type ClientOptions struct {
 
 // Client pushes, pulls and inspects filters in OCI registries, on oras-go.
 type Client struct {
-	o    ClientOptions
-	auth *auth.Client
+	o      ClientOptions
+	auth   *auth.Client
+	direct *http.Client // without auth or retries: probes
+
+	mu    sync.Mutex
+	plain map[string]bool // loopback hosts: plain HTTP (true) or TLS, as probed
 }
 
 // NewClient makes a client. Docker's config.json is read when it is first needed.
@@ -112,7 +118,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 		}
 		return auth.EmptyCredential, nil
 	}
-	return &Client{o: o, auth: ac}, nil
+	return &Client{o: o, auth: ac, direct: &http.Client{Transport: tr, Timeout: 10 * time.Second}, plain: map[string]bool{}}, nil
 }
 
 // ErrUnauthorized is a registry that wants credentials the client does not have, or
@@ -143,7 +149,7 @@ var ErrRefused = errors.New("registry: refused")
 // Permanent reports a failure that trying again cannot mend: a refused pull, content
 // whose digest or size is not the one its descriptor says, what is not a filter.
 func Permanent(err error) bool {
-	for _, e := range []error{ErrRefused, ErrUnsigned, ErrNotWasm, ErrNotFilter, content.ErrMismatchedDigest, content.ErrTrailingData, content.ErrInvalidDescriptorSize} {
+	for _, e := range []error{ErrRefused, ErrUnsigned, ErrUnauthorized, ErrNotWasm, ErrNotFilter, content.ErrMismatchedDigest, content.ErrTrailingData, content.ErrInvalidDescriptorSize} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -194,15 +200,55 @@ func ParseReference(ref string) (Reference, error) {
 	return r, nil
 }
 
-func (c *Client) repository(ref Reference) *remote.Repository {
-	repo := &remote.Repository{Reference: ref, Client: c.auth}
-	repo.PlainHTTP = c.o.PlainHTTP || IsLoopbackHost(ref.Registry)
-	for _, h := range c.o.Insecure {
-		if h == ref.Registry || h == ref.Host() {
-			repo.PlainHTTP = true
-		}
+func (c *Client) repository(ctx context.Context, ref Reference) *remote.Repository {
+	return &remote.Repository{Reference: ref, Client: c.auth, PlainHTTP: c.plainHTTP(ctx, ref.Registry)}
+}
+
+// plainHTTP reports whether host is reached over plain HTTP: when told (PlainHTTP,
+// Insecure), and for a loopback host unless it answers TLS, as docker treats
+// 127.0.0.0/8: it asks for /v2/ over HTTPS once, and takes plain HTTP if the answer is
+// not TLS.
+func (c *Client) plainHTTP(ctx context.Context, host string) bool {
+	name, _, err := net.SplitHostPort(host)
+	if err != nil {
+		name = host
 	}
-	return repo
+	if c.o.PlainHTTP || slices.Contains(c.o.Insecure, host) || slices.Contains(c.o.Insecure, name) {
+		return true
+	}
+	if !IsLoopbackHost(host) {
+		return false
+	}
+	c.mu.Lock()
+	plain, known := c.plain[host]
+	c.mu.Unlock()
+	if known {
+		return plain
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+host+"/v2/", nil)
+	resp, err := c.direct.Do(req)
+	var rh tls.RecordHeaderError
+	switch {
+	case err == nil:
+		resp.Body.Close()
+		plain = false
+	case errors.As(err, &rh):
+		plain = true // it speaks HTTP
+	default:
+		// Unreachable, or TLS with a certificate not trusted: plain HTTP is the loopback
+		// default, and an untrusted certificate must not be mistaken for no TLS.
+		var ce *tls.CertificateVerificationError
+		if errors.As(err, &ce) {
+			return false
+		}
+		return true
+	}
+	c.mu.Lock()
+	c.plain[host] = plain
+	c.mu.Unlock()
+	return plain
 }
 
 // Push pushes the module wasm to ref as the CNCF Wasm artifact, and returns its
@@ -216,7 +262,7 @@ func (c *Client) Push(ctx context.Context, ref string, wasm []byte, m Meta) (oci
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	repo := c.repository(r)
+	repo := c.repository(ctx, r)
 	for _, b := range []struct {
 		desc ocispec.Descriptor
 		data []byte
@@ -285,7 +331,7 @@ func (c *Client) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, e
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	desc, err := c.repository(r).Resolve(ctx, r.Reference)
+	desc, err := c.repository(ctx, r).Resolve(ctx, r.Reference)
 	if err != nil {
 		return desc, fmt.Errorf("registry: resolve %s: %w", ref, explain(err))
 	}
@@ -310,7 +356,7 @@ func (c *Client) Pull(ctx context.Context, ref string) (*Pulled, error) {
 	if err != nil {
 		return nil, err
 	}
-	repo := c.repository(r)
+	repo := c.repository(ctx, r)
 	desc, err := repo.Resolve(ctx, r.Reference)
 	if err != nil {
 		return nil, fmt.Errorf("registry: pull %s: %w", ref, explain(err))
@@ -327,7 +373,7 @@ func (c *Client) PullDesc(ctx context.Context, ref string, desc ocispec.Descript
 	if err != nil {
 		return nil, err
 	}
-	repo := c.repository(r)
+	repo := c.repository(ctx, r)
 	if desc.Size > 4<<20 {
 		return nil, fmt.Errorf("registry: pull %s: the manifest is %d bytes; a filter's is a few hundred", ref, desc.Size)
 	}
@@ -392,7 +438,7 @@ func (c *Client) Inspect(ctx context.Context, ref string) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	repo := c.repository(r)
+	repo := c.repository(ctx, r)
 	desc, err := repo.Resolve(ctx, r.Reference)
 	if err != nil {
 		return nil, fmt.Errorf("registry: inspect %s: %w", ref, explain(err))

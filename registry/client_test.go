@@ -216,7 +216,29 @@ func TestPullLayouts(t *testing.T) {
 	pushRaw(t, host, "bad/magic", "1", MediaTypeWasmConfig, map[string][]byte{MediaTypeWasm: []byte("#!/bin/sh\necho not wasm\n")})
 	pushRaw(t, host, "bad/image", "1", "application/vnd.oci.image.config.v1+json", map[string][]byte{"application/vnd.oci.image.layer.v1.tar": []byte("x")})
 	pushRaw(t, host, "bad/compat", "1", "application/vnd.oci.image.config.v1+json", map[string][]byte{mediaTypeOCITarGzip: tarGz(t, map[string][]byte{"a.wasm": wasm, "b.wasm": wasm})})
+	// A manifest that says its module is larger than plexus takes: refused before a byte
+	// of it is fetched.
+	{
+		ctx := context.Background()
+		repo, _ := remote.NewRepository(host + "/bad/huge")
+		repo.PlainHTTP = true
+		small := testModule(10)
+		ld := ocispec.Descriptor{MediaType: MediaTypeWasm, Digest: digest.FromBytes(small), Size: int64(len(small))}
+		repo.Push(ctx, ld, bytes.NewReader(small))
+		cfg := []byte("{}")
+		cd := ocispec.Descriptor{MediaType: MediaTypeWasmConfig, Digest: digest.FromBytes(cfg), Size: 2}
+		repo.Push(ctx, cd, bytes.NewReader(cfg))
+		ld.Size = MaxModuleSize + 1
+		m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{ld}}
+		m.SchemaVersion = 2
+		mb, _ := json.Marshal(m)
+		md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+		if err := repo.PushReference(ctx, md, bytes.NewReader(mb), "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct{ repo, layout, err string }{
+		{"bad/huge", "", "more than the 67108864 allowed"},
 		{"istio/oci", "istio-oci", ""},
 		{"istio/compat", "istio-compat", ""},
 		{"wasm-to-oci", "wasm-to-oci", ""},

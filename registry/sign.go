@@ -153,7 +153,7 @@ func (c *Client) Sign(ctx context.Context, ref string, desc ocispec.Descriptor, 
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("registry: sign: %w", err)
 	}
-	repo := c.repository(r)
+	repo := c.repository(ctx, r)
 	layer := ocispec.Descriptor{MediaType: MediaTypeSimpleSigning, Digest: digest.FromBytes(payload), Size: int64(len(payload)),
 		Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
 	empty := []byte("{}")
@@ -205,7 +205,7 @@ func (c *Client) Verify(ctx context.Context, ref string, desc ocispec.Descriptor
 	if err != nil {
 		return -1, err
 	}
-	repo := c.repository(r)
+	repo := c.repository(ctx, r)
 	var cands []ocispec.Descriptor
 	err = repo.Referrers(ctx, desc, ArtifactTypeSignature, func(rs []ocispec.Descriptor) error {
 		cands = append(cands, rs...)

@@ -85,7 +85,8 @@ func plexusCmd(t *testing.T, args ...string) string {
 // TestOCIFilter: a filter pushed with `plexus push` to `plexus registry serve` (plain HTTP
 // to loopback without being told), inspected and pulled back byte for byte, runs in the
 // gateway from oci://REF:TAG under pull_policy Always; a new version pushed to the tag is
-// pulled, verified and swapped in while requests keep coming, and none of them fails.
+// pulled, verified and swapped in while requests keep coming, and none of them fails; a
+// version that does not load is refused, and the one before serves on.
 // /filters shows the reference and digest, /metrics the pulls and the swap.
 func TestOCIFilter(t *testing.T) {
 	t.Parallel()
@@ -172,6 +173,18 @@ routes: [{name: app, match: {path_prefix: /}, filters: [version], backend: app}]
 	swap := g.waitLog("registry: swapped in a new digest", 1)[0]
 	if swap["from"] != d1 || swap["to"] != d2 {
 		t.Errorf("the swap's log line: %v; want from %s to %s", swap, d1, d2)
+	}
+	// A version that does not load (a Wasm header, then nothing a compiler takes) is
+	// refused, and v2 serves on.
+	broken := filepath.Join(t.TempDir(), "broken.wasm")
+	os.WriteFile(broken, []byte("\x00asm\x01\x00\x00\x00\x01\xff\xff"), 0o644)
+	d3 := strings.TrimSpace(plexusCmd(t, "push", broken, ref))
+	refused := g.waitLog("registry: the tag's new digest did not load; the previous module serves on", 1)[0]
+	if refused["refused"] != d3 || refused["digest"] != d2 {
+		t.Errorf("the refusal's log line: %v; want %s refused, %s serving", refused, d3, d2)
+	}
+	if resp, _ := get(t, c, g.url("web", "/")); resp.StatusCode != 200 || resp.Header.Get("X-Version") != "2" {
+		t.Errorf("after a broken version was pushed: %d, x-version %q; want v2 serving", resp.StatusCode, resp.Header.Get("X-Version"))
 	}
 	_, metrics := get(t, c, "http://"+g.addr("admin")+"/metrics")
 	for _, m := range [][]string{
@@ -368,5 +381,25 @@ func TestRegistryAuthCLI(t *testing.T) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader("s3cret\n"), &out, &errb
 	if err := cmd.Run(); err != nil || !strings.HasPrefix(out.String(), "sha256:") {
 		t.Errorf("push with --password-stdin: %v, %q, %q", err, out.String(), errb.String())
+	}
+}
+
+// TestRegistryTLS: `plexus registry serve --tls-cert --tls-key` serves HTTPS, on loopback
+// too (the client asks, as docker does, and takes TLS when it is there); push verifies the
+// registry with --ca, and refuses it as an unknown authority without.
+func TestRegistryTLS(t *testing.T) {
+	t.Parallel()
+	cert := newTestCert(t, t.TempDir())
+	reg, _ := startRegistry(t, "--tls-cert", cert.certFile, "--tls-key", cert.keyFile)
+	mod := wasmbuild.WATPath(t, versionWAT("tls"))
+	var errb bytes.Buffer
+	cmd := exec.Command(plexusBin, "push", mod, reg+"/filters/tls:1")
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err == nil || !strings.Contains(errb.String(), "certificate") {
+		t.Errorf("push to a registry whose CA is not trusted: %v, %q; want a certificate error", err, errb.String())
+	}
+	d := strings.TrimSpace(plexusCmd(t, "push", mod, reg+"/filters/tls:1", "--ca", cert.certFile))
+	if out := plexusCmd(t, "inspect", reg+"/filters/tls:1", "--ca", cert.certFile); !strings.Contains(out, d) {
+		t.Errorf("inspect over TLS:\n%s\nwant %s", out, d)
 	}
 }
