@@ -212,3 +212,38 @@ func TestGC(t *testing.T) {
 		}
 	}
 }
+
+// TestReferrersFilter: the referrers of a manifest, all of them or those of one
+// artifactType (saying the filter was applied), as an image index; none is an empty one.
+func TestReferrersFilter(t *testing.T) {
+	_, ts, _ := newTestServer(t, ServerOptions{})
+	empty := []byte("{}")
+	ed := digest.FromBytes(empty)
+	call(t, "POST", ts.URL+"/v2/f/blobs/uploads/?digest="+string(ed), empty)
+	base := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[]}`, ed)
+	call(t, "PUT", ts.URL+"/v2/f/manifests/v1", base, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	subject := digest.FromBytes(base)
+	for _, at := range []string{"application/vnd.example.sbom", "application/vnd.dev.cosign.artifact.sig.v1+json"} {
+		m := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":%q,"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%d}}`, at, ed, subject, len(base))
+		resp, b := call(t, "PUT", ts.URL+"/v2/f/manifests/"+string(digest.FromBytes(m)), m, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		if resp.StatusCode != http.StatusCreated || resp.Header.Get("OCI-Subject") != string(subject) {
+			t.Fatalf("PUT a referrer: %d %s, OCI-Subject %q", resp.StatusCode, b, resp.Header.Get("OCI-Subject"))
+		}
+	}
+	for _, tc := range []struct {
+		query    string
+		n        int
+		filtered bool
+	}{{"", 2, false}, {"?artifactType=application/vnd.example.sbom", 1, true}, {"?artifactType=application/none", 0, true}} {
+		resp, b := call(t, "GET", ts.URL+"/v2/f/referrers/"+string(subject)+tc.query, nil)
+		var idx struct {
+			MediaType string
+			Manifests []struct{ ArtifactType string }
+		}
+		json.Unmarshal(b, &idx)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/vnd.oci.image.index.v1+json" || len(idx.Manifests) != tc.n ||
+			(resp.Header.Get("OCI-Filters-Applied") == "artifactType") != tc.filtered {
+			t.Errorf("referrers%s: %d %s, OCI-Filters-Applied %q; want %d of them", tc.query, resp.StatusCode, b, resp.Header.Get("OCI-Filters-Applied"), tc.n)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmbuild"
+	"github.com/plexus-mesh/plexus/registry"
 )
 
 // versionWAT is a filter that adds x-version: V to every response.
@@ -401,5 +404,67 @@ func TestRegistryTLS(t *testing.T) {
 	d := strings.TrimSpace(plexusCmd(t, "push", mod, reg+"/filters/tls:1", "--ca", cert.certFile))
 	if out := plexusCmd(t, "inspect", reg+"/filters/tls:1", "--ca", cert.certFile); !strings.Contains(out, d) {
 		t.Errorf("inspect over TLS:\n%s\nwant %s", out, d)
+	}
+}
+
+// TestOCIRegistryFaults: the gateway retries a pull that met a registry error (503 twice,
+// then the module), backing off; a registry that sends other bytes than the digests say
+// is caught, the module never cached or run, and the filter left to its failure policy.
+func TestOCIRegistryFaults(t *testing.T) {
+	t.Parallel()
+	srv, err := registry.NewServer(t.TempDir(), registry.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flaky atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/flaky/") && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") && flaky.Add(1) <= 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if strings.Contains(r.URL.Path, "/lying/") && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, r)
+			b := rec.Body.Bytes()
+			b[len(b)-1] ^= 0xff
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Write(b)
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	reg := strings.TrimPrefix(ts.URL, "http://")
+	plexusCmd(t, "push", wasmbuild.WATPath(t, versionWAT("flaky")), reg+"/filters/flaky:1")
+	plexusCmd(t, "push", wasmbuild.WATPath(t, versionWAT("lying")), reg+"/filters/lying:1")
+	flaky.Store(0)
+	app := startBackend(t, echo("app"))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%[1]s]}]
+registry: {pull_retries: 2, refresh_interval: 1h}
+filters:
+  - {name: flaky, module: "oci://%[2]s/filters/flaky:1"}
+  - {name: lying, module: "oci://%[2]s/filters/lying:1", failure: closed}
+routes:
+  - {name: flaky, match: {path: /flaky}, filters: [flaky], backend: app}
+  - {name: lying, match: {path: /lying}, filters: [lying], backend: app}
+`, app.addr, reg))
+	c := h1Client()
+	if resp, _ := get(t, c, g.url("web", "/flaky")); resp.Header.Get("X-Version") != "flaky" {
+		t.Errorf("a module pulled after two 503s: x-version %q; want flaky", resp.Header.Get("X-Version"))
+	}
+	if n := flaky.Load(); n < 3 {
+		t.Errorf("the registry saw %d manifest requests; want the two that failed and the one that did not", n)
+	}
+	if resp, _ := get(t, c, g.url("web", "/lying")); resp.StatusCode != 503 || resp.Header.Get("X-Version") != "" {
+		t.Errorf("a module whose bytes are not its digest's: %d, x-version %q; want 503, never run", resp.StatusCode, resp.Header.Get("X-Version"))
+	}
+	fails := g.findLogs("registry: pull failed")
+	if len(fails) != 1 || fails[0]["filter"] != "lying" || fails[0]["result"] != "refused" || !strings.Contains(fmt.Sprint(fails[0]["error"]), "digest") {
+		t.Errorf("pull failures logged: %v; want the lying one, refused for its digest", fails)
 	}
 }
