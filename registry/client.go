@@ -352,16 +352,8 @@ func checkPinned(r Reference, got digest.Digest) error {
 // Pull fetches the filter ref names: its manifest, then the module, each checked against
 // its digest and size, the module against the Wasm magic.
 func (c *Client) Pull(ctx context.Context, ref string) (*Pulled, error) {
-	r, err := ParseReference(ref)
+	desc, err := c.Resolve(ctx, ref)
 	if err != nil {
-		return nil, err
-	}
-	repo := c.repository(ctx, r)
-	desc, err := repo.Resolve(ctx, r.Reference)
-	if err != nil {
-		return nil, fmt.Errorf("registry: pull %s: %w", ref, explain(err))
-	}
-	if err := checkPinned(r, desc.Digest); err != nil {
 		return nil, err
 	}
 	return c.PullDesc(ctx, ref, desc)
@@ -434,18 +426,12 @@ type Inspection struct {
 // Inspect fetches ref's manifest and lists what refers to it (signatures), without the
 // module itself.
 func (c *Client) Inspect(ctx context.Context, ref string) (*Inspection, error) {
-	r, err := ParseReference(ref)
+	desc, err := c.Resolve(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
+	r, _ := ParseReference(ref) // parsed by Resolve
 	repo := c.repository(ctx, r)
-	desc, err := repo.Resolve(ctx, r.Reference)
-	if err != nil {
-		return nil, fmt.Errorf("registry: inspect %s: %w", ref, explain(err))
-	}
-	if err := checkPinned(r, desc.Digest); err != nil {
-		return nil, err
-	}
 	mb, err := content.FetchAll(ctx, repo, desc)
 	if err != nil {
 		return nil, fmt.Errorf("registry: inspect %s: %w", ref, err)
