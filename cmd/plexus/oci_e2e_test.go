@@ -468,3 +468,53 @@ routes:
 		t.Errorf("pull failures logged: %v; want the lying one, refused for its digest", fails)
 	}
 }
+
+// TestOCIPrivateRegistry: a registry with TLS from a private CA and basic auth: the
+// gateway trusts the CA of registry.ca and logs in with registry.credentials (the
+// password from a file); without the credentials the filter is unavailable.
+func TestOCIPrivateRegistry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert := newTestCert(t, dir)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	htpasswd := filepath.Join(dir, "htpasswd")
+	os.WriteFile(htpasswd, append([]byte("ci:"), hash...), 0o600)
+	pwFile := filepath.Join(dir, "password")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
+	reg, _ := startRegistry(t, "--tls-cert", cert.certFile, "--tls-key", cert.keyFile, "--htpasswd", htpasswd)
+	cmd := exec.Command(plexusBin, "push", wasmbuild.WATPath(t, versionWAT("private")), reg+"/filters/private:1", "--ca", cert.certFile, "--username", "ci", "--password-stdin")
+	cmd.Stdin = strings.NewReader("s3cret\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	app := startBackend(t, echo("app"))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%[1]s]}]
+registry:
+  pull_retries: 0
+  ca: [%[3]s]
+  credentials: [{host: "%[2]s", username: ci, password_file: %[4]s}]
+filters: [{name: private, module: "oci://%[2]s/filters/private:1", failure: closed}]
+routes: [{name: app, match: {path_prefix: /}, filters: [private], backend: app}]
+`, app.addr, reg, cert.certFile, pwFile))
+	if resp, _ := get(t, h1Client(), g.url("web", "/")); resp.StatusCode != 200 || resp.Header.Get("X-Version") != "private" {
+		t.Errorf("a filter from a private registry: %d, x-version %q; want 200, private", resp.StatusCode, resp.Header.Get("X-Version"))
+	}
+	// Without credentials: unavailable, and the log says why.
+	g2 := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [%[1]s]}]
+registry: {pull_retries: 0, ca: [%[3]s], cache: {dir: %[4]s}}
+filters: [{name: private, module: "oci://%[2]s/filters/private:1", failure: closed}]
+routes: [{name: app, match: {path_prefix: /}, filters: [private], backend: app}]
+`, app.addr, reg, cert.certFile, t.TempDir()))
+	if resp, _ := get(t, h1Client(), g2.url("web", "/")); resp.StatusCode != 503 {
+		t.Errorf("without credentials: %d; want 503", resp.StatusCode)
+	}
+	if l := g2.findLogs("registry: pull failed"); len(l) != 1 || !strings.Contains(fmt.Sprint(l[0]["error"]), "asks for credentials") {
+		t.Errorf("the pull failure's log: %v; want it to say the registry asks for credentials", l)
+	}
+}
