@@ -34,6 +34,7 @@ Usage:
   plexus inspect REF                     show a filter's manifest, annotations, signatures
   plexus registry serve --root DIR       serve an OCI registry for filters
   plexus registry gc --root DIR          delete blobs no manifest references
+  plexus conformance run                 run the Proxy-Wasm host suite against plexus
   plexus version                         print the version
 
 Run "plexus COMMAND --help" for a command's flags.
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "registry":
 		return cmdRegistry(args[1:], stdout, stderr)
+	case "conformance":
+		return cmdConformance(args[1:], stdout, stderr)
 	case "push":
 		return cmdPush(args[1:], os.Stdin, stdout, stderr)
 	case "pull":

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/plexus-mesh/plexus/conformance"
+)
+
+const conformanceUsage = `Usage:
+  plexus conformance run [--profile P,...] [--only NAME] [--junit FILE] [--report FILE]
+      run the Proxy-Wasm host suite against plexus, in-process; exit 1 on any failure
+`
+
+func cmdConformance(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, conformanceUsage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdConformanceRun(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, conformanceUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "plexus conformance: unknown command %q\n\n%s", args[0], conformanceUsage)
+	return 2
+}
+
+func cmdConformanceRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("conformance run", "conformance run [--profile P,...] [--only NAME] [--junit FILE] [--report FILE]", stderr)
+	profiles := fs.String("profile", "", "run only these `profiles`, comma-separated: "+strings.Join(conformance.Profiles, ", "))
+	only := fs.String("only", "", "run only the scenarios whose name contains this `text`")
+	junit := fs.String("junit", "", "write JUnit XML to this `file`")
+	report := fs.String("report", "", "write the YAML report (host, version, profiles, pass/fail/skip per test) to this `file`")
+	if code, stop := parse(fs, args); stop {
+		return code
+	}
+	o := conformance.Options{Only: *only, Version: buildVersion()}
+	if *profiles != "" {
+		for _, p := range strings.Split(*profiles, ",") {
+			p = strings.TrimSpace(p)
+			if !slices.Contains(conformance.Profiles, p) {
+				fmt.Fprintf(stderr, "plexus conformance run: --profile %q: want %s\n", p, strings.Join(conformance.Profiles, ", "))
+				return 2
+			}
+			o.Profiles = append(o.Profiles, p)
+		}
+	}
+	suite, err := conformance.HostSuite()
+	if err != nil {
+		fmt.Fprintf(stderr, "plexus conformance run: %v\n", err)
+		return 1
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	rep, err := conformance.Run(ctx, suite, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "plexus conformance run: %v\n", err)
+		return 1
+	}
+	rep.WriteText(stdout)
+	for _, out := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{*junit, rep.WriteJUnit}, {*report, rep.WriteYAML}} {
+		if out.path == "" {
+			continue
+		}
+		if err := writeReport(out.path, out.write); err != nil {
+			fmt.Fprintf(stderr, "plexus conformance run: %v\n", err)
+			return 1
+		}
+	}
+	if len(rep.Results) == 0 {
+		fmt.Fprintln(stderr, "plexus conformance run: no scenario matched")
+		return 1
+	}
+	if rep.Failed() {
+		return 1
+	}
+	return 0
+}
+
+func writeReport(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

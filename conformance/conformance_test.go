@@ -1,0 +1,131 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestHostSuite: plexus passes its own host suite, in-process.
+func TestHostSuite(t *testing.T) {
+	s, err := HostSuite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Scenarios) < 5 {
+		t.Fatalf("the host suite has %d scenarios", len(s.Scenarios))
+	}
+	rep, err := Run(context.Background(), s, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.WriteText(&out)
+	if rep.Failed() {
+		t.Fatalf("plexus fails its own host suite:\n%s", out.String())
+	}
+	for _, fn := range []string{"proxy_add_header_map_value", "proxy_send_local_response", "proxy_set_buffer_bytes", "proxy_get_property", "proxy_set_shared_data", "proxy_log"} {
+		if !strings.Contains(out.String(), fn+"  ") {
+			t.Errorf("the ABI table has no row for %s:\n%s", fn, out.String())
+		}
+	}
+	var junit struct {
+		Suites []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name    string    `xml:"name,attr"`
+				Failure *struct{} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	var jb bytes.Buffer
+	if err := rep.WriteJUnit(&jb); err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(jb.Bytes(), &junit); err != nil || len(junit.Suites) == 0 {
+		t.Fatalf("JUnit XML: %v\n%s", err, jb.String())
+	}
+	n := 0
+	for _, s := range junit.Suites {
+		n += len(s.Cases)
+	}
+	if n != len(rep.Results) {
+		t.Errorf("JUnit has %d test cases; want %d", n, len(rep.Results))
+	}
+}
+
+// TestScenarioFails: a scenario whose expectation plexus does not meet is reported failed,
+// saying what it saw and what it wanted; the run as a whole fails.
+func TestScenarioFails(t *testing.T) {
+	sc, err := Parse("wrong.yaml", []byte(`
+- name: wrong-expectation
+  profile: http
+  abi: [proxy_add_header_map_value]
+  filters: [{name: headers, module: wat/headers}]
+  request: {path: /}
+  expect:
+    upstream: {headers: {x-conformance-added: "no"}}
+    response: {status: 201}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), &Suite{Scenarios: sc}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Failed() || len(rep.Results[0].Failures) != 2 {
+		t.Fatalf("a wrong expectation: failures %q; want two", rep.Results[0].Failures)
+	}
+	got := strings.Join(rep.Results[0].Failures, "; ")
+	for _, want := range []string{`response status 200, want 201`, `upstream header x-conformance-added: ["yes"], want "no"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("failures %q lack %q", got, want)
+		}
+	}
+	var y bytes.Buffer
+	rep.WriteYAML(&y)
+	if !strings.Contains(y.String(), "result: fail") || !strings.Contains(y.String(), "kind: ProxyWasmConformanceReport") {
+		t.Errorf("YAML report:\n%s", y.String())
+	}
+}
+
+// TestScenarioErrors: a scenario file that is wrong says where and what.
+func TestScenarioErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{`[{name: a, profile: nope, filters: [{name: f, module: wat/headers}], request: {path: /}}]`, `profile "nope"`},
+		{`[{name: a, profile: http, filters: [{name: f, module: wat/missing}], request: {path: /}}]`, `no module wat/missing`},
+		{`[{name: a, profile: http, filters: [{name: f, module: wat/headers}], request: {path: /}, expekt: {}}]`, `field expekt not found`},
+	} {
+		if _, err := Parse("bad.yaml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "bad.yaml") {
+			t.Errorf("%s: %v; want an error naming bad.yaml that says %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// TestWATFixtures: every suite module is what wat2wasm makes of the source beside it.
+func TestWATFixtures(t *testing.T) {
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		t.Skip("wat2wasm is not installed (scripts/deps.sh installs it)")
+	}
+	srcs, _ := filepath.Glob("filters/wat/*.wat")
+	if len(srcs) == 0 {
+		t.Fatal("no WAT sources")
+	}
+	for _, src := range srcs {
+		out := filepath.Join(t.TempDir(), "m.wasm")
+		if b, err := exec.Command("wat2wasm", src, "-o", out).CombinedOutput(); err != nil {
+			t.Fatalf("wat2wasm %s: %v\n%s", src, err, b)
+		}
+		want, _ := os.ReadFile(out)
+		got, err := os.ReadFile(strings.TrimSuffix(src, ".wat") + ".wasm")
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s.wasm is not wat2wasm's output of %s: run wat2wasm %s -o %s", strings.TrimSuffix(filepath.Base(src), ".wat"), src, src, strings.TrimSuffix(src, ".wat")+".wasm")
+		}
+	}
+}

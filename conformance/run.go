@@ -1,0 +1,308 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway"
+	"github.com/plexus-mesh/plexus/gateway/config"
+)
+
+// Options configure a run.
+type Options struct {
+	// Profiles run only the scenarios of these profiles; all when empty.
+	Profiles []string
+	// Only runs only the scenarios whose name contains it; all when empty.
+	Only string
+	// Version names the host in the report.
+	Version string
+}
+
+// Result is how one scenario went.
+type Result struct {
+	Scenario *Scenario
+	Failures []string // empty: passed
+	Skipped  string   // why it did not run, when it did not
+	Duration time.Duration
+}
+
+// Passed reports a scenario that ran and met every expectation.
+func (r *Result) Passed() bool { return r.Skipped == "" && len(r.Failures) == 0 }
+
+// Run plays the suite's scenarios against plexus in-process, each on a gateway of its
+// own (listener and admin on ports the OS picks) in front of an echo backend that records
+// what it received.
+func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
+	rep := &Report{Host: "plexus", Version: o.Version, Started: time.Now()}
+	dir, err := os.MkdirTemp("", "plexus-conformance-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	for _, sc := range s.Scenarios {
+		if len(o.Profiles) > 0 && !slices.Contains(o.Profiles, sc.Profile) || o.Only != "" && !strings.Contains(sc.Name, o.Only) {
+			continue
+		}
+		start := time.Now()
+		res := &Result{Scenario: sc}
+		res.Failures = runOne(ctx, sc, dir)
+		res.Duration = time.Since(start)
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+// seen is what the echo backend received.
+type seen struct {
+	reached bool
+	header  http.Header
+	body    string
+}
+
+type echo struct {
+	mu   sync.Mutex
+	last seen
+}
+
+func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	e.mu.Lock()
+	e.last = seen{reached: true, header: r.Header.Clone(), body: string(b)}
+	e.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "echo\n")
+}
+
+// logs records what the gateway logged.
+type logs struct {
+	mu    sync.Mutex
+	lines []logLine
+}
+
+type logLine struct {
+	level  slog.Level
+	msg    string
+	filter string
+}
+
+func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logs) Handle(_ context.Context, r slog.Record) error {
+	line := logLine{level: r.Level, msg: r.Message}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "filter" {
+			line.filter = a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+	return nil
+}
+func (l *logs) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &withAttrs{l, attrs}
+}
+func (l *logs) WithGroup(string) slog.Handler { return l }
+
+// withAttrs is logs with attributes set by Logger.With (the filter's name, say).
+type withAttrs struct {
+	*logs
+	attrs []slog.Attr
+}
+
+func (w *withAttrs) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(w.attrs...)
+	return w.logs.Handle(ctx, r)
+}
+func (w *withAttrs) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &withAttrs{w.logs, append(slices.Clip(w.attrs), attrs...)}
+}
+
+// runOne runs a scenario and returns what did not hold.
+func runOne(ctx context.Context, sc *Scenario, dir string) []string {
+	backend := &echo{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return []string{"backend: " + err.Error()}
+	}
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	bs := &http.Server{Handler: backend, Protocols: p}
+	go bs.Serve(ln)
+	defer bs.Close()
+
+	cfgText, err := scenarioConfig(sc, dir, ln.Addr().String())
+	if err != nil {
+		return []string{err.Error()}
+	}
+	cfg, err := config.Parse(filepath.Join(dir, "conformance.yaml"), cfgText)
+	if err != nil {
+		return []string{"config: " + err.Error()}
+	}
+	rec := &logs{}
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(rec), Version: "conformance"})
+	if err != nil {
+		return []string{"the gateway refused the scenario's config: " + err.Error()}
+	}
+	if err := g.Start(); err != nil {
+		return []string{"start: " + err.Error()}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		g.Shutdown(sctx)
+	}()
+
+	resp, body, err := send(ctx, sc.Request, g.Addrs()["web"])
+	if err != nil {
+		return []string{"request: " + err.Error()}
+	}
+	var fails []string
+	fail := func(format string, args ...any) { fails = append(fails, fmt.Sprintf(format, args...)) }
+	if e := sc.Expect.Response; e != nil {
+		if e.Status != 0 && resp.StatusCode != e.Status {
+			fail("response status %d, want %d", resp.StatusCode, e.Status)
+		}
+		checkHeaders(fail, "response", resp.Header, e.Headers, e.Absent)
+		if e.Body != nil && body != *e.Body {
+			fail("response body %q, want %q", body, *e.Body)
+		}
+	}
+	backend.mu.Lock()
+	got := backend.last
+	backend.mu.Unlock()
+	if e := sc.Expect.Upstream; e != nil {
+		switch {
+		case !e.Reached && got.reached:
+			fail("the backend received the request; want it never reached")
+		case e.Reached && !got.reached:
+			fail("the backend never received the request")
+		case e.Reached:
+			checkHeaders(fail, "upstream", got.header, e.Headers, e.Absent)
+			if e.Body != nil && got.body != *e.Body {
+				fail("upstream body %q, want %q", got.body, *e.Body)
+			}
+		}
+	}
+	for _, want := range sc.Expect.Logs {
+		if !rec.has(want) {
+			fail("no log line %q at %s from filter %q", want.Message, want.Level, want.Filter)
+		}
+	}
+	return fails
+}
+
+func (l *logs) has(want Log) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if line.msg == want.Message && (want.Filter == "" || line.filter == want.Filter) && (want.Level == "" || levelName(line.level) == want.Level) {
+			return true
+		}
+	}
+	return false
+}
+
+// levelName is a log level as Proxy-Wasm names it.
+func levelName(l slog.Level) string {
+	switch {
+	case l < slog.LevelDebug:
+		return "trace"
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warn"
+	case l <= slog.LevelError:
+		return "error"
+	}
+	return "critical"
+}
+
+func checkHeaders(fail func(string, ...any), what string, h http.Header, want map[string]string, absent []string) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if got := h.Values(k); len(got) != 1 || got[0] != want[k] {
+			fail("%s header %s: %q, want %q", what, k, got, want[k])
+		}
+	}
+	for _, k := range absent {
+		if v := h.Values(k); len(v) > 0 {
+			fail("%s header %s: %q, want none", what, k, v)
+		}
+	}
+}
+
+// scenarioConfig is the gateway config that plays sc: its chain on every path, in front
+// of the backend at addr; the modules are written to dir.
+func scenarioConfig(sc *Scenario, dir, addr string) ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "admin: {address: 127.0.0.1:0}\nlisteners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]\n")
+	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}]\nfilters:\n", addr)
+	names := make([]string, 0, len(sc.Filters))
+	for _, f := range sc.Filters {
+		wasm, err := module(f.Module)
+		if err != nil {
+			return nil, fmt.Errorf("filter %q: %w", f.Name, err)
+		}
+		path := filepath.Join(dir, strings.ReplaceAll(f.Module, "/", "-")+".wasm")
+		if err := os.WriteFile(path, wasm, 0o644); err != nil {
+			return nil, err
+		}
+		conf, _ := json.Marshal(f.Config)
+		fmt.Fprintf(&b, "  - {name: %q, module: %q, config: %s}\n", f.Name, "file:"+path, conf)
+		names = append(names, fmt.Sprintf("%q", f.Name))
+	}
+	fmt.Fprintf(&b, "routes: [{name: scenario, match: {path_prefix: /}, filters: [%s], backend: app}]\n", strings.Join(names, ", "))
+	return b.Bytes(), nil
+}
+
+// send makes the scenario's request to the gateway at addr.
+func send(ctx context.Context, r Request, addr string) (*http.Response, string, error) {
+	p := new(http.Protocols)
+	if r.Protocol == "h2c" {
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP1(true)
+	}
+	c := &http.Client{Transport: &http.Transport{Protocols: p, Proxy: nil}, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer c.CloseIdleConnections()
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	if r.Body != "" {
+		body = strings.NewReader(r.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+r.Path, body)
+	if err != nil {
+		return nil, "", err
+	}
+	for k, v := range r.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
+}

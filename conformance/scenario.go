@@ -1,0 +1,212 @@
+// Package conformance is plexus's conformance kit for Proxy-Wasm: scenarios as data (a
+// request, a chain of filters with their configs, and what must be seen: the request the
+// backend got, the response the client got, log lines), and a runner that plays them
+// against plexus in-process and reports pass or fail per scenario and per ABI function,
+// as a table and as JUnit XML.
+//
+// The host suite lives in suite/*.yaml, its test filters in filters/: WAT sources with
+// their assembled modules beside them (tiny, so that `plexus conformance run` needs no
+// toolchain), and filters on the upstream Go SDK.
+//
+// The ABI is Proxy-Wasm 0.2.1: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+package conformance
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed suite/*.yaml filters/wat/*.wasm
+var files embed.FS
+
+// Profiles group the host suite, as the Gateway API's conformance profiles do.
+var Profiles = []string{"core", "http", "callouts", "shared-state", "timers", "l4", "plexus"}
+
+// Scenario is one check: a request through a chain of filters, and what must be seen.
+type Scenario struct {
+	Name    string   `yaml:"name"`
+	Profile string   `yaml:"profile"`
+	ABI     []string `yaml:"abi"` // the ABI functions and callbacks it exercises
+	Filters []Filter `yaml:"filters"`
+	Request Request  `yaml:"request"`
+	Expect  Expect   `yaml:"expect"`
+
+	file string // where it was read from
+}
+
+// Filter is one filter of a scenario's chain.
+type Filter struct {
+	Name   string `yaml:"name"`
+	Module string `yaml:"module"` // wat/NAME: the suite's filters/wat/NAME.wasm
+	Config string `yaml:"config"` // handed to proxy_on_configure
+}
+
+// Request is what the client sends.
+type Request struct {
+	Method   string            `yaml:"method"`   // GET by default
+	Path     string            `yaml:"path"`     // with the query
+	Headers  map[string]string `yaml:"headers"`  // besides Host
+	Body     string            `yaml:"body"`     // none when empty
+	Protocol string            `yaml:"protocol"` // http1 (default) or h2c
+}
+
+// Expect is what must be seen.
+type Expect struct {
+	// Upstream is what the backend received; "none" (Reached false) says the request
+	// must not reach it.
+	Upstream *Upstream `yaml:"upstream"`
+	Response *Response `yaml:"response"`
+	Logs     []Log     `yaml:"logs"`
+}
+
+// Upstream is the request the backend received.
+type Upstream struct {
+	Reached bool              // false for "upstream: none"
+	Headers map[string]string `yaml:"headers"` // each must be there with this value
+	Absent  []string          `yaml:"absent"`  // each must not be there
+	Body    *string           `yaml:"body"`
+}
+
+// UnmarshalYAML reads "none", or the mapping.
+func (u *Upstream) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Value == "none" {
+		*u = Upstream{}
+		return nil
+	}
+	type plain Upstream
+	var p plain
+	if err := decodeStrict(n, &p); err != nil {
+		return err
+	}
+	*u = Upstream(p)
+	u.Reached = true
+	return nil
+}
+
+// Response is the response the client got.
+type Response struct {
+	Status  int               `yaml:"status"`
+	Headers map[string]string `yaml:"headers"`
+	Absent  []string          `yaml:"absent"`
+	Body    *string           `yaml:"body"`
+}
+
+// Log is a log line the gateway must have written.
+type Log struct {
+	Filter  string `yaml:"filter"`
+	Level   string `yaml:"level"`   // trace, debug, info, warn, error, critical
+	Message string `yaml:"message"` // the whole message
+}
+
+// Suite is a set of scenarios.
+type Suite struct {
+	Scenarios []*Scenario
+}
+
+// HostSuite is the host suite that comes with plexus.
+func HostSuite() (*Suite, error) { return LoadFS(files, "suite") }
+
+// LoadFS reads every *.yaml of dir in fsys as a list of scenarios.
+func LoadFS(fsys fs.FS, dir string) (*Suite, error) {
+	names, err := fs.Glob(fsys, path.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Suite{}
+	for _, name := range names {
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := Parse(name, b)
+		if err != nil {
+			return nil, err
+		}
+		s.Scenarios = append(s.Scenarios, sc...)
+	}
+	seen := map[string]string{}
+	for _, sc := range s.Scenarios {
+		if f, dup := seen[sc.Name]; dup {
+			return nil, fmt.Errorf("conformance: scenario %q is in %s and %s", sc.Name, f, sc.file)
+		}
+		seen[sc.Name] = sc.file
+	}
+	return s, nil
+}
+
+// Parse reads a YAML list of scenarios; file names it in errors.
+func Parse(file string, b []byte) ([]*Scenario, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("conformance: %s: %w", file, err)
+	}
+	var out []*Scenario
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	if err := decodeStrict(doc.Content[0], &out); err != nil {
+		return nil, fmt.Errorf("conformance: %s: %w", file, err)
+	}
+	for i, sc := range out {
+		sc.file = file
+		if err := sc.check(); err != nil {
+			return nil, fmt.Errorf("conformance: %s: scenario %d (%q): %w", file, i+1, sc.Name, err)
+		}
+	}
+	return out, nil
+}
+
+// decodeStrict decodes n into v, refusing fields v does not have.
+func decodeStrict(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	d := yaml.NewDecoder(bytes.NewReader(b))
+	d.KnownFields(true)
+	if err := d.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (sc *Scenario) check() error {
+	if sc.Name == "" {
+		return errors.New("no name")
+	}
+	if !slices.Contains(Profiles, sc.Profile) {
+		return fmt.Errorf("profile %q: want one of %s", sc.Profile, strings.Join(Profiles, ", "))
+	}
+	if len(sc.Filters) == 0 {
+		return errors.New("no filters")
+	}
+	for _, f := range sc.Filters {
+		if f.Name == "" || !strings.HasPrefix(f.Module, "wat/") {
+			return fmt.Errorf("filter %q: module %q: want wat/NAME", f.Name, f.Module)
+		}
+		if _, err := fs.Stat(files, "filters/"+f.Module+".wasm"); err != nil {
+			return fmt.Errorf("filter %q: no module %s in the suite", f.Name, f.Module)
+		}
+	}
+	switch sc.Request.Protocol {
+	case "", "http1", "h2c":
+	default:
+		return fmt.Errorf("request protocol %q: want http1 or h2c", sc.Request.Protocol)
+	}
+	if !strings.HasPrefix(sc.Request.Path, "/") {
+		return fmt.Errorf("request path %q must begin with /", sc.Request.Path)
+	}
+	return nil
+}
+
+// module is the bytes of a suite module (wat/NAME).
+func module(name string) ([]byte, error) { return files.ReadFile("filters/" + name + ".wasm") }
