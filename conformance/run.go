@@ -67,12 +67,14 @@ func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
 
 // seen is what the echo backend received.
 type seen struct {
-	reached bool
-	header  http.Header
-	body    string
+	reached      bool
+	method, path string
+	header       http.Header
+	body         string
 }
 
 type echo struct {
+	name string // answered as x-backend
 	mu   sync.Mutex
 	last seen
 }
@@ -80,9 +82,10 @@ type echo struct {
 func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	e.mu.Lock()
-	e.last = seen{reached: true, header: r.Header.Clone(), body: string(b)}
+	e.last = seen{reached: true, method: r.Method, path: r.URL.RequestURI(), header: r.Header.Clone(), body: string(b)}
 	e.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("X-Backend", e.name)
 	io.WriteString(w, "echo\n")
 }
 
@@ -132,21 +135,35 @@ func (w *withAttrs) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return &withAttrs{w.logs, append(slices.Clip(w.attrs), attrs...)}
 }
 
-// runOne runs a scenario and returns what did not hold.
-func runOne(ctx context.Context, sc *Scenario, dir string) []string {
-	backend := &echo{}
+// serve starts h on a loopback port the OS picks (HTTP/1.1 and h2c); stop stops it.
+func serve(h http.Handler) (addr string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return []string{"backend: " + err.Error()}
+		return "", nil, err
 	}
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
-	bs := &http.Server{Handler: backend, Protocols: p}
-	go bs.Serve(ln)
-	defer bs.Close()
+	s := &http.Server{Handler: h, Protocols: p}
+	go s.Serve(ln)
+	return ln.Addr().String(), func() { s.Close() }, nil
+}
 
-	cfgText, err := scenarioConfig(sc, dir, ln.Addr().String())
+// runOne runs a scenario and returns what did not hold.
+func runOne(ctx context.Context, sc *Scenario, dir string) []string {
+	backend, callouts := &echo{name: "app"}, &echo{name: "callout"}
+	addr, stop, err := serve(backend)
+	if err != nil {
+		return []string{"backend: " + err.Error()}
+	}
+	defer stop()
+	calloutAddr, stopCallouts, err := serve(callouts)
+	if err != nil {
+		return []string{"callout backend: " + err.Error()}
+	}
+	defer stopCallouts()
+
+	cfgText, err := scenarioConfig(sc, dir, addr, calloutAddr)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -168,7 +185,27 @@ func runOne(ctx context.Context, sc *Scenario, dir string) []string {
 		g.Shutdown(sctx)
 	}()
 
-	resp, body, err := send(ctx, sc.Request, g.Addrs()["web"])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fails := check(ctx, sc, g.Addrs()["web"], backend, callouts, rec)
+		if len(fails) == 0 || !sc.Expect.Eventually || time.Now().After(deadline) || ctx.Err() != nil {
+			if len(fails) > 0 {
+				// What the gateway said of it helps to tell why.
+				fails = append(fails, rec.warnings(5)...)
+			}
+			return fails
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// check sends the scenario's request and returns which expectations did not hold.
+func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *echo, rec *logs) []string {
+	backend.reset()
+	resp, body, err := send(ctx, sc.Request, addr)
 	if err != nil {
 		return []string{"request: " + err.Error()}
 	}
@@ -204,7 +241,43 @@ func runOne(ctx context.Context, sc *Scenario, dir string) []string {
 			fail("no log line %q at %s from filter %q", want.Message, want.Level, want.Filter)
 		}
 	}
+	if e := sc.Expect.Callout; e != nil {
+		callouts.mu.Lock()
+		c := callouts.last
+		callouts.mu.Unlock()
+		switch {
+		case !c.reached:
+			fail("the callout backend received no callout")
+		default:
+			if e.Method != "" && c.method != e.Method {
+				fail("callout method %s, want %s", c.method, e.Method)
+			}
+			if e.Path != "" && c.path != e.Path {
+				fail("callout path %s, want %s", c.path, e.Path)
+			}
+			checkHeaders(fail, "callout", c.header, e.Headers, nil)
+		}
+	}
 	return fails
+}
+
+func (e *echo) reset() {
+	e.mu.Lock()
+	e.last = seen{}
+	e.mu.Unlock()
+}
+
+// warnings are the first n lines logged at warn or above, as failures show them.
+func (l *logs) warnings(n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		if line.level >= slog.LevelWarn && len(out) < n {
+			out = append(out, fmt.Sprintf("the gateway logged (%s): %s", levelName(line.level), line.msg))
+		}
+	}
+	return out
 }
 
 func (l *logs) has(want Log) bool {
@@ -250,10 +323,10 @@ func checkHeaders(fail func(string, ...any), what string, h http.Header, want ma
 
 // scenarioConfig is the gateway config that plays sc: its chain on every path, in front
 // of the backend at addr; the modules are written to dir.
-func scenarioConfig(sc *Scenario, dir, addr string) ([]byte, error) {
+func scenarioConfig(sc *Scenario, dir, addr, calloutAddr string) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "admin: {address: 127.0.0.1:0}\nlisteners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]\n")
-	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}]\nfilters:\n", addr)
+	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}, {name: callout, endpoints: [%q]}]\nfilters:\n", addr, calloutAddr)
 	names := make([]string, 0, len(sc.Filters))
 	for _, f := range sc.Filters {
 		wasm, err := module(f.Module)
@@ -265,7 +338,11 @@ func scenarioConfig(sc *Scenario, dir, addr string) ([]byte, error) {
 			return nil, err
 		}
 		conf, _ := json.Marshal(f.Config)
-		fmt.Fprintf(&b, "  - {name: %q, module: %q, config: %s}\n", f.Name, "file:"+path, conf)
+		failure := f.Failure
+		if failure == "" {
+			failure = "closed"
+		}
+		fmt.Fprintf(&b, "  - {name: %q, module: %q, config: %s, failure: %s}\n", f.Name, "file:"+path, conf, failure)
 		names = append(names, fmt.Sprintf("%q", f.Name))
 	}
 	fmt.Fprintf(&b, "routes: [{name: scenario, match: {path_prefix: /}, filters: [%s], backend: app}]\n", strings.Join(names, ", "))

@@ -45,9 +45,10 @@ type Scenario struct {
 
 // Filter is one filter of a scenario's chain.
 type Filter struct {
-	Name   string `yaml:"name"`
-	Module string `yaml:"module"` // wat/NAME: the suite's filters/wat/NAME.wasm
-	Config string `yaml:"config"` // handed to proxy_on_configure
+	Name    string `yaml:"name"`
+	Module  string `yaml:"module"`  // wat/NAME: the suite's filters/wat/NAME.wasm
+	Config  string `yaml:"config"`  // handed to proxy_on_configure
+	Failure string `yaml:"failure"` // closed (default) or open
 }
 
 // Request is what the client sends.
@@ -66,6 +67,19 @@ type Expect struct {
 	Upstream *Upstream `yaml:"upstream"`
 	Response *Response `yaml:"response"`
 	Logs     []Log     `yaml:"logs"`
+	// Callout is the HTTP callout the backend named "callout" must have received (it
+	// answers 200 with x-backend: callout, the app backend with x-backend: app).
+	Callout *Callout `yaml:"callout"`
+	// Eventually sends the request again until the expectations hold (10s at most): for
+	// what a timer or a queue does in its own time.
+	Eventually bool `yaml:"eventually"`
+}
+
+// Callout is a request a filter made to the callout backend.
+type Callout struct {
+	Method  string            `yaml:"method"`
+	Path    string            `yaml:"path"`
+	Headers map[string]string `yaml:"headers"`
 }
 
 // Upstream is the request the backend received.
@@ -192,6 +206,9 @@ func (sc *Scenario) check() error {
 	for _, f := range sc.Filters {
 		if f.Name == "" || !strings.HasPrefix(f.Module, "wat/") {
 			return fmt.Errorf("filter %q: module %q: want wat/NAME", f.Name, f.Module)
+		}
+		if f.Failure != "" && f.Failure != "open" && f.Failure != "closed" {
+			return fmt.Errorf("filter %q: failure %q: want open or closed", f.Name, f.Failure)
 		}
 		if _, err := fs.Stat(files, "filters/"+f.Module+".wasm"); err != nil {
 			return fmt.Errorf("filter %q: no module %s in the suite", f.Name, f.Module)
