@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plexus-mesh/plexus/gateway"
+	"github.com/plexus-mesh/plexus/gateway/config"
 )
 
 // TestHostSuite: plexus passes its own host suite, in-process.
@@ -127,5 +132,51 @@ func TestWATFixtures(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s.wasm is not wat2wasm's output of %s: run wat2wasm %s -o %s", strings.TrimSuffix(filepath.Base(src), ".wat"), src, src, strings.TrimSuffix(src, ".wat")+".wasm")
 		}
+	}
+}
+
+// freeAddr is a loopback address no one listens on, for a backend the run starts later.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestBlackBox: the host suite's config (Config) served by a gateway that runs on its own,
+// and the suite played against it over HTTP (RunTarget): the same scenarios pass.
+func TestBlackBox(t *testing.T) {
+	s, err := HostSuite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	app, callout := freeAddr(t), freeAddr(t)
+	if err := Config(s, dir, app, callout); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "plexus.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown(context.Background())
+	rep, err := RunTarget(context.Background(), s, Target{URL: "http://" + g.Addrs()["web"], App: app, Callout: callout}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.WriteText(&out)
+	if rep.Failed() || len(rep.Results) != len(s.Scenarios) {
+		t.Fatalf("black-box run:\n%s", out.String())
 	}
 }

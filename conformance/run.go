@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,7 +54,7 @@ func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
 	}
 	defer os.RemoveAll(dir)
 	for _, sc := range s.Scenarios {
-		if len(o.Profiles) > 0 && !slices.Contains(o.Profiles, sc.Profile) || o.Only != "" && !strings.Contains(sc.Name, o.Only) {
+		if !o.selects(sc) {
 			continue
 		}
 		start := time.Now()
@@ -63,6 +64,65 @@ func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
 		rep.Results = append(rep.Results, res)
 	}
 	return rep, nil
+}
+
+// Target says where a black-box run goes: the gateway's listener (http://host:port, its
+// config made by Config), and where the run's own app and callout backends listen (the
+// addresses that config names).
+type Target struct {
+	URL          string
+	App, Callout string
+}
+
+// RunTarget plays the suite against a gateway that is already running, over HTTP: every
+// request carries ScenarioHeader, the target routes it to the scenario's chain in front of
+// the run's app backend, and the run checks what that backend and the client saw. Log
+// expectations cannot be checked from outside, and are not.
+func RunTarget(ctx context.Context, s *Suite, t Target, o Options) (*Report, error) {
+	u, err := url.Parse(t.URL)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("conformance: target %q: want http://host:port", t.URL)
+	}
+	backend, callouts := &echo{name: "app"}, &echo{name: "callout"}
+	stops := []func(){}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for _, b := range []struct {
+		addr string
+		h    *echo
+	}{{t.App, backend}, {t.Callout, callouts}} {
+		ln, err := net.Listen("tcp", b.addr)
+		if err != nil {
+			return nil, fmt.Errorf("conformance: the %s backend: %w", b.h.name, err)
+		}
+		stops = append(stops, serveOn(ln, b.h))
+	}
+	rep := &Report{Host: t.URL, Version: o.Version, Started: time.Now()}
+	for _, sc := range s.Scenarios {
+		if !o.selects(sc) {
+			continue
+		}
+		start := time.Now()
+		res := &Result{Scenario: sc}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			res.Failures = check(ctx, sc, u.Host, backend, callouts, nil)
+			if len(res.Failures) == 0 || !sc.Expect.Eventually || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		res.Duration = time.Since(start)
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+func (o *Options) selects(sc *Scenario) bool {
+	return (len(o.Profiles) == 0 || slices.Contains(o.Profiles, sc.Profile)) && (o.Only == "" || strings.Contains(sc.Name, o.Only))
 }
 
 // seen is what the echo backend received.
@@ -141,12 +201,16 @@ func serve(h http.Handler) (addr string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
+	return ln.Addr().String(), serveOn(ln, h), nil
+}
+
+func serveOn(ln net.Listener, h http.Handler) (stop func()) {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
 	s := &http.Server{Handler: h, Protocols: p}
 	go s.Serve(ln)
-	return ln.Addr().String(), func() { s.Close() }, nil
+	return func() { s.Close() }
 }
 
 // runOne runs a scenario and returns what did not hold.
@@ -205,7 +269,8 @@ func runOne(ctx context.Context, sc *Scenario, dir string) []string {
 // check sends the scenario's request and returns which expectations did not hold.
 func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *echo, rec *logs) []string {
 	backend.reset()
-	resp, body, err := send(ctx, sc.Request, addr)
+	callouts.reset()
+	resp, body, err := send(ctx, sc, addr, rec == nil)
 	if err != nil {
 		return []string{"request: " + err.Error()}
 	}
@@ -237,7 +302,7 @@ func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *ec
 		}
 	}
 	for _, want := range sc.Expect.Logs {
-		if !rec.has(want) {
+		if rec != nil && !rec.has(want) { // a black-box run cannot see the target's logs
 			fail("no log line %q at %s from filter %q", want.Message, want.Level, want.Filter)
 		}
 	}
@@ -321,36 +386,73 @@ func checkHeaders(fail func(string, ...any), what string, h http.Header, want ma
 	}
 }
 
+// ScenarioHeader names the scenario a request belongs to, in black-box runs: the target's
+// config (Config) routes by it.
+const ScenarioHeader = "x-conformance-scenario"
+
 // scenarioConfig is the gateway config that plays sc: its chain on every path, in front
 // of the backend at addr; the modules are written to dir.
 func scenarioConfig(sc *Scenario, dir, addr, calloutAddr string) ([]byte, error) {
+	return writeConfig([]*Scenario{sc}, dir, addr, calloutAddr, false)
+}
+
+// Config writes to dir a plexus config (plexus.yaml) and the modules that play every
+// scenario of s on one gateway, each on a route matched by ScenarioHeader, with the app and
+// callout backends at the addresses given: what a black-box run (RunTarget) expects the
+// target to serve. For another Proxy-Wasm host, it says what to configure.
+func Config(s *Suite, dir, app, callout string) error {
+	b, err := writeConfig(s.Scenarios, dir, app, callout, true)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "plexus.yaml"), b, 0o644)
+}
+
+func writeConfig(scs []*Scenario, dir, addr, calloutAddr string, byHeader bool) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "admin: {address: 127.0.0.1:0}\nlisteners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]\n")
 	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}, {name: callout, endpoints: [%q]}]\nfilters:\n", addr, calloutAddr)
-	names := make([]string, 0, len(sc.Filters))
-	for _, f := range sc.Filters {
-		wasm, err := module(f.Module)
-		if err != nil {
-			return nil, fmt.Errorf("filter %q: %w", f.Name, err)
+	declared := map[string]Filter{}
+	var routes bytes.Buffer
+	for _, sc := range scs {
+		names := make([]string, 0, len(sc.Filters))
+		for _, f := range sc.Filters {
+			names = append(names, fmt.Sprintf("%q", f.Name))
+			if prev, ok := declared[f.Name]; ok {
+				if prev != f {
+					return nil, fmt.Errorf("conformance: filter %q is declared differently by two scenarios (one of them %q): give one another name", f.Name, sc.Name)
+				}
+				continue
+			}
+			declared[f.Name] = f
+			wasm, err := module(f.Module)
+			if err != nil {
+				return nil, fmt.Errorf("filter %q: %w", f.Name, err)
+			}
+			path := filepath.Join(dir, strings.ReplaceAll(f.Module, "/", "-")+".wasm")
+			if err := os.WriteFile(path, wasm, 0o644); err != nil {
+				return nil, err
+			}
+			conf, _ := json.Marshal(f.Config)
+			failure := f.Failure
+			if failure == "" {
+				failure = "closed"
+			}
+			fmt.Fprintf(&b, "  - {name: %q, module: %q, config: %s, failure: %s}\n", f.Name, "file:"+path, conf, failure)
 		}
-		path := filepath.Join(dir, strings.ReplaceAll(f.Module, "/", "-")+".wasm")
-		if err := os.WriteFile(path, wasm, 0o644); err != nil {
-			return nil, err
+		match := "{path_prefix: /}"
+		if byHeader {
+			match = fmt.Sprintf("{headers: [{name: %s, exact: %q}]}", ScenarioHeader, sc.Name)
 		}
-		conf, _ := json.Marshal(f.Config)
-		failure := f.Failure
-		if failure == "" {
-			failure = "closed"
-		}
-		fmt.Fprintf(&b, "  - {name: %q, module: %q, config: %s, failure: %s}\n", f.Name, "file:"+path, conf, failure)
-		names = append(names, fmt.Sprintf("%q", f.Name))
+		fmt.Fprintf(&routes, "  - {name: %q, match: %s, filters: [%s], backend: app}\n", sc.Name, match, strings.Join(names, ", "))
 	}
-	fmt.Fprintf(&b, "routes: [{name: scenario, match: {path_prefix: /}, filters: [%s], backend: app}]\n", strings.Join(names, ", "))
+	fmt.Fprintf(&b, "routes:\n%s", routes.String())
 	return b.Bytes(), nil
 }
 
 // send makes the scenario's request to the gateway at addr.
-func send(ctx context.Context, r Request, addr string) (*http.Response, string, error) {
+func send(ctx context.Context, sc *Scenario, addr string, blackBox bool) (*http.Response, string, error) {
+	r := sc.Request
 	p := new(http.Protocols)
 	if r.Protocol == "h2c" {
 		p.SetUnencryptedHTTP2(true)
@@ -374,6 +476,9 @@ func send(ctx context.Context, r Request, addr string) (*http.Response, string, 
 	}
 	for k, v := range r.Headers {
 		req.Header.Set(k, v)
+	}
+	if blackBox {
+		req.Header.Set(ScenarioHeader, sc.Name)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -13,6 +14,10 @@ import (
 const conformanceUsage = `Usage:
   plexus conformance run [--profile P,...] [--only NAME] [--junit FILE] [--report FILE]
       run the Proxy-Wasm host suite against plexus, in-process; exit 1 on any failure
+  plexus conformance run --target http://HOST:PORT --app ADDR --callout ADDR [...]
+      run it black-box against a gateway serving the config that "conformance config" wrote
+  plexus conformance config --dir DIR --app ADDR --callout ADDR
+      write that config (plexus.yaml, with the suite's modules) for backends at ADDR
 `
 
 func cmdConformance(args []string, stdout, stderr io.Writer) int {
@@ -23,6 +28,8 @@ func cmdConformance(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdConformanceRun(args[1:], stdout, stderr)
+	case "config":
+		return cmdConformanceConfig(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, conformanceUsage)
 		return 0
@@ -37,6 +44,9 @@ func cmdConformanceRun(args []string, stdout, stderr io.Writer) int {
 	only := fs.String("only", "", "run only the scenarios whose name contains this `text`")
 	junit := fs.String("junit", "", "write JUnit XML to this `file`")
 	report := fs.String("report", "", "write the YAML report (host, version, profiles, pass/fail/skip per test) to this `file`")
+	target := fs.String("target", "", "run black-box against the gateway at this `URL` (http://host:port), serving the config of \"conformance config\"")
+	app := fs.String("app", "127.0.0.1:9181", "with --target: `host:port` the run's app backend listens on, as the config names it")
+	callout := fs.String("callout", "127.0.0.1:9182", "with --target: `host:port` the run's callout backend listens on")
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
@@ -58,7 +68,12 @@ func cmdConformanceRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	rep, err := conformance.Run(ctx, suite, o)
+	var rep *conformance.Report
+	if *target != "" {
+		rep, err = conformance.RunTarget(ctx, suite, conformance.Target{URL: *target, App: *app, Callout: *callout}, o)
+	} else {
+		rep, err = conformance.Run(ctx, suite, o)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "plexus conformance run: %v\n", err)
 		return 1
@@ -96,4 +111,30 @@ func writeReport(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
+}
+
+func cmdConformanceConfig(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("conformance config", "conformance config --dir DIR [--app ADDR] [--callout ADDR]", stderr)
+	dir := fs.String("dir", "", "`dir`ectory to write plexus.yaml and the suite's modules to (required)")
+	app := fs.String("app", "127.0.0.1:9181", "`host:port` of the run's app backend")
+	callout := fs.String("callout", "127.0.0.1:9182", "`host:port` of the run's callout backend")
+	if code, stop := parse(fs, args); stop {
+		return code
+	}
+	if *dir == "" {
+		fmt.Fprintln(stderr, "plexus conformance config: --dir DIR is required")
+		return 2
+	}
+	suite, err := conformance.HostSuite()
+	if err == nil {
+		if err = os.MkdirAll(*dir, 0o755); err == nil {
+			err = conformance.Config(suite, *dir, *app, *callout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "plexus conformance config: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, "plexus.yaml"))
+	return 0
 }

@@ -36,3 +36,22 @@ func TestConformanceRun(t *testing.T) {
 		t.Error("an unknown profile was taken")
 	}
 }
+
+// TestConformanceBlackBox: `plexus conformance config` writes the suite's config for the
+// run's backends; a gateway (`plexus run`) serves it; `plexus conformance run --target`
+// plays the suite against that gateway from outside, and it passes.
+func TestConformanceBlackBox(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	app, callout := deadAddr(t), deadAddr(t)
+	plexusCmd(t, "conformance", "config", "--dir", dir, "--app", app, "--callout", callout)
+	yaml, err := os.ReadFile(filepath.Join(dir, "plexus.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, string(yaml))
+	out := plexusCmd(t, "conformance", "run", "--target", "http://"+g.addr("web"), "--app", app, "--callout", callout)
+	if !strings.Contains(out, " 0 failed") || strings.Contains(out, "FAIL") {
+		t.Errorf("black-box run:\n%s", out)
+	}
+}
