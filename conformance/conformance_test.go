@@ -155,7 +155,7 @@ func TestBlackBox(t *testing.T) {
 	}
 	dir := t.TempDir()
 	app, callout := freeAddr(t), freeAddr(t)
-	if err := Config(s, dir, app, callout); err != nil {
+	if err := Config(s, dir, ConfigOptions{App: app, Callout: callout}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(filepath.Join(dir, "plexus.yaml"))

@@ -393,25 +393,37 @@ const ScenarioHeader = "x-conformance-scenario"
 // scenarioConfig is the gateway config that plays sc: its chain on every path, in front
 // of the backend at addr; the modules are written to dir.
 func scenarioConfig(sc *Scenario, dir, addr, calloutAddr string) ([]byte, error) {
-	return writeConfig([]*Scenario{sc}, dir, addr, calloutAddr, false)
+	return writeConfig([]*Scenario{sc}, dir, ConfigOptions{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", App: addr, Callout: calloutAddr}, false)
+}
+
+// ConfigOptions say where Config's gateway listens and where the run's backends are.
+type ConfigOptions struct {
+	Listen, Admin string // host:port; 127.0.0.1:0 when empty
+	App, Callout  string // host:port of the run's app and callout backends
 }
 
 // Config writes to dir a plexus config (plexus.yaml) and the modules that play every
 // scenario of s on one gateway, each on a route matched by ScenarioHeader, with the app and
 // callout backends at the addresses given: what a black-box run (RunTarget) expects the
 // target to serve. For another Proxy-Wasm host, it says what to configure.
-func Config(s *Suite, dir, app, callout string) error {
-	b, err := writeConfig(s.Scenarios, dir, app, callout, true)
+func Config(s *Suite, dir string, o ConfigOptions) error {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.Admin == "" {
+		o.Admin = "127.0.0.1:0"
+	}
+	b, err := writeConfig(s.Scenarios, dir, o, true)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "plexus.yaml"), b, 0o644)
 }
 
-func writeConfig(scs []*Scenario, dir, addr, calloutAddr string, byHeader bool) ([]byte, error) {
+func writeConfig(scs []*Scenario, dir string, o ConfigOptions, byHeader bool) ([]byte, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "admin: {address: 127.0.0.1:0}\nlisteners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]\n")
-	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}, {name: callout, endpoints: [%q]}]\nfilters:\n", addr, calloutAddr)
+	fmt.Fprintf(&b, "admin: {address: %q}\nlisteners: [{name: web, address: %q, protocols: [http1, h2c]}]\n", o.Admin, o.Listen)
+	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}, {name: callout, endpoints: [%q]}]\nfilters:\n", o.App, o.Callout)
 	declared := map[string]Filter{}
 	var routes bytes.Buffer
 	for _, sc := range scs {

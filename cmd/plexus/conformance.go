@@ -16,7 +16,7 @@ const conformanceUsage = `Usage:
       run the Proxy-Wasm host suite against plexus, in-process; exit 1 on any failure
   plexus conformance run --target http://HOST:PORT --app ADDR --callout ADDR [...]
       run it black-box against a gateway serving the config that "conformance config" wrote
-  plexus conformance config --dir DIR --app ADDR --callout ADDR
+  plexus conformance config --dir DIR [--listen ADDR] --app ADDR --callout ADDR
       write that config (plexus.yaml, with the suite's modules) for backends at ADDR
 `
 
@@ -114,10 +114,12 @@ func writeReport(path string, write func(io.Writer) error) error {
 }
 
 func cmdConformanceConfig(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("conformance config", "conformance config --dir DIR [--app ADDR] [--callout ADDR]", stderr)
+	fs := newFlags("conformance config", "conformance config --dir DIR [--listen ADDR] [--admin ADDR] [--app ADDR] [--callout ADDR]", stderr)
 	dir := fs.String("dir", "", "`dir`ectory to write plexus.yaml and the suite's modules to (required)")
 	app := fs.String("app", "127.0.0.1:9181", "`host:port` of the run's app backend")
 	callout := fs.String("callout", "127.0.0.1:9182", "`host:port` of the run's callout backend")
+	listen := fs.String("listen", "127.0.0.1:8080", "`host:port` the gateway's listener binds")
+	admin := fs.String("admin", "127.0.0.1:9901", "`host:port` of the gateway's admin listener")
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
@@ -128,7 +130,7 @@ func cmdConformanceConfig(args []string, stdout, stderr io.Writer) int {
 	suite, err := conformance.HostSuite()
 	if err == nil {
 		if err = os.MkdirAll(*dir, 0o755); err == nil {
-			err = conformance.Config(suite, *dir, *app, *callout)
+			err = conformance.Config(suite, *dir, conformance.ConfigOptions{Listen: *listen, Admin: *admin, App: *app, Callout: *callout})
 		}
 	}
 	if err != nil {

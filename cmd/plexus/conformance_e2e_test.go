@@ -44,7 +44,7 @@ func TestConformanceBlackBox(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	app, callout := deadAddr(t), deadAddr(t)
-	plexusCmd(t, "conformance", "config", "--dir", dir, "--app", app, "--callout", callout)
+	plexusCmd(t, "conformance", "config", "--dir", dir, "--app", app, "--callout", callout, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	yaml, err := os.ReadFile(filepath.Join(dir, "plexus.yaml"))
 	if err != nil {
 		t.Fatal(err)
