@@ -14,6 +14,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // TestHostSuite: plexus passes its own host suite, in-process.
@@ -25,7 +26,7 @@ func TestHostSuite(t *testing.T) {
 	if len(s.Scenarios) < 5 {
 		t.Fatalf("the host suite has %d scenarios", len(s.Scenarios))
 	}
-	rep, err := Run(context.Background(), s, Options{Version: "test"})
+	rep, err := Run(context.Background(), s, Options{Version: "test", Build: testBuild(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestBlackBox(t *testing.T) {
 	}
 	dir := t.TempDir()
 	app, callout := freeAddr(t), freeAddr(t)
-	if err := Config(s, dir, ConfigOptions{App: app, Callout: callout}); err != nil {
+	if err := Config(s, dir, ConfigOptions{App: app, Callout: callout, Build: testBuild(t)}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(filepath.Join(dir, "plexus.yaml"))
@@ -170,7 +171,7 @@ func TestBlackBox(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Shutdown(context.Background())
-	rep, err := RunTarget(context.Background(), s, Target{URL: "http://" + g.Addrs()["web"], App: app, Callout: callout}, Options{})
+	rep, err := RunTarget(context.Background(), s, Target{URL: "http://" + g.Addrs()["web"], App: app, Callout: callout}, Options{Build: testBuild(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,5 +179,28 @@ func TestBlackBox(t *testing.T) {
 	rep.WriteText(&out)
 	if rep.Failed() || len(rep.Results) != len(s.Scenarios) {
 		t.Fatalf("black-box run:\n%s", out.String())
+	}
+}
+
+// testBuild builds go/NAME modules as the tests build every Go filter: once, cached.
+func testBuild(t *testing.T) func(string) ([]byte, error) {
+	return func(m string) ([]byte, error) {
+		return os.ReadFile(wasmbuild.Go(t, "conformance/filters/"+m))
+	}
+}
+
+// TestSkipsWithoutBuilder: with no way to build go/ modules their scenarios are skipped,
+// said so, and do not fail the run.
+func TestSkipsWithoutBuilder(t *testing.T) {
+	s, err := HostSuite()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), s, Options{Only: "-go"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) == 0 || rep.Failed() || !strings.Contains(rep.Results[0].Skipped, "needs Go") {
+		t.Errorf("a go/ scenario without a builder: %+v", rep.Results)
 	}
 }

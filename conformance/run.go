@@ -30,6 +30,8 @@ type Options struct {
 	Only string
 	// Version names the host in the report.
 	Version string
+	// Build builds the suite's go/NAME modules (GoBuilder); nil skips their scenarios.
+	Build func(module string) ([]byte, error)
 }
 
 // Result is how one scenario went.
@@ -53,17 +55,30 @@ func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	load := loader(o.Build)
 	for _, sc := range s.Scenarios {
 		if !o.selects(sc) {
 			continue
 		}
 		start := time.Now()
 		res := &Result{Scenario: sc}
-		res.Failures = runOne(ctx, sc, dir)
+		if res.Skipped = unbuildable(sc, o.Build); res.Skipped == "" {
+			res.Failures = runOne(ctx, sc, dir, load)
+		}
 		res.Duration = time.Since(start)
 		rep.Results = append(rep.Results, res)
 	}
 	return rep, nil
+}
+
+// unbuildable says why sc cannot run, "" when it can: a go/ module with no builder.
+func unbuildable(sc *Scenario, build func(string) ([]byte, error)) string {
+	for _, f := range sc.Filters {
+		if strings.HasPrefix(f.Module, "go/") && build == nil {
+			return "needs Go and a checkout of plexus to build " + f.Module
+		}
+	}
+	return ""
 }
 
 // Target says where a black-box run goes: the gateway's listener (http://host:port, its
@@ -108,6 +123,10 @@ func RunTarget(ctx context.Context, s *Suite, t Target, o Options) (*Report, err
 		start := time.Now()
 		res := &Result{Scenario: sc}
 		deadline := time.Now().Add(10 * time.Second)
+		if res.Skipped = unbuildable(sc, o.Build); res.Skipped != "" {
+			rep.Results = append(rep.Results, res)
+			continue
+		}
 		for {
 			res.Failures = check(ctx, sc, u.Host, backend, callouts, nil)
 			if len(res.Failures) == 0 || !sc.Expect.Eventually || time.Now().After(deadline) || ctx.Err() != nil {
@@ -214,7 +233,7 @@ func serveOn(ln net.Listener, h http.Handler) (stop func()) {
 }
 
 // runOne runs a scenario and returns what did not hold.
-func runOne(ctx context.Context, sc *Scenario, dir string) []string {
+func runOne(ctx context.Context, sc *Scenario, dir string, load func(string) ([]byte, error)) []string {
 	backend, callouts := &echo{name: "app"}, &echo{name: "callout"}
 	addr, stop, err := serve(backend)
 	if err != nil {
@@ -227,7 +246,7 @@ func runOne(ctx context.Context, sc *Scenario, dir string) []string {
 	}
 	defer stopCallouts()
 
-	cfgText, err := scenarioConfig(sc, dir, addr, calloutAddr)
+	cfgText, err := writeConfig([]*Scenario{sc}, dir, ConfigOptions{App: addr, Callout: calloutAddr}, false, load)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -390,16 +409,13 @@ func checkHeaders(fail func(string, ...any), what string, h http.Header, want ma
 // config (Config) routes by it.
 const ScenarioHeader = "x-conformance-scenario"
 
-// scenarioConfig is the gateway config that plays sc: its chain on every path, in front
-// of the backend at addr; the modules are written to dir.
-func scenarioConfig(sc *Scenario, dir, addr, calloutAddr string) ([]byte, error) {
-	return writeConfig([]*Scenario{sc}, dir, ConfigOptions{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", App: addr, Callout: calloutAddr}, false)
-}
-
 // ConfigOptions say where Config's gateway listens and where the run's backends are.
 type ConfigOptions struct {
 	Listen, Admin string // host:port; 127.0.0.1:0 when empty
 	App, Callout  string // host:port of the run's app and callout backends
+	// Build builds go/NAME modules; without it, their scenarios are left out, as a
+	// RunTarget without one skips them.
+	Build func(module string) ([]byte, error)
 }
 
 // Config writes to dir a plexus config (plexus.yaml) and the modules that play every
@@ -407,20 +423,26 @@ type ConfigOptions struct {
 // callout backends at the addresses given: what a black-box run (RunTarget) expects the
 // target to serve. For another Proxy-Wasm host, it says what to configure.
 func Config(s *Suite, dir string, o ConfigOptions) error {
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
+	var scs []*Scenario
+	for _, sc := range s.Scenarios {
+		if unbuildable(sc, o.Build) == "" { // as RunTarget skips them
+			scs = append(scs, sc)
+		}
 	}
-	if o.Admin == "" {
-		o.Admin = "127.0.0.1:0"
-	}
-	b, err := writeConfig(s.Scenarios, dir, o, true)
+	b, err := writeConfig(scs, dir, o, true, loader(o.Build))
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "plexus.yaml"), b, 0o644)
 }
 
-func writeConfig(scs []*Scenario, dir string, o ConfigOptions, byHeader bool) ([]byte, error) {
+func writeConfig(scs []*Scenario, dir string, o ConfigOptions, byHeader bool, load func(string) ([]byte, error)) ([]byte, error) {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.Admin == "" {
+		o.Admin = "127.0.0.1:0"
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "admin: {address: %q}\nlisteners: [{name: web, address: %q, protocols: [http1, h2c]}]\n", o.Admin, o.Listen)
 	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}, {name: callout, endpoints: [%q]}]\nfilters:\n", o.App, o.Callout)
@@ -437,7 +459,7 @@ func writeConfig(scs []*Scenario, dir string, o ConfigOptions, byHeader bool) ([
 				continue
 			}
 			declared[f.Name] = f
-			wasm, err := module(f.Module)
+			wasm, err := load(f.Module)
 			if err != nil {
 				return nil, fmt.Errorf("filter %q: %w", f.Name, err)
 			}

@@ -18,9 +18,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -46,7 +50,7 @@ type Scenario struct {
 // Filter is one filter of a scenario's chain.
 type Filter struct {
 	Name    string `yaml:"name"`
-	Module  string `yaml:"module"`  // wat/NAME: the suite's filters/wat/NAME.wasm
+	Module  string `yaml:"module"`  // wat/NAME: the suite's filters/wat/NAME.wasm; go/NAME: filters/go/NAME, built (Options.Build)
 	Config  string `yaml:"config"`  // handed to proxy_on_configure
 	Failure string `yaml:"failure"` // closed (default) or open
 }
@@ -204,14 +208,19 @@ func (sc *Scenario) check() error {
 		return errors.New("no filters")
 	}
 	for _, f := range sc.Filters {
-		if f.Name == "" || !strings.HasPrefix(f.Module, "wat/") {
-			return fmt.Errorf("filter %q: module %q: want wat/NAME", f.Name, f.Module)
-		}
 		if f.Failure != "" && f.Failure != "open" && f.Failure != "closed" {
 			return fmt.Errorf("filter %q: failure %q: want open or closed", f.Name, f.Failure)
 		}
-		if _, err := fs.Stat(files, "filters/"+f.Module+".wasm"); err != nil {
-			return fmt.Errorf("filter %q: no module %s in the suite", f.Name, f.Module)
+		kind, name, _ := strings.Cut(f.Module, "/")
+		switch {
+		case f.Name == "" || name == "" || strings.ContainsAny(name, "/.\\"):
+			return fmt.Errorf("filter %q: module %q: want wat/NAME or go/NAME", f.Name, f.Module)
+		case kind == "wat":
+			if _, err := fs.Stat(files, "filters/"+f.Module+".wasm"); err != nil {
+				return fmt.Errorf("filter %q: no module %s in the suite", f.Name, f.Module)
+			}
+		case kind != "go":
+			return fmt.Errorf("filter %q: module %q: want wat/NAME or go/NAME", f.Name, f.Module)
 		}
 	}
 	switch sc.Request.Protocol {
@@ -225,5 +234,68 @@ func (sc *Scenario) check() error {
 	return nil
 }
 
-// module is the bytes of a suite module (wat/NAME).
-func module(name string) ([]byte, error) { return files.ReadFile("filters/" + name + ".wasm") }
+// loader gives the bytes of a suite module: wat/NAME from the suite, go/NAME through
+// build (nil: ErrNoBuilder).
+func loader(build func(string) ([]byte, error)) func(string) ([]byte, error) {
+	var mu sync.Mutex
+	built := map[string][]byte{}
+	return func(m string) ([]byte, error) {
+		if strings.HasPrefix(m, "wat/") {
+			return files.ReadFile("filters/" + m + ".wasm")
+		}
+		if build == nil {
+			return nil, ErrNoBuilder
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if b, ok := built[m]; ok {
+			return b, nil
+		}
+		b, err := build(m)
+		if err != nil {
+			return nil, fmt.Errorf("building %s: %w", m, err)
+		}
+		built[m] = b
+		return b, nil
+	}
+}
+
+// ErrNoBuilder is a go/NAME module with no way to build it: its scenarios are skipped.
+var ErrNoBuilder = errors.New("conformance: go/ modules need Go and a checkout of plexus to be built")
+
+// GoBuilder builds go/NAME modules from conformance/filters/go/NAME of the plexus
+// checkout at root, with the Go toolchain, for wasip1 as the upstream SDK wants.
+func GoBuilder(root string) func(string) ([]byte, error) {
+	return func(m string) ([]byte, error) {
+		dir, err := os.MkdirTemp("", "plexus-conformance-go-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "m.wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./conformance/filters/"+m)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build: %v\n%s", err, b)
+		}
+		return os.ReadFile(out)
+	}
+}
+
+// FindRoot is the plexus checkout dir is in (its go.mod names the module), or "".
+func FindRoot(dir string) string {
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			if strings.HasPrefix(string(b), "module github.com/plexus-mesh/plexus\n") {
+				return dir
+			}
+			return ""
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,7 +51,7 @@ func cmdConformanceRun(args []string, stdout, stderr io.Writer) int {
 	if code, stop := parse(fs, args); stop {
 		return code
 	}
-	o := conformance.Options{Only: *only, Version: buildVersion()}
+	o := conformance.Options{Only: *only, Version: buildVersion(), Build: goBuilder()}
 	if *profiles != "" {
 		for _, p := range strings.Split(*profiles, ",") {
 			p = strings.TrimSpace(p)
@@ -130,7 +131,7 @@ func cmdConformanceConfig(args []string, stdout, stderr io.Writer) int {
 	suite, err := conformance.HostSuite()
 	if err == nil {
 		if err = os.MkdirAll(*dir, 0o755); err == nil {
-			err = conformance.Config(suite, *dir, conformance.ConfigOptions{Listen: *listen, Admin: *admin, App: *app, Callout: *callout})
+			err = conformance.Config(suite, *dir, conformance.ConfigOptions{Listen: *listen, Admin: *admin, App: *app, Callout: *callout, Build: goBuilder()})
 		}
 	}
 	if err != nil {
@@ -139,4 +140,21 @@ func cmdConformanceConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*dir, "plexus.yaml"))
 	return 0
+}
+
+// goBuilder builds the suite's Go filters when plexus runs in a checkout of its sources
+// with Go on the PATH; nil (their scenarios skipped) otherwise.
+func goBuilder() func(string) ([]byte, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil
+	}
+	root := conformance.FindRoot(wd)
+	if root == "" {
+		return nil
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		return nil
+	}
+	return conformance.GoBuilder(root)
 }
