@@ -271,6 +271,9 @@ func runOne(ctx context.Context, sc *Scenario, dir string, load func(string) ([]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fails := check(ctx, sc, g.Addrs()["web"], backend, callouts, rec)
+		if len(fails) == 0 {
+			fails = checkMetrics(ctx, sc, g.Addrs()["admin"])
+		}
 		if len(fails) == 0 || !sc.Expect.Eventually || time.Now().After(deadline) || ctx.Err() != nil {
 			if len(fails) > 0 {
 				// What the gateway said of it helps to tell why.
@@ -343,6 +346,52 @@ func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *ec
 		}
 	}
 	return fails
+}
+
+// checkMetrics reads the gateway's /metrics on its admin listener at admin and checks
+// the scenario's metrics there: a filter's metric NAME is the series NAME (a gauge) or
+// NAME_total (a counter) with plexus_filter="FILTER".
+func checkMetrics(ctx context.Context, sc *Scenario, admin string) []string {
+	if len(sc.Expect.Metrics) == 0 {
+		return nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return []string{"reading /metrics: " + err.Error()}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var fails []string
+	for _, m := range sc.Expect.Metrics {
+		got, ok := seriesValue(string(b), m)
+		switch {
+		case !ok:
+			fails = append(fails, fmt.Sprintf("no metric %s of filter %q in /metrics", m.Name, m.Filter))
+		case got != m.Value:
+			fails = append(fails, fmt.Sprintf("metric %s of filter %q: %v, want %v", m.Name, m.Filter, got, m.Value))
+		}
+	}
+	return fails
+}
+
+func seriesValue(metrics string, m Metric) (float64, bool) {
+	label := fmt.Sprintf("plexus_filter=%q", m.Filter)
+	for _, line := range strings.Split(metrics, "\n") {
+		name, rest, ok := strings.Cut(line, "{")
+		if !ok || name != m.Name && name != m.Name+"_total" {
+			continue
+		}
+		labels, value, _ := strings.Cut(rest, "} ")
+		if !strings.Contains(labels, label) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(value, &v); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 func (e *echo) reset() {

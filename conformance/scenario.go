@@ -74,9 +74,19 @@ type Expect struct {
 	// Callout is the HTTP callout the backend named "callout" must have received (it
 	// answers 200 with x-backend: callout, the app backend with x-backend: app).
 	Callout *Callout `yaml:"callout"`
+	// Metrics are values the gateway's metrics must show for a filter (in-process runs
+	// read plexus's /metrics; black-box runs cannot, and do not).
+	Metrics []Metric `yaml:"metrics"`
 	// Eventually sends the request again until the expectations hold (10s at most): for
 	// what a timer or a queue does in its own time.
 	Eventually bool `yaml:"eventually"`
+}
+
+// Metric is a filter's metric, by the name it defined, and the value it must have.
+type Metric struct {
+	Filter string  `yaml:"filter"`
+	Name   string  `yaml:"name"`
+	Value  float64 `yaml:"value"`
 }
 
 // Callout is a request a filter made to the callout backend.
