@@ -146,10 +146,10 @@ func (o *Options) selects(sc *Scenario) bool {
 
 // seen is what the echo backend received.
 type seen struct {
-	reached      bool
-	method, path string
-	header       http.Header
-	body         string
+	reached         bool
+	method, path    string
+	header, trailer http.Header
+	body            string
 }
 
 type echo struct {
@@ -161,7 +161,7 @@ type echo struct {
 func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	e.mu.Lock()
-	e.last = seen{reached: true, method: r.Method, path: r.URL.RequestURI(), header: r.Header.Clone(), body: string(b)}
+	e.last = seen{reached: true, method: r.Method, path: r.URL.RequestURI(), header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: string(b)}
 	e.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("X-Backend", e.name)
@@ -321,6 +321,7 @@ func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *ec
 			if e.Body != nil && got.body != *e.Body {
 				fail("upstream body %q, want %q", got.body, *e.Body)
 			}
+			checkHeaders(fail, "upstream trailer", got.trailer, e.Trailers, nil)
 		}
 	}
 	for _, want := range sc.Expect.Logs {
@@ -556,6 +557,15 @@ func send(ctx context.Context, sc *Scenario, addr string, blackBox bool) (*http.
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+r.Path, body)
 	if err != nil {
 		return nil, "", err
+	}
+	if len(r.Trailers) > 0 {
+		// Trailers follow a body of no declared length.
+		req.Body = io.NopCloser(strings.NewReader(r.Body))
+		req.ContentLength = -1
+		req.Trailer = http.Header{}
+		for k, v := range r.Trailers {
+			req.Trailer.Set(k, v)
+		}
 	}
 	for k, v := range r.Headers {
 		req.Header.Set(k, v)

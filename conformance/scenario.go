@@ -61,6 +61,7 @@ type Request struct {
 	Path     string            `yaml:"path"`     // with the query
 	Headers  map[string]string `yaml:"headers"`  // besides Host
 	Body     string            `yaml:"body"`     // none when empty
+	Trailers map[string]string `yaml:"trailers"` // sent after the body (chunked on HTTP/1.1)
 	Protocol string            `yaml:"protocol"` // http1 (default) or h2c
 }
 
@@ -102,6 +103,8 @@ type Upstream struct {
 	Headers map[string]string `yaml:"headers"` // each must be there with this value
 	Absent  []string          `yaml:"absent"`  // each must not be there
 	Body    *string           `yaml:"body"`
+	// Trailers must be there with these values.
+	Trailers map[string]string `yaml:"trailers"`
 }
 
 // UnmarshalYAML reads "none", or the mapping.
