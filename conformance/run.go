@@ -156,16 +156,36 @@ type echo struct {
 	name string // answered as x-backend
 	mu   sync.Mutex
 	last seen
+	with *Backend // how to answer; nil: 200 "echo\n"
 }
 
 func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	e.mu.Lock()
 	e.last = seen{reached: true, method: r.Method, path: r.URL.RequestURI(), header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: string(b)}
+	with := e.with
 	e.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("X-Backend", e.name)
-	io.WriteString(w, "echo\n")
+	if with == nil {
+		io.WriteString(w, "echo\n")
+		return
+	}
+	for k, v := range with.Headers {
+		w.Header().Set(k, v)
+	}
+	for k := range with.Trailers {
+		w.Header().Add("Trailer", k)
+	}
+	status := with.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, with.Body)
+	for k, v := range with.Trailers {
+		w.Header().Set(k, v)
+	}
 }
 
 // logs records what the gateway logged.
@@ -290,8 +310,8 @@ func runOne(ctx context.Context, sc *Scenario, dir string, load func(string) ([]
 
 // check sends the scenario's request and returns which expectations did not hold.
 func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *echo, rec *logs) []string {
-	backend.reset()
-	callouts.reset()
+	backend.reset(sc.Backend)
+	callouts.reset(nil)
 	resp, body, err := send(ctx, sc, addr, rec == nil)
 	if err != nil {
 		return []string{"request: " + err.Error()}
@@ -306,6 +326,7 @@ func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *ec
 		if e.Body != nil && body != *e.Body {
 			fail("response body %q, want %q", body, *e.Body)
 		}
+		checkHeaders(fail, "response trailer", resp.Trailer, e.Trailers, nil)
 	}
 	backend.mu.Lock()
 	got := backend.last
@@ -395,9 +416,9 @@ func seriesValue(metrics string, m Metric) (float64, bool) {
 	return 0, false
 }
 
-func (e *echo) reset() {
+func (e *echo) reset(with *Backend) {
 	e.mu.Lock()
-	e.last = seen{}
+	e.last, e.with = seen{}, with
 	e.mu.Unlock()
 }
 

@@ -42,6 +42,7 @@ type Scenario struct {
 	ABI     []string `yaml:"abi"` // the ABI functions and callbacks it exercises
 	Filters []Filter `yaml:"filters"`
 	Request Request  `yaml:"request"`
+	Backend *Backend `yaml:"backend"` // how the app backend answers; 200 "echo\n" by default
 	Expect  Expect   `yaml:"expect"`
 
 	file string // where it was read from
@@ -63,6 +64,14 @@ type Request struct {
 	Body     string            `yaml:"body"`     // none when empty
 	Trailers map[string]string `yaml:"trailers"` // sent after the body (chunked on HTTP/1.1)
 	Protocol string            `yaml:"protocol"` // http1 (default) or h2c
+}
+
+// Backend is how the app backend answers a scenario's request.
+type Backend struct {
+	Status   int               `yaml:"status"`
+	Headers  map[string]string `yaml:"headers"`
+	Body     string            `yaml:"body"`
+	Trailers map[string]string `yaml:"trailers"`
 }
 
 // Expect is what must be seen.
@@ -125,10 +134,11 @@ func (u *Upstream) UnmarshalYAML(n *yaml.Node) error {
 
 // Response is the response the client got.
 type Response struct {
-	Status  int               `yaml:"status"`
-	Headers map[string]string `yaml:"headers"`
-	Absent  []string          `yaml:"absent"`
-	Body    *string           `yaml:"body"`
+	Status   int               `yaml:"status"`
+	Headers  map[string]string `yaml:"headers"`
+	Absent   []string          `yaml:"absent"`
+	Body     *string           `yaml:"body"`
+	Trailers map[string]string `yaml:"trailers"`
 }
 
 // Log is a log line the gateway must have written.
