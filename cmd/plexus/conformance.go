@@ -22,21 +22,10 @@ const conformanceUsage = `Usage:
 `
 
 func cmdConformance(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, conformanceUsage)
-		return 2
-	}
-	switch args[0] {
-	case "run":
-		return cmdConformanceRun(args[1:], stdout, stderr)
-	case "config":
-		return cmdConformanceConfig(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, conformanceUsage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "plexus conformance: unknown command %q\n\n%s", args[0], conformanceUsage)
-	return 2
+	return subcommand("conformance", conformanceUsage, args, stdout, stderr, map[string]func([]string) int{
+		"run":    func(a []string) int { return cmdConformanceRun(a, stdout, stderr) },
+		"config": func(a []string) int { return cmdConformanceConfig(a, stdout, stderr) },
+	})
 }
 
 func cmdConformanceRun(args []string, stdout, stderr io.Writer) int {

@@ -21,20 +21,26 @@ const registryUsage = `Usage:
 `
 
 func cmdRegistry(args []string, stdout, stderr io.Writer) int {
+	return subcommand("registry", registryUsage, args, stdout, stderr, map[string]func([]string) int{
+		"serve": func(a []string) int { return cmdRegistryServe(a, stderr) },
+		"gc":    func(a []string) int { return cmdRegistryGC(a, stdout, stderr) },
+	})
+}
+
+// subcommand runs the subcommand args[0] of command from cmds, or shows usage.
+func subcommand(command, usage string, args []string, stdout, stderr io.Writer, cmds map[string]func([]string) int) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, registryUsage)
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	switch args[0] {
-	case "serve":
-		return cmdRegistryServe(args[1:], stderr)
-	case "gc":
-		return cmdRegistryGC(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, registryUsage)
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "plexus registry: unknown command %q\n\n%s", args[0], registryUsage)
+	if run, ok := cmds[args[0]]; ok {
+		return run(args[1:])
+	}
+	fmt.Fprintf(stderr, "plexus %s: unknown command %q\n\n%s", command, args[0], usage)
 	return 2
 }
 
