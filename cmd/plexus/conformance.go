@@ -19,12 +19,15 @@ const conformanceUsage = `Usage:
       run it black-box against a gateway serving the config that "conformance config" wrote
   plexus conformance config --dir DIR [--listen ADDR] --app ADDR --callout ADDR
       write that config (plexus.yaml, with the suite's modules) for backends at ADDR
+  plexus conformance check FILTER.wasm [--config FILE] [--requests N] [--seed S]
+      check a filter: its ABI shape, then randomized requests through plexus; exit 1 on failure
 `
 
 func cmdConformance(args []string, stdout, stderr io.Writer) int {
 	return subcommand("conformance", conformanceUsage, args, stdout, stderr, map[string]func([]string) int{
 		"run":    func(a []string) int { return cmdConformanceRun(a, stdout, stderr) },
 		"config": func(a []string) int { return cmdConformanceConfig(a, stdout, stderr) },
+		"check":  func(a []string) int { return cmdConformanceCheck(a, stdout, stderr) },
 	})
 }
 
@@ -146,4 +149,40 @@ func goBuilder() func(string) ([]byte, error) {
 		return nil
 	}
 	return conformance.GoBuilder(root)
+}
+
+func cmdConformanceCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("conformance check", "conformance check FILTER.wasm [--config FILE] [--requests N] [--seed S]", stderr)
+	confFile := fs.String("config", "", "`file` whose contents are the filter's plugin configuration")
+	requests := fs.Int("requests", 300, "randomized requests to drive the filter through (`n`)")
+	seed := fs.Uint64("seed", 0, "`seed` of the requests' randomness, to replay a run; from the clock when 0")
+	maxGrowth := fs.Int64("max-growth", 1<<20, "memory `bytes` the filter may grow by after the warm-up before it is called a leak")
+	pos, code, stop := parseArgs(fs, args, 1)
+	if stop {
+		return code
+	}
+	wasm, err := os.ReadFile(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "plexus conformance check: %v\n", err)
+		return 1
+	}
+	o := conformance.CheckOptions{Requests: *requests, Seed: *seed, MaxGrowth: *maxGrowth}
+	if *confFile != "" {
+		if o.Config, err = os.ReadFile(*confFile); err != nil {
+			fmt.Fprintf(stderr, "plexus conformance check: %v\n", err)
+			return 1
+		}
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	rep, err := conformance.Check(ctx, wasm, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "plexus conformance check: %v\n", err)
+		return 1
+	}
+	rep.WriteText(stdout)
+	if rep.Failed() {
+		return 1
+	}
+	return 0
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // TestConformanceRun: `plexus conformance run` plays the whole host suite against plexus
@@ -53,5 +55,21 @@ func TestConformanceBlackBox(t *testing.T) {
 	out := plexusCmd(t, "conformance", "run", "--target", "http://"+g.addr("web"), "--app", app, "--callout", callout)
 	if !strings.Contains(out, " 0 failed") || strings.Contains(out, "FAIL") {
 		t.Errorf("black-box run:\n%s", out)
+	}
+}
+
+// TestConformanceCheck: `plexus conformance check` passes a well-behaved filter built on
+// the upstream Go SDK, with exit 0, and fails one that traps, with exit 1.
+func TestConformanceCheck(t *testing.T) {
+	t.Parallel()
+	good := wasmbuild.Go(t, "conformance/filters/go/headers")
+	if out := plexusCmd(t, "conformance", "check", good, "--requests", "40", "--seed", "1"); !strings.Contains(out, "PASS") || !strings.Contains(out, "ABI: 0.2.") {
+		t.Errorf("check of a good filter:\n%s", out)
+	}
+	var out strings.Builder
+	cmd := exec.Command(plexusBin, "conformance", "check", filepath.Join(wasmbuild.ModuleRoot(t), "conformance/filters/wat/trap.wasm"), "--requests", "20")
+	cmd.Stdout = &out
+	if err := cmd.Run(); err == nil || !strings.Contains(out.String(), "filter failure: trap") {
+		t.Errorf("check of a trapping filter: %v\n%s", err, out.String())
 	}
 }

@@ -89,6 +89,17 @@ func init() {
 	def("proxy_call_foreign_function", 6, hostCallForeignFunction)
 }
 
+// HostFunction is the signature plexus implements for the host function env.name:
+// its parameters, and whether its result (an i32 status) may also be left out (the 0.1.0
+// forms of a few); ok is false for a name plexus does not implement.
+func HostFunction(name string) (params []api.ValueType, noResultOK bool, ok bool) {
+	h, known := hostFuncs[name]
+	if !known {
+		return nil, false, false
+	}
+	return h.types(), h.anyResult, true
+}
+
 func (h hostFunc) types() []api.ValueType {
 	t := make([]api.ValueType, h.params)
 	for k := range t {
