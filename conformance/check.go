@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -31,6 +32,9 @@ type CheckOptions struct {
 	// MaxGrowth is how much the filter's memory may grow from the warm-up to the last
 	// request before the checker calls it a leak; 1 MiB by default.
 	MaxGrowth int64
+	// Golden, when set, is a host-call trace recorded before (CheckReport.Trace): the
+	// filter's trace must be the same, or the check fails.
+	Golden []string
 }
 
 // Finding is one thing the checker found.
@@ -47,6 +51,10 @@ type CheckReport struct {
 	Failures  map[string]int     // the filter's failures by kind (trap, timeout, ...)
 	Growth    int64              // memory bytes from the warm-up to the end, one instance
 	Latencies map[string]float64 // mean microseconds per callback
+	// Trace is the host calls the filter made for the trace requests (a GET with a
+	// header, a POST with a body), in order, each as "NAME STATUS", after a line naming
+	// the request: what a golden trace is compared with.
+	Trace []string
 }
 
 // Failed reports whether any finding is an error.
@@ -220,7 +228,16 @@ routes: [{name: all, match: {path_prefix: /}, filters: [checked], backend: app}]
 		return err
 	}
 	rec := &logs{}
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(rec), Version: "check"})
+	var traceMu sync.Mutex
+	tracing := true
+	hostCall := func(_, call string, st uint32) {
+		traceMu.Lock()
+		defer traceMu.Unlock()
+		if tracing {
+			r.Trace = append(r.Trace, call+" "+statusName(st))
+		}
+	}
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(rec), Version: "check", HostCallTrace: hostCall})
 	if err != nil {
 		r.add("error", "the filter does not start: %v", err)
 		return nil
@@ -234,6 +251,27 @@ routes: [{name: all, match: {path_prefix: /}, filters: [checked], backend: app}]
 		g.Shutdown(sctx)
 	}()
 	web, admin := g.Addrs()["web"], g.Addrs()["admin"]
+	// The trace requests: what the filter does when it starts, then for each, once its
+	// instance is given back (its last callback has run).
+	for k, tr := range traceRequests {
+		traceMu.Lock()
+		r.Trace = append(r.Trace, fmt.Sprintf("# request %d: %s", k+1, tr.what))
+		traceMu.Unlock()
+		send(ctx, &Scenario{Request: tr.req}, web, false)
+		if err := waitIdle(ctx, admin); err != nil {
+			return err
+		}
+	}
+	traceMu.Lock()
+	tracing = false
+	traceMu.Unlock()
+	if o.Golden != nil {
+		if d := traceDiff(o.Golden, r.Trace); d != "" {
+			r.add("error", "the host-call trace differs from the golden one: %s", d)
+		} else {
+			r.add("info", "the host-call trace is the golden one (%d lines)", len(r.Trace))
+		}
+	}
 	rnd := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	warm := min(20, o.Requests/5)
 	var warmMemory int64
@@ -268,7 +306,59 @@ routes: [{name: all, match: {path_prefix: /}, filters: [checked], backend: app}]
 	return nil
 }
 
+// traceRequests are the requests a trace records.
+var traceRequests = []struct {
+	what string
+	req  Request
+}{
+	{"GET /trace?q=1 with x-trace: 1", Request{Path: "/trace?q=1", Headers: map[string]string{"x-trace": "1"}}},
+	{"POST /trace with a 10-byte body", Request{Method: "POST", Path: "/trace", Body: "trace body"}},
+}
+
+// statusNames are Proxy-Wasm's WasmResult values.
+var statusNames = []string{"OK", "NOT_FOUND", "BAD_ARGUMENT", "SERIALIZATION_FAILURE", "PARSE_FAILURE", "BAD_EXPRESSION",
+	"INVALID_MEMORY_ACCESS", "EMPTY", "CAS_MISMATCH", "RESULT_MISMATCH", "INTERNAL_FAILURE", "BROKEN_CONNECTION", "UNIMPLEMENTED"}
+
+func statusName(st uint32) string {
+	if int(st) < len(statusNames) {
+		return statusNames[st]
+	}
+	return fmt.Sprintf("STATUS_%d", st)
+}
+
+// traceDiff says where got first differs from want, "" when it does not.
+func traceDiff(want, got []string) string {
+	for i := range max(len(want), len(got)) {
+		switch {
+		case i >= len(want):
+			return fmt.Sprintf("line %d: %q is one more call than the golden trace's %d lines", i+1, got[i], len(want))
+		case i >= len(got):
+			return fmt.Sprintf("line %d: the golden trace has %q, the filter made no more calls", i+1, want[i])
+		case want[i] != got[i]:
+			return fmt.Sprintf("line %d: %q, the golden trace has %q", i+1, got[i], want[i])
+		}
+	}
+	return ""
+}
+
+// waitIdle waits until the checked filter holds no instance: the last callbacks of a
+// request (proxy_on_log, proxy_on_done) run after its response.
+func waitIdle(ctx context.Context, admin string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := filterStats(ctx, admin)
+		if err != nil {
+			return err
+		}
+		if st.InUse == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 type stats struct {
+	InUse    int
 	Memory   int64
 	Failures map[string]int
 	Latency  map[string]float64
@@ -284,6 +374,7 @@ func filterStats(ctx context.Context, admin string) (*stats, error) {
 	defer resp.Body.Close()
 	var doc struct {
 		Filters []struct {
+			InUse     int                        `json:"in_use"`
 			Memory    int64                      `json:"memory_bytes"`
 			Failures  map[string]int             `json:"failures"`
 			Callbacks map[string]json.RawMessage `json:"callbacks"`
@@ -293,7 +384,7 @@ func filterStats(ctx context.Context, admin string) (*stats, error) {
 		return nil, fmt.Errorf("conformance: reading /filters: %v", err)
 	}
 	f := doc.Filters[0]
-	st := &stats{Memory: f.Memory, Failures: f.Failures, Latency: map[string]float64{}}
+	st := &stats{InUse: f.InUse, Memory: f.Memory, Failures: f.Failures, Latency: map[string]float64{}}
 	for name, raw := range f.Callbacks {
 		var c struct {
 			Mean float64 `json:"mean_us"`

@@ -51,3 +51,35 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckTrace: the checker records the host calls a filter makes for its trace
+// requests, in order, with their statuses; the same filter checked against that trace
+// passes, a trace that differs fails and says where.
+func TestCheckTrace(t *testing.T) {
+	good, _ := files.ReadFile("filters/wat/headers.wasm")
+	rep, err := Check(context.Background(), good, CheckOptions{Requests: 10, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(rep.Trace, "\n")
+	for _, want := range []string{"# request 1: GET /trace?q=1 with x-trace: 1\nproxy_add_header_map_value OK\nproxy_replace_header_map_value OK\nproxy_remove_header_map_value OK\nproxy_get_header_map_value NOT_FOUND\nproxy_add_header_map_value OK\n# request 2"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("trace:\n%s\nwant it to contain:\n%s", got, want)
+		}
+	}
+	again, err := Check(context.Background(), good, CheckOptions{Requests: 10, Seed: 1, Golden: rep.Trace})
+	if err != nil || again.Failed() {
+		t.Fatalf("the same filter against its own trace: %v %+v", err, again.Findings)
+	}
+	wrong := append([]string{}, rep.Trace...)
+	wrong[1] = "proxy_log OK"
+	bad, err := Check(context.Background(), good, CheckOptions{Requests: 10, Seed: 1, Golden: wrong})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	bad.WriteText(&out)
+	if !bad.Failed() || !strings.Contains(out.String(), `line 2: "proxy_add_header_map_value OK", the golden trace has "proxy_log OK"`) {
+		t.Errorf("against a trace that differs:\n%s", out.String())
+	}
+}

@@ -89,6 +89,10 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 	if fc.Limits.NoDeadline {
 		pc.CallbackTimeout = -1
 	}
+	if tr := g.opts.HostCallTrace; tr != nil {
+		name := fc.Name
+		pc.Trace = func(call string, st uint32) { tr(name, call, st) }
+	}
 	p, err := g.wasm.Load(ctx, wasm, pc, newFilterHost(g.host, fc, g.inst))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err) // the error names the filter and its digest

@@ -73,6 +73,9 @@ type Options struct {
 	// config's. The metrics recorded per request come from producer: the reader must be
 	// made with sdkmetric.WithProducer(producer) to see them.
 	MetricReader func(producer sdkmetric.Producer) sdkmetric.Reader
+	// HostCallTrace, when not nil, is told of every host function a filter calls, and
+	// the status it returned (the conformance checker's host-call traces).
+	HostCallTrace func(filter, call string, status uint32)
 }
 
 // Gateway serves a config. Create it with New, then Start; Reload swaps the config while it

@@ -19,7 +19,7 @@ const conformanceUsage = `Usage:
       run it black-box against a gateway serving the config that "conformance config" wrote
   plexus conformance config --dir DIR [--listen ADDR] --app ADDR --callout ADDR
       write that config (plexus.yaml, with the suite's modules) for backends at ADDR
-  plexus conformance check FILTER.wasm [--config FILE] [--requests N] [--seed S]
+  plexus conformance check FILTER.wasm [--config FILE] [--requests N] [--seed S] [--trace-out FILE] [--golden FILE]
       check a filter: its ABI shape, then randomized requests through plexus; exit 1 on failure
 `
 
@@ -152,11 +152,13 @@ func goBuilder() func(string) ([]byte, error) {
 }
 
 func cmdConformanceCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("conformance check", "conformance check FILTER.wasm [--config FILE] [--requests N] [--seed S]", stderr)
+	fs := newFlags("conformance check", "conformance check FILTER.wasm [--config FILE] [--requests N] [--seed S] [--trace-out FILE] [--golden FILE]", stderr)
 	confFile := fs.String("config", "", "`file` whose contents are the filter's plugin configuration")
 	requests := fs.Int("requests", 300, "randomized requests to drive the filter through (`n`)")
 	seed := fs.Uint64("seed", 0, "`seed` of the requests' randomness, to replay a run; from the clock when 0")
 	maxGrowth := fs.Int64("max-growth", 1<<20, "memory `bytes` the filter may grow by after the warm-up before it is called a leak")
+	traceOut := fs.String("trace-out", "", "write the host calls the filter makes for the trace requests to this `file`: a golden trace")
+	golden := fs.String("golden", "", "compare the filter's host-call trace with this golden trace `file` (from --trace-out)")
 	pos, code, stop := parseArgs(fs, args, 1)
 	if stop {
 		return code
@@ -173,6 +175,14 @@ func cmdConformanceCheck(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if *golden != "" {
+		b, err := os.ReadFile(*golden)
+		if err != nil {
+			fmt.Fprintf(stderr, "plexus conformance check: %v\n", err)
+			return 1
+		}
+		o.Golden = strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	}
 	ctx, cancel := signalContext()
 	defer cancel()
 	rep, err := conformance.Check(ctx, wasm, o)
@@ -181,6 +191,12 @@ func cmdConformanceCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rep.WriteText(stdout)
+	if *traceOut != "" {
+		if err := os.WriteFile(*traceOut, []byte(strings.Join(rep.Trace, "\n")+"\n"), 0o644); err != nil {
+			fmt.Fprintf(stderr, "plexus conformance check: %v\n", err)
+			return 1
+		}
+	}
 	if rep.Failed() {
 		return 1
 	}

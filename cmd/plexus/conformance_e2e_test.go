@@ -59,12 +59,20 @@ func TestConformanceBlackBox(t *testing.T) {
 }
 
 // TestConformanceCheck: `plexus conformance check` passes a well-behaved filter built on
-// the upstream Go SDK, with exit 0, and fails one that traps, with exit 1.
+// the upstream Go SDK, with exit 0, writes its host-call trace and passes it against that
+// golden trace, and fails one that traps, with exit 1.
 func TestConformanceCheck(t *testing.T) {
 	t.Parallel()
 	good := wasmbuild.Go(t, "conformance/filters/go/headers")
-	if out := plexusCmd(t, "conformance", "check", good, "--requests", "40", "--seed", "1"); !strings.Contains(out, "PASS") || !strings.Contains(out, "ABI: 0.2.") {
+	trace := filepath.Join(t.TempDir(), "golden.trace")
+	if out := plexusCmd(t, "conformance", "check", good, "--requests", "40", "--seed", "1", "--trace-out", trace); !strings.Contains(out, "PASS") || !strings.Contains(out, "ABI: 0.2.") {
 		t.Errorf("check of a good filter:\n%s", out)
+	}
+	if b, _ := os.ReadFile(trace); !strings.Contains(string(b), "# request 1") || !strings.Contains(string(b), "proxy_add_header_map_value OK") {
+		t.Errorf("the golden trace:\n%s", b)
+	}
+	if out := plexusCmd(t, "conformance", "check", good, "--requests", "10", "--golden", trace); !strings.Contains(out, "the host-call trace is the golden one") {
+		t.Errorf("check against its own golden trace:\n%s", out)
 	}
 	var out strings.Builder
 	cmd := exec.Command(plexusBin, "conformance", "check", filepath.Join(wasmbuild.ModuleRoot(t), "conformance/filters/wat/trap.wasm"), "--requests", "20")

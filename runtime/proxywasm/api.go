@@ -237,6 +237,11 @@ type Config struct {
 	// proxy_set_shared_data) somewhere other than in this process, such as a store every
 	// replica of the gateway shares; nil keeps it in process, per vm_id.
 	SharedData SharedData
+
+	// Trace, when set, is told the name of every host function the filter's instances
+	// call, and the status it returned, as the call returns (the conformance checker's
+	// host-call traces); nil costs nothing.
+	Trace func(call string, status uint32)
 }
 
 // SharedData is a filter's shared data outside the process (Config.SharedData). It must

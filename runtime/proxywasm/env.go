@@ -135,13 +135,13 @@ func (p *Plugin) instantiateEnv(ctx context.Context) error {
 		h, known := hostFuncs[name]
 		switch {
 		case known && h.anyResult && len(params) == 0 && (len(results) == 0 || rt.SameTypes(results, i32Result)):
-			b.NewFunctionBuilder().WithGoModuleFunction(wrap(h.fn, len(results) > 0), params, results).Export(name)
+			b.NewFunctionBuilder().WithGoModuleFunction(p.traced(name, wrap(h.fn, len(results) > 0), len(results) > 0), params, results).Export(name)
 		case known:
 			want := h.types()
 			if !rt.SameTypes(params, want) || !rt.SameTypes(results, i32Result) {
 				return fmt.Errorf("import env.%s has signature %s; Proxy-Wasm defines %d parameters and an i32 status", name, rt.Signature(imp), len(want))
 			}
-			b.NewFunctionBuilder().WithGoModuleFunction(wrap(h.fn, true), params, results).Export(name)
+			b.NewFunctionBuilder().WithGoModuleFunction(p.traced(name, wrap(h.fn, true), true), params, results).Export(name)
 		case strings.HasPrefix(name, "proxy_"):
 			rt.StubFunction(b, name, params, results, statusUnimplemented)
 		case name == "abort" && len(params) == 4 && len(results) == 0:
@@ -162,6 +162,22 @@ func (p *Plugin) instantiateEnv(ctx context.Context) error {
 		return fmt.Errorf("env host module: %w", err)
 	}
 	return nil
+}
+
+// traced is fn, telling Config.Trace of each call when the plugin has one.
+func (p *Plugin) traced(name string, fn api.GoModuleFunc, result bool) api.GoModuleFunc {
+	trace := p.cfg.Trace
+	if trace == nil {
+		return fn
+	}
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		fn(ctx, m, stack)
+		var st uint32
+		if result {
+			st = uint32(stack[0])
+		}
+		trace(name, st)
+	}
 }
 
 func wrap(fn func(i *instance, stack []uint64) status, result bool) api.GoModuleFunc {
