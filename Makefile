@@ -1,5 +1,5 @@
 # The two quickstart commands are `make quickstart` and `make test`.
-.PHONY: quickstart build test deps bench schema
+.PHONY: quickstart build test deps bench schema fuzz
 
 # On other ports: make quickstart PLEXUS_PORT=18080 PLEXUS_ADMIN_PORT=19901 BACKEND_PORT=19000
 quickstart:
@@ -14,6 +14,15 @@ build:
 test: deps
 	go test -count=1 -timeout 15m ./...
 	go test -count=1 -timeout 15m -race ./runtime/... ./gateway/internal/...
+	$(MAKE) fuzz FUZZTIME=10s
+
+# The fuzz targets on the ABI boundary (every host call with a guest's random arguments,
+# header maps from a guest), FUZZTIME each: briefly in `make test`, longer on demand
+# (make fuzz FUZZTIME=10m).
+FUZZTIME ?= 1m
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzHostCalls$$' -fuzztime $(FUZZTIME) ./runtime/proxywasm
+	go test -run '^$$' -fuzz '^FuzzParseMap$$' -fuzztime $(FUZZTIME) ./runtime/proxywasm
 
 deps:
 	./scripts/deps.sh
