@@ -197,7 +197,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "blobs GET", "blobs HEAD":
 		s.getBlob(w, r, rt)
 	case "blobs DELETE":
-		s.deleteBlob(w, r, rt)
+		s.done(w, r, s.store.DeleteBlob(rt.name, digest.Digest(rt.arg)), http.StatusAccepted)
 	case "uploads POST":
 		s.startUpload(w, r, rt)
 	case "uploads PATCH":
@@ -207,21 +207,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "uploads GET":
 		s.uploadStatus(w, r, rt)
 	case "uploads DELETE":
-		if err := s.store.CancelUpload(rt.name, rt.arg); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		s.done(w, r, s.store.CancelUpload(rt.name, rt.arg), http.StatusNoContent)
 	case "manifests GET", "manifests HEAD":
 		s.getManifest(w, r, rt)
 	case "manifests PUT":
 		s.putManifest(w, r, rt)
 	case "manifests DELETE":
-		if err := s.store.DeleteManifest(rt.name, rt.arg); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
+		s.done(w, r, s.store.DeleteManifest(rt.name, rt.arg), http.StatusAccepted)
 	case "tags GET":
 		s.listTags(w, r, rt)
 	case "referrers GET":
@@ -265,12 +257,13 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
-func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) {
-	if err := s.store.DeleteBlob(rt.name, digest.Digest(rt.arg)); err != nil {
+// done answers a request whose work is done: status, or the spec's error for err.
+func (s *Server) done(w http.ResponseWriter, r *http.Request, err error, status int) {
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	w.WriteHeader(http.StatusAccepted)
+	w.WriteHeader(status)
 }
 
 func uploadLocation(name, id string) string { return "/v2/" + name + "/blobs/uploads/" + id }
