@@ -46,21 +46,21 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ABI FUNCTION\tRESULT\tSCENARIOS")
-	for _, fn := range r.functions() {
-		pass, n := true, 0
-		for _, res := range r.Results {
-			if slices.Contains(res.Scenario.ABI, fn) && res.Skipped == "" {
-				n++
-				pass = pass && res.Passed()
-			}
-		}
-		result := "pass"
-		if !pass {
+	var notes []string
+	for _, row := range r.ABITable() {
+		result := row.Result
+		if result == "fail" {
 			result = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", fn, result, n)
+		if row.Note != "" {
+			notes = append(notes, row.Function+": "+row.Note)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", row.Function, result, row.Scenarios)
 	}
 	tw.Flush()
+	for _, n := range notes {
+		fmt.Fprintln(w, "n/a "+n)
+	}
 	passed, failed := r.counts()
 	fmt.Fprintf(w, "\n%d passed, %d failed\n", passed, failed)
 }
@@ -87,14 +87,47 @@ func (r *Report) counts() (passed, failed int) {
 	return passed, failed
 }
 
-// functions are the ABI functions the run's scenarios exercise, sorted.
-func (r *Report) functions() []string {
-	var fns []string
-	for _, res := range r.Results {
-		fns = append(fns, res.Scenario.ABI...)
+// ABIRow is one function's line of the ABI table.
+type ABIRow struct {
+	Function string `yaml:"function"`
+	// Result: pass when every scenario that ran and exercises it passed; fail; skip when
+	// its scenarios were all skipped; "not covered" when no scenario of the run exercises
+	// it; n/a when none can (Note says why).
+	Result    string `yaml:"result"`
+	Scenarios int    `yaml:"scenarios"` // that ran and exercise it
+	Note      string `yaml:"note,omitempty"`
+}
+
+// ABITable is a row per ABI function: every one of Proxy-Wasm 0.2.1, in the spec's order.
+func (r *Report) ABITable() []ABIRow {
+	rows := make([]ABIRow, 0, len(ABI))
+	for _, fn := range ABI {
+		row := ABIRow{Function: fn.Name, Result: "pass"}
+		any, failed := false, false
+		for _, res := range r.Results {
+			if !slices.Contains(res.Scenario.ABI, fn.Name) {
+				continue
+			}
+			any = true
+			if res.Skipped == "" {
+				row.Scenarios++
+				failed = failed || !res.Passed()
+			}
+		}
+		switch {
+		case failed:
+			row.Result = "fail"
+		case row.Scenarios > 0:
+		case any:
+			row.Result = "skip"
+		case fn.Untestable != "":
+			row.Result, row.Note = "n/a", fn.Untestable
+		default:
+			row.Result = "not covered"
+		}
+		rows = append(rows, row)
 	}
-	slices.Sort(fns)
-	return slices.Compact(fns)
+	return rows
 }
 
 // JUnit XML, as CI systems read it: one test suite per profile, one test case per
@@ -186,12 +219,13 @@ func (r *Report) WriteYAML(w io.Writer) error {
 		Tests   []test `yaml:"tests"`
 	}
 	doc := struct {
-		Kind     string    `yaml:"kind"`
-		ABI      string    `yaml:"abi"`
-		Host     string    `yaml:"host"`
-		Version  string    `yaml:"version"`
-		Date     string    `yaml:"date"`
-		Profiles []profile `yaml:"profiles"`
+		Kind      string    `yaml:"kind"`
+		ABI       string    `yaml:"abi"`
+		Host      string    `yaml:"host"`
+		Version   string    `yaml:"version"`
+		Date      string    `yaml:"date"`
+		Profiles  []profile `yaml:"profiles"`
+		Functions []ABIRow  `yaml:"abi_functions"`
 	}{Kind: "ProxyWasmConformanceReport", ABI: "0.2.1", Host: r.Host, Version: r.Version, Date: r.Started.UTC().Format(time.RFC3339)}
 	for _, p := range Profiles {
 		pr := profile{Name: p}
@@ -215,6 +249,7 @@ func (r *Report) WriteYAML(w io.Writer) error {
 			doc.Profiles = append(doc.Profiles, pr)
 		}
 	}
+	doc.Functions = r.ABITable()
 	e := yaml.NewEncoder(w)
 	e.SetIndent(2)
 	if err := e.Encode(doc); err != nil {

@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -62,7 +63,7 @@ func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
 		}
 		start := time.Now()
 		res := &Result{Scenario: sc}
-		if res.Skipped = unbuildable(sc, o.Build); res.Skipped == "" {
+		if res.Skipped = skipReason(sc, o.Build, false); res.Skipped == "" {
 			res.Failures = runOne(ctx, sc, dir, load)
 		}
 		res.Duration = time.Since(start)
@@ -71,12 +72,17 @@ func Run(ctx context.Context, s *Suite, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// unbuildable says why sc cannot run, "" when it can: a go/ module with no builder.
-func unbuildable(sc *Scenario, build func(string) ([]byte, error)) string {
+// skipReason says why sc cannot run, "" when it can: a go/ module with no builder, or an
+// L4 scenario in a black-box run (each needs an L4 listener of its own, with its filters:
+// a gateway's config can have one, not one per scenario behind one address).
+func skipReason(sc *Scenario, build func(string) ([]byte, error), blackBox bool) string {
 	for _, f := range sc.Filters {
 		if strings.HasPrefix(f.Module, "go/") && build == nil {
 			return "needs Go and a checkout of plexus to build " + f.Module
 		}
+	}
+	if blackBox && sc.TCP() {
+		return "an L4 scenario runs in-process only: it needs a listener of its own"
 	}
 	return ""
 }
@@ -123,12 +129,12 @@ func RunTarget(ctx context.Context, s *Suite, t Target, o Options) (*Report, err
 		start := time.Now()
 		res := &Result{Scenario: sc}
 		deadline := time.Now().Add(10 * time.Second)
-		if res.Skipped = unbuildable(sc, o.Build); res.Skipped != "" {
+		if res.Skipped = skipReason(sc, o.Build, true); res.Skipped != "" {
 			rep.Results = append(rep.Results, res)
 			continue
 		}
 		for {
-			res.Failures = check(ctx, sc, u.Host, backend, callouts, nil)
+			res.Failures = check(ctx, sc, endpoints{web: u.Host}, backends{backend, callouts, nil}, nil)
 			if len(res.Failures) == 0 || !sc.Expect.Eventually || time.Now().After(deadline) || ctx.Err() != nil {
 				break
 			}
@@ -160,11 +166,18 @@ type echo struct {
 }
 
 func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, _ := io.ReadAll(r.Body)
 	e.mu.Lock()
-	e.last = seen{reached: true, method: r.Method, path: r.URL.RequestURI(), header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: string(b)}
 	with := e.with
 	e.mu.Unlock()
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		e.grpc(w, r)
+		return
+	}
+	b, _ := io.ReadAll(r.Body)
+	e.record(seen{reached: true, method: r.Method, path: r.URL.RequestURI(), header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: string(b)})
+	if !with.wait(r.Context()) {
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Header().Set("X-Backend", e.name)
 	if with == nil {
@@ -186,6 +199,131 @@ func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range with.Trailers {
 		w.Header().Set(k, v)
 	}
+}
+
+func (e *echo) record(s seen) {
+	e.mu.Lock()
+	e.last = s
+	e.mu.Unlock()
+}
+
+// wait sleeps for b's delay, or until ctx ends (false).
+func (b *Backend) wait(ctx context.Context) bool {
+	if b == nil || b.Delay == "" {
+		return true
+	}
+	d, _ := time.ParseDuration(b.Delay) // checked as the scenario was read
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// grpc answers a gRPC request (over HTTP/2) as the service conformance.Echo, with the
+// initial metadata x-server-md: initial and the trailing metadata x-server-trailer:
+// trailing: Say answers "echo:" and the request's message, once the request is whole;
+// Stream answers the same to the first message at once, then waits for the client to
+// half-close before its status; Fail refuses, in a trailers-only response (status 7,
+// PERMISSION_DENIED, "denied by backend"). What it records of the request has the first
+// message as its body.
+func (e *echo) grpc(w http.ResponseWriter, r *http.Request) {
+	msg, err := readGRPCMessage(r.Body)
+	e.record(seen{reached: true, method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: string(msg)})
+	w.Header().Set("Content-Type", "application/grpc")
+	switch {
+	case r.URL.Path == "/conformance.Echo/Fail":
+		w.Header().Set("Grpc-Status", "7")
+		w.Header().Set("Grpc-Message", "denied by backend")
+		w.WriteHeader(http.StatusOK)
+		return
+	case err != nil:
+		w.Header().Set("Grpc-Status", "3") // INVALID_ARGUMENT
+		w.Header().Set("Grpc-Message", err.Error())
+		w.WriteHeader(http.StatusOK)
+		return
+	case r.URL.Path != "/conformance.Echo/Say" && r.URL.Path != "/conformance.Echo/Stream":
+		w.Header().Set("Grpc-Status", "12") // UNIMPLEMENTED
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.Header().Set("X-Server-Md", "initial")
+	w.WriteHeader(http.StatusOK)
+	reply := append([]byte("echo:"), msg...)
+	frame := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(reply)))
+	w.Write(append(frame, reply...))
+	if r.URL.Path == "/conformance.Echo/Stream" {
+		http.NewResponseController(w).Flush()
+		io.Copy(io.Discard, r.Body) // until the client half-closes
+	}
+	w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+	w.Header().Set(http.TrailerPrefix+"X-Server-Trailer", "trailing")
+}
+
+// readGRPCMessage reads one length-prefixed gRPC message (uncompressed, 1 MiB at most).
+func readGRPCMessage(r io.Reader) ([]byte, error) {
+	var prefix [5]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return nil, fmt.Errorf("reading a message's prefix: %w", err)
+	}
+	n := binary.BigEndian.Uint32(prefix[1:])
+	switch {
+	case prefix[0] != 0:
+		return nil, fmt.Errorf("a compressed message (flag %d)", prefix[0])
+	case n > 1<<20:
+		return nil, fmt.Errorf("a message of %d bytes", n)
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, fmt.Errorf("reading a message of %d bytes: %w", n, err)
+	}
+	return msg, nil
+}
+
+// tcpEcho is the L4 backend: it reads a connection until the client half-closes, records
+// what it got, and answers (with Backend) before it closes.
+type tcpEcho struct {
+	mu   sync.Mutex
+	last seen
+	with *Backend
+}
+
+func (t *tcpEcho) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go t.handle(c)
+	}
+}
+
+func (t *tcpEcho) handle(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	b, _ := io.ReadAll(c)
+	t.mu.Lock()
+	t.last = seen{reached: true, body: string(b)}
+	with := t.with
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !with.wait(ctx) {
+		return
+	}
+	if with != nil && with.Body != "" {
+		b = []byte(with.Body)
+	}
+	c.Write(b)
+}
+
+func (t *tcpEcho) reset(with *Backend) {
+	t.mu.Lock()
+	t.last, t.with = seen{}, with
+	t.mu.Unlock()
 }
 
 // logs records what the gateway logged.
@@ -254,19 +392,29 @@ func serveOn(ln net.Listener, h http.Handler) (stop func()) {
 
 // runOne runs a scenario and returns what did not hold.
 func runOne(ctx context.Context, sc *Scenario, dir string, load func(string) ([]byte, error)) []string {
-	backend, callouts := &echo{name: "app"}, &echo{name: "callout"}
-	addr, stop, err := serve(backend)
+	b := backends{app: &echo{name: "app"}, callouts: &echo{name: "callout"}, tcp: &tcpEcho{}}
+	addr, stop, err := serve(b.app)
 	if err != nil {
 		return []string{"backend: " + err.Error()}
 	}
 	defer stop()
-	calloutAddr, stopCallouts, err := serve(callouts)
+	calloutAddr, stopCallouts, err := serve(b.callouts)
 	if err != nil {
 		return []string{"callout backend: " + err.Error()}
 	}
 	defer stopCallouts()
+	o := ConfigOptions{App: addr, Callout: calloutAddr}
+	if sc.TCP() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return []string{"L4 backend: " + err.Error()}
+		}
+		defer ln.Close()
+		go b.tcp.serve(ln)
+		o.TCP = ln.Addr().String()
+	}
 
-	cfgText, err := writeConfig([]*Scenario{sc}, dir, ConfigOptions{App: addr, Callout: calloutAddr}, false, load)
+	cfgText, err := writeConfig([]*Scenario{sc}, dir, o, false, load)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -288,9 +436,10 @@ func runOne(ctx context.Context, sc *Scenario, dir string, load func(string) ([]
 		g.Shutdown(sctx)
 	}()
 
+	at := endpoints{web: g.Addrs()["web"], tcp: g.Addrs()["tcp"]}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		fails := check(ctx, sc, g.Addrs()["web"], backend, callouts, rec)
+		fails := check(ctx, sc, at, b, rec)
 		if len(fails) == 0 {
 			fails = checkMetrics(ctx, sc, g.Addrs()["admin"])
 		}
@@ -308,12 +457,33 @@ func runOne(ctx context.Context, sc *Scenario, dir string, load func(string) ([]
 	}
 }
 
-// check sends the scenario's request and returns which expectations did not hold.
-func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *echo, rec *logs) []string {
+// endpoints are where the gateway listens: its HTTP listener, and its L4 one (in-process
+// runs of L4 scenarios).
+type endpoints struct{ web, tcp string }
+
+// backends are a run's: app gets the scenarios' requests, callouts the filters' callouts,
+// tcp (nil in black-box runs) the L4 scenarios' connections.
+type backends struct {
+	app, callouts *echo
+	tcp           *tcpEcho
+}
+
+// check sends the scenario's request and returns which expectations did not hold. rec is
+// what the gateway logged, nil in a black-box run.
+func check(ctx context.Context, sc *Scenario, at endpoints, b backends, rec *logs) []string {
+	if sc.TCP() {
+		return checkTCP(ctx, sc, at.tcp, b.tcp, rec)
+	}
+	backend, callouts := b.app, b.callouts
 	backend.reset(sc.Backend)
-	callouts.reset(nil)
-	resp, body, err := send(ctx, sc, addr, rec == nil)
-	if err != nil {
+	callouts.reset(sc.CalloutBackend)
+	resp, body, err := send(ctx, sc, at.web, rec == nil)
+	switch {
+	case sc.Expect.Reset && err == nil:
+		return []string{fmt.Sprintf("got a response (%d %q); want the request reset", resp.StatusCode, body)}
+	case sc.Expect.Reset:
+		resp = &http.Response{Header: http.Header{}, Trailer: http.Header{}}
+	case err != nil:
 		return []string{"request: " + err.Error()}
 	}
 	var fails []string
@@ -345,11 +515,7 @@ func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *ec
 			checkHeaders(fail, "upstream trailer", got.trailer, e.Trailers, nil)
 		}
 	}
-	for _, want := range sc.Expect.Logs {
-		if rec != nil && !rec.has(want) { // a black-box run cannot see the target's logs
-			fail("no log line %q at %s from filter %q", want.Message, want.Level, want.Filter)
-		}
-	}
+	checkLogs(ctx, fail, sc, rec)
 	if e := sc.Expect.Callout; e != nil {
 		callouts.mu.Lock()
 		c := callouts.last
@@ -368,6 +534,65 @@ func check(ctx context.Context, sc *Scenario, addr string, backend, callouts *ec
 		}
 	}
 	return fails
+}
+
+// checkTCP plays an L4 scenario: its body on a connection to the gateway's L4 listener at
+// addr, the write side closed after it, and what comes back until the gateway closes.
+func checkTCP(ctx context.Context, sc *Scenario, addr string, backend *tcpEcho, rec *logs) []string {
+	backend.reset(sc.Backend)
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return []string{"connecting to the L4 listener: " + err.Error()}
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, sc.Request.Body); err != nil {
+		return []string{"sending: " + err.Error()}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return []string{"reading: " + err.Error()}
+	}
+	var fails []string
+	fail := func(format string, args ...any) { fails = append(fails, fmt.Sprintf(format, args...)) }
+	if e := sc.Expect.Response; e != nil && e.Body != nil && string(got) != *e.Body {
+		fail("the client read %q, want %q", got, *e.Body)
+	}
+	backend.mu.Lock()
+	seen := backend.last
+	backend.mu.Unlock()
+	if e := sc.Expect.Upstream; e != nil {
+		switch {
+		case !e.Reached && seen.reached:
+			fail("the backend got a connection; want none")
+		case e.Reached && !seen.reached:
+			fail("the backend got no connection")
+		case e.Body != nil && seen.body != *e.Body:
+			fail("the backend read %q, want %q", seen.body, *e.Body)
+		}
+	}
+	checkLogs(ctx, fail, sc, rec)
+	return fails
+}
+
+// checkLogs fails for each log line the scenario expects that the gateway did not write
+// (waiting a little for those a stream's end writes, after the client has its answer). A
+// black-box run (rec nil) cannot see the target's logs, and checks none.
+func checkLogs(ctx context.Context, fail func(string, ...any), sc *Scenario, rec *logs) {
+	if rec == nil {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, want := range sc.Expect.Logs {
+		for !rec.has(want) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !rec.has(want) {
+			fail("no log line %q at %s from filter %q", want.Message, want.Level, want.Filter)
+		}
+	}
 }
 
 // checkMetrics reads the gateway's /metrics on its admin listener at admin and checks
@@ -484,6 +709,9 @@ const ScenarioHeader = "x-conformance-scenario"
 type ConfigOptions struct {
 	Listen, Admin string // host:port; 127.0.0.1:0 when empty
 	App, Callout  string // host:port of the run's app and callout backends
+	// TCP is the host:port of the L4 backend, for a config with an L4 scenario (in-process
+	// runs only).
+	TCP string
 	// Build builds go/NAME modules; without it, their scenarios are left out, as a
 	// RunTarget without one skips them.
 	Build func(module string) ([]byte, error)
@@ -496,7 +724,7 @@ type ConfigOptions struct {
 func Config(s *Suite, dir string, o ConfigOptions) error {
 	var scs []*Scenario
 	for _, sc := range s.Scenarios {
-		if unbuildable(sc, o.Build) == "" { // as RunTarget skips them
+		if skipReason(sc, o.Build, true) == "" { // as RunTarget skips them
 			scs = append(scs, sc)
 		}
 	}
@@ -515,8 +743,22 @@ func writeConfig(scs []*Scenario, dir string, o ConfigOptions, byHeader bool, lo
 		o.Admin = "127.0.0.1:0"
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "admin: {address: %q}\nlisteners: [{name: web, address: %q, protocols: [http1, h2c]}]\n", o.Admin, o.Listen)
-	fmt.Fprintf(&b, "backends: [{name: app, endpoints: [%q]}, {name: callout, endpoints: [%q]}]\nfilters:\n", o.App, o.Callout)
+	fmt.Fprintf(&b, "admin: {address: %q}\nlisteners:\n  - {name: web, address: %q, protocols: [http1, h2c]}\n", o.Admin, o.Listen)
+	for _, sc := range scs {
+		if sc.TCP() {
+			names := make([]string, 0, len(sc.Filters))
+			for _, f := range sc.Filters {
+				names = append(names, fmt.Sprintf("%q", f.Name))
+			}
+			fmt.Fprintf(&b, "  - {name: tcp, address: 127.0.0.1:0, protocols: [tcp], tcp: {backend: tcpecho, filters: [%s]}}\n", strings.Join(names, ", "))
+		}
+	}
+	// The callout backend speaks h2c, for the filters' gRPC calls.
+	fmt.Fprintf(&b, "backends:\n  - {name: app, endpoints: [%q]}\n  - {name: callout, protocol: h2c, endpoints: [%q]}\n", o.App, o.Callout)
+	if o.TCP != "" {
+		fmt.Fprintf(&b, "  - {name: tcpecho, endpoints: [%q]}\n", o.TCP)
+	}
+	b.WriteString("filters:\n")
 	declared := map[string]Filter{}
 	var routes bytes.Buffer
 	for _, sc := range scs {
@@ -545,11 +787,17 @@ func writeConfig(scs []*Scenario, dir string, o ConfigOptions, byHeader bool, lo
 			}
 			fmt.Fprintf(&b, "  - {name: %q, module: %q, config: %s, failure: %s}\n", f.Name, "file:"+path, conf, failure)
 		}
+		if sc.TCP() {
+			continue // on the L4 listener
+		}
 		match := "{path_prefix: /}"
 		if byHeader {
 			match = fmt.Sprintf("{headers: [{name: %s, exact: %q}]}", ScenarioHeader, sc.Name)
 		}
 		fmt.Fprintf(&routes, "  - {name: %q, match: %s, filters: [%s], backend: app}\n", sc.Name, match, strings.Join(names, ", "))
+	}
+	if routes.Len() == 0 {
+		routes.WriteString("  - {name: default, match: {path_prefix: /}, backend: app}\n")
 	}
 	fmt.Fprintf(&b, "routes:\n%s", routes.String())
 	return b.Bytes(), nil

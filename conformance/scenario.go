@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -43,7 +44,10 @@ type Scenario struct {
 	Filters []Filter `yaml:"filters"`
 	Request Request  `yaml:"request"`
 	Backend *Backend `yaml:"backend"` // how the app backend answers; 200 "echo\n" by default
-	Expect  Expect   `yaml:"expect"`
+	// CalloutBackend is how the callout backend answers HTTP callouts; 200 "echo\n" by
+	// default. (It answers gRPC calls as service conformance.Echo: see run.go.)
+	CalloutBackend *Backend `yaml:"callout_backend"`
+	Expect         Expect   `yaml:"expect"`
 
 	file string // where it was read from
 }
@@ -56,18 +60,26 @@ type Filter struct {
 	Failure string `yaml:"failure"` // closed (default) or open
 }
 
-// Request is what the client sends.
+// Request is what the client sends. A tcp request is Body, sent on a connection to the
+// gateway's L4 listener, whose write side the client then closes; what the client reads
+// until the gateway closes it is the response's body.
 type Request struct {
 	Method   string            `yaml:"method"`   // GET by default
 	Path     string            `yaml:"path"`     // with the query
 	Headers  map[string]string `yaml:"headers"`  // besides Host
 	Body     string            `yaml:"body"`     // none when empty
 	Trailers map[string]string `yaml:"trailers"` // sent after the body (chunked on HTTP/1.1)
-	Protocol string            `yaml:"protocol"` // http1 (default) or h2c
+	Protocol string            `yaml:"protocol"` // http1 (default), h2c, or tcp
 }
 
-// Backend is how the app backend answers a scenario's request.
+// TCP reports an L4 scenario.
+func (sc *Scenario) TCP() bool { return sc.Request.Protocol == "tcp" }
+
+// Backend is how a backend answers a scenario's request. An L4 backend answers with
+// Body, or with what it received when Body is empty, and closes.
 type Backend struct {
+	// Delay is how long it waits before it answers (a Go duration: 3s): for timeouts.
+	Delay    string            `yaml:"delay"`
 	Status   int               `yaml:"status"`
 	Headers  map[string]string `yaml:"headers"`
 	Body     string            `yaml:"body"`
@@ -90,6 +102,9 @@ type Expect struct {
 	// Eventually sends the request again until the expectations hold (10s at most): for
 	// what a timer or a queue does in its own time.
 	Eventually bool `yaml:"eventually"`
+	// Reset says the client's request must end without a response: the gateway closes
+	// the connection (HTTP/1.1) or resets the stream (HTTP/2).
+	Reset bool `yaml:"reset"`
 }
 
 // Metric is a filter's metric, by the name it defined, and the value it must have.
@@ -230,6 +245,11 @@ func (sc *Scenario) check() error {
 	if len(sc.Filters) == 0 {
 		return errors.New("no filters")
 	}
+	for _, fn := range sc.ABI {
+		if !abiKnown(fn) {
+			return fmt.Errorf("abi: %q is not a function of Proxy-Wasm 0.2.1", fn)
+		}
+	}
 	for _, f := range sc.Filters {
 		if f.Failure != "" && f.Failure != "open" && f.Failure != "closed" {
 			return fmt.Errorf("filter %q: failure %q: want open or closed", f.Name, f.Failure)
@@ -246,13 +266,33 @@ func (sc *Scenario) check() error {
 			return fmt.Errorf("filter %q: module %q: want wat/NAME or go/NAME", f.Name, f.Module)
 		}
 	}
-	switch sc.Request.Protocol {
-	case "", "http1", "h2c":
-	default:
-		return fmt.Errorf("request protocol %q: want http1 or h2c", sc.Request.Protocol)
+	for _, b := range []*Backend{sc.Backend, sc.CalloutBackend} {
+		if b == nil || b.Delay == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(b.Delay); err != nil || d < 0 {
+			return fmt.Errorf("backend delay %q: want a duration (3s, 250ms)", b.Delay)
+		}
 	}
-	if !strings.HasPrefix(sc.Request.Path, "/") {
-		return fmt.Errorf("request path %q must begin with /", sc.Request.Path)
+	r := sc.Request
+	switch r.Protocol {
+	case "", "http1", "h2c":
+	case "tcp":
+		if r.Method != "" || r.Path != "" || len(r.Headers) > 0 || len(r.Trailers) > 0 || sc.Expect.Reset || sc.Expect.Callout != nil {
+			return errors.New("a tcp request is only a body: no method, path, headers or trailers, and no reset or callout to expect")
+		}
+		if e := sc.Expect.Response; e != nil && (e.Status != 0 || len(e.Headers) > 0 || len(e.Absent) > 0 || len(e.Trailers) > 0) {
+			return errors.New("a tcp response is only a body: no status, headers or trailers")
+		}
+		return nil
+	default:
+		return fmt.Errorf("request protocol %q: want http1, h2c or tcp", r.Protocol)
+	}
+	if !strings.HasPrefix(r.Path, "/") {
+		return fmt.Errorf("request path %q must begin with /", r.Path)
+	}
+	if sc.Expect.Reset && sc.Expect.Response != nil {
+		return errors.New("expect: a reset request gets no response to expect")
 	}
 	return nil
 }
