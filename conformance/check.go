@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -50,7 +51,7 @@ type CheckReport struct {
 	Requests  int
 	Failures  map[string]int     // the filter's failures by kind (trap, timeout, ...)
 	Growth    int64              // memory bytes from the warm-up to the end, one instance
-	Latencies map[string]float64 // mean microseconds per callback
+	Latencies map[string]Latency // per callback
 	// Trace is the host calls the filter made for the trace requests (a GET with a
 	// header, a POST with a body), in order, each as "NAME STATUS", after a line naming
 	// the request: what a golden trace is compared with.
@@ -361,7 +362,15 @@ type stats struct {
 	InUse    int
 	Memory   int64
 	Failures map[string]int
-	Latency  map[string]float64
+	Latency  map[string]Latency
+}
+
+// Latency is how long one callback took, over the checker's requests, in microseconds:
+// the mean, the median and 99th percentile (upper bounds: the gateway's histogram keeps
+// buckets, 1µs to 100ms), and the longest.
+type Latency struct {
+	Calls               int
+	Mean, P50, P99, Max float64
 }
 
 // filterStats reads the checked filter's line of /filters.
@@ -384,13 +393,17 @@ func filterStats(ctx context.Context, admin string) (*stats, error) {
 		return nil, fmt.Errorf("conformance: reading /filters: %v", err)
 	}
 	f := doc.Filters[0]
-	st := &stats{InUse: f.InUse, Memory: f.Memory, Failures: f.Failures, Latency: map[string]float64{}}
+	st := &stats{InUse: f.InUse, Memory: f.Memory, Failures: f.Failures, Latency: map[string]Latency{}}
 	for name, raw := range f.Callbacks {
 		var c struct {
-			Mean float64 `json:"mean_us"`
+			Calls int     `json:"calls"`
+			Mean  float64 `json:"mean_us"`
+			P50   float64 `json:"p50_us"`
+			P99   float64 `json:"p99_us"`
+			Max   float64 `json:"max_us"`
 		}
 		if json.Unmarshal(raw, &c) == nil {
-			st.Latency[name] = c.Mean
+			st.Latency[name] = Latency{Calls: c.Calls, Mean: c.Mean, P50: c.P50, P99: c.P99, Max: c.Max}
 		}
 	}
 	return st, nil
@@ -482,10 +495,14 @@ func (r *CheckReport) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "%-5s %s\n", strings.ToUpper(f.Severity), f.What)
 	}
 	if len(r.Latencies) > 0 {
-		fmt.Fprintln(w, "mean time per callback:")
+		fmt.Fprintln(w, "time per callback, µs (p50 and p99 are bucket bounds: at most):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  callback\tcalls\tmean\tp50\tp99\tmax\t")
 		for _, name := range slices.Sorted(maps.Keys(r.Latencies)) {
-			fmt.Fprintf(w, "  %-22s %8.1f µs\n", name, r.Latencies[name])
+			l := r.Latencies[name]
+			fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", name, l.Calls, l.Mean, l.P50, l.P99, l.Max)
 		}
+		tw.Flush()
 	}
 	verdict := "PASS"
 	if r.Failed() {

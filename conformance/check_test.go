@@ -28,7 +28,7 @@ func TestCheck(t *testing.T) {
 		failed bool
 		says   []string
 	}{
-		{"good", good, false, []string{"INFO  ABI: 0.2.1", "proxy_on_request_headers", "mean time per callback", "PASS"}},
+		{"good", good, false, []string{"INFO  ABI: 0.2.1", "proxy_on_request_headers", "time per callback, µs", "PASS"}},
 		{"trap", trap, true, []string{"met a filter failure: trap", "FAIL"}},
 		{"leak", leak, true, []string{"memory grew by", "a leak?"}},
 		{"no marker", noMarker, true, []string{"no ABI marker"}},

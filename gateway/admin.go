@@ -139,15 +139,23 @@ func (g *Gateway) warnRemoteAdmin(addr net.Addr) {
 		"address", addr.String(), "allow_remote", g.snap.Load().cfg.Admin.AllowRemote)
 }
 
-// callbackStats is how often each of a filter's callbacks ran and its mean time.
+// callbackStats is how often each of a filter's callbacks ran, and its mean time, its
+// median and 99th percentile (upper bounds, from the histogram's buckets) and the longest.
 func callbackStats(f *filterchain.Filter) map[string]any {
 	out := map[string]any{}
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
 	for ph, h := range f.Durations() {
 		if h == nil {
 			continue // metrics are disabled
 		}
 		if n := h.Count(); n > 0 {
-			out[filterchain.PhaseNames[ph]] = map[string]any{"calls": n, "mean_us": float64(h.Sum()) / float64(n) / 1e3}
+			out[filterchain.PhaseNames[ph]] = map[string]any{
+				"calls":   n,
+				"mean_us": float64(h.Sum()) / float64(n) / 1e3,
+				"p50_us":  us(h.Quantile(0.5)),
+				"p99_us":  us(h.Quantile(0.99)),
+				"max_us":  us(h.Max()),
+			}
 		}
 	}
 	return out

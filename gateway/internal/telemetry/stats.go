@@ -228,6 +228,39 @@ func (h *Histogram) Count() uint64 {
 // Sum is the sum of the values recorded so far, in the recording unit.
 func (h *Histogram) Sum() int64 { return h.sum.Load() }
 
+// Max is the largest value recorded so far, 0 when there is none.
+func (h *Histogram) Max() int64 {
+	if h.Count() == 0 {
+		return 0
+	}
+	return h.max.Load()
+}
+
+// Quantile is an upper bound on the q-th quantile (0 < q <= 1) of the values recorded so
+// far: the upper bound of the bucket it falls in, or the largest value when that is lower
+// (always, past the last bucket); 0 when there is none.
+func (h *Histogram) Quantile(q float64) int64 {
+	var counts = make([]uint64, len(h.counts))
+	var n uint64
+	for i := range h.counts {
+		counts[i] = h.counts[i].Load()
+		n += counts[i]
+	}
+	if n == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(n)))
+	rank = max(rank, 1)
+	m := h.max.Load()
+	var seen uint64
+	for i, c := range counts {
+		if seen += c; seen >= rank && i < len(h.bounds) {
+			return min(h.bounds[i], m)
+		}
+	}
+	return m
+}
+
 // HistogramVec is a family of histograms with explicit bucket bounds.
 type HistogramVec struct {
 	meta

@@ -634,3 +634,34 @@ func TestHistogramMaxOfNegatives(t *testing.T) {
 		t.Errorf("max %v (set %v), want -5", mx, ok)
 	}
 }
+
+// TestHistogramQuantile: a quantile is the upper bound of the bucket its rank falls in,
+// capped by the largest value, and the largest value past the last bound.
+func TestHistogramQuantile(t *testing.T) {
+	s := NewStats("test")
+	h := s.Histogram("t", "1", "", 1, []float64{10, 100, 1000}).With(Key{A: "a"}, func(Key) []attribute.KeyValue { return nil })
+	if h.Quantile(0.5) != 0 || h.Max() != 0 {
+		t.Errorf("empty: p50 %d, max %d; want 0, 0", h.Quantile(0.5), h.Max())
+	}
+	for range 98 {
+		h.Record(5) // the first bucket
+	}
+	h.Record(50)
+	h.Record(5000) // past the last bound
+	for _, tc := range []struct {
+		q    float64
+		want int64
+	}{{0.01, 10}, {0.5, 10}, {0.98, 10}, {0.99, 100}, {1, 5000}} {
+		if got := h.Quantile(tc.q); got != tc.want {
+			t.Errorf("q %v: %d, want %d", tc.q, got, tc.want)
+		}
+	}
+	if h.Max() != 5000 {
+		t.Errorf("max %d, want 5000", h.Max())
+	}
+	low := s.Histogram("u", "1", "", 1, []float64{10, 100}).With(Key{A: "a"}, func(Key) []attribute.KeyValue { return nil })
+	low.Record(3)
+	if got := low.Quantile(0.99); got != 3 {
+		t.Errorf("one value of 3: p99 %d, want 3 (capped by the largest)", got)
+	}
+}
