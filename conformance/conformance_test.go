@@ -117,7 +117,7 @@ func TestScenarioErrors(t *testing.T) {
 		{`[{name: a, profile: http, filters: [{name: f, module: wat/missing}], request: {path: /}}]`, `no module wat/missing`},
 		{`[{name: a, profile: http, filters: [{name: f, module: wat/headers}], request: {path: /}, expekt: {}}]`, `field expekt not found`},
 		{`[{name: a, profile: http, abi: [proxy_get_headers], filters: [{name: f, module: wat/headers}], request: {path: /}}]`, `"proxy_get_headers" is not a function of Proxy-Wasm 0.2.1`},
-		{`[{name: a, profile: l4, filters: [{name: f, module: wat/tcp}], request: {protocol: tcp, path: /}}]`, `a tcp request is only a body`},
+		{`[{name: a, profile: l4, filters: [{name: f, module: wat/stream}], request: {protocol: tcp, path: /}}]`, `a tcp request is only a body`},
 		{`[{name: a, profile: http, filters: [{name: f, module: wat/headers}], callout_backend: {delay: soon}, request: {path: /}}]`, `backend delay "soon"`},
 		{`[{name: a, profile: http, filters: [{name: f, module: wat/close}], request: {path: /}, expect: {reset: true, response: {status: 200}}}]`, `a reset request gets no response`},
 	} {

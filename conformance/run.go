@@ -196,6 +196,10 @@ func (e *echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, with.Body)
+	for _, c := range with.Chunks {
+		http.NewResponseController(w).Flush()
+		io.WriteString(w, c)
+	}
 	for k, v := range with.Trailers {
 		w.Header().Set(k, v)
 	}

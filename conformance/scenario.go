@@ -79,10 +79,12 @@ func (sc *Scenario) TCP() bool { return sc.Request.Protocol == "tcp" }
 // Body, or with what it received when Body is empty, and closes.
 type Backend struct {
 	// Delay is how long it waits before it answers (a Go duration: 3s): for timeouts.
-	Delay    string            `yaml:"delay"`
-	Status   int               `yaml:"status"`
-	Headers  map[string]string `yaml:"headers"`
-	Body     string            `yaml:"body"`
+	Delay   string            `yaml:"delay"`
+	Status  int               `yaml:"status"`
+	Headers map[string]string `yaml:"headers"`
+	Body    string            `yaml:"body"`
+	// Chunks follow Body, each flushed on its own: a body that streams.
+	Chunks   []string          `yaml:"chunks"`
 	Trailers map[string]string `yaml:"trailers"`
 }
 

@@ -1,8 +1,10 @@
-;; tcp.wat: a network (L4) filter. The client's bytes go to the backend in upper case
-;; (proxy_on_downstream_data rewrites DOWNSTREAM_DATA), and the backend's come back with
-;; every E as 3 (proxy_on_upstream_data, UPSTREAM_DATA). It logs at info
-;; "tcp: new connection" from proxy_on_new_connection, and "tcp: downstream closed" and
-;; "tcp: upstream closed" from the two close callbacks.
+;; stream.wat: data rewritten as it streams, chunk by chunk, never held: the client's bytes
+;; go to the backend in upper case, and the backend's come back with every E as 3. As a
+;; network (L4) filter it rewrites DOWNSTREAM_DATA in proxy_on_downstream_data and
+;; UPSTREAM_DATA in proxy_on_upstream_data, and logs at info "tcp: new connection" from
+;; proxy_on_new_connection, "tcp: downstream closed" and "tcp: upstream closed" from the two
+;; close callbacks; as an HTTP filter it rewrites the request body in proxy_on_request_body
+;; and the response body in proxy_on_response_body (the sizes do not change).
 (module
   (import "env" "proxy_get_buffer_bytes" (func $get (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_buffer_bytes" (func $set (param i32 i32 i32 i32 i32) (result i32)))
@@ -53,6 +55,12 @@
     (i32.const 0))
   (func (export "proxy_on_upstream_data") (param i32) (param $size i32) (param i32) (result i32)
     (call $rewrite (i32.const 3) (local.get $size) (i32.const 69) (i32.const 0) (i32.const 51)) ;; E to 3
+    (i32.const 0))
+  (func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
+    (call $rewrite (i32.const 0) (local.get $size) (i32.const 97) (i32.const 122) (i32.const -32))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32) (param $size i32) (param i32) (result i32)
+    (call $rewrite (i32.const 1) (local.get $size) (i32.const 69) (i32.const 0) (i32.const 51))
     (i32.const 0))
   (func (export "proxy_on_downstream_connection_close") (param i32 i32)
     (drop (call $log (i32.const 2) (i32.const 0x120) (i32.const 22))))
