@@ -103,12 +103,12 @@ func (r *Report) ABITable() []ABIRow {
 	rows := make([]ABIRow, 0, len(ABI))
 	for _, fn := range ABI {
 		row := ABIRow{Function: fn.Name, Result: "pass"}
-		any, failed := false, false
+		named, failed := false, false
 		for _, res := range r.Results {
 			if !slices.Contains(res.Scenario.ABI, fn.Name) {
 				continue
 			}
-			any = true
+			named = true
 			if res.Skipped == "" {
 				row.Scenarios++
 				failed = failed || !res.Passed()
@@ -118,7 +118,7 @@ func (r *Report) ABITable() []ABIRow {
 		case failed:
 			row.Result = "fail"
 		case row.Scenarios > 0:
-		case any:
+		case named:
 			row.Result = "skip"
 		case fn.Untestable != "":
 			row.Result, row.Note = "n/a", fn.Untestable

@@ -254,6 +254,9 @@ func (e *echo) grpc(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	if r.URL.Path == "/conformance.Echo/Say" {
+		io.Copy(io.Discard, r.Body) // the call's request ends with its message
+	}
 	w.Header().Set("X-Server-Md", "initial")
 	w.WriteHeader(http.StatusOK)
 	reply := append([]byte("echo:"), msg...)
@@ -601,7 +604,8 @@ func checkLogs(ctx context.Context, fail func(string, ...any), sc *Scenario, rec
 
 // checkMetrics reads the gateway's /metrics on its admin listener at admin and checks
 // the scenario's metrics there: a filter's metric NAME is the series NAME (a gauge) or
-// NAME_total (a counter) with plexus_filter="FILTER".
+// NAME_total (a counter) with plexus_filter="FILTER"; a histogram's are NAME_count,
+// NAME_sum and NAME_bucket.
 func checkMetrics(ctx context.Context, sc *Scenario, admin string) []string {
 	if len(sc.Expect.Metrics) == 0 {
 		return nil

@@ -240,7 +240,7 @@ func (h *Histogram) Max() int64 {
 // far: the upper bound of the bucket it falls in, or the largest value when that is lower
 // (always, past the last bucket); 0 when there is none.
 func (h *Histogram) Quantile(q float64) int64 {
-	var counts = make([]uint64, len(h.counts))
+	counts := make([]uint64, len(h.counts))
 	var n uint64
 	for i := range h.counts {
 		counts[i] = h.counts[i].Load()
