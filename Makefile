@@ -1,5 +1,5 @@
 # The two quickstart commands are `make quickstart` and `make test`.
-.PHONY: quickstart build test deps bench schema fuzz
+.PHONY: quickstart build filters test deps bench schema fuzz
 
 # On other ports: make quickstart PLEXUS_PORT=18080 PLEXUS_ADMIN_PORT=19901 BACKEND_PORT=19000
 quickstart:
@@ -8,6 +8,10 @@ quickstart:
 build:
 	mkdir -p bin
 	go build -o bin/plexus ./cmd/plexus
+
+# Every first-party filter, to bin/filters/NAME.wasm, its config schema in the module.
+filters:
+	./filters/build.sh
 
 # The whole test suite; installs what the tests need first when it is missing. Builds are
 # cached in $PLEXUS_TEST_CACHE, or in plexus-test-cache-UID in the temp dir.

@@ -1,12 +1,18 @@
 // Package filters holds plexus's first-party filters, one directory each, written in Go
 // against the upstream Proxy-Wasm Go SDK and sdk/go/plexus. The filters are:
 //
+//   - headers: rename, remove, set and add request and response header fields
+//     (filters/headers/README.md).
 //   - ratelimit: global rate limits by client address, header, path or authority,
 //     shared by every replica through Redis (filters/ratelimit/README.md).
 //
-// Each is a main package for GOOS=wasip1 only, built to Wasm like any user's filter:
+// Each is a main package for GOOS=wasip1 only, built to Wasm like any user's filter, with
+// the JSON Schema of its configuration (NAME/schema.json) put in the module, where the
+// gateway checks a config against it when the config loads. `make filters` builds them
+// all to bin/filters (filters/build.sh):
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o filters/ratelimit/ratelimit.wasm ./filters/ratelimit
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o bin/filters/headers.wasm ./filters/headers
+//	plexus schema embed bin/filters/headers.wasm filters/headers/schema.json
 //
 // This package holds no code: its tests build every filter from source and run it in the
 // upstream SDK's host emulator.

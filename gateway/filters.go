@@ -19,6 +19,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/internal/filterschema"
 	"github.com/plexus-mesh/plexus/gateway/internal/stream"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
@@ -59,6 +60,9 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 			return old, nil
 		}
 	}
+	if err := checkConfigSchema(cfg, i, wasm); err != nil {
+		return nil, err
+	}
 	pc := proxywasm.Config{
 		Name:             fc.Name,
 		VMID:             fc.VMID,
@@ -98,6 +102,29 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 		return nil, fmt.Errorf("%s: %w", where, err) // the error names the filter and its digest
 	}
 	return &filterchain.Filter{Name: fc.Name, Key: key, Plugin: p, FailOpen: pc.FailOpen, Source: mod.source, Digest: mod.digest}, nil
+}
+
+// checkConfigSchema checks filters[i]'s config against the JSON Schema its module wasm
+// carries, if any: an error names the file, line and column of the value the schema
+// refuses, the filter, and the field.
+func checkConfigSchema(cfg *config.Config, i int, wasm []byte) error {
+	fc := &cfg.Filters[i]
+	schema, err := filterschema.FromModule(wasm)
+	if err != nil {
+		return fmt.Errorf("%s: filter %q: %w", cfg.Where(fmt.Sprintf("filters[%d].module", i)), fc.Name, err)
+	}
+	if schema == nil {
+		return nil
+	}
+	err = schema.Check(fc.Config)
+	var e *filterschema.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &e) && e.Line > 0:
+		return fmt.Errorf("%s:%d:%d: filter %q: %w", cfg.File(), e.Line, e.Col, fc.Name, err)
+	}
+	return fmt.Errorf("%s: filter %q: %w", cfg.Where(fmt.Sprintf("filters[%d]", i)), fc.Name, err) // no config: at all
 }
 
 // proxyLogLevel maps a filter's log_level to slog, with trace below debug and critical

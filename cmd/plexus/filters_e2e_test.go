@@ -37,6 +37,8 @@ func module(t *testing.T, kind, dir string) string {
 	switch kind {
 	case "go":
 		p = wasmbuild.Go(t, dir)
+	case "filter":
+		p = wasmbuild.Filter(t, dir)
 	case "c":
 		p = wasmbuild.C(t, dir)
 	case "as":

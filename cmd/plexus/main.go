@@ -35,6 +35,9 @@ Usage:
   plexus registry serve --root DIR       serve an OCI registry for filters
   plexus registry gc --root DIR          delete blobs no manifest references
   plexus conformance run                 run the Proxy-Wasm host suite against plexus
+  plexus conformance check FILTER.wasm   check a filter: its shape, traps, leaks, time per callback
+  plexus schema embed FILTER.wasm SCHEMA.json
+                                         put the JSON Schema of a filter's config in its module
   plexus version                         print the version
 
 Run "plexus COMMAND --help" for a command's flags.
@@ -64,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPull(args[1:], os.Stdin, stdout, stderr)
 	case "inspect":
 		return cmdInspect(args[1:], os.Stdin, stdout, stderr)
+	case "schema":
+		return cmdSchema(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "plexus", buildVersion())
 		return 0

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/plexus-mesh/plexus/internal/testutil"
+	"github.com/plexus-mesh/plexus/internal/wasmsection"
 )
 
 // CacheDir is where built modules are kept: $PLEXUS_WASMBUILD_CACHE, or the tests' cache
@@ -89,6 +91,33 @@ func Go(t testing.TB, dir string) string {
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		return goFirst.run(cmd)
 	})
+}
+
+// Filter builds the first-party filter filters/NAME as Go does, with the JSON Schema of its
+// configuration (filters/NAME/schema.json, when there is one) in the module, as
+// filters/build.sh makes it; it returns the .wasm path.
+func Filter(t testing.TB, name string) string {
+	t.Helper()
+	mod := Go(t, "filters/"+name)
+	schema, err := os.ReadFile(filepath.Join(ModuleRoot(t), "filters", name, "schema.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return mod
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wasm, err = wasmsection.Set(wasm, wasmsection.ConfigSchema, schema); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	if err := os.WriteFile(out, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // goLocalDeps lists the directories of the packages of this module that the Go filter in

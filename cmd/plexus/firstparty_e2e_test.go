@@ -1,0 +1,123 @@
+package main
+
+// plexus's first-party filters (filters/), built from source with their configuration
+// schemas in the module, through the real gateway.
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// firstParty builds filters/NAME once per test run, its schema embedded.
+func firstParty(t *testing.T, name string) string {
+	t.Helper()
+	return module(t, "filter", name)
+}
+
+// validate runs `plexus validate` on yaml and returns its exit code and what it printed.
+func validate(t *testing.T, yaml string) (int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plexus.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(plexusBin, "validate", "--config", file).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, strings.ReplaceAll(string(out), file, "plexus.yaml")
+}
+
+// TestFilterHeaders: the headers filter renames, removes, sets and adds fields on the
+// request and on the response, over HTTP/1.1 and h2c; a config its schema refuses is an
+// error that names the line, the filter and the field.
+func TestFilterHeaders(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "headers")
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("X-Internal", "secret")
+		w.Header().Add("X-Old-Name", "one")
+		w.Header().Add("X-Old-Name", "two")
+		echo("app").ServeHTTP(w, r)
+	}))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - name: headers
+    module: file:%s
+    config:
+      request:
+        rename: {x-client-id: x-user}
+        remove: [x-debug]
+        set: {x-env: prod}
+        add: {x-via-plexus: "1"}
+      response:
+        rename: {x-old-name: x-new-name}
+        remove: [x-internal]
+        set: {cache-control: no-store}
+        add: {x-served-by: plexus}
+routes: [{name: all, match: {path_prefix: /}, filters: [headers], backend: app}]
+`, app.addr, mod))
+	for name, c := range map[string]*http.Client{"h1": h1Client(), "h2c": h2cClient()} {
+		t.Run(name, func(t *testing.T) {
+			resp, body := get(t, c, g.url("web", "/"), "X-Client-Id", "alice", "X-Client-Id", "bob", "X-Debug", "1", "X-Env", "dev", "X-Via-Plexus", "0")
+			e := decodeEcho(t, body)
+			if got := e.Header.Values("X-User"); !slices.Equal(got, []string{"alice", "bob"}) {
+				t.Errorf("renamed x-user: %q, want both values, in order", got)
+			}
+			for _, gone := range []string{"X-Client-Id", "X-Debug"} {
+				if v := e.Header.Values(gone); len(v) > 0 {
+					t.Errorf("upstream still has %s: %q", gone, v)
+				}
+			}
+			if got := e.Header.Values("X-Env"); !slices.Equal(got, []string{"prod"}) {
+				t.Errorf("set x-env: %q, want [prod]", got)
+			}
+			if got := e.Header.Values("X-Via-Plexus"); !slices.Equal(got, []string{"0", "1"}) {
+				t.Errorf("added x-via-plexus: %q, want [0 1]", got)
+			}
+			if got := resp.Header.Values("X-New-Name"); !slices.Equal(got, []string{"one", "two"}) {
+				t.Errorf("response x-new-name: %q", got)
+			}
+			if v := resp.Header.Values("X-Internal"); len(v) > 0 || len(resp.Header.Values("X-Old-Name")) > 0 {
+				t.Errorf("response still has x-internal %q or x-old-name", v)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Served-By") != "plexus" {
+				t.Errorf("response headers: %v", resp.Header)
+			}
+		})
+	}
+
+	bad := fmt.Sprintf(`admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
+backends: [{name: app, endpoints: [127.0.0.1:1]}]
+filters:
+  - name: headers
+    module: file:%s
+    config:
+      request:
+        set: {x-env: prod}
+        remove: x-debug
+routes: [{name: all, match: {path_prefix: /}, filters: [headers], backend: app}]
+`, mod)
+	code, out := validate(t, bad)
+	if code != 1 || !strings.Contains(out, `plexus.yaml:10:17: filter "headers": config /request/remove: got string, want array`) {
+		t.Errorf("a config the schema refuses: exit %d\n%s", code, out)
+	}
+	typo := strings.Replace(bad, "remove: x-debug", "remvoe: [x-debug]", 1)
+	if code, out := validate(t, typo); code != 1 || !strings.Contains(out, `plexus.yaml:10:9: filter "headers": config /request/remvoe: additional properties 'remvoe' not allowed`) {
+		t.Errorf("a misspelt field: exit %d\n%s", code, out)
+	}
+}
