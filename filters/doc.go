@@ -1,6 +1,8 @@
 // Package filters holds plexus's first-party filters, one directory each, written in Go
 // against the upstream Proxy-Wasm Go SDK and sdk/go/plexus. The filters are:
 //
+//   - cors: the CORS protocol: preflights answered, Access-Control-* headers on the
+//     responses of allowed origins (filters/cors/README.md).
 //   - headers: rename, remove, set and add request and response header fields
 //     (filters/headers/README.md).
 //   - ratelimit: global rate limits by client address, header, path or authority,

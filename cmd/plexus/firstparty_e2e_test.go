@@ -121,3 +121,74 @@ routes: [{name: all, match: {path_prefix: /}, filters: [headers], backend: app}]
 		t.Errorf("a misspelt field: exit %d\n%s", code, out)
 	}
 }
+
+// TestFilterCORS: the cors filter answers an allowed origin's preflight itself (the
+// backend never sees it), adds the Access-Control-* headers to an allowed origin's actual
+// responses, and leaves an origin it does not allow alone, its preflight too (as Envoy);
+// its schema and the filter refuse configs that cannot be right.
+func TestFilterCORS(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "cors")
+	app := startBackend(t, echo("app"))
+	conf := fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - name: cors
+    module: file:%s
+    config:
+      allow_origins: [https://app.example]
+      allow_origin_patterns: ['https://[a-z]+\.tenant\.example']
+      allow_methods: [GET, PUT]
+      allow_headers: [authorization, content-type]
+      expose_headers: [x-request-id]
+      max_age: 600
+      allow_credentials: true
+routes: [{name: all, match: {path_prefix: /}, filters: [cors], backend: app}]
+`, app.addr, mod)
+	g := startGateway(t, conf)
+	c := h1Client()
+	for _, origin := range []string{"https://app.example", "https://acme.tenant.example"} {
+		resp, _ := do(t, c, "OPTIONS", g.url("web", "/api"), nil, "Origin", origin, "Access-Control-Request-Method", "PUT", "Access-Control-Request-Headers", "content-type")
+		want := map[string]string{
+			"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "GET, PUT",
+			"Access-Control-Allow-Headers": "authorization, content-type", "Access-Control-Max-Age": "600",
+			"Access-Control-Allow-Credentials": "true", "Vary": "origin",
+		}
+		if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "" {
+			t.Errorf("preflight from %s: %d, x-backend %q; want 200 from the gateway", origin, resp.StatusCode, resp.Header.Get("X-Backend"))
+		}
+		for k, v := range want {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("preflight from %s: %s %q, want %q", origin, k, got, v)
+			}
+		}
+	}
+	resp, _ := get(t, h2cClient(), g.url("web", "/api"), "Origin", "https://app.example")
+	if resp.Header.Get("X-Backend") != "app" || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		resp.Header.Get("Access-Control-Allow-Credentials") != "true" || resp.Header.Get("Access-Control-Expose-Headers") != "x-request-id" ||
+		!slices.Contains(resp.Header.Values("Vary"), "origin") {
+		t.Errorf("an allowed actual request: %v", resp.Header)
+	}
+	for _, hdr := range [][]string{{"Origin", "https://evil.example"}, {}} {
+		resp, _ := get(t, c, g.url("web", "/api"), hdr...)
+		if resp.Header.Get("X-Backend") != "app" || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("request %v: %v; want it untouched", hdr, resp.Header)
+		}
+	}
+	resp, _ = do(t, c, "OPTIONS", g.url("web", "/api"), nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "PUT")
+	if resp.Header.Get("X-Backend") != "app" || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("a preflight from an origin not allowed: %v; want it passed on, untouched", resp.Header)
+	}
+
+	for _, tc := range []struct{ from, to, says string }{
+		{"max_age: 600", "max_age: -1", `filter "cors": config /max_age: minimum: got -1, want 0`},
+		{"allow_origins: [https://app.example]", "allow_origins: [app.example/path]", `config /allow_origins/0: 'app.example/path' does not match pattern`},
+		{"allow_origins: [https://app.example]", `allow_origins: ["*"]`, `cannot go with allow_credentials`},
+	} {
+		if code, out := validate(t, strings.Replace(conf, tc.from, tc.to, 1)); code != 1 || !strings.Contains(out, tc.says) {
+			t.Errorf("%s: exit %d, want 1 saying %q:\n%s", tc.to, code, tc.says, out)
+		}
+	}
+}

@@ -50,6 +50,9 @@ func hostLog(i *instance, s []uint64) status {
 	if !ok {
 		return statusInvalidMemoryAccess
 	}
+	if i.configKind != 0 && level >= logWarn {
+		i.startLog = string(msg)
+	}
 	lv := slogLevel(level)
 	if lv < i.p.cfg.LogLevel || !i.p.log.Enabled(context.Background(), lv) {
 		return statusOK

@@ -47,6 +47,9 @@ type instance struct {
 
 	// State of the callback being delivered.
 	configKind int // 1 in proxy_on_vm_start, 2 in proxy_on_configure (0.1.0 proxy_get_configuration)
+	// startLog is the last line the filter logged at warn or above while configKind was
+	// set: why it refuses its configuration, most often, which the refusal then says.
+	startLog string
 	cbHeaders  Headers
 	cbTrailers Headers
 	cbBody     []byte
@@ -224,7 +227,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	i.configKind = 2
 	ok, f := i.callBool(cbConfigure, i.rootID, uint32(len(p.cfg.Plugin)), startTimeout)
 	if f == nil && !ok {
-		f = p.failure(rt.Trap, errors.New("proxy_on_configure returned false: the filter refused its configuration"))
+		f = p.failure(rt.Trap, errors.New("proxy_on_configure returned false: the filter refused its configuration"+i.saidAtStart()))
 		i.failure = f
 	}
 	if f != nil {
@@ -233,6 +236,18 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	i.configKind = 0
 	p.register(i)
 	return i, nil
+}
+
+// saidAtStart is what the filter logged of its refusal, as a clause for the error.
+func (i *instance) saidAtStart() string {
+	if i.startLog == "" {
+		return ""
+	}
+	msg := i.startLog
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	return fmt.Sprintf(" (it logged: %q)", msg)
 }
 
 // start brings a new instance to where proxy_on_vm_start leaves a VM, with its plugin's
@@ -310,7 +325,7 @@ func (i *instance) boot(timeout time.Duration) *Failure {
 	i.configKind = 1
 	ok, f := i.callBool(cbVMStart, i.rootID, uint32(len(p.cfg.VMConfig)), timeout)
 	if f == nil && !ok {
-		f = p.failure(rt.Trap, errors.New("proxy_on_vm_start returned false: the filter refused its VM configuration"))
+		f = p.failure(rt.Trap, errors.New("proxy_on_vm_start returned false: the filter refused its VM configuration"+i.saidAtStart()))
 		i.failure = f
 	}
 	return f
