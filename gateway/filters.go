@@ -19,10 +19,10 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
-	"github.com/plexus-mesh/plexus/internal/filterschema"
 	"github.com/plexus-mesh/plexus/gateway/internal/stream"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
+	"github.com/plexus-mesh/plexus/internal/filterschema"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 

@@ -49,7 +49,7 @@ type instance struct {
 	configKind int // 1 in proxy_on_vm_start, 2 in proxy_on_configure (0.1.0 proxy_get_configuration)
 	// startLog is the last line the filter logged at warn or above while configKind was
 	// set: why it refuses its configuration, most often, which the refusal then says.
-	startLog string
+	startLog   string
 	cbHeaders  Headers
 	cbTrailers Headers
 	cbBody     []byte
