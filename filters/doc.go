@@ -1,6 +1,10 @@
 // Package filters holds plexus's first-party filters, one directory each, written in Go
 // against the upstream Proxy-Wasm Go SDK and sdk/go/plexus. The filters are:
 //
+//   - api-key: API keys in a header or the query, kept as SHA-256 hashes
+//     (filters/api-key/README.md).
+//   - basic-auth: HTTP Basic authentication against htpasswd lines, SHA-1 or bcrypt
+//     (filters/basic-auth/README.md).
 //   - cors: the CORS protocol: preflights answered, Access-Control-* headers on the
 //     responses of allowed origins (filters/cors/README.md).
 //   - headers: rename, remove, set and add request and response header fields

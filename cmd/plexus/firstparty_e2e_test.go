@@ -4,6 +4,10 @@ package main
 // schemas in the module, through the real gateway.
 
 import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // firstParty builds filters/NAME once per test run, its schema embedded.
@@ -190,5 +196,106 @@ routes: [{name: all, match: {path_prefix: /}, filters: [cors], backend: app}]
 		if code, out := validate(t, strings.Replace(conf, tc.from, tc.to, 1)); code != 1 || !strings.Contains(out, tc.says) {
 			t.Errorf("%s: exit %d, want 1 saying %q:\n%s", tc.to, code, tc.says, out)
 		}
+	}
+}
+
+// TestFilterAPIKey: a request without a key, or with one that is not configured, gets
+// 401 with the Key challenge and never reaches the backend; a good key, in the header or
+// the query, lets it through with its consumer's name (replacing any the client sent) and
+// without the key.
+func TestFilterAPIKey(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "api-key")
+	app := startBackend(t, echo("app"))
+	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	conf := fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - name: keys
+    module: file:%s
+    config:
+      keys: [{consumer: alice, sha256: %s}, {consumer: bob, sha256: %s}]
+      in: [{header: x-api-key}, {query: api_key}]
+      realm: api
+routes: [{name: all, match: {path_prefix: /}, filters: [keys], backend: app}]
+`, app.addr, mod, sum("alice-secret"), sum("bob-secret"))
+	g := startGateway(t, conf)
+	c := h1Client()
+	for _, tc := range []struct {
+		name, path string
+		hdr        []string
+		message    string
+	}{
+		{"no key", "/", nil, "No API key found in request"},
+		{"a wrong key", "/", []string{"X-Api-Key", "alice-secreT"}, "Invalid authentication credentials"},
+		{"a wrong key in the query", "/?api_key=nope", nil, "Invalid authentication credentials"},
+	} {
+		resp, body := get(t, c, g.url("web", tc.path), tc.hdr...)
+		if resp.StatusCode != 401 || resp.Header.Get("Www-Authenticate") != `Key realm="api"` || resp.Header.Get("X-Backend") != "" ||
+			!strings.Contains(body, tc.message) {
+			t.Errorf("%s: %d %v %q", tc.name, resp.StatusCode, resp.Header, body)
+		}
+	}
+	resp, body := get(t, h2cClient(), g.url("web", "/"), "X-Api-Key", "bob-secret", "X-Consumer", "admin")
+	if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("X-Consumer") != "bob" || len(e.Header.Values("X-Consumer")) != 1 || e.Header.Get("X-Api-Key") != "" {
+		t.Errorf("a good key: %d, upstream headers %v", resp.StatusCode, e.Header)
+	}
+	resp, body = get(t, c, g.url("web", "/items?x=1&api_key=alice-secret&y=2"))
+	if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("X-Consumer") != "alice" || e.Query != "x=1&y=2" {
+		t.Errorf("a good key in the query: %d, upstream query %q, consumer %q", resp.StatusCode, e.Query, e.Header.Get("X-Consumer"))
+	}
+	bad := strings.Replace(conf, sum("bob-secret"), "not-a-hash", 1)
+	if code, out := validate(t, bad); code != 1 || !strings.Contains(out, `filter "keys": config /keys/1/sha256: 'not-a-hash' does not match pattern`) {
+		t.Errorf("a key that is not a hash: exit %d\n%s", code, out)
+	}
+}
+
+// TestFilterBasicAuth: users from htpasswd lines, SHA-1 and bcrypt; the right password
+// lets a request through with the user's name and without its Authorization; anything
+// else gets 401 with the Basic challenge.
+func TestFilterBasicAuth(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "basic-auth")
+	app := startBackend(t, echo("app"))
+	sha := sha1.Sum([]byte("alice-pw"))
+	bc, err := bcrypt.GenerateFromPassword([]byte("bob-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - name: basic
+    module: file:%s
+    config:
+      users: ["alice:{SHA}%s", "bob:%s"]
+routes: [{name: all, match: {path_prefix: /}, filters: [basic], backend: app}]
+`, app.addr, mod, base64.StdEncoding.EncodeToString(sha[:]), bc)
+	g := startGateway(t, conf)
+	c := h1Client()
+	basic := func(user, pw string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pw)) }
+	for _, auth := range []string{"", basic("alice", "wrong"), basic("carol", "alice-pw"), "Bearer alice-pw", "Basic !!!"} {
+		var hdr []string
+		if auth != "" {
+			hdr = []string{"Authorization", auth}
+		}
+		resp, _ := get(t, c, g.url("web", "/"), hdr...)
+		if resp.StatusCode != 401 || resp.Header.Get("Www-Authenticate") != `Basic realm="plexus", charset="UTF-8"` || resp.Header.Get("X-Backend") != "" {
+			t.Errorf("Authorization %q: %d %v", auth, resp.StatusCode, resp.Header)
+		}
+	}
+	for _, u := range [][2]string{{"alice", "alice-pw"}, {"bob", "bob-pw"}, {"bob", "bob-pw"}} {
+		resp, body := get(t, h2cClient(), g.url("web", "/"), "Authorization", basic(u[0], u[1]))
+		if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("X-Consumer") != u[0] || e.Header.Get("Authorization") != "" {
+			t.Errorf("%s: %d, upstream %v", u[0], resp.StatusCode, e.Header)
+		}
+	}
+	bad := strings.Replace(conf, fmt.Sprintf(`"bob:%s"`, bc), `"bob:plain"`, 1)
+	if code, out := validate(t, bad); code != 1 || !strings.Contains(out, `filter "basic": config /users/1: 'bob:plain' does not match pattern`) {
+		t.Errorf("a password not hashed: exit %d\n%s", code, out)
 	}
 }

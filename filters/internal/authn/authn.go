@@ -1,0 +1,36 @@
+//go:build wasip1
+
+// Package authn is what plexus's authentication filters (api-key, basic-auth, jwt-auth)
+// share: the answer to a request they refuse, and how an authenticated consumer is handed
+// to the backend.
+package authn
+
+import (
+	"encoding/json"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+// Deny answers the request with status (401, 403), the challenge as WWW-Authenticate
+// when there is one, and a JSON body {"message": message}, as Kong's auth plugins do; the
+// request goes no further.
+func Deny(status uint32, challenge, message string) types.Action {
+	body, _ := json.Marshal(map[string]string{"message": message})
+	h := [][2]string{{"content-type", "application/json"}}
+	if challenge != "" {
+		h = append(h, [2]string{"www-authenticate", challenge})
+	}
+	if err := proxywasm.SendHttpResponse(status, h, append(body, '\n'), -1); err != nil {
+		proxywasm.LogErrorf("refusing a request: %v", err)
+	}
+	return types.ActionPause
+}
+
+// Consumer sets header on the request to the authenticated consumer's name, replacing
+// any value the client sent: the backend can trust it. No header, no change.
+func Consumer(header, name string) {
+	if header != "" {
+		proxywasm.ReplaceHttpRequestHeader(header, name)
+	}
+}
