@@ -299,3 +299,33 @@ routes: [{name: all, match: {path_prefix: /}, filters: [basic], backend: app}]
 		t.Errorf("a password not hashed: exit %d\n%s", code, out)
 	}
 }
+
+// TestFilterRateLimitSchema: the ratelimit filter's schema refuses a config it cannot
+// run, naming the line, the filter and the field, before any request.
+func TestFilterRateLimitSchema(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "ratelimit")
+	conf := fmt.Sprintf(`admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
+backends: [{name: app, endpoints: [127.0.0.1:1]}]
+filters:
+  - name: limits
+    module: file:%s
+    config:
+      limits:
+        - {name: per-client, key: "header:x-api-key", rate: 10, period: 1s}
+routes: [{name: all, match: {path_prefix: /}, filters: [limits], backend: app}]
+`, mod)
+	if code, out := validate(t, conf); code != 0 {
+		t.Fatalf("a good config: exit %d\n%s", code, out)
+	}
+	for _, tc := range []struct{ from, to, says string }{
+		{`key: "header:x-api-key"`, `key: "cookie:session"`, `plexus.yaml:9:35: filter "limits": config /limits/0/key: 'cookie:session' does not match pattern`},
+		{`rate: 10`, `rate: 0`, `filter "limits": config /limits/0/rate: minimum: got 0, want 1`},
+		{`period: 1s`, `period: soon`, `config /limits/0/period: 'soon' does not match pattern`},
+	} {
+		if code, out := validate(t, strings.Replace(conf, tc.from, tc.to, 1)); code != 1 || !strings.Contains(out, tc.says) {
+			t.Errorf("%s: exit %d, want 1 saying %q:\n%s", tc.to, code, tc.says, out)
+		}
+	}
+}

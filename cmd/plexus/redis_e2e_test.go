@@ -112,7 +112,7 @@ func startFleet(t *testing.T, n int, rs *testredis.Server) []*gw {
 	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	cfg := strings.NewReplacer(
 		"{{backend}}", app.addr, "{{redis}}", rs.Addr,
-		"{{ratelimit}}", module(t, "go", "filters/ratelimit"),
+		"{{ratelimit}}", module(t, "filter", "ratelimit"),
 		"{{shared}}", module(t, "go", "examples/go/shared_data"),
 		"{{requests}}", module(t, "go", "examples/go/request_counter"),
 	).Replace(fleetConfig)
