@@ -7,6 +7,8 @@
 //     (filters/basic-auth/README.md).
 //   - cors: the CORS protocol: preflights answered, Access-Control-* headers on the
 //     responses of allowed origins (filters/cors/README.md).
+//   - jwt-auth: JWTs (RS256, ES256, EdDSA, HS256) against a JWKS inline or fetched by
+//     callout, with refresh and rotation; claims to headers (filters/jwt-auth/README.md).
 //   - headers: rename, remove, set and add request and response header fields
 //     (filters/headers/README.md).
 //   - ratelimit: global rate limits by client address, header, path or authority,

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,9 +16,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/plexus-mesh/plexus/internal/testutil"
 )
 
 // firstParty builds filters/NAME once per test run, its schema embedded.
@@ -328,4 +333,150 @@ routes: [{name: all, match: {path_prefix: /}, filters: [limits], backend: app}]
 			t.Errorf("%s: exit %d, want 1 saying %q:\n%s", tc.to, code, tc.says, out)
 		}
 	}
+}
+
+// TestFilterJWTAuth: tokens signed with RS256, ES256 and EdDSA keys from a JWKS the
+// filter fetches from an issuer backend by callout, and HS256 from an inline set, pass
+// with their claims in request headers and without the token; expired, not yet valid,
+// foreign, tampered, unsigned and missing tokens get 401 with a Bearer challenge. The set
+// is fetched once for all the requests, and again when a token names a key it does not
+// have: the issuer rotated.
+func TestFilterJWTAuth(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "jwt-auth")
+	app := startBackend(t, echo("app"))
+	rs, es, ed := testutil.NewJWTKey(t, "RS256", "rs-1"), testutil.NewJWTKey(t, "ES256", "es-1"), testutil.NewJWTKey(t, "EdDSA", "ed-1")
+	hs := testutil.NewJWTKey(t, "HS256", "hs-1")
+	rotated := testutil.NewJWTKey(t, "RS256", "rs-2")
+	var mu sync.Mutex
+	jwks, fetches := testutil.JWKS(rs, es, ed), 0
+	idp := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path != "/.well-known/jwks.json" {
+			http.NotFound(w, r)
+			return
+		}
+		fetches++
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(jwks)
+	}))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}, {name: idp, endpoints: [%s]}]
+filters:
+  - name: jwt
+    module: file:%s
+    config:
+      issuer: https://idp.example
+      audiences: [api]
+      remote_jwks: {backend: idp, path: /.well-known/jwks.json, authority: idp.example, min_refetch: 1ms}
+      claims_to_headers: [{claim: sub, header: x-user}, {claim: org.name, header: x-org}]
+      clock_skew_seconds: 30
+    limits: {instances: 1}
+  - name: jwt-hs
+    module: file:%s
+    config:
+      issuer: https://internal
+      jwks: {keys: [%s]}
+      from: [{header: authorization, prefix: "Bearer "}, {query: access_token}, {cookie: session}]
+      claims_to_headers: [{claim: sub, header: x-user}]
+routes:
+  - {name: hs, match: {path_prefix: /internal/}, filters: [jwt-hs], backend: app}
+  - {name: api, match: {path_prefix: /}, filters: [jwt], backend: app}
+`, app.addr, idp.addr, mod, mod, mustJSON(t, hs.JWK())))
+	now := time.Now().Unix()
+	claims := func(extra map[string]any) map[string]any {
+		c := map[string]any{"iss": "https://idp.example", "aud": []string{"other", "api"}, "sub": "alice",
+			"org": map[string]any{"name": "acme"}, "exp": now + 600, "iat": now}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return c
+	}
+	c := h1Client()
+	bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+	for _, k := range []*testutil.JWTKey{rs, es, ed} {
+		resp, body := get(t, h2cClient(), g.url("web", "/api"), append(bearer(k.Sign(t, claims(nil))), "X-User", "mallory")...)
+		e := decodeEcho(t, body)
+		if resp.StatusCode != 200 || e.Header.Values("X-User")[0] != "alice" || len(e.Header.Values("X-User")) != 1 ||
+			e.Header.Get("X-Org") != "acme" || e.Header.Get("Authorization") != "" {
+			t.Errorf("%s: %d, upstream %v", k.Alg, resp.StatusCode, e.Header)
+		}
+	}
+	mu.Lock()
+	if fetches != 1 {
+		t.Errorf("the JWKS was fetched %d times for three tokens; want once", fetches)
+	}
+	mu.Unlock()
+
+	tampered := rs.Sign(t, claims(nil))
+	tampered = tampered[:len(tampered)-4] + "AAAA"
+	for _, tc := range []struct {
+		name, tok, says string
+	}{
+		{"expired", rs.Sign(t, claims(map[string]any{"exp": now - 120})), "expired"},
+		{"not yet valid", es.Sign(t, claims(map[string]any{"nbf": now + 300})), "not valid before"},
+		{"another issuer", ed.Sign(t, claims(map[string]any{"iss": "https://evil"})), "iss"},
+		{"another audience", rs.Sign(t, claims(map[string]any{"aud": "web"})), "aud"},
+		{"tampered", tampered, "signature does not verify"},
+		{"unsigned", rs.Sign(t, claims(nil), map[string]any{"alg": "none"}), "unsigned token"},
+		{"not a token", "hello", "malformed token"},
+	} {
+		resp, body := get(t, c, g.url("web", "/api"), bearer(tc.tok)...)
+		ch := resp.Header.Get("Www-Authenticate")
+		if resp.StatusCode != 401 || !strings.HasPrefix(ch, `Bearer realm="plexus", error="invalid_token", error_description="`) ||
+			!strings.Contains(ch, tc.says) || resp.Header.Get("X-Backend") != "" || !strings.Contains(body, "Jwt verification fails") {
+			t.Errorf("%s: %d %q %q", tc.name, resp.StatusCode, ch, body)
+		}
+	}
+	if resp, _ := get(t, c, g.url("web", "/api"), bearer(rs.Sign(t, claims(map[string]any{"exp": now - 10})))...); resp.StatusCode != 200 {
+		t.Errorf("expired 10s ago, within the 30s skew: %d", resp.StatusCode)
+	}
+	resp, body := get(t, c, g.url("web", "/api"))
+	if resp.StatusCode != 401 || resp.Header.Get("Www-Authenticate") != `Bearer realm="plexus"` || !strings.Contains(body, "Jwt is missing") {
+		t.Errorf("no token: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+
+	// The issuer rotates: a token signed by its new key makes the filter fetch again.
+	mu.Lock()
+	jwks = testutil.JWKS(rotated, es)
+	mu.Unlock()
+	if resp, body := get(t, c, g.url("web", "/api"), bearer(rotated.Sign(t, claims(nil)))...); resp.StatusCode != 200 {
+		t.Errorf("a token of the rotated key: %d %q", resp.StatusCode, body)
+	}
+	mu.Lock()
+	if fetches != 2 {
+		t.Errorf("fetches after the rotation: %d, want 2", fetches)
+	}
+	mu.Unlock()
+
+	// HS256 from the inline set, in the header, the query and a cookie.
+	hsTok := hs.Sign(t, map[string]any{"iss": "https://internal", "sub": "svc-a", "exp": now + 60})
+	for _, tc := range []struct {
+		path string
+		hdr  []string
+	}{
+		{"/internal/x", bearer(hsTok)},
+		{"/internal/x?access_token=" + hsTok + "&q=1", nil},
+		{"/internal/x", []string{"Cookie", "theme=dark; session=" + hsTok}},
+	} {
+		resp, body := get(t, c, g.url("web", tc.path), tc.hdr...)
+		if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("X-User") != "svc-a" || strings.Contains(e.Query, "access_token") {
+			t.Errorf("HS256 %s %v: %d, upstream %v %q", tc.path, tc.hdr, resp.StatusCode, e.Header, e.Query)
+		}
+	}
+	if resp, _ := get(t, c, g.url("web", "/internal/x"), bearer(rs.Sign(t, map[string]any{"iss": "https://internal", "exp": now + 60}))...); resp.StatusCode != 401 {
+		t.Errorf("an RS256 token where only the HS256 key is trusted: %d", resp.StatusCode)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

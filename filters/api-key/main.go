@@ -164,18 +164,5 @@ func hide(src source) {
 		proxywasm.RemoveHttpRequestHeader(src.Header)
 		return
 	}
-	path, _ := proxywasm.GetHttpRequestHeader(":path")
-	p, q, _ := strings.Cut(path, "?")
-	var kept []string
-	for _, part := range strings.Split(q, "&") {
-		name, _, _ := strings.Cut(part, "=")
-		if n, err := url.QueryUnescape(name); err == nil && n == src.Query {
-			continue
-		}
-		kept = append(kept, part)
-	}
-	if len(kept) > 0 {
-		p += "?" + strings.Join(kept, "&")
-	}
-	proxywasm.ReplaceHttpRequestHeader(":path", p)
+	authn.RemoveQueryParam(src.Query)
 }

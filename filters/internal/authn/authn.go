@@ -7,6 +7,8 @@ package authn
 
 import (
 	"encoding/json"
+	"net/url"
+	"strings"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
@@ -33,4 +35,26 @@ func Consumer(header, name string) {
 	if header != "" {
 		proxywasm.ReplaceHttpRequestHeader(header, name)
 	}
+}
+
+// RemoveQueryParam removes every parameter called name from the request's query, leaving
+// the others as they were.
+func RemoveQueryParam(name string) {
+	path, _ := proxywasm.GetHttpRequestHeader(":path")
+	p, q, ok := strings.Cut(path, "?")
+	if !ok {
+		return
+	}
+	var kept []string
+	for _, part := range strings.Split(q, "&") {
+		n, _, _ := strings.Cut(part, "=")
+		if u, err := url.QueryUnescape(n); err == nil && u == name {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if len(kept) > 0 {
+		p += "?" + strings.Join(kept, "&")
+	}
+	proxywasm.ReplaceHttpRequestHeader(":path", p)
 }
