@@ -45,7 +45,7 @@ type remote struct {
 	MinRefetch string `json:"min_refetch"`
 
 	timeout, refresh, minRefetch time.Duration
-	key              string // of the set in shared data
+	key                          string // of the set in shared data
 }
 
 type source struct {
