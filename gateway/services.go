@@ -35,7 +35,80 @@ func (sv *services) register(rt *proxywasm.Runtime) {
 	rt.RegisterForeignFunction(wire.FuncIncr, sv.incr)
 	rt.RegisterForeignFunction(wire.FuncGet, sv.get)
 	rt.RegisterForeignFunction(wire.FuncRateLimit, sv.rateLimit)
+	rt.RegisterForeignFunction(wire.FuncSetBackend, sv.setBackend)
+	rt.RegisterForeignFunction(wire.FuncSetTimeout, sv.setTimeout)
+	rt.RegisterForeignFunction(wire.FuncSetRetry, sv.setRetry)
 }
+
+// choice is the routing choice of the calling filter's request, for the route services;
+// an error when it calls from no request.
+func (sv *services) choice(c proxywasm.Caller, fn string) (*proxywasm.RouteChoice, error) {
+	info := c.StreamInfo()
+	if info == nil {
+		return nil, sv.badArgument(c, fmt.Errorf("%s: no request: call it from a request's callback (its request headers)", fn))
+	}
+	return &info.Choice, nil
+}
+
+// setBackend is plexus.route.set_backend: the request goes to that backend.
+func (sv *services) setBackend(c proxywasm.Caller, args []byte) ([]byte, error) {
+	name, err := wire.ParseBackend(args)
+	if err != nil {
+		return nil, sv.badArgument(c, err)
+	}
+	ch, err := sv.choice(c, wire.FuncSetBackend)
+	if err != nil {
+		return nil, err
+	}
+	if fh := of(c); fh.wasmHost != nil {
+		if be, _ := fh.backend(name); be == nil {
+			return nil, sv.badArgument(c, fmt.Errorf("%s: no backend named %q in the config", wire.FuncSetBackend, name))
+		}
+	}
+	ch.Backend = name
+	return nil, nil
+}
+
+// setTimeout is plexus.route.set_timeout: the rest of the request is bounded by it.
+func (sv *services) setTimeout(c proxywasm.Caller, args []byte) ([]byte, error) {
+	d, err := wire.ParseTimeout(args)
+	if err != nil {
+		return nil, sv.badArgument(c, err)
+	}
+	ch, err := sv.choice(c, wire.FuncSetTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ch.Timeout = d
+	return nil, nil
+}
+
+// setRetry is plexus.route.set_retry: the request's retry policy, instead of its route's.
+func (sv *services) setRetry(c proxywasm.Caller, args []byte) ([]byte, error) {
+	r, err := wire.ParseRetry(args)
+	if err == nil && (r.Attempts < 1 || r.Attempts > maxChosenAttempts) {
+		err = fmt.Errorf("%s: %d attempts, want 1 to %d", wire.FuncSetRetry, r.Attempts, maxChosenAttempts)
+	}
+	if err != nil {
+		return nil, sv.badArgument(c, err)
+	}
+	ch, err := sv.choice(c, wire.FuncSetRetry)
+	if err != nil {
+		return nil, err
+	}
+	p := &proxywasm.RetryChoice{Attempts: int(r.Attempts), PerTryTimeout: r.PerTryTimeout, AllMethods: r.Flags&wire.RetryAllMethods != 0}
+	for bit, on := range map[uint32]string{wire.RetryOn5xx: config.Retry5xx, wire.RetryOnGatewayError: config.RetryGatewayError,
+		wire.RetryOnConnectFailure: config.RetryConnectFailure, wire.RetryOnReset: config.RetryReset} {
+		if r.On&bit != 0 {
+			p.RetryOn = append(p.RetryOn, on)
+		}
+	}
+	ch.Retry = p
+	return nil, nil
+}
+
+// maxChosenAttempts bounds the attempts a filter may ask for one request.
+const maxChosenAttempts = 10
 
 // filterHost is the host one filter is loaded with: the gateway's, and what the services
 // need to know of the filter: its namespace, its redis_failure policy, its series.

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -479,4 +480,100 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestFilterRouter: the router filter sends requests to the backend its first matching
+// rule names, by header, cookie, path or query; splits by weight, sticky by the cookie it
+// sets, or by a hash of a header; a rule naming a backend the gateway does not have
+// leaves the request to its route.
+func TestFilterRouter(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "router")
+	stable, canary, v2 := startBackend(t, echo("stable")), startBackend(t, echo("canary")), startBackend(t, echo("v2"))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: stable, endpoints: [%s]}, {name: canary, endpoints: [%s]}, {name: v2, endpoints: [%s]}]
+filters:
+  - name: router
+    module: file:%s
+    config:
+      rules:
+        - {match: {headers: [{name: x-canary, exact: "1"}]}, backend: canary}
+        - {match: {cookies: [{name: beta, present: true}]}, backend: canary}
+        - {match: {path_prefix: /v2/}, backend: v2}
+        - {match: {query: [{name: version, exact: "2"}]}, backend: v2}
+        - {match: {headers: [{name: x-bad, present: true}]}, backend: nowhere}
+        - match: {path_prefix: /ab/}
+          split: [{backend: stable, weight: 50}, {backend: canary, weight: 50}]
+          sticky_cookie: plexus-ab
+        - match: {path_prefix: /hash/}
+          split: [{backend: stable, weight: 1}, {backend: canary, weight: 1}]
+          hash_on: {header: x-user}
+routes: [{name: all, match: {path_prefix: /}, filters: [router], backend: stable}]
+`, stable.addr, canary.addr, v2.addr, mod))
+	c := h1Client()
+	backendOf := func(path string, hdr ...string) (string, *http.Response) {
+		t.Helper()
+		resp, body := get(t, c, g.url("web", path), hdr...)
+		return decodeEcho(t, body).Backend, resp
+	}
+	for _, tc := range []struct {
+		path string
+		hdr  []string
+		want string
+	}{
+		{"/x", []string{"X-Canary", "1"}, "canary"},
+		{"/x", []string{"Cookie", "theme=dark; beta=yes"}, "canary"},
+		{"/v2/items", nil, "v2"},
+		{"/items?version=2", nil, "v2"},
+		{"/items?version=3", nil, "stable"},
+		{"/x", []string{"X-Bad", "1"}, "stable"},
+		{"/x", nil, "stable"},
+	} {
+		if got, _ := backendOf(tc.path, tc.hdr...); got != tc.want {
+			t.Errorf("%s %v: backend %s, want %s", tc.path, tc.hdr, got, tc.want)
+		}
+	}
+	// A split: both sides get requests; a client that keeps its cookie keeps its backend.
+	seen := map[string]bool{}
+	var cookie string
+	for range 40 {
+		b, resp := backendOf("/ab/")
+		seen[b] = true
+		sc := resp.Header.Get("Set-Cookie")
+		if !strings.HasPrefix(sc, "plexus-ab="+b+";") || !strings.Contains(sc, "HttpOnly") {
+			t.Fatalf("the split's pick %s, Set-Cookie %q", b, sc)
+		}
+		cookie = strings.SplitN(sc, ";", 2)[0]
+	}
+	if !seen["stable"] || !seen["canary"] {
+		t.Errorf("40 requests of a 50/50 split went to %v only", seen)
+	}
+	want := strings.TrimPrefix(cookie, "plexus-ab=")
+	for range 20 {
+		if b, resp := backendOf("/ab/", "Cookie", cookie); b != want || resp.Header.Get("Set-Cookie") != "" {
+			t.Fatalf("with %s: backend %s (Set-Cookie %q), want %s", cookie, b, resp.Header.Get("Set-Cookie"), want)
+		}
+	}
+	// By a hash: one user, one backend; users spread over both.
+	byUser := map[string]string{}
+	for i := range 20 {
+		user := fmt.Sprintf("user-%d", i)
+		for range 3 {
+			b, _ := backendOf("/hash/", "X-User", user)
+			if prev, ok := byUser[user]; ok && prev != b {
+				t.Fatalf("%s went to %s, then %s", user, prev, b)
+			}
+			byUser[user] = b
+		}
+	}
+	if n := len(slices.Compact(slices.Sorted(maps.Values(byUser)))); n != 2 {
+		t.Errorf("20 users hashed over a 1:1 split reached %d backends: %v", n, byUser)
+	}
+	// The gateway says why the rule naming no backend of its own did not take.
+	logs := g.waitLog("filter's host service call has bad arguments", 1)
+	if e, _ := logs[0]["error"].(string); !strings.Contains(e, `no backend named "nowhere"`) || logs[0]["filter"] != "router" {
+		t.Errorf("the log of the bad rule: %v", logs[0])
+	}
 }

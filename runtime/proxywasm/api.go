@@ -102,6 +102,26 @@ type StreamInfo struct {
 	PeerCert          *x509.Certificate           // connection.*_peer_certificate: the client's, when it sent one
 	State             *FilterState                // what the request's filters set (proxy_set_property), shared by them; nil: each its own
 	Termination       string                      // connection.termination_details: why plexus closed the connection; "" while it is open or the peer closed it
+	// Choice is what the request's filters chose of its routing through the host's own
+	// services (the gateway's plexus.route.* foreign functions, which write it in their
+	// callbacks through Caller.StreamInfo); the host reads it as it forwards the request.
+	Choice RouteChoice
+}
+
+// RouteChoice is a request's routing as its filters chose it; each zero field leaves the
+// route's own.
+type RouteChoice struct {
+	Backend string        // a backend of the gateway, by name
+	Timeout time.Duration // the longest the request may take from now on, at most the route's
+	Retry   *RetryChoice  // the request's retry policy, replacing the route's
+}
+
+// RetryChoice is a retry policy a filter chose for its request.
+type RetryChoice struct {
+	Attempts      int           // tries in all, the first one included
+	RetryOn       []string      // as a route's retry_on: 5xx, gateway-error, connect-failure, reset
+	PerTryTimeout time.Duration // 0: none
+	AllMethods    bool          // retry non-idempotent methods too
 }
 
 // FilterState is what the filters of one request (or TCP connection) set with

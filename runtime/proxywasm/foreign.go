@@ -83,6 +83,16 @@ func (c Caller) TimeLeft() (left time.Duration, ok bool) { return c.i.dog.Left()
 // request's callback (or from a root callback acting for a stream).
 func (c Caller) InStream() bool { return c.i.stream() != nil }
 
+// StreamInfo is the effective stream's StreamInfo, nil when none is effective. A service
+// may change its Choice: the call runs within one of the stream's callbacks, while the
+// host changes the StreamInfo only between them.
+func (c Caller) StreamInfo() *StreamInfo {
+	if s := c.i.stream(); s != nil {
+		return s.info
+	}
+	return nil
+}
+
 // SendLocalResponse answers the calling stream with lr, as if the filter had called
 // proxy_send_local_response: for a host service whose failure must end the request
 // (lr.GRPCStatus is -1 unless a grpc-status is meant). It reports false when no stream's

@@ -371,6 +371,13 @@ func (c *Chain) RequestDone() {
 	}
 }
 
+// Choice is what the request's filters chose of its routing (proxywasm.RouteChoice).
+func (c *Chain) Choice() proxywasm.RouteChoice {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info.Choice
+}
+
 // SetInfo changes what filters read as properties, between their callbacks.
 func (c *Chain) SetInfo(f func(*proxywasm.StreamInfo)) {
 	c.mu.Lock()

@@ -44,7 +44,8 @@ type Route struct {
 
 	// action
 	Backends []*upstream.Cluster
-	cumul    []uint64 // cumulative weights, for a weighted split
+	cumul    []uint64                     // cumulative weights, for a weighted split
+	all      map[string]*upstream.Cluster // the snapshot's backends, which a filter may choose among
 	Direct   *config.DirectResponse
 	Redirect *config.Redirect
 
@@ -77,6 +78,24 @@ type queryMatcher struct {
 
 // RetryOn is what a route retries on.
 type RetryOn struct{ Any5xx, GatewayError, Connect, Reset bool }
+
+// ParseRetryOn reads a retry_on list (checked: config.Retry5xx, ...).
+func ParseRetryOn(on []string) RetryOn {
+	var r RetryOn
+	for _, o := range on {
+		switch o {
+		case config.Retry5xx:
+			r.Any5xx = true
+		case config.RetryGatewayError:
+			r.GatewayError = true
+		case config.RetryConnectFailure:
+			r.Connect = true
+		case config.RetryReset:
+			r.Reset = true
+		}
+	}
+	return r
+}
 
 // HeaderOps are a config.HeaderOps with canonical names, applied in a fixed order.
 type HeaderOps struct {
@@ -156,6 +175,7 @@ func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters ma
 		Timeout:  *rc.Timeout,
 		Retry:    rc.Retry,
 		Template: pathTemplate(&rc.Match),
+		all:      backends,
 	}
 	if u := rc.Upgrade; u != nil {
 		for _, p := range u.Protocols {
@@ -201,18 +221,7 @@ func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters ma
 		r.rewriteRe = regexp.MustCompile(rc.Rewrite.Regex.Pattern)
 	}
 	if rt := rc.Retry; rt != nil {
-		for _, on := range rt.RetryOn {
-			switch on {
-			case config.Retry5xx:
-				r.RetryOn.Any5xx = true
-			case config.RetryGatewayError:
-				r.RetryOn.GatewayError = true
-			case config.RetryConnectFailure:
-				r.RetryOn.Connect = true
-			case config.RetryReset:
-				r.RetryOn.Reset = true
-			}
-		}
+		r.RetryOn = ParseRetryOn(rt.RetryOn)
 	}
 	return r
 }
@@ -382,6 +391,10 @@ func (r *Route) PickBackend() *upstream.Cluster {
 	i, _ := slices.BinarySearch(r.cumul, n+1)
 	return r.Backends[i]
 }
+
+// Backend is the snapshot's backend called name, nil when there is none: what a filter
+// chose for a request instead of the route's (plexus.route.set_backend).
+func (r *Route) Backend(name string) *upstream.Cluster { return r.all[name] }
 
 // RewritePath returns the path to send upstream.
 func (r *Route) RewritePath(path string) string {

@@ -50,6 +50,24 @@ var errPerTryTimeout = errors.New("per-try timeout")
 // request's deadline and trace; r's own context is the client's.
 func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain) {
 	be := route.PickBackend()
+	pol := policy{retry: route.Retry, on: route.RetryOn}
+	if c != nil {
+		// What the filters chose through the gateway's services (plexus.route.*).
+		ch := c.Choice()
+		if ch.Backend != "" {
+			if b := route.Backend(ch.Backend); b != nil { // gone only if a reload came between
+				be = b
+			}
+		}
+		if ch.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, ch.Timeout)
+			defer cancel()
+		}
+		if p := ch.Retry; p != nil {
+			pol = chosenPolicy(p, route.Retry)
+		}
+	}
 	x.Backend = be
 	if !be.Admit() {
 		x.Flags |= accesslog.UpstreamOverflow
@@ -66,13 +84,13 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		uc.trace.GotConn = uc.got
 		ctx = httptrace.WithClientTrace(ctx, &uc.trace)
 	}
-	out, body := rt.outgoing(ctx, x, r, route, path, c)
+	out, body := rt.outgoing(ctx, x, r, route, path, c, pol)
 	if body != nil {
 		// The last attempt may read the body for as long as its response streams (HTTP/2 is
 		// full duplex); the body is done with when the exchange is.
 		defer body.finish()
 	}
-	resp, ep, try, err := rt.exchange(x, out, route, be, body, upgrade)
+	resp, ep, try, err := rt.exchange(x, out, route, pol, be, body, upgrade)
 
 	if c != nil {
 		if l := c.TakeLocal(); l != nil {
@@ -150,7 +168,7 @@ func (u *upstreamConn) got(ci httptrace.GotConnInfo) { u.conn, u.at = ci.Conn, t
 
 // outgoing is the request as the backend gets it: the route's rewrite and header
 // operations, and the body through the filters and a replay buffer for retries.
-func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain) (*http.Request, *replay) {
+func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain, pol policy) (*http.Request, *replay) {
 	out := r.WithContext(ctx) // r stays as the client sent it, for the access log and spans
 	u := *r.URL
 	if p := route.RewritePath(path); p != path {
@@ -183,7 +201,7 @@ func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Requ
 		}
 	}
 	limit := 0
-	if route.Retry != nil && route.Retry.Attempts > 1 {
+	if pol.retry != nil && pol.retry.Attempts > 1 {
 		limit = replayLimit
 	}
 	return out, newReplay(src, limit)
@@ -191,10 +209,10 @@ func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Requ
 
 // exchange is the loop of attempts: pick an endpoint, attempt, classify the outcome, and
 // try again while the route's retry policy, the request's deadline and the body allow.
-func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.Route, be *upstream.Cluster, body *replay, upgrade bool) (resp *http.Response, ep *upstream.Endpoint, try int, err error) {
+func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.Route, pol policy, be *upstream.Cluster, body *replay, upgrade bool) (resp *http.Response, ep *upstream.Endpoint, try int, err error) {
 	ctx := out.Context()
 	attempts, idempotent, perTry := 1, isIdempotent(out.Method), time.Duration(0)
-	if p := route.Retry; p != nil {
+	if p := pol.retry; p != nil {
 		attempts = p.Attempts
 		idempotent = idempotent || p.AllMethods
 		if !upgrade {
@@ -214,7 +232,7 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 		if err == nil {
 			x.GotResponse(resp.StatusCode)
 		}
-		retry := classifyRetry(route.RetryOn, ep, resp, err, idempotent)
+		retry := classifyRetry(pol.on, ep, resp, err, idempotent)
 		if !retry || try >= attempts || !body.replayable() || ctx.Err() != nil {
 			if retry && attempts > 1 && try >= attempts {
 				x.Flags |= accesslog.RetriesExhausted
@@ -228,7 +246,7 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 		} else {
 			x.EndAttempt(0, err)
 		}
-		if !sleepBackoff(ctx, route.Retry, try) {
+		if !sleepBackoff(ctx, pol.retry, try) {
 			// The route's timeout (or the client) ended the wait: the failed attempt's
 			// response is gone, and the request ends as the timeout says.
 			err = upstream.Classify(ctx, ctx.Err())
@@ -242,6 +260,23 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 		x.EndAttempt(0, err)
 	}
 	return resp, ep, try, err
+}
+
+// policy is one request's retry policy: its route's, or one a filter chose.
+type policy struct {
+	retry *config.Retry // nil: no retries
+	on    route.RetryOn
+}
+
+// chosenPolicy is the policy a filter chose (plexus.route.set_retry), with the route's
+// backoff (the defaults when the route has no retry: block).
+func chosenPolicy(p *proxywasm.RetryChoice, routes *config.Retry) policy {
+	r := &config.Retry{Attempts: p.Attempts, RetryOn: p.RetryOn, PerTryTimeout: p.PerTryTimeout, AllMethods: p.AllMethods,
+		Backoff: config.Backoff{Base: config.DefaultBackoffBase, Max: config.DefaultBackoffMax}}
+	if routes != nil {
+		r.Backoff = routes.Backoff
+	}
+	return policy{retry: r, on: route.ParseRetryOn(p.RetryOn)}
 }
 
 // classifyRetry says whether the outcome of an attempt is one the route retries on, and
