@@ -11,6 +11,8 @@
 //     callout, with refresh and rotation; claims to headers (filters/jwt-auth/README.md).
 //   - headers: rename, remove, set and add request and response header fields
 //     (filters/headers/README.md).
+//   - retry: a retry policy and timeout per method and path, carried out by the gateway's
+//     router (filters/retry/README.md).
 //   - router: the backend by header, cookie, path or query, splits by weight, sticky by
 //     cookie or by a hash (filters/router/README.md).
 //   - ratelimit: global rate limits by client address, header, path or authority,

@@ -103,6 +103,9 @@ func (sv *services) setRetry(c proxywasm.Caller, args []byte) ([]byte, error) {
 			p.RetryOn = append(p.RetryOn, on)
 		}
 	}
+	for _, st := range r.Statuses {
+		p.Statuses = append(p.Statuses, int(st))
+	}
 	ch.Retry = p
 	return nil, nil
 }

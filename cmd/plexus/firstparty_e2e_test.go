@@ -577,3 +577,78 @@ routes: [{name: all, match: {path_prefix: /}, filters: [router], backend: stable
 		t.Errorf("the log of the bad rule: %v", logs[0])
 	}
 }
+
+// TestFilterRetry: the retry filter's policy, chosen by method and path, is what the
+// gateway retries by: a GET that meets 503 twice is tried a third time and succeeds; a
+// POST is not retried (no all_methods); a 429 is retried where the policy names it; a
+// per-try timeout cuts a slow attempt and the next one answers; the policy's timeout ends
+// the whole request (504).
+func TestFilterRetry(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "retry")
+	var mu sync.Mutex
+	tries := map[string]int{}
+	app := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("X-Key")
+		mu.Lock()
+		tries[key]++
+		n := tries[key]
+		mu.Unlock()
+		switch {
+		case strings.HasPrefix(key, "flaky") && n <= 2:
+			w.WriteHeader(503)
+		case strings.HasPrefix(key, "busy") && n == 1:
+			w.WriteHeader(429)
+		case strings.HasPrefix(key, "slow") && (n == 1 || strings.HasPrefix(key, "slow-always")):
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		fmt.Fprintf(w, "attempt %d\n", n)
+	}))
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - name: retry
+    module: file:%s
+    config:
+      policies:
+        - {match: {path_prefix: /limited/}, attempts: 2, statuses: [429]}
+        - {match: {path_prefix: /slow/}, attempts: 2, retry_on: [gateway-error], per_try_timeout: 200ms}
+        - {match: {path_prefix: /bounded/}, attempts: 3, retry_on: [gateway-error], per_try_timeout: 1s, timeout: 300ms}
+        - {match: {methods: [GET, POST]}, attempts: 3, retry_on: [5xx]}
+routes: [{name: all, match: {path_prefix: /}, filters: [retry], backend: app}]
+`, app.addr, mod))
+	c := h1Client()
+	count := func(key string) int { mu.Lock(); defer mu.Unlock(); return tries[key] }
+	if resp, body := get(t, c, g.url("web", "/x"), "X-Key", "flaky-get"); resp.StatusCode != 200 || body != "attempt 3\n" || count("flaky-get") != 3 {
+		t.Errorf("a GET that meets 503 twice: %d %q after %d attempts; want 200 on the third", resp.StatusCode, body, count("flaky-get"))
+	}
+	if resp, _ := do(t, c, "POST", g.url("web", "/x"), strings.NewReader("b"), "X-Key", "flaky-post"); resp.StatusCode != 503 || count("flaky-post") != 1 {
+		t.Errorf("a POST that meets 503: %d after %d attempts; want 503 with no retry", resp.StatusCode, count("flaky-post"))
+	}
+	if resp, _ := get(t, c, g.url("web", "/limited/x"), "X-Key", "busy"); resp.StatusCode != 200 || count("busy") != 2 {
+		t.Errorf("a 429 where the policy names it: %d after %d attempts", resp.StatusCode, count("busy"))
+	}
+	if resp, _ := get(t, c, g.url("web", "/x"), "X-Key", "busy-elsewhere"); resp.StatusCode != 429 || count("busy-elsewhere") != 1 {
+		t.Errorf("a 429 where the policy does not name it: %d after %d attempts", resp.StatusCode, count("busy-elsewhere"))
+	}
+	start := time.Now()
+	if resp, body := get(t, c, g.url("web", "/slow/x"), "X-Key", "slow-once"); resp.StatusCode != 200 || body != "attempt 2\n" {
+		t.Errorf("a slow first attempt with a 200ms per-try timeout: %d %q", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the per-try timeout did not cut the slow attempt: %v", took)
+	}
+	start = time.Now()
+	if resp, _ := get(t, c, g.url("web", "/bounded/x"), "X-Key", "slow-always"); resp.StatusCode != 504 {
+		t.Errorf("a request past the policy's 300ms timeout: %d, want 504", resp.StatusCode)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the policy's timeout did not end the request: %v", took)
+	}
+}

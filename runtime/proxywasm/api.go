@@ -120,6 +120,7 @@ type RouteChoice struct {
 type RetryChoice struct {
 	Attempts      int           // tries in all, the first one included
 	RetryOn       []string      // as a route's retry_on: 5xx, gateway-error, connect-failure, reset
+	Statuses      []int         // response codes retried on besides (429, 409, ...)
 	PerTryTimeout time.Duration // 0: none
 	AllMethods    bool          // retry non-idempotent methods too
 }

@@ -76,8 +76,12 @@ type queryMatcher struct {
 	present *bool
 }
 
-// RetryOn is what a route retries on.
-type RetryOn struct{ Any5xx, GatewayError, Connect, Reset bool }
+// RetryOn is what a route retries on: classes of outcome, and Statuses, response codes
+// (what a filter's retry policy may name, plexus.route.set_retry).
+type RetryOn struct {
+	Any5xx, GatewayError, Connect, Reset bool
+	Statuses                             []int
+}
 
 // ParseRetryOn reads a retry_on list (checked: config.Retry5xx, ...).
 func ParseRetryOn(on []string) RetryOn {

@@ -276,7 +276,9 @@ func chosenPolicy(p *proxywasm.RetryChoice, routes *config.Retry) policy {
 	if routes != nil {
 		r.Backoff = routes.Backoff
 	}
-	return policy{retry: r, on: route.ParseRetryOn(p.RetryOn)}
+	on := route.ParseRetryOn(p.RetryOn)
+	on.Statuses = p.Statuses
+	return policy{retry: r, on: on}
 }
 
 // classifyRetry says whether the outcome of an attempt is one the route retries on, and
@@ -285,7 +287,7 @@ func classifyRetry(on route.RetryOn, ep *upstream.Endpoint, resp *http.Response,
 	if err == nil {
 		ep.Succeeded()
 		code := resp.StatusCode
-		return (on.Any5xx && code >= 500 || on.GatewayError && (code == 502 || code == 503 || code == 504)) && idempotent
+		return (on.Any5xx && code >= 500 || on.GatewayError && (code == 502 || code == 503 || code == 504) || slices.Contains(on.Statuses, code)) && idempotent
 	}
 	return classifyError(on, ep, err, idempotent)
 }

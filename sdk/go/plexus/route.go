@@ -33,6 +33,7 @@ func SetTimeout(d time.Duration) error {
 type RetryPolicy struct {
 	Attempts      int           // tries in all, the first one included (1: no retry)
 	RetryOn       []string      // 5xx, gateway-error, connect-failure, reset
+	Statuses      []int         // response codes retried on besides (429, 409, ...); 16 at most
 	PerTryTimeout time.Duration // until an attempt's response header; 0: none
 	AllMethods    bool          // retry non-idempotent methods (POST, PATCH) too
 }
@@ -64,6 +65,15 @@ func SetRetry(p RetryPolicy) error {
 	}
 	if p.AllMethods {
 		r.Flags |= wire.RetryAllMethods
+	}
+	if len(p.Statuses) > wire.MaxStatuses {
+		return fmt.Errorf("%w: %s: %d statuses, at most %d", ErrBadArgument, wire.FuncSetRetry, len(p.Statuses), wire.MaxStatuses)
+	}
+	for _, st := range p.Statuses {
+		if st < 100 || st > 599 {
+			return fmt.Errorf("%w: %s: status %d", ErrBadArgument, wire.FuncSetRetry, st)
+		}
+		r.Statuses = append(r.Statuses, uint32(st))
 	}
 	_, err := call(wire.FuncSetRetry, wire.AppendRetry(nil, r))
 	return err

@@ -11,6 +11,7 @@ import (
 //	plexus.route.set_backend  args: the backend's name (all of it)
 //	plexus.route.set_timeout  args: u64 timeout_ms (at most the route's timeout)
 //	plexus.route.set_retry    args: u32 attempts | u32 retry_on | u32 per_try_timeout_ms | u32 flags
+//	                                [| u32 n | n × u32 status]  (n ≤ MaxStatuses; the statuses 100–599)
 //
 // None has a result. retry_on is the bits RetryOn5xx, RetryOnGatewayError,
 // RetryOnConnectFailure and RetryOnReset; flags bit 0 is RetryAllMethods; the other bits
@@ -31,15 +32,20 @@ const (
 	RetryAllMethods = 1 << 0
 )
 
-// MaxNameLen is the longest backend name set_backend takes.
-const MaxNameLen = 256
+// MaxNameLen is the longest backend name set_backend takes; MaxStatuses the most response
+// codes a retry policy names.
+const (
+	MaxNameLen  = 256
+	MaxStatuses = 16
+)
 
 // Retry is the argument of plexus.route.set_retry.
 type Retry struct {
 	Attempts      uint32
 	On            uint32 // RetryOn* bits
 	PerTryTimeout time.Duration
-	Flags         uint32 // RetryAllMethods
+	Flags         uint32   // RetryAllMethods
+	Statuses      []uint32 // response codes retried on besides: sent only when there are any
 }
 
 // AppendRetry appends the arguments of plexus.route.set_retry to b (the per-try timeout
@@ -48,14 +54,21 @@ func AppendRetry(b []byte, r Retry) []byte {
 	b = binary.LittleEndian.AppendUint32(b, r.Attempts)
 	b = binary.LittleEndian.AppendUint32(b, r.On)
 	b = binary.LittleEndian.AppendUint32(b, uint32(ceilDiv(r.PerTryTimeout, time.Millisecond)))
-	return binary.LittleEndian.AppendUint32(b, r.Flags)
+	b = binary.LittleEndian.AppendUint32(b, r.Flags)
+	if len(r.Statuses) > 0 {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(r.Statuses)))
+		for _, st := range r.Statuses {
+			b = binary.LittleEndian.AppendUint32(b, st)
+		}
+	}
+	return b
 }
 
 // ParseRetry decodes the arguments of plexus.route.set_retry.
 func ParseRetry(b []byte) (Retry, error) {
 	const what = FuncSetRetry
-	if len(b) != 16 {
-		return Retry{}, malformed(what, 0, "%d bytes, want 16", len(b))
+	if len(b) < 16 {
+		return Retry{}, malformed(what, 0, "%d bytes, want 16, or more with statuses", len(b))
 	}
 	r := Retry{
 		Attempts:      binary.LittleEndian.Uint32(b),
@@ -68,6 +81,22 @@ func ParseRetry(b []byte) (Retry, error) {
 	}
 	if r.Flags&^RetryAllMethods != 0 {
 		return Retry{}, malformed(what, 12, "flags %#x has reserved bits", r.Flags)
+	}
+	if rest := b[16:]; len(rest) > 0 {
+		if len(rest) < 4 {
+			return Retry{}, malformed(what, 16, "%d bytes after the flags, want a u32 count", len(rest))
+		}
+		n := binary.LittleEndian.Uint32(rest)
+		if n < 1 || n > MaxStatuses || uint64(len(rest)) != 4+4*uint64(n) {
+			return Retry{}, malformed(what, 16, "%d statuses in %d bytes: want 1 to %d, 4 bytes each", n, len(rest)-4, MaxStatuses)
+		}
+		for k := range n {
+			st := binary.LittleEndian.Uint32(rest[4+4*k:])
+			if st < 100 || st > 599 {
+				return Retry{}, malformed(what, 20+4*int(k), "status %d: want 100 to 599", st)
+			}
+			r.Statuses = append(r.Statuses, st)
+		}
 	}
 	return r, nil
 }

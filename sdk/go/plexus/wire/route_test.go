@@ -19,6 +19,14 @@ func TestRoute(t *testing.T) {
 	if err != nil || got.Attempts != 3 || got.On != r.On || got.PerTryTimeout != 1501*time.Millisecond || got.Flags != RetryAllMethods {
 		t.Errorf("ParseRetry: %+v, %v", got, err)
 	}
+	// The README's example, and one with statuses.
+	if b := AppendRetry(nil, Retry{Attempts: 3, On: RetryOn5xx | RetryOnReset, PerTryTimeout: 1500 * time.Millisecond}); string(b) != "\x03\x00\x00\x00\x09\x00\x00\x00\xdc\x05\x00\x00\x00\x00\x00\x00" {
+		t.Errorf("the README's example: % x", b)
+	}
+	ws := AppendRetry(nil, Retry{Attempts: 2, Statuses: []uint32{429, 503}})
+	if got, err := ParseRetry(ws); err != nil || len(ws) != 28 || len(got.Statuses) != 2 || got.Statuses[0] != 429 {
+		t.Errorf("with statuses: % x: %+v, %v", ws, got, err)
+	}
 	d, err := ParseTimeout(AppendTimeout(nil, 2*time.Second))
 	if err != nil || d != 2*time.Second {
 		t.Errorf("timeout: %v, %v", d, err)
