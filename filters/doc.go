@@ -9,6 +9,8 @@
 //     responses of allowed origins (filters/cors/README.md).
 //   - jwt-auth: JWTs (RS256, ES256, EdDSA, HS256) against a JWKS inline or fetched by
 //     callout, with refresh and rotation; claims to headers (filters/jwt-auth/README.md).
+//   - ext-authz: ask an HTTP authorization service before a request goes on
+//     (filters/ext-authz/README.md).
 //   - headers: rename, remove, set and add request and response header fields
 //     (filters/headers/README.md).
 //   - retry: a retry policy and timeout per method and path, carried out by the gateway's

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -650,5 +651,84 @@ routes: [{name: all, match: {path_prefix: /}, filters: [retry], backend: app}]
 	}
 	if took := time.Since(start); took > 4*time.Second {
 		t.Errorf("the policy's timeout did not end the request: %v", took)
+	}
+}
+
+// TestFilterExtAuthz: each request is first asked of an authorization service: it sees the
+// method, the prefixed path and the allowed headers only; its 200 lets the request on with
+// its chosen headers; its denial (status, body, chosen headers) is what the client gets; a
+// service that does not answer in time gets the request 403, or lets it through with
+// failure_mode_allow.
+func TestFilterExtAuthz(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "ext-authz")
+	app := startBackend(t, echo("app"))
+	var mu sync.Mutex
+	var asked []echoed
+	authz := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, echoed{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
+		mu.Unlock()
+		switch r.Header.Get("Authorization") {
+		case "Bearer good":
+			w.Header().Set("X-User-Id", "42")
+			w.Header().Set("X-Internal", "not for upstream")
+		case "Bearer slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		default:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="authz"`)
+			w.Header().Set("X-Internal", "not for the client")
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(401)
+			io.WriteString(w, "denied by authz\n")
+		}
+	}))
+	conf := fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}, {name: authz, endpoints: [%s]}]
+filters:
+  - name: authz
+    module: file:%s
+    config:
+      backend: authz
+      path_prefix: /check
+      timeout: 300ms
+      allowed_headers: [authorization]
+      upstream_headers: [x-user-id]
+      client_headers: [www-authenticate]
+  - name: authz-open
+    module: file:%s
+    config: {backend: authz, timeout: 300ms, allowed_headers: [authorization], failure_mode_allow: true}
+routes:
+  - {name: open, match: {path_prefix: /open/}, filters: [authz-open], backend: app}
+  - {name: all, match: {path_prefix: /}, filters: [authz], backend: app}
+`, app.addr, authz.addr, mod, mod)
+	g := startGateway(t, conf)
+	c := h1Client()
+	resp, body := do(t, c, "DELETE", g.url("web", "/items/7?x=1"), nil, "Authorization", "Bearer good", "Cookie", "secret=1")
+	if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("X-User-Id") != "42" || e.Header.Get("X-Internal") != "" || e.Method != "DELETE" {
+		t.Errorf("an allowed request: %d, upstream %v", resp.StatusCode, e.Header)
+	}
+	mu.Lock()
+	a := asked[len(asked)-1]
+	mu.Unlock()
+	if a.Method != "DELETE" || a.Path != "/check/items/7" || a.Header.Get("Cookie") != "" || a.Header.Get("Authorization") != "Bearer good" {
+		t.Errorf("what the service was asked: %s %s %v", a.Method, a.Path, a.Header)
+	}
+	resp, body = get(t, c, g.url("web", "/items"), "Authorization", "Bearer bad")
+	if resp.StatusCode != 401 || body != "denied by authz\n" || resp.Header.Get("Www-Authenticate") != `Bearer realm="authz"` ||
+		resp.Header.Get("X-Internal") != "" || resp.Header.Get("X-Backend") != "" {
+		t.Errorf("a denied request: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	if resp, _ := get(t, c, g.url("web", "/items"), "Authorization", "Bearer slow"); resp.StatusCode != 403 || resp.Header.Get("X-Backend") != "" {
+		t.Errorf("the service too slow: %d, want 403", resp.StatusCode)
+	}
+	resp, body = get(t, c, g.url("web", "/open/items"), "Authorization", "Bearer slow")
+	if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("X-Ext-Authz-Check-Result") != "failure-mode-allowed" {
+		t.Errorf("the service too slow, failure_mode_allow: %d %v", resp.StatusCode, e.Header)
 	}
 }
