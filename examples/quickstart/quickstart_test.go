@@ -83,6 +83,7 @@ func TestQuickstartPorts(t *testing.T) {
 	said := out.text()
 	for _, hint := range []string{
 		fmt.Sprintf("curl -i http://127.0.0.1:%d/api/hello", web),
+		fmt.Sprintf("curl -i -H 'x-api-key: demo-key' http://127.0.0.1:%d/shop/", web),
 		fmt.Sprintf("curl http://127.0.0.1:%d/routes", admin),
 	} {
 		if !strings.Contains(said, hint) {
@@ -107,6 +108,29 @@ func TestQuickstartPorts(t *testing.T) {
 	}
 	if resp, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/routes", admin)); resp.StatusCode != 200 || !strings.Contains(string(body), "api") {
 		t.Errorf("GET admin /routes: %d %s", resp.StatusCode, body)
+	}
+
+	// The chain of first-party filters on /shop/: api-key, ratelimit, router.
+	shop := fmt.Sprintf("http://127.0.0.1:%d/shop/", web)
+	if resp, _ := get(t, shop); resp.StatusCode != 401 {
+		t.Errorf("/shop/ without a key: %d, want 401", resp.StatusCode)
+	}
+	for _, tc := range []struct {
+		hdr  []string
+		want int
+	}{{nil, be}, {[]string{"X-Canary", "1"}, be + 1}} {
+		resp, body := get(t, shop, append([]string{"X-Api-Key", "demo-key"}, tc.hdr...)...)
+		var echo struct{ Backend string }
+		if err := json.Unmarshal(body, &echo); resp.StatusCode != 200 || err != nil || echo.Backend != fmt.Sprint("127.0.0.1:", tc.want) {
+			t.Errorf("/shop/ with the key %v: %d %s; want 200 from 127.0.0.1:%d", tc.hdr, resp.StatusCode, body, tc.want)
+		}
+	}
+	// 10 a minute per consumer: 2 made, so the 9th from here is refused.
+	for i := 3; i <= 11; i++ {
+		resp, _ := get(t, shop, "X-Api-Key", "demo-key")
+		if want := map[bool]int{true: 200, false: 429}[i <= 10]; resp.StatusCode != want {
+			t.Fatalf("request %d to /shop/: %d, want %d", i, resp.StatusCode, want)
+		}
 	}
 }
 
@@ -136,9 +160,16 @@ func freePort(t *testing.T, n int) int {
 	return 0
 }
 
-func get(t *testing.T, url string) (*http.Response, []byte) {
+func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,12 +55,15 @@ fi
 go build -o bin/plexus ./cmd/plexus
 go build -o bin/demo-backend ./examples/quickstart/backend
 examples/build.sh examples/go/hello
+filters/build.sh api-key ratelimit router
 bin/demo-backend "127.0.0.1:$be1" "127.0.0.1:$be2" &
 backend=$!
 trap 'kill $backend 2>/dev/null' EXIT
 echo
 [ "$config" = examples/quickstart/plexus.yaml ] || echo "plexus serves $config: the quickstart's config on your ports (edit it to see plexus reload)"
 echo "try:  curl -i http://127.0.0.1:$web/api/hello     (x-hello: world comes from the Wasm filter)"
+echo "      curl -i -H 'x-api-key: demo-key' http://127.0.0.1:$web/shop/     (api-key, ratelimit, router)"
+echo "      curl -i -H 'x-api-key: demo-key' -H 'x-canary: 1' http://127.0.0.1:$web/shop/"
 echo "      curl http://127.0.0.1:$admin/routes"
 echo
 bin/plexus run --config "$config"
