@@ -11,6 +11,8 @@
 #                                 build step: see internal/wasmbuild)
 #   docker-registry               the CNCF distribution registry, for the registry's interop
 #                                 tests (plexus pushes to it and pulls back from it)
+#   rustc, libstd-rust-dev-wasm32 examples/gate/rust: rustc alone (no cargo, no crates) for
+#                                 wasm32-unknown-unknown, when no rustc here has its std
 #
 # Go-built filters need nothing beyond Go itself (GOOS=wasip1, no TinyGo).
 set -euo pipefail
@@ -44,6 +46,19 @@ have wasm-ld || need+=(lld)
 have node || need+=(nodejs)
 have npm || need+=(npm)
 install "${need[@]}"
+
+# Rust for wasm32-unknown-unknown: Debian's rustc with its wasm32 std, unless a rustc on the
+# PATH (rustup's, say) has that target already.
+rust_wasm=""
+for rc in rustc /usr/bin/rustc; do
+	if sysroot="$("$rc" --print sysroot 2>/dev/null)" && [ -d "$sysroot/lib/rustlib/wasm32-unknown-unknown/lib" ]; then
+		rust_wasm=1
+		break
+	fi
+done
+if [ -z "$rust_wasm" ]; then
+	install rustc libstd-rust-dev-wasm32
+fi
 
 # compiler-rt's wasm32 builtins come in a package versioned like clang itself
 # (libclang-rt-14-dev-wasm32 for bookworm's clang 14): ask the clang that is there.

@@ -41,6 +41,10 @@ func module(t *testing.T, kind, dir string) string {
 		p = wasmbuild.Filter(t, dir)
 	case "c":
 		p = wasmbuild.C(t, dir)
+	case "cpp":
+		p = wasmbuild.CPP(t, dir)
+	case "rust":
+		p = wasmbuild.Rust(t, dir)
 	case "as":
 		p = wasmbuild.AS(t, dir)
 	case "wat":

@@ -191,21 +191,111 @@ func C(t testing.TB, dir string) string {
 		t.Fatalf("wasmbuild: no .c files in %s", abs)
 	}
 	sort.Strings(srcs)
-	flags := append([]string(nil), CFlags...)
+	return clang(t, "clang", "c", dir, CFlags, srcs)
+}
+
+// CXXFlags are C++'s: CFlags, C++17, and no C++ standard library (wasi-libc only), no
+// exceptions, no RTTI.
+var CXXFlags = append([]string{"-std=c++17", "-fno-exceptions", "-fno-rtti", "-nostdlib++"}, CFlags...)
+
+// CPP compiles every .cc file in dir (relative to the module root, like
+// "examples/gate/cpp") into one Proxy-Wasm module with clang++, and returns the .wasm
+// path:
+//
+//	clang++ --target=wasm32-wasi -std=c++17 -fno-exceptions -nostdlib++ ... -o OUT *.cc
+func CPP(t testing.TB, dir string) string {
+	t.Helper()
+	srcs, err := filepath.Glob(filepath.Join(ModuleRoot(t), dir, "*.cc"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("wasmbuild: no .cc files in %s", dir)
+	}
+	sort.Strings(srcs)
+	return clang(t, "clang++", "cpp", dir, CXXFlags, srcs)
+}
+
+// clang builds srcs with compiler (clang, clang++) and flags, sdk/c on the include path.
+func clang(t testing.TB, compiler, kind, dir string, base, srcs []string) string {
+	t.Helper()
+	root := ModuleRoot(t)
+	abs := filepath.Join(root, dir)
+	sdk := filepath.Join(root, "sdk", "c")
+	flags := append(append([]string(nil), base...), "-I", sdk)
 	if s := os.Getenv("WASI_SYSROOT"); s != "" {
 		flags = append(flags, "--sysroot="+s)
 	}
-	key := hashSources(t, recipe("clang", flags...), []string{abs}, nil)
-	out := filepath.Join(CacheDir(), "c-"+filepath.Base(dir)+"-"+key+".wasm")
+	key := hashSources(t, recipe(compiler, flags...), []string{abs, sdk}, nil)
+	out := filepath.Join(CacheDir(), kind+"-"+filepath.Base(dir)+"-"+key+".wasm")
 	return build(t, out, out, func(tmp string) error {
 		if err := checkC(); err != nil {
 			return err
 		}
+		if _, err := exec.LookPath(compiler); err != nil {
+			return missing(compiler, "clang")
+		}
 		args := append(append(flags, "-o", tmp), srcs...)
-		cmd := exec.Command("clang", args...)
+		cmd := exec.Command(compiler, args...)
 		cmd.Dir = abs
 		return run(cmd)
 	})
+}
+
+// RustFlags are what Rust filters are built with: rustc alone (no cargo, no crates), for
+// wasm32-unknown-unknown.
+var RustFlags = []string{"--edition", "2021", "--target", "wasm32-unknown-unknown", "--crate-type", "cdylib",
+	"-C", "opt-level=s", "-C", "panic=abort", "-C", "strip=symbols", "-C", "lto"}
+
+// Rust compiles the crate whose root is the one .rs file in dir (relative to the module
+// root, like "examples/gate/rust"; it may include sdk/rust/plexus.rs as a module), and
+// returns the .wasm path:
+//
+//	rustc --edition 2021 --target wasm32-unknown-unknown --crate-type cdylib ... -o OUT ROOT.rs
+//
+// The rustc is the first of PATH's and Debian's (/usr/bin/rustc, with
+// libstd-rust-dev-wasm32) that has the standard library for wasm32-unknown-unknown.
+func Rust(t testing.TB, dir string) string {
+	t.Helper()
+	root := ModuleRoot(t)
+	abs := filepath.Join(root, dir)
+	srcs, err := filepath.Glob(filepath.Join(abs, "*.rs"))
+	if err != nil || len(srcs) != 1 {
+		t.Fatalf("wasmbuild: want one .rs file in %s, the crate's root; have %v", abs, srcs)
+	}
+	sdk := filepath.Join(root, "sdk", "rust")
+	key := hashSources(t, recipe("rustc", RustFlags...), []string{abs, sdk}, nil)
+	out := filepath.Join(CacheDir(), "rust-"+filepath.Base(dir)+"-"+key+".wasm")
+	return build(t, out, out, func(tmp string) error {
+		rustc, err := rustcForWasm()
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(rustc, append(append(append([]string(nil), RustFlags...), "-o", tmp), srcs[0])...)
+		cmd.Dir = abs
+		return run(cmd)
+	})
+}
+
+// rustcForWasm is a rustc that can build for wasm32-unknown-unknown.
+func rustcForWasm() (string, error) {
+	var tried []string
+	for _, c := range []string{"rustc", "/usr/bin/rustc"} {
+		path, err := exec.LookPath(c)
+		if err != nil {
+			continue
+		}
+		out, err := exec.Command(path, "--print", "sysroot").Output()
+		if err != nil {
+			continue
+		}
+		lib := filepath.Join(strings.TrimSpace(string(out)), "lib", "rustlib", "wasm32-unknown-unknown", "lib")
+		if _, err := os.Stat(lib); err == nil {
+			return path, nil
+		}
+		tried = append(tried, path)
+	}
+	if len(tried) == 0 {
+		return "", missing("rustc", "rustc")
+	}
+	return "", missing("the Rust standard library for wasm32-unknown-unknown (none for "+strings.Join(tried, ", ")+")", "libstd-rust-dev-wasm32")
 }
 
 // checkC finds what a C build needs before running it, to say what is missing rather than

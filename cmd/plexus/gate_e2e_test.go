@@ -1,0 +1,69 @@
+package main
+
+// The gate example (examples/gate), one filter in seven languages built from source, each
+// through the real gateway with the same behaviour test.
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// gateExamples are the gate example's folders, and how to build each.
+var gateExamples = []struct{ lang, kind, dir string }{
+	{"go", "go", "examples/gate/go"},
+	{"go-plexus", "go", "examples/gate/go-plexus"},
+	{"c", "c", "examples/gate/c"},
+	{"cpp", "cpp", "examples/gate/cpp"},
+	{"rust", "rust", "examples/gate/rust"},
+	{"assemblyscript", "as", "examples/gate/assemblyscript"},
+	{"wat", "wat", "examples/gate/wat/gate.wat"},
+}
+
+// TestGateExamples: every gate example, on a route of its own, marks the request and its
+// response with x-gate: LANG, answers x-deny: yes itself with 403 ("denied by LANG\n", the
+// backend never asked), and counts both in its metric gate_requests; the sdk/go one also
+// counts the allowed requests in a shared counter, as x-gate-count.
+func TestGateExamples(t *testing.T) {
+	t.Parallel()
+	app := startBackend(t, echo("app"))
+	var filters, routes strings.Builder
+	for _, ex := range gateExamples {
+		fmt.Fprintf(&filters, "  - {name: gate-%s, module: \"file:%s\"}\n", ex.lang, module(t, ex.kind, ex.dir))
+		fmt.Fprintf(&routes, "  - {name: %s, match: {path_prefix: /%s/}, filters: [gate-%s], backend: app}\n", ex.lang, ex.lang, ex.lang)
+	}
+	g := startGateway(t, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1, h2c]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+%sroutes:
+%s`, app.addr, filters.String(), routes.String()))
+	for _, ex := range gateExamples {
+		t.Run(ex.lang, func(t *testing.T) {
+			for i, c := range []*http.Client{h1Client(), h2cClient()} {
+				resp, body := get(t, c, g.url("web", "/"+ex.lang+"/x"))
+				e := decodeEcho(t, body)
+				if resp.StatusCode != 200 || e.Header.Get("X-Gate") != ex.lang || resp.Header.Get("X-Gate") != ex.lang {
+					t.Errorf("a request: %d, upstream x-gate %q, response x-gate %q; want 200 and %s on both",
+						resp.StatusCode, e.Header.Get("X-Gate"), resp.Header.Get("X-Gate"), ex.lang)
+				}
+				if ex.lang == "go-plexus" && resp.Header.Get("X-Gate-Count") != strconv.Itoa(i+1) {
+					t.Errorf("the shared counter after %d allowed requests: x-gate-count %q", i+1, resp.Header.Get("X-Gate-Count"))
+				}
+			}
+			resp, body := get(t, h1Client(), g.url("web", "/"+ex.lang+"/x"), "X-Deny", "yes")
+			if resp.StatusCode != 403 || body != "denied by "+ex.lang+"\n" || resp.Header.Get("X-Gate") != ex.lang || resp.Header.Get("X-Backend") != "" {
+				t.Errorf("x-deny: yes: %d %q, x-gate %q, x-backend %q; want 403 from the filter", resp.StatusCode, body, resp.Header.Get("X-Gate"), resp.Header.Get("X-Backend"))
+			}
+			_, metrics := get(t, h1Client(), "http://"+g.addr("admin")+"/metrics")
+			re := regexp.MustCompile(`(?m)^gate_requests_total\{[^}]*plexus_filter="gate-` + regexp.QuoteMeta(ex.lang) + `"[^}]*\} (\S+)$`)
+			if m := re.FindStringSubmatch(metrics); m == nil || m[1] != "3" {
+				t.Errorf("gate_requests of gate-%s: %v; want 3 (two passed, one denied)\n%s", ex.lang, m, grepLines(metrics, "gate_requests"))
+			}
+		})
+	}
+}

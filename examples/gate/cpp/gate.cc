@@ -1,0 +1,73 @@
+// gate.cc: the gate example in C++ (Debian's clang++, no C++ standard library: wasi-libc
+// only), on sdk/c/plexus.h: it counts every request in the metric gate_requests, answers one
+// that carries x-deny: yes with 403 itself, and marks the others, and their responses, with
+// x-gate: cpp. See ../README.md.
+#include "plexus.h"
+
+namespace {
+
+// Str is a view of bytes the filter or the host owns.
+struct Str {
+  const char *p;
+  size_t n;
+  template <size_t N>
+  constexpr Str(const char (&lit)[N]) : p(lit), n(N - 1) {}
+  Str(const char *p, size_t n) : p(p), n(n) {}
+  bool operator==(Str o) const { return n == o.n && memcmp(p, o.p, n) == 0; }
+};
+
+// Header is a header value the host handed over, freed when it goes.
+class Header {
+ public:
+  Header(uint32_t map, Str name) { ok_ = proxy_get_header_map_value(map, name.p, name.n, &v_, &n_) == PLEXUS_OK; }
+  ~Header() { free(v_); }
+  Header(const Header &) = delete;
+  Header &operator=(const Header &) = delete;
+  bool is(Str s) const { return ok_ && Str(v_, n_) == s; }
+
+ private:
+  char *v_ = nullptr;
+  size_t n_ = 0;
+  bool ok_ = false;
+};
+
+constexpr Str kName = "x-gate";
+constexpr Str kLang = "cpp";
+uint32_t requests;  // the metric's id
+
+void add(uint32_t map, Str name, Str value) { proxy_add_header_map_value(map, name.p, name.n, value.p, value.n); }
+
+// The local reply's headers as the ABI serializes a map: 1 pair (x-gate: cpp).
+const char kDenyHeaders[] = "\x01\0\0\0" "\x06\0\0\0" "\x03\0\0\0" "x-gate\0" "cpp";
+
+}  // namespace
+
+extern "C" {
+
+PLEXUS_EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1() {}
+
+PLEXUS_EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t, uint32_t) {}
+
+PLEXUS_EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t, uint32_t) { return 1; }
+
+PLEXUS_EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t, uint32_t) {
+  return proxy_define_metric(PROXY_METRIC_COUNTER, PLEXUS_S("gate_requests"), &requests) == PLEXUS_OK;
+}
+
+PLEXUS_EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t, uint32_t, uint32_t) {
+  proxy_increment_metric(requests, 1);
+  if (Header(PROXY_REQUEST_HEADERS, "x-deny").is("yes")) {
+    Str body = "denied by cpp\n";
+    proxy_send_local_response(403, PLEXUS_S("gate_denied"), body.p, body.n, kDenyHeaders, sizeof kDenyHeaders, -1);
+    return PROXY_PAUSE;
+  }
+  add(PROXY_REQUEST_HEADERS, kName, kLang);
+  return PROXY_CONTINUE;
+}
+
+PLEXUS_EXPORT(proxy_on_response_headers) uint32_t proxy_on_response_headers(uint32_t, uint32_t, uint32_t) {
+  add(PROXY_RESPONSE_HEADERS, kName, kLang);
+  return PROXY_CONTINUE;
+}
+
+}  // extern "C"

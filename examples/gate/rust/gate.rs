@@ -1,0 +1,53 @@
+//! gate.rs: the gate example in Rust (rustc alone, no crates), on sdk/rust/plexus.rs: it
+//! counts every request in the metric gate_requests, answers one that carries x-deny: yes
+//! with 403 itself, and marks the others, and their responses, with x-gate: rust. See
+//! ../README.md.
+
+#[path = "../../../sdk/rust/plexus.rs"]
+mod plexus;
+
+use std::cell::Cell;
+
+thread_local! {
+    static REQUESTS: Cell<Option<u32>> = Cell::new(None);
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(_id: u32, _parent: u32) {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root: u32, _size: usize) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(_root: u32, _size: usize) -> u32 {
+    match plexus::Counter::define("gate_requests") {
+        Ok(c) => {
+            REQUESTS.with(|r| r.set(Some(c.id())));
+            1
+        }
+        Err(_) => 0,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(_id: u32, _headers: u32, _eos: u32) -> u32 {
+    REQUESTS.with(|r| {
+        if let Some(id) = r.get() {
+            plexus::Counter::from_id(id).increment(1);
+        }
+    });
+    if plexus::header(plexus::REQUEST_HEADERS, "x-deny").as_deref() == Some(b"yes") {
+        let _ = plexus::send_response(403, "gate_denied", &[("x-gate", "rust")], b"denied by rust\n");
+        return plexus::PAUSE;
+    }
+    let _ = plexus::add_header(plexus::REQUEST_HEADERS, "x-gate", "rust");
+    plexus::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(_id: u32, _headers: u32, _eos: u32) -> u32 {
+    let _ = plexus::add_header(plexus::RESPONSE_HEADERS, "x-gate", "rust");
+    plexus::CONTINUE
+}
