@@ -113,8 +113,25 @@ func Filter(t testing.TB, name string) string {
 	if wasm, err = wasmsection.Set(wasm, wasmsection.ConfigSchema, schema); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	if err := os.WriteFile(out, wasm, 0o644); err != nil {
+	// In the cache, by its contents: the path outlives the test that asked first.
+	sum := sha256.Sum256(wasm)
+	out := filepath.Join(CacheDir(), "filter-"+name+"-"+hex.EncodeToString(sum[:8])+".wasm")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	tmp, err := os.CreateTemp(CacheDir(), ".filter-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tmp.Write(wasm)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
 		t.Fatal(err)
 	}
 	return out
