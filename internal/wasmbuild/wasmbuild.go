@@ -361,7 +361,8 @@ func AS(t testing.TB, dir string) string {
 	root := ModuleRoot(t)
 	abs := filepath.Join(root, dir)
 	args := []string{"assembly/index.ts", "--target", "release", "--outFile", "OUT"}
-	key := hashSources(t, recipe("asc", args...), []string{abs}, []string{"node_modules", "build"})
+	// sdk/assemblyscript too: an example may import it by its path.
+	key := hashSources(t, recipe("asc", args...), []string{abs, filepath.Join(root, "sdk", "assemblyscript")}, []string{"node_modules", "build"})
 	out := filepath.Join(CacheDir(), "as-"+filepath.Base(dir)+"-"+key+".wasm")
 	// The lock is per source directory: npm ci rewrites its node_modules.
 	sum := sha256.Sum256([]byte(abs))

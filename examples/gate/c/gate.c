@@ -1,10 +1,12 @@
 // gate.c: the gate example in C, on sdk/c/plexus.h (which declares the Proxy-Wasm host
 // functions it uses): it counts every request in the metric gate_requests, answers one that
 // carries x-deny: yes with 403 itself, and marks the others, and their responses, with
-// x-gate: c. See ../README.md.
+// x-gate: c; and it counts the allowed ones in a counter every replica shares
+// (plexus_counter_incr), whose value the response carries as x-gate-count. See ../README.md.
 #include "plexus.h"
 
 static uint32_t requests; // the metric's id
+static int64_t count;     // the shared counter, after this request
 
 PLEXUS_EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1(void) {}
 
@@ -35,11 +37,26 @@ uint32_t proxy_on_request_headers(uint32_t id, uint32_t headers, uint32_t end_of
     return PROXY_PAUSE;
   }
   proxy_add_header_map_value(PROXY_REQUEST_HEADERS, PLEXUS_S("x-gate"), PLEXUS_S("c"));
+  if (plexus_counter_incr(PLEXUS_S("gate:allowed"), 1, 0, &count) != PLEXUS_OK) count = -1;
   return PROXY_CONTINUE;
+}
+
+// decimal writes v at the end of buf (20 bytes) and returns where it starts.
+static char *decimal(char *end, int64_t v) {
+  char *p = end;
+  uint64_t u = v < 0 ? (uint64_t)-v : (uint64_t)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  return p;
 }
 
 PLEXUS_EXPORT(proxy_on_response_headers)
 uint32_t proxy_on_response_headers(uint32_t id, uint32_t headers, uint32_t end_of_stream) {
   proxy_add_header_map_value(PROXY_RESPONSE_HEADERS, PLEXUS_S("x-gate"), PLEXUS_S("c"));
+  char buf[21], *p = decimal(buf + sizeof buf, count);
+  proxy_add_header_map_value(PROXY_RESPONSE_HEADERS, PLEXUS_S("x-gate-count"), p, (size_t)(buf + sizeof buf - p));
   return PROXY_CONTINUE;
 }

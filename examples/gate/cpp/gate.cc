@@ -1,7 +1,8 @@
 // gate.cc: the gate example in C++ (Debian's clang++, no C++ standard library: wasi-libc
 // only), on sdk/c/plexus.h: it counts every request in the metric gate_requests, answers one
 // that carries x-deny: yes with 403 itself, and marks the others, and their responses, with
-// x-gate: cpp. See ../README.md.
+// x-gate: cpp; and it counts the allowed ones in a counter every replica shares
+// (plexus_counter_incr), whose value the response carries as x-gate-count. See ../README.md.
 #include "plexus.h"
 
 namespace {
@@ -34,6 +35,25 @@ class Header {
 constexpr Str kName = "x-gate";
 constexpr Str kLang = "cpp";
 uint32_t requests;  // the metric's id
+int64_t count;      // the shared counter, after this request
+
+// Decimal is v in decimal, in a buffer of its own.
+class Decimal {
+ public:
+  explicit Decimal(int64_t v) {
+    uint64_t u = v < 0 ? static_cast<uint64_t>(-v) : static_cast<uint64_t>(v);
+    do {
+      buf_[--at_] = static_cast<char>('0' + u % 10);
+      u /= 10;
+    } while (u);
+    if (v < 0) buf_[--at_] = '-';
+  }
+  Str str() const { return Str(buf_ + at_, sizeof buf_ - at_); }
+
+ private:
+  char buf_[21];
+  size_t at_ = sizeof buf_;
+};
 
 void add(uint32_t map, Str name, Str value) { proxy_add_header_map_value(map, name.p, name.n, value.p, value.n); }
 
@@ -62,11 +82,13 @@ PLEXUS_EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32
     return PROXY_PAUSE;
   }
   add(PROXY_REQUEST_HEADERS, kName, kLang);
+  if (plexus_counter_incr(PLEXUS_S("gate:allowed"), 1, 0, &count) != PLEXUS_OK) count = -1;
   return PROXY_CONTINUE;
 }
 
 PLEXUS_EXPORT(proxy_on_response_headers) uint32_t proxy_on_response_headers(uint32_t, uint32_t, uint32_t) {
   add(PROXY_RESPONSE_HEADERS, kName, kLang);
+  add(PROXY_RESPONSE_HEADERS, "x-gate-count", Decimal(count).str());
   return PROXY_CONTINUE;
 }
 

@@ -1,7 +1,8 @@
 //! gate.rs: the gate example in Rust (rustc alone, no crates), on sdk/rust/plexus.rs: it
 //! counts every request in the metric gate_requests, answers one that carries x-deny: yes
-//! with 403 itself, and marks the others, and their responses, with x-gate: rust. See
-//! ../README.md.
+//! with 403 itself, and marks the others, and their responses, with x-gate: rust; and it
+//! counts the allowed ones in a counter every replica shares (plexus::counter_incr), whose
+//! value the response carries as x-gate-count. See ../README.md.
 
 #[path = "../../../sdk/rust/plexus.rs"]
 mod plexus;
@@ -10,6 +11,7 @@ use std::cell::Cell;
 
 thread_local! {
     static REQUESTS: Cell<Option<u32>> = Cell::new(None);
+    static COUNT: Cell<i64> = Cell::new(-1);
 }
 
 #[no_mangle]
@@ -43,11 +45,14 @@ pub extern "C" fn proxy_on_request_headers(_id: u32, _headers: u32, _eos: u32) -
         return plexus::PAUSE;
     }
     let _ = plexus::add_header(plexus::REQUEST_HEADERS, "x-gate", "rust");
+    COUNT.with(|c| c.set(plexus::counter_incr("gate:allowed", 1, 0).unwrap_or(-1)));
     plexus::CONTINUE
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_headers(_id: u32, _headers: u32, _eos: u32) -> u32 {
     let _ = plexus::add_header(plexus::RESPONSE_HEADERS, "x-gate", "rust");
+    let count = COUNT.with(|c| c.get()).to_string();
+    let _ = plexus::add_header(plexus::RESPONSE_HEADERS, "x-gate-count", &count);
     plexus::CONTINUE
 }

@@ -1,7 +1,8 @@
 // The gate example in AssemblyScript, on the upstream npm SDK (@gcoredev/proxy-wasm-sdk-as):
 // it counts every request in the metric gate_requests, answers one that carries
 // x-deny: yes with 403 itself, and marks the others, and their responses, with
-// x-gate: assemblyscript. See ../README.md.
+// x-gate: assemblyscript; with sdk/assemblyscript it counts the allowed ones in a counter
+// every replica shares, whose value the response carries as x-gate-count. See ../README.md.
 
 // The SDK's exports: proxy_abi_version_0_2_1, malloc and the proxy_on_* callbacks.
 export * from "@gcoredev/proxy-wasm-sdk-as/assembly/proxy";
@@ -17,6 +18,7 @@ import {
   send_http_response,
   stream_context,
 } from "@gcoredev/proxy-wasm-sdk-as/assembly";
+import { counterIncr, lastStatus, OK } from "../../../../sdk/assemblyscript/assembly/index";
 
 const NAME = "x-gate";
 const LANG = "assemblyscript";
@@ -36,6 +38,7 @@ class GateRoot extends RootContext {
 
 class Gate extends Context {
   gate: GateRoot;
+  count: string = "";
 
   constructor(context_id: u32, root_context: GateRoot) {
     super(context_id, root_context);
@@ -51,11 +54,14 @@ class Gate extends Context {
       return FilterHeadersStatusValues.StopIteration;
     }
     stream_context.headers.request.add(NAME, LANG);
+    const n = counterIncr("gate:allowed", 1, 0);
+    if (lastStatus == OK) this.count = n.toString();
     return FilterHeadersStatusValues.Continue;
   }
 
   onResponseHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
     stream_context.headers.response.add(NAME, LANG);
+    stream_context.headers.response.add("x-gate-count", this.count);
     return FilterHeadersStatusValues.Continue;
   }
 }
