@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -307,9 +308,10 @@ routes: [{name: all, match: {path_prefix: /}, filters: [basic], backend: app}]
 	}
 }
 
-// TestFilterRateLimitSchema: the ratelimit filter's schema refuses a config it cannot
-// run, naming the line, the filter and the field, before any request.
-func TestFilterRateLimitSchema(t *testing.T) {
+// TestFilterRateLimit: limits keyed by a JWT claim, with the IETF draft's RateLimit-*
+// headers and Retry-After; and the filter's schema refuses a config it cannot run, naming
+// the line, the filter and the field, before any request.
+func TestFilterRateLimit(t *testing.T) {
 	t.Parallel()
 	mod := firstParty(t, "ratelimit")
 	conf := fmt.Sprintf(`admin: {address: 127.0.0.1:0}
@@ -325,6 +327,24 @@ routes: [{name: all, match: {path_prefix: /}, filters: [limits], backend: app}]
 `, mod)
 	if code, out := validate(t, conf); code != 0 {
 		t.Fatalf("a good config: exit %d\n%s", code, out)
+	}
+	app := startBackend(t, echo("app"))
+	g := startGateway(t, strings.NewReplacer("127.0.0.1:1", app.addr,
+		`{name: per-client, key: "header:x-api-key", rate: 10, period: 1s}`, `{name: per-user, key: "claim:sub", rate: 1, period: 1m}`,
+		"      limits:", "      header_style: both\n      limits:").Replace(conf))
+	k := testutil.NewJWTKey(t, "HS256", "")
+	alice, bob := k.Sign(t, map[string]any{"sub": "alice"}), k.Sign(t, map[string]any{"sub": "bob"})
+	c := h1Client()
+	if resp, _ := get(t, c, g.url("web", "/"), "Authorization", "Bearer "+alice); resp.StatusCode != 200 ||
+		resp.Header.Get("Ratelimit-Policy") != "1;w=60" || resp.Header.Get("Ratelimit-Remaining") != "0" || resp.Header.Get("X-Ratelimit-Limit") != "1" {
+		t.Errorf("alice's first request: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, _ := get(t, c, g.url("web", "/"), "Authorization", "Bearer "+alice)
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || ra < 1 || ra > 60 || resp.Header.Get("Ratelimit-Limit") != "1" {
+		t.Errorf("alice's second request in the minute: %d %v; want 429 with Retry-After", resp.StatusCode, resp.Header)
+	}
+	if resp, _ := get(t, c, g.url("web", "/"), "Authorization", "Bearer "+bob); resp.StatusCode != 200 {
+		t.Errorf("bob, another key: %d", resp.StatusCode)
 	}
 	for _, tc := range []struct{ from, to, says string }{
 		{`key: "header:x-api-key"`, `key: "cookie:session"`, `plexus.yaml:9:35: filter "limits": config /limits/0/key: 'cookie:session' does not match pattern`},

@@ -8,6 +8,7 @@ package policy
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -24,14 +25,18 @@ type Config struct {
 	Limits []LimitConfig `json:"limits"`
 	// Status of the local reply to a denied request: 429 when 0.
 	Status int `json:"status"`
-	// Headers: whether to send x-ratelimit-limit, -remaining and -reset; true when absent.
+	// Headers: whether to send the rate-limit headers; true when absent.
 	Headers *bool `json:"headers"`
+	// HeaderStyle says which: x-ratelimit (the default, Envoy's x-ratelimit-limit,
+	// -remaining, -reset), ratelimit (the IETF draft's RateLimit-Limit, -Remaining, -Reset
+	// and RateLimit-Policy, as Kong and Traefik send), or both.
+	HeaderStyle string `json:"header_style"`
 }
 
 // LimitConfig is one limit of the configuration.
 type LimitConfig struct {
 	Name   string `json:"name"`
-	Key    string `json:"key"`    // global, remote_address, header:NAME, path, authority
+	Key    string `json:"key"`    // global, remote_address, header:NAME, path, authority, claim:PATH
 	Rate   int64  `json:"rate"`   // requests per period, at least 1
 	Period string `json:"period"` // a Go duration of whole milliseconds: "1s", "1m", "250ms"
 	Burst  int64  `json:"burst"`  // 0: rate
@@ -44,6 +49,7 @@ const (
 	sourceHeader
 	sourcePath
 	sourceAuthority
+	sourceClaim
 )
 
 const (
@@ -62,11 +68,12 @@ type Policy struct {
 	limits  []limit
 	status  uint32
 	headers bool
+	xrl, rl bool // the header styles sent: x-ratelimit-*, RateLimit-*
 }
 
 type limit struct {
 	source int
-	header string // for sourceHeader: the lower-case header name
+	header string // for sourceHeader: the lower-case header name; for sourceClaim, the claim's path
 	prefix string // "ratelimit:" + name + ":"
 	rate   int64
 	period time.Duration
@@ -97,6 +104,16 @@ func (c *Config) Policy() (*Policy, error) {
 	p := &Policy{status: 429, headers: true}
 	if c.Headers != nil {
 		p.headers = *c.Headers
+	}
+	switch c.HeaderStyle {
+	case "", "x-ratelimit":
+		p.xrl = true
+	case "ratelimit":
+		p.rl = true
+	case "both":
+		p.xrl, p.rl = true, true
+	default:
+		return nil, fmt.Errorf("ratelimit: header_style %q: want x-ratelimit, ratelimit or both", c.HeaderStyle)
 	}
 	if c.Status != 0 {
 		if c.Status < 400 || c.Status > 599 {
@@ -145,10 +162,16 @@ func (lc LimitConfig) limit() (limit, error) {
 			return limit{}, fmt.Errorf("key %q: %q is not a header name", k, name)
 		}
 		l.source, l.header = sourceHeader, strings.ToLower(name)
+	case strings.HasPrefix(k, "claim:"):
+		path := strings.TrimPrefix(k, "claim:")
+		if path == "" || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") || strings.Contains(path, "..") {
+			return limit{}, fmt.Errorf("key %q: want claim:NAME, or claim:A.B for a nested claim", k)
+		}
+		l.source, l.header = sourceClaim, path
 	case k == "":
-		return limit{}, fmt.Errorf(`no key: want global, remote_address, header:NAME, path or authority`)
+		return limit{}, fmt.Errorf(`no key: want global, remote_address, header:NAME, path, authority or claim:PATH`)
 	default:
-		return limit{}, fmt.Errorf("unknown key source %q: want global, remote_address, header:NAME, path or authority", k)
+		return limit{}, fmt.Errorf("unknown key source %q: want global, remote_address, header:NAME, path, authority or claim:PATH", k)
 	}
 	if lc.Rate < 1 {
 		return limit{}, fmt.Errorf("rate %d: want at least 1 request per period", lc.Rate)
@@ -274,8 +297,53 @@ func (l limit) value(r Request) (string, bool) {
 			return "", false
 		}
 		return strings.ToLower(a), true
+	case sourceClaim:
+		a, ok := r.Header("authorization")
+		if !ok {
+			return "", false
+		}
+		return claim(a, l.header)
 	}
 	return "", false
+}
+
+// claim is the value of the claim at path (a.b for a nested one) of the JWT in
+// authorization ("Bearer TOKEN"), a string as it is and any other JSON value as JSON. The
+// token is read, not verified: a filter before this one verifies it (jwt-auth, with
+// forward: true).
+func claim(authorization, path string) (string, bool) {
+	scheme, tok, _ := strings.Cut(authorization, " ")
+	if !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	parts := strings.Split(strings.TrimSpace(tok), ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", false
+	}
+	var v any
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.UseNumber()
+	if d.Decode(&v) != nil {
+		return "", false
+	}
+	for _, seg := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if v, ok = m[seg]; !ok {
+			return "", false
+		}
+	}
+	if s, ok := v.(string); ok {
+		return s, true
+	}
+	b, err := json.Marshal(v)
+	return string(b), err == nil
 }
 
 // hostOf is the IP of "ip:port", "[ipv6]:port" or a bare IP, without importing net (which
@@ -343,11 +411,25 @@ func (p *Policy) Verdict(ls []wire.Limit, ds []wire.Decision) Verdict {
 		if burst == 0 {
 			burst = l.Rate
 		}
-		v.Headers = append(v.Headers,
-			[2]string{"x-ratelimit-limit", strconv.FormatInt(burst, 10)},
-			[2]string{"x-ratelimit-remaining", strconv.FormatInt(d.Remaining, 10)},
-			[2]string{"x-ratelimit-reset", strconv.FormatInt(seconds(d.ResetAfter), 10)},
-		)
+		limit, remaining, reset := strconv.FormatInt(burst, 10), strconv.FormatInt(d.Remaining, 10), strconv.FormatInt(seconds(d.ResetAfter), 10)
+		if p.xrl {
+			v.Headers = append(v.Headers,
+				[2]string{"x-ratelimit-limit", limit},
+				[2]string{"x-ratelimit-remaining", remaining},
+				[2]string{"x-ratelimit-reset", reset},
+			)
+		}
+		if p.rl {
+			// The draft's policy: burst requests in a window of the time they take to
+			// come back (burst × period/rate), in whole seconds.
+			window := max(1, seconds(time.Duration(float64(l.Period)*float64(burst)/float64(l.Rate))))
+			v.Headers = append(v.Headers,
+				[2]string{"ratelimit-limit", limit},
+				[2]string{"ratelimit-remaining", remaining},
+				[2]string{"ratelimit-reset", reset},
+				[2]string{"ratelimit-policy", limit + ";w=" + strconv.FormatInt(window, 10)},
+			)
+		}
 	}
 	return v
 }

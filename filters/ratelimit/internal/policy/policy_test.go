@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/base64"
 	"fmt"
 	"reflect"
 	"strings"
@@ -26,7 +27,7 @@ func mustParse(t *testing.T, raw string) *Policy {
 
 func TestParse(t *testing.T) {
 	p := mustParse(t, example)
-	want := &Policy{status: 429, headers: true, limits: []limit{
+	want := &Policy{status: 429, headers: true, xrl: true, limits: []limit{
 		{source: sourceHeader, header: "x-api-key", prefix: "ratelimit:per-client:", rate: 10, period: time.Second, burst: 10},
 		{source: sourceGlobal, prefix: "ratelimit:global:", rate: 1000, period: time.Second},
 	}}
@@ -77,7 +78,9 @@ func TestParseErrors(t *testing.T) {
 		{lim(`"name": "a:b", "key": "global", "rate": 1, "period": "1s"`), `ratelimit: limits[0] ("a:b"): name "a:b": use letters, digits`},
 		{lim(`"name": "` + strings.Repeat("n", 65) + `", "key": "global", "rate": 1, "period": "1s"`), "name of 65 bytes, at most 64"},
 		{`{"limits": [{` + base + `}, {` + base + `}]}`, `ratelimit: limits[1]: name "n" is limits[0]'s too`},
-		{lim(`"name": "n", "rate": 1, "period": "1s"`), `limits[0] ("n"): no key: want global, remote_address, header:NAME, path or authority`},
+		{lim(`"name": "n", "rate": 1, "period": "1s"`), `limits[0] ("n"): no key: want global, remote_address, header:NAME, path, authority or claim:PATH`},
+		{`{"limits": [{"name": "n", "key": "claim:", "rate": 1, "period": "1s"}]}`, `key "claim:": want claim:NAME`},
+		{`{"header_style": "fancy", "limits": [{"name": "n", "key": "global", "rate": 1, "period": "1s"}]}`, `header_style "fancy"`},
 		{lim(`"name": "n", "key": "cookie:session", "rate": 1, "period": "1s"`), `limits[0] ("n"): unknown key source "cookie:session"`},
 		{lim(`"name": "n", "key": "Global", "rate": 1, "period": "1s"`), `unknown key source "Global"`},
 		{lim(`"name": "n", "key": "header:", "rate": 1, "period": "1s"`), `key "header:": "" is not a header name`},
@@ -251,6 +254,44 @@ func TestThrottle(t *testing.T) {
 		ok, n := th.Allow(t0.Add(tc.at))
 		if ok != tc.ok || n != tc.suppressed {
 			t.Errorf("at %v: %v, %d; want %v, %d", tc.at, ok, n, tc.ok, tc.suppressed)
+		}
+	}
+}
+
+// TestClaimKey: claim:PATH keys a limit by a claim of the bearer token (read, not
+// verified), nested by a.b; a request without the token or the claim is not limited on it.
+func TestClaimKey(t *testing.T) {
+	p := mustParse(t, `{"limits": [{"name": "user", "key": "claim:sub", "rate": 5, "period": "1s"},
+		{"name": "org", "key": "claim:org.id", "rate": 50, "period": "1s"}]}`)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"sub": "alice", "org": {"id": 42}}`))
+	tok := "Bearer " + base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." + payload + ".sig"
+	ls := p.Limits(req{headers: map[string]string{"authorization": tok}})
+	if len(ls) != 2 || ls[0].Key != "ratelimit:user:alice" || ls[1].Key != "ratelimit:org:42" {
+		t.Errorf("limits %+v", ls)
+	}
+	for _, a := range []string{"", "Basic abc", "Bearer not-a-jwt"} {
+		h := req{headers: map[string]string{}}
+		if a != "" {
+			h.headers["authorization"] = a
+		}
+		if ls := p.Limits(h); len(ls) != 0 {
+			t.Errorf("authorization %q: limits %+v, want none", a, ls)
+		}
+	}
+}
+
+// TestHeaderStyles: ratelimit sends the IETF draft's RateLimit-* and RateLimit-Policy,
+// both sends them and Envoy's x-ratelimit-*.
+func TestHeaderStyles(t *testing.T) {
+	ds := []wire.Decision{{Allowed: true, Remaining: 7, ResetAfter: 1500 * time.Millisecond}}
+	for style, want := range map[string][][2]string{
+		"ratelimit": {{"ratelimit-limit", "20"}, {"ratelimit-remaining", "7"}, {"ratelimit-reset", "2"}, {"ratelimit-policy", "20;w=2"}},
+		"both": {{"x-ratelimit-limit", "20"}, {"x-ratelimit-remaining", "7"}, {"x-ratelimit-reset", "2"},
+			{"ratelimit-limit", "20"}, {"ratelimit-remaining", "7"}, {"ratelimit-reset", "2"}, {"ratelimit-policy", "20;w=2"}},
+	} {
+		p := mustParse(t, `{"header_style": "`+style+`", "limits": [{"name": "a", "key": "global", "rate": 10, "period": "1s", "burst": 20}]}`)
+		if v := p.Verdict(p.Limits(req{}), ds); !reflect.DeepEqual(v.Headers, want) {
+			t.Errorf("%s: %q, want %q", style, v.Headers, want)
 		}
 	}
 }
