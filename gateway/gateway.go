@@ -212,6 +212,9 @@ func Validate(cfg *config.Config, o Options) error {
 
 func (g *Gateway) closeStore() {
 	g.svc.store.Close()
+	if g.svc.local != g.svc.store {
+		g.svc.local.Close()
+	}
 	if g.redis != nil {
 		g.redis.Close()
 	}

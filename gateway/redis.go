@@ -22,7 +22,8 @@ import (
 func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalClient, error) {
 	rc := cfg.Redis
 	if rc == nil {
-		return &services{store: counters.NewLocal(), log: g.log}, nil, nil
+		l := counters.NewLocal()
+		return &services{store: l, local: l, log: g.log}, nil, nil
 	}
 	opts := &redis.UniversalOptions{
 		Addrs:        rc.Addresses,
@@ -89,6 +90,7 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 	cache = counters.NewDenyCache(counters.NewGuarded(counters.NewRedis(client, "plexus:"), breaker), 0)
 	sv := &services{
 		store:   cache,
+		local:   counters.NewLocal(),
 		shared:  counters.NewRedisShared(client, "plexus:"),
 		breaker: breaker,
 		timeout: rc.Timeout,

@@ -24,6 +24,7 @@ import (
 // shared_data: redis. Without redis: the store is in process and shared is nil.
 type services struct {
 	store   counters.Store      // the deny cache, over the breaker, over Redis; or Local
+	local   counters.Store      // in this process always: plexus.rate_limit_local
 	shared  counters.SharedData // nil without redis:
 	breaker *counters.Breaker   // nil without redis:
 	timeout time.Duration       // redis.timeout: the longest one call may take
@@ -35,6 +36,7 @@ func (sv *services) register(rt *proxywasm.Runtime) {
 	rt.RegisterForeignFunction(wire.FuncIncr, sv.incr)
 	rt.RegisterForeignFunction(wire.FuncGet, sv.get)
 	rt.RegisterForeignFunction(wire.FuncRateLimit, sv.rateLimit)
+	rt.RegisterForeignFunction(wire.FuncRateLimitLocal, sv.rateLimitLocal)
 	rt.RegisterForeignFunction(wire.FuncSetBackend, sv.setBackend)
 	rt.RegisterForeignFunction(wire.FuncSetTimeout, sv.setTimeout)
 	rt.RegisterForeignFunction(wire.FuncSetRetry, sv.setRetry)
@@ -271,6 +273,16 @@ func (sv *services) get(c proxywasm.Caller, args []byte) ([]byte, error) {
 }
 
 func (sv *services) rateLimit(c proxywasm.Caller, args []byte) ([]byte, error) {
+	return sv.decide(c, args, sv.store, "", wire.FuncRateLimit)
+}
+
+// rateLimitLocal is plexus.rate_limit_local: the same, in this process alone, its keys
+// apart from the shared ones.
+func (sv *services) rateLimitLocal(c proxywasm.Caller, args []byte) ([]byte, error) {
+	return sv.decide(c, args, sv.local, "local:", wire.FuncRateLimitLocal)
+}
+
+func (sv *services) decide(c proxywasm.Caller, args []byte, store counters.Store, prefix, fn string) ([]byte, error) {
 	ls, err := wire.ParseLimits(args)
 	if err != nil {
 		return nil, sv.badArgument(c, err)
@@ -282,21 +294,21 @@ func (sv *services) rateLimit(c proxywasm.Caller, args []byte) ([]byte, error) {
 		if burst == 0 {
 			burst = l.Rate
 		}
-		reqs[k] = counters.Request{Key: fh.ns + l.Key, Limit: counters.Limit{Rate: l.Rate, Period: l.Period, Burst: burst}, Cost: l.Cost}
+		reqs[k] = counters.Request{Key: fh.ns + prefix + l.Key, Limit: counters.Limit{Rate: l.Rate, Period: l.Period, Burst: burst}, Cost: l.Cost}
 	}
 	var one [1]counters.Decision // one decision, the common case, without a slice to allocate
 	ds := one[:]
 	err = sv.call(c, func(ctx context.Context) (err error) {
 		if len(reqs) > 1 {
-			ds, err = sv.store.AllowMany(ctx, reqs)
+			ds, err = store.AllowMany(ctx, reqs)
 		} else {
-			ds[0], err = sv.store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
+			ds[0], err = store.Allow(ctx, reqs[0].Key, reqs[0].Limit, reqs[0].Cost)
 		}
 		return err
 	})
 	out := make([]wire.Decision, len(ls))
 	if err != nil {
-		err, failure := sv.outcome(c, wire.FuncRateLimit, err)
+		err, failure := sv.outcome(c, fn, err)
 		if !failure || fh.failClosed {
 			return nil, err
 		}

@@ -46,6 +46,13 @@ filters:
     redis_failure: closed
     limits: {callback_timeout: 1s}
     config: {limits: [{name: per-client, key: "header:x-client", rate: 1000000, period: 1s}]}
+  - name: scoped
+    module: file:{{ratelimit}}
+    limits: {callback_timeout: 1s}
+    config:
+      limits:
+        - {name: per-gateway, key: global, rate: 1, period: 1h, burst: 2, scope: local}
+        - {name: fleet, key: global, rate: 1, period: 1h, burst: 4}
   - name: counter
     module: file:{{shared}}
     shared_data: redis
@@ -57,6 +64,7 @@ routes:
   - {name: global, match: {path_prefix: /global}, filters: [global], backend: app}
   - {name: open, match: {path_prefix: /open}, filters: [open], backend: app}
   - {name: closed, match: {path_prefix: /closed}, filters: [closed], backend: app}
+  - {name: scoped, match: {path_prefix: /scoped}, filters: [scoped], backend: app}
   - {name: counter, match: {path_prefix: /counter}, filters: [counter], backend: app}
   - {name: requests, match: {path_prefix: /request}, filters: [requests], backend: app}
 `
@@ -284,6 +292,19 @@ func TestRedisFleet(t *testing.T) {
 	})
 
 	t.Run("counter", func(t *testing.T) { testFleetCounter(t, gws) })
+
+	// A local limit counts on each gateway alone, a global one across the fleet: 2 per
+	// gateway, 4 in all. The first gateway's third request meets its local limit (the
+	// global one counts it); the second gateway's first passes, its second meets the
+	// global limit.
+	t.Run("local and global", func(t *testing.T) {
+		c := h1Client()
+		for _, step := range []struct{ g, want int }{{0, 200}, {0, 200}, {0, 429}, {1, 200}, {1, 429}} {
+			if resp, _ := get(t, c, gws[step.g].url("web", "/scoped")); resp.StatusCode != step.want {
+				t.Fatalf("gateway %d: %d, want %d", step.g, resp.StatusCode, step.want)
+			}
+		}
+	})
 
 	t.Run("shared data", func(t *testing.T) {
 		// The first set of a key is unconditional (cas 0 on a key not set), as in Envoy:

@@ -58,11 +58,11 @@ type stream struct {
 }
 
 func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
-	ls := s.p.policy.Limits(request{})
+	ls, local := s.p.policy.ScopedLimits(request{})
 	if len(ls) == 0 {
 		return types.ActionContinue
 	}
-	ds, err := plexus.RateLimitMany(ls)
+	ds, err := decide(ls, local)
 	if err != nil {
 		// The gateway could not decide. With redis_failure: closed and Redis down
 		// (plexus.ErrUnavailable), it has already answered the request with 503 and
@@ -85,6 +85,42 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 		return types.ActionContinue
 	}
 	return types.ActionPause
+}
+
+// decide asks the gateway for the decisions on ls: the global ones in one call (one round
+// trip to Redis), the local ones in another (in the gateway's process), in ls's order.
+func decide(ls []plexus.Limit, local []bool) ([]plexus.Decision, error) {
+	var g, l []plexus.Limit
+	for i := range ls {
+		if local[i] {
+			l = append(l, ls[i])
+		} else {
+			g = append(g, ls[i])
+		}
+	}
+	if len(l) == 0 {
+		return plexus.RateLimitMany(ls)
+	}
+	if len(g) == 0 {
+		return plexus.LocalRateLimitMany(ls)
+	}
+	gd, err := plexus.RateLimitMany(g)
+	if err != nil {
+		return nil, err
+	}
+	ld, err := plexus.LocalRateLimitMany(l)
+	if err != nil {
+		return nil, err
+	}
+	ds := make([]plexus.Decision, len(ls))
+	for i := range ls {
+		if local[i] {
+			ds[i], ld = ld[0], ld[1:]
+		} else {
+			ds[i], gd = gd[0], gd[1:]
+		}
+	}
+	return ds, nil
 }
 
 func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {

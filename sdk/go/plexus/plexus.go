@@ -91,17 +91,26 @@ func RateLimit(key string, limit Limit) (Decision, error) {
 // pipelined round trip to Redis) and returns the decisions in the order of the limits.
 // Each key is decided on its own: the request is counted on every key that allows it,
 // whatever the others decide.
-func RateLimitMany(limits []Limit) ([]Decision, error) {
+func RateLimitMany(limits []Limit) ([]Decision, error) { return rateLimitMany(wire.FuncRateLimit, limits) }
+
+// LocalRateLimitMany is [RateLimitMany] decided in this gateway process alone, even when
+// the gateway has Redis: limits per replica, as Envoy's local_ratelimit. Its keys are not
+// [RateLimitMany]'s: the same key names two limits.
+func LocalRateLimitMany(limits []Limit) ([]Decision, error) {
+	return rateLimitMany(wire.FuncRateLimitLocal, limits)
+}
+
+func rateLimitMany(fn string, limits []Limit) ([]Decision, error) {
 	if err := checkLimits(limits); err != nil {
 		return nil, err
 	}
-	res, err := call(wire.FuncRateLimit, wire.AppendLimits(nil, limits))
+	res, err := call(fn, wire.AppendLimits(nil, limits))
 	if err != nil {
 		return nil, err
 	}
 	ds, err := wire.ParseDecisions(res)
 	if err != nil {
-		return nil, fmt.Errorf("plexus: %s: the host's answer: %w", wire.FuncRateLimit, err)
+		return nil, fmt.Errorf("plexus: %s: the host's answer: %w", fn, err)
 	}
 	if len(ds) != len(limits) {
 		return nil, fmt.Errorf("plexus: %s: the host answered %d decisions for %d limits: %w", wire.FuncRateLimit, len(ds), len(limits), wire.ErrMalformed)

@@ -40,6 +40,10 @@ type LimitConfig struct {
 	Rate   int64  `json:"rate"`   // requests per period, at least 1
 	Period string `json:"period"` // a Go duration of whole milliseconds: "1s", "1m", "250ms"
 	Burst  int64  `json:"burst"`  // 0: rate
+	// Scope: global (the default: every replica counts on the same key, through Redis
+	// when the gateway has it) or local (this gateway process alone, as Envoy's
+	// local_ratelimit).
+	Scope string `json:"scope"`
 }
 
 // Sources of a limit's key.
@@ -78,6 +82,7 @@ type limit struct {
 	rate   int64
 	period time.Duration
 	burst  int64 // as configured: 0 means rate
+	local  bool  // scope: local
 }
 
 // Parse decodes and validates the plugin configuration. Unknown fields are errors; the
@@ -147,6 +152,13 @@ func (lc LimitConfig) limit() (limit, error) {
 		return limit{}, err
 	}
 	l := limit{prefix: "ratelimit:" + lc.Name + ":", rate: lc.Rate, burst: lc.Burst}
+	switch lc.Scope {
+	case "", "global":
+	case "local":
+		l.local = true
+	default:
+		return limit{}, fmt.Errorf("scope %q: want global (every replica) or local (this gateway process)", lc.Scope)
+	}
 	switch k := lc.Key; {
 	case k == "global":
 		l.source = sourceGlobal
@@ -254,12 +266,20 @@ type Request interface {
 // configured limit whose key r has, as Envoy skips a descriptor it cannot build (a
 // header the request lacks, say).
 func (p *Policy) Limits(r Request) []wire.Limit {
+	ls, _ := p.ScopedLimits(r)
+	return ls
+}
+
+// ScopedLimits is Limits, and for each limit whether its scope is local.
+func (p *Policy) ScopedLimits(r Request) ([]wire.Limit, []bool) {
 	ls := make([]wire.Limit, 0, len(p.limits))
+	var local []bool
 	for _, l := range p.limits {
 		v, ok := l.value(r)
 		if !ok {
 			continue
 		}
+		local = append(local, l.local)
 		key := l.prefix + v
 		if len(key) > wire.MaxKeyLen {
 			// A value too long for a key is limited by its hash: a long header stays
@@ -269,7 +289,7 @@ func (p *Policy) Limits(r Request) []wire.Limit {
 		}
 		ls = append(ls, wire.Limit{Key: key, Rate: l.rate, Period: l.period, Burst: l.burst, Cost: 1})
 	}
-	return ls
+	return ls, local
 }
 
 func (l limit) value(r Request) (string, bool) {

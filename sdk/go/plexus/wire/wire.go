@@ -38,6 +38,9 @@ const (
 	FuncIncr      = "plexus.counter.incr"
 	FuncGet       = "plexus.counter.get"
 	FuncRateLimit = "plexus.rate_limit"
+	// FuncRateLimitLocal is plexus.rate_limit decided in the gateway's process alone, even
+	// when it has Redis: a limit per replica (Envoy's local_ratelimit). Same layouts.
+	FuncRateLimitLocal = "plexus.rate_limit_local"
 )
 
 const (
