@@ -91,7 +91,9 @@ func RateLimit(key string, limit Limit) (Decision, error) {
 // pipelined round trip to Redis) and returns the decisions in the order of the limits.
 // Each key is decided on its own: the request is counted on every key that allows it,
 // whatever the others decide.
-func RateLimitMany(limits []Limit) ([]Decision, error) { return rateLimitMany(wire.FuncRateLimit, limits) }
+func RateLimitMany(limits []Limit) ([]Decision, error) {
+	return rateLimitMany(wire.FuncRateLimit, limits)
+}
 
 // LocalRateLimitMany is [RateLimitMany] decided in this gateway process alone, even when
 // the gateway has Redis: limits per replica, as Envoy's local_ratelimit. Its keys are not

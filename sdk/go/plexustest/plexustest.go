@@ -321,4 +321,3 @@ func serveEcho(t *testing.T, name string) string {
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
-
