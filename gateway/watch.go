@@ -31,7 +31,8 @@ func (g *Gateway) ReloadFile(file string) error {
 	return nil
 }
 
-// Watch reloads file whenever it, or a file: module it names, changes on disk, until ctx
+// Watch reloads file whenever it, a file: module it names, or a file a filter's config
+// includes (!file), changes on disk, until ctx
 // ends. It watches directories, so editors and build tools that save by renaming and config
 // maps that swap symlinks are seen too. Bursts of events are coalesced, and what changed is
 // judged by content: a file written again with the same bytes, or only touched, is not
@@ -97,6 +98,23 @@ func (w *watcher) arm(s *snapshot) {
 		if !w.dirs[dir] {
 			if err := w.fw.Add(dir); err != nil {
 				w.g.log.Warn("cannot watch a filter's module; reload with SIGHUP when it changes", "filter", fc.Name, "module", path, "error", err)
+				continue
+			}
+			w.dirs[dir] = true
+		}
+	}
+	for path, digest := range s.cfg.Included() {
+		// A file a filter's config includes (!file) is watched as a module is.
+		path = absPath(path)
+		w.seen.modules[path] = digest
+		dir := filepath.Dir(path)
+		if want[dir] {
+			continue
+		}
+		want[dir] = true
+		if !w.dirs[dir] {
+			if err := w.fw.Add(dir); err != nil {
+				w.g.log.Warn("cannot watch a file a filter's config includes; reload with SIGHUP when it changes", "file", path, "error", err)
 				continue
 			}
 			w.dirs[dir] = true
@@ -206,8 +224,16 @@ func (w *watcher) check() bool {
 		return false
 	}
 	slices.Sort(changed)
+	included := map[string]bool{}
+	for p := range w.armed.cfg.Included() {
+		included[absPath(p)] = true
+	}
 	for _, path := range changed {
-		w.g.log.Info("filter module changed on disk; reloading", "module", path, "digest", now.modules[path])
+		if included[path] {
+			w.g.log.Info("a file a filter's config includes changed on disk; reloading", "file", path, "digest", now.modules[path])
+		} else {
+			w.g.log.Info("filter module changed on disk; reloading", "module", path, "digest", now.modules[path])
+		}
 	}
 	w.seen = now
 	w.g.ReloadFile(w.name)

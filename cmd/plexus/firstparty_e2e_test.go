@@ -752,3 +752,48 @@ routes:
 		t.Errorf("the service too slow, failure_mode_allow: %d %v", resp.StatusCode, e.Header)
 	}
 }
+
+// TestFilterJWTAuthFile: the JWKS from a file (jwks: !file jwks.json); when the file
+// changes (a key rotated in), the gateway reloads, and the new key's tokens pass.
+func TestFilterJWTAuthFile(t *testing.T) {
+	t.Parallel()
+	mod := firstParty(t, "jwt-auth")
+	app := startBackend(t, echo("app"))
+	old, rotated := testutil.NewJWTKey(t, "ES256", "k1"), testutil.NewJWTKey(t, "EdDSA", "k2")
+	dir := t.TempDir()
+	jwks := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwks, testutil.JWKS(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGatewayIn(t, dir, fmt.Sprintf(`
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
+backends: [{name: app, endpoints: [%s]}]
+filters:
+  - name: jwt
+    module: file:%s
+    config: {issuer: https://idp, jwks: !file jwks.json}
+routes: [{name: all, match: {path_prefix: /}, filters: [jwt], backend: app}]
+`, app.addr, mod))
+	c := h1Client()
+	claims := map[string]any{"iss": "https://idp", "exp": time.Now().Unix() + 600}
+	status := func(k *testutil.JWTKey) int {
+		resp, _ := get(t, c, g.url("web", "/"), "Authorization", "Bearer "+k.Sign(t, claims))
+		return resp.StatusCode
+	}
+	if s1, s2 := status(old), status(rotated); s1 != 200 || s2 != 401 {
+		t.Fatalf("before the rotation: old key %d, new key %d; want 200, 401", s1, s2)
+	}
+	tmp := jwks + ".tmp"
+	if err := os.WriteFile(tmp, testutil.JWKS(rotated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, jwks); err != nil {
+		t.Fatal(err)
+	}
+	g.waitLog("a file a filter's config includes changed on disk; reloading", 1)
+	g.waitLog("config reloaded", 1)
+	if s1, s2 := status(old), status(rotated); s1 != 401 || s2 != 200 {
+		t.Errorf("after the rotation: old key %d, new key %d; want 401, 200", s1, s2)
+	}
+}

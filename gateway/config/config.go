@@ -37,6 +37,9 @@ type Config struct {
 	file string               // the path it was loaded from
 	pos  strictyaml.Positions // where each value path ("routes[2].backend") stands in file
 	sum  [32]byte             // SHA-256 of the bytes it was parsed from
+	// included are the files filters' configurations include (!file PATH), and the
+	// digest ("sha256:HEX") of what each held when it was read.
+	included map[string]string
 }
 
 // Admin is the admin listener.

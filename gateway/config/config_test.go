@@ -394,3 +394,38 @@ func TestEndpointForms(t *testing.T) {
 		t.Errorf("redacted endpoints %v", red)
 	}
 }
+
+// TestIncludeFile: a value tagged !file PATH in a filter's configuration is the file's
+// contents, PATH relative to the config's directory, and the config says which files it
+// read, with their digests; a file that cannot be read is an error at the tag.
+func TestIncludeFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.wasm"), []byte("\x00asm"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "keys"), 0o755)
+	os.WriteFile(filepath.Join(dir, "keys", "jwks.json"), []byte(`{"keys": []}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "vm.txt"), []byte("vm settings"), 0o644)
+	filters := `filters:
+  - name: f
+    module: "file:f.wasm"
+    config: {issuer: x, jwks: !file keys/jwks.json}
+    vm_config: !file vm.txt
+`
+	c, err := Parse(filepath.Join(dir, "x.yaml"), []byte(good+filters))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.Filters[0].ConfigBytes(); string(b) != `{"issuer":"x","jwks":"{\"keys\": []}"}` {
+		t.Errorf("config %s", b)
+	}
+	if b, _ := c.Filters[0].VMConfigBytes(); string(b) != "vm settings" {
+		t.Errorf("vm_config %q", b)
+	}
+	inc := c.Included()
+	if len(inc) != 2 || !strings.HasPrefix(inc[filepath.Join(dir, "keys", "jwks.json")], "sha256:") {
+		t.Errorf("included %v", inc)
+	}
+	_, err = Parse(filepath.Join(dir, "x.yaml"), []byte(good+strings.Replace(filters, "keys/jwks.json", "keys/nope.json", 1)))
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:22:31: filter "f": !file keys/nope.json: open `) {
+		t.Errorf("a file that is not there: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/strictyaml"
@@ -296,6 +299,50 @@ func (v *validator) errorf(path, format string, args ...any) {
 	v.errs = append(v.errs, &Error{File: v.c.file, Pos: v.c.pos.Lookup(path), Msg: fmt.Sprintf(format, args...)})
 }
 
+// maxIncluded bounds a file a filter's configuration includes (!file).
+const maxIncluded = 4 << 20
+
+// includeFiles replaces every value tagged !file PATH in a filter's configuration (n) with
+// the file's contents, as a string: a JWKS, a certificate, a policy kept in a file of its
+// own. PATH is relative to the config file's directory; a file that cannot be read is an
+// error at the tag. The file is read when the config loads (and at every reload).
+func (v *validator) includeFiles(filter string, n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	if n.Tag == "!file" {
+		if n.Kind != yaml.ScalarNode || n.Value == "" {
+			v.errs = append(v.errs, &Error{File: v.c.file, Pos: strictyaml.NodePos(n), Msg: fmt.Sprintf("filter %q: !file wants a path", filter)})
+			return
+		}
+		path := v.c.Path(n.Value)
+		b, err := os.ReadFile(path)
+		switch {
+		case err != nil:
+			v.errs = append(v.errs, &Error{File: v.c.file, Pos: strictyaml.NodePos(n), Msg: fmt.Sprintf("filter %q: !file %s: %v", filter, n.Value, err)})
+			return
+		case len(b) > maxIncluded:
+			v.errs = append(v.errs, &Error{File: v.c.file, Pos: strictyaml.NodePos(n), Msg: fmt.Sprintf("filter %q: !file %s: %d bytes, more than %d", filter, n.Value, len(b), maxIncluded)})
+			return
+		}
+		n.Kind, n.Tag, n.Value, n.Style = yaml.ScalarNode, "!!str", string(b), 0
+		if v.c.included == nil {
+			v.c.included = map[string]string{}
+		}
+		sum := sha256.Sum256(b)
+		v.c.included[path] = "sha256:" + hex.EncodeToString(sum[:])
+		return
+	}
+	for _, c := range n.Content {
+		v.includeFiles(filter, c)
+	}
+}
+
+// Included are the files filters' configurations include (!file), each with the digest
+// ("sha256:HEX") of what it held when the config loaded: a change to one reloads the
+// config, as a change to the config file does.
+func (c *Config) Included() map[string]string { return c.included }
+
 // unique reports a second use of a name, pointing at both.
 func (v *validator) unique(seen map[string]string, kind, name, path string) {
 	if name == "" {
@@ -377,6 +424,8 @@ func (v *validator) validate() {
 				v.errorf(p+".limits."+n.key, "filter %q: %s must not be negative", f.Name, n.key)
 			}
 		}
+		v.includeFiles(f.Name, f.Config)
+		v.includeFiles(f.Name, f.VMConfig)
 		for _, n := range []struct {
 			key   string
 			bytes func() ([]byte, error)
