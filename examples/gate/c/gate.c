@@ -2,7 +2,9 @@
 // functions it uses): it counts every request in the metric gate_requests, answers one that
 // carries x-deny: yes with 403 itself, and marks the others, and their responses, with
 // x-gate: c; and it counts the allowed ones in a counter every replica shares
-// (plexus_counter_incr), whose value the response carries as x-gate-count. See ../README.md.
+// (plexus_counter_incr), whose value the response carries as x-gate-count; and
+// x-gate-backend: NAME sends the request to that backend (with a timeout and a retry
+// policy). See ../README.md.
 #include "plexus.h"
 
 static uint32_t requests; // the metric's id
@@ -38,6 +40,13 @@ uint32_t proxy_on_request_headers(uint32_t id, uint32_t headers, uint32_t end_of
   }
   proxy_add_header_map_value(PROXY_REQUEST_HEADERS, PLEXUS_S("x-gate"), PLEXUS_S("c"));
   if (plexus_counter_incr(PLEXUS_S("gate:allowed"), 1, 0, &count) != PLEXUS_OK) count = -1;
+  if (proxy_get_header_map_value(PROXY_REQUEST_HEADERS, PLEXUS_S("x-gate-backend"), &v, &n) == PLEXUS_OK) {
+    // The request's routing, through plexus: this backend, a 5s bound, one retry.
+    plexus_set_backend(v, n);
+    free(v);
+    plexus_set_timeout(5000);
+    plexus_set_retry(2, PLEXUS_RETRY_5XX, 0, 0);
+  }
   return PROXY_CONTINUE;
 }
 

@@ -2,7 +2,9 @@
 // only), on sdk/c/plexus.h: it counts every request in the metric gate_requests, answers one
 // that carries x-deny: yes with 403 itself, and marks the others, and their responses, with
 // x-gate: cpp; and it counts the allowed ones in a counter every replica shares
-// (plexus_counter_incr), whose value the response carries as x-gate-count. See ../README.md.
+// (plexus_counter_incr), whose value the response carries as x-gate-count; and
+// x-gate-backend: NAME sends the request to that backend (with a timeout and a retry
+// policy). See ../README.md.
 #include "plexus.h"
 
 namespace {
@@ -25,6 +27,8 @@ class Header {
   Header(const Header &) = delete;
   Header &operator=(const Header &) = delete;
   bool is(Str s) const { return ok_ && Str(v_, n_) == s; }
+  bool ok() const { return ok_; }
+  Str str() const { return Str(v_, n_); }
 
  private:
   char *v_ = nullptr;
@@ -83,6 +87,13 @@ PLEXUS_EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32
   }
   add(PROXY_REQUEST_HEADERS, kName, kLang);
   if (plexus_counter_incr(PLEXUS_S("gate:allowed"), 1, 0, &count) != PLEXUS_OK) count = -1;
+  Header backend(PROXY_REQUEST_HEADERS, "x-gate-backend");
+  if (backend.ok()) {
+    // The request's routing, through plexus: this backend, a 5s bound, one retry.
+    plexus_set_backend(backend.str().p, backend.str().n);
+    plexus_set_timeout(5000);
+    plexus_set_retry(2, PLEXUS_RETRY_5XX, 0, 0);
+  }
   return PROXY_CONTINUE;
 }
 

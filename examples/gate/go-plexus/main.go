@@ -3,11 +3,13 @@
 // gate_requests, answers one that carries x-deny: yes with 403 itself, and marks the
 // others, and their responses, with x-gate: go-plexus; and it counts the allowed ones in a
 // counter every replica of the gateway shares (through Redis, when the gateway has it),
-// whose value the response carries as x-gate-count. See ../README.md.
+// whose value the response carries as x-gate-count; and x-gate-backend: NAME sends the
+// request to that backend (with a timeout and a retry policy). See ../README.md.
 package main
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
@@ -44,6 +46,12 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	}
 	proxywasm.AddHttpRequestHeader("x-gate", "go-plexus")
 	s.count, _ = plexus.Incr("gate:allowed", 1, 0)
+	if b, err := proxywasm.GetHttpRequestHeader("x-gate-backend"); err == nil {
+		// The request's routing, through plexus: this backend, a 5s bound, one retry.
+		plexus.SetBackend(b)
+		plexus.SetTimeout(5 * time.Second)
+		plexus.SetRetry(plexus.RetryPolicy{Attempts: 2, RetryOn: []string{"5xx"}})
+	}
 	return types.ActionContinue
 }
 

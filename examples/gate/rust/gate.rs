@@ -2,7 +2,8 @@
 //! counts every request in the metric gate_requests, answers one that carries x-deny: yes
 //! with 403 itself, and marks the others, and their responses, with x-gate: rust; and it
 //! counts the allowed ones in a counter every replica shares (plexus::counter_incr), whose
-//! value the response carries as x-gate-count. See ../README.md.
+//! value the response carries as x-gate-count; and x-gate-backend: NAME sends the request
+//! to that backend (with a timeout and a retry policy). See ../README.md.
 
 #[path = "../../../sdk/rust/plexus.rs"]
 mod plexus;
@@ -46,6 +47,12 @@ pub extern "C" fn proxy_on_request_headers(_id: u32, _headers: u32, _eos: u32) -
     }
     let _ = plexus::add_header(plexus::REQUEST_HEADERS, "x-gate", "rust");
     COUNT.with(|c| c.set(plexus::counter_incr("gate:allowed", 1, 0).unwrap_or(-1)));
+    if let Some(b) = plexus::header(plexus::REQUEST_HEADERS, "x-gate-backend") {
+        // The request's routing, through plexus: this backend, a 5s bound, one retry.
+        let _ = plexus::set_backend(&String::from_utf8_lossy(&b));
+        let _ = plexus::set_timeout(5000);
+        let _ = plexus::set_retry(2, plexus::RETRY_5XX, 0, 0);
+    }
     plexus::CONTINUE
 }
 

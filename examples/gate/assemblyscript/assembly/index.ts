@@ -2,7 +2,9 @@
 // it counts every request in the metric gate_requests, answers one that carries
 // x-deny: yes with 403 itself, and marks the others, and their responses, with
 // x-gate: assemblyscript; with sdk/assemblyscript it counts the allowed ones in a counter
-// every replica shares, whose value the response carries as x-gate-count. See ../README.md.
+// every replica shares, whose value the response carries as x-gate-count; and
+// x-gate-backend: NAME sends the request to that backend (with a timeout and a retry
+// policy). See ../README.md.
 
 // The SDK's exports: proxy_abi_version_0_2_1, malloc and the proxy_on_* callbacks.
 export * from "@gcoredev/proxy-wasm-sdk-as/assembly/proxy";
@@ -18,7 +20,7 @@ import {
   send_http_response,
   stream_context,
 } from "@gcoredev/proxy-wasm-sdk-as/assembly";
-import { counterIncr, lastStatus, OK } from "../../../../sdk/assemblyscript/assembly/index";
+import { counterIncr, lastStatus, OK, RETRY_5XX, setBackend, setRetry, setTimeout } from "../../../../sdk/assemblyscript/assembly/index";
 
 const NAME = "x-gate";
 const LANG = "assemblyscript";
@@ -56,6 +58,13 @@ class Gate extends Context {
     stream_context.headers.request.add(NAME, LANG);
     const n = counterIncr("gate:allowed", 1, 0);
     if (lastStatus == OK) this.count = n.toString();
+    const backend = stream_context.headers.request.get("x-gate-backend");
+    if (backend != "") {
+      // The request's routing, through plexus: this backend, a 5s bound, one retry.
+      setBackend(backend);
+      setTimeout(5000);
+      setRetry(2, RETRY_5XX, 0, 0);
+    }
     return FilterHeadersStatusValues.Continue;
   }
 
