@@ -18,6 +18,8 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/plexus-mesh/plexus/filters/internal/start"
+
 	"github.com/plexus-mesh/plexus/filters/internal/authn"
 )
 
@@ -54,15 +56,7 @@ type plugin struct {
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.c.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("api-key: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+	return start.Configure("api-key", size, p.c.parse)
 }
 
 func (c *config) parse(raw []byte) error {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/plexus-mesh/plexus/filters/internal/start"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/plexus-mesh/plexus/filters/internal/authn"
@@ -54,16 +56,8 @@ type plugin struct {
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.c.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("basic-auth: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
 	p.verified = map[[32]byte]string{}
-	return types.OnPluginStartStatusOK
+	return start.Configure("basic-auth", size, p.c.parse)
 }
 
 func (c *config) parse(raw []byte) error {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/plexus-mesh/plexus/filters/internal/start"
 )
 
 func main() {}
@@ -44,19 +46,7 @@ type plugin struct {
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
-	var raw []byte
-	if size > 0 {
-		var err error
-		if raw, err = proxywasm.GetPluginConfiguration(); err != nil {
-			proxywasm.LogCriticalf("cors: reading the configuration: %v", err)
-			return types.OnPluginStartStatusFailed
-		}
-	}
-	if err := p.c.parse(raw); err != nil {
-		proxywasm.LogCriticalf("cors: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+	return start.Configure("cors", size, p.c.parse)
 }
 
 func (c *config) parse(raw []byte) error {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/plexus-mesh/plexus/filters/internal/start"
 )
 
 func main() {}
@@ -45,16 +47,8 @@ type plugin struct {
 	c config
 }
 
-func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.c.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("ext-authz: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	return start.Configure("ext-authz", size, p.c.parse)
 }
 
 func (c *config) parse(raw []byte) error {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/plexus-mesh/plexus/filters/internal/start"
 )
 
 func main() {}
@@ -40,18 +42,7 @@ type plugin struct {
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
-	if size == 0 {
-		return types.OnPluginStartStatusOK // nothing to do
-	}
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.conf.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("headers: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+	return start.Configure("headers", size, p.conf.parse)
 }
 
 // parse reads the configuration; the gateway checked it against schema.json already, and

@@ -23,6 +23,8 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/plexus-mesh/plexus/filters/internal/start"
+
 	"github.com/plexus-mesh/plexus/filters/internal/authn"
 	"github.com/plexus-mesh/plexus/filters/jwt-auth/internal/jwt"
 )
@@ -87,15 +89,7 @@ type plugin struct {
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.c.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("jwt-auth: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+	return start.Configure("jwt-auth", size, p.c.parse)
 }
 
 func (c *config) parse(raw []byte) error {

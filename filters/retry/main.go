@@ -17,6 +17,8 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/plexus-mesh/plexus/filters/internal/start"
+
 	"github.com/plexus-mesh/plexus/sdk/go/plexus"
 )
 
@@ -47,16 +49,8 @@ type plugin struct {
 	policies []policy
 }
 
-func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("retry: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	return start.Configure("retry", size, p.parse)
 }
 
 func (p *plugin) parse(raw []byte) error {

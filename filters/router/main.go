@@ -20,6 +20,8 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/plexus-mesh/plexus/filters/internal/start"
+
 	"github.com/plexus-mesh/plexus/sdk/go/plexus"
 )
 
@@ -80,16 +82,8 @@ type plugin struct {
 	c config
 }
 
-func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
-	raw, err := proxywasm.GetPluginConfiguration()
-	if err == nil {
-		err = p.c.parse(raw)
-	}
-	if err != nil {
-		proxywasm.LogCriticalf("router: configuration: %v", err)
-		return types.OnPluginStartStatusFailed
-	}
-	return types.OnPluginStartStatusOK
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	return start.Configure("router", size, p.c.parse)
 }
 
 func (c *config) parse(raw []byte) error {

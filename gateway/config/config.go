@@ -300,6 +300,10 @@ func (f *Filter) ConfigBytes() ([]byte, error) { return nodeBytes(f.Config) }
 // VMConfigBytes is the VM configuration, like ConfigBytes.
 func (f *Filter) VMConfigBytes() ([]byte, error) { return nodeBytes(f.VMConfig) }
 
+// NodeJSON is a configuration value as a filter receives it: a string as is, any other
+// YAML value as JSON; nil for none.
+func NodeJSON(n *yaml.Node) ([]byte, error) { return nodeBytes(n) }
+
 func nodeBytes(n *yaml.Node) ([]byte, error) {
 	if n == nil || n.Tag == "!!null" {
 		return nil, nil

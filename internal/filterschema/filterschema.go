@@ -6,7 +6,6 @@ package filterschema
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/text/message"
 	"gopkg.in/yaml.v3"
 
+	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/internal/wasmsection"
 )
 
@@ -77,13 +77,13 @@ func (noLoader) Load(url string) (any, error) {
 	return nil, fmt.Errorf("the schema refers to %s: a filter's schema must be whole, and plexus fetches nothing for it", url)
 }
 
-// Check validates config, the filter's configuration as the config file has it (a
-// string handed to the filter as it is, any other YAML value as JSON; nil when there is
-// none), and returns the first problem as an *Error, or nil.
-func (s *Schema) Check(config *yaml.Node) error {
-	v, err := instance(config)
+// Check validates n, the filter's configuration as the config file has it (a string
+// handed to the filter as it is, any other YAML value as JSON; nil when there is none),
+// and returns the first problem as an *Error, or nil.
+func (s *Schema) Check(n *yaml.Node) error {
+	v, err := instance(n)
 	if err != nil {
-		return &Error{Line: line(config), Col: col(config), Reason: err.Error()}
+		return &Error{Line: line(n), Col: col(n), Reason: err.Error()}
 	}
 	err = s.s.Validate(v)
 	var ve *jsonschema.ValidationError
@@ -91,7 +91,7 @@ func (s *Schema) Check(config *yaml.Node) error {
 		return err
 	}
 	leaf := deepest(ve)
-	at := locate(config, leaf.InstanceLocation)
+	at := locate(n, leaf.InstanceLocation)
 	field := ""
 	if len(leaf.InstanceLocation) > 0 {
 		field = "/" + strings.Join(leaf.InstanceLocation, "/")
@@ -111,48 +111,21 @@ func (s *Schema) Check(config *yaml.Node) error {
 
 // instance is config as the filter will read it, decoded as the schema library wants
 // (numbers as json.Number): a YAML string is JSON when it parses as JSON, else a string.
-func instance(config *yaml.Node) (any, error) {
-	if config == nil || config.Tag == "!!null" {
+func instance(n *yaml.Node) (any, error) {
+	if n == nil || n.Tag == "!!null" {
 		return nil, nil
 	}
-	if config.Kind == yaml.ScalarNode && config.Tag == "!!str" {
-		if v, err := jsonschema.UnmarshalJSON(strings.NewReader(config.Value)); err == nil {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		if v, err := jsonschema.UnmarshalJSON(strings.NewReader(n.Value)); err == nil {
 			return v, nil
 		}
-		return config.Value, nil
+		return n.Value, nil
 	}
-	var v any
-	if err := config.Decode(&v); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(jsonable(v))
+	b, err := config.NodeJSON(n)
 	if err != nil {
 		return nil, err
 	}
 	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
-}
-
-// jsonable turns what yaml.v3 decodes into what encoding/json encodes (maps keyed by
-// strings).
-func jsonable(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, e := range v {
-			v[k] = jsonable(e)
-		}
-		return v
-	case map[any]any:
-		m := make(map[string]any, len(v))
-		for k, e := range v {
-			m[fmt.Sprint(k)] = jsonable(e)
-		}
-		return m
-	case []any:
-		for i, e := range v {
-			v[i] = jsonable(e)
-		}
-	}
-	return v
 }
 
 // deepest is the cause to report: the first of the most deeply nested, which is where

@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/plexus-mesh/plexus/filters/internal/claims"
 )
 
 // Key is one verification key of a set.
@@ -331,23 +333,4 @@ func numericDate(claims map[string]any, name string) (time.Time, bool, error) {
 
 // Claim is the value of a claim by its path (a.b for a nested one), as a header value:
 // a string as it is, any other JSON value as JSON; false when the token has none.
-func (t *Token) Claim(path string) (string, bool) {
-	var v any = t.Claims
-	for _, seg := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return "", false
-		}
-		if v, ok = m[seg]; !ok {
-			return "", false
-		}
-	}
-	if s, ok := v.(string); ok {
-		return s, true
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", false
-	}
-	return string(b), true
-}
+func (t *Token) Claim(path string) (string, bool) { return claims.Lookup(t.Claims, path) }

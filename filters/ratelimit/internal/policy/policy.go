@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plexus-mesh/plexus/filters/internal/claims"
 	"github.com/plexus-mesh/plexus/sdk/go/plexus/wire"
 )
 
@@ -350,20 +351,7 @@ func claim(authorization, path string) (string, bool) {
 	if d.Decode(&v) != nil {
 		return "", false
 	}
-	for _, seg := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return "", false
-		}
-		if v, ok = m[seg]; !ok {
-			return "", false
-		}
-	}
-	if s, ok := v.(string); ok {
-		return s, true
-	}
-	b, err := json.Marshal(v)
-	return string(b), err == nil
+	return claims.Lookup(v, path)
 }
 
 // hostOf is the IP of "ip:port", "[ipv6]:port" or a bare IP, without importing net (which
