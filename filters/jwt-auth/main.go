@@ -209,8 +209,11 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	s.token, s.from = tok, from
 	now := time.Now()
 	set, due := s.p.keys(now)
-	if due && (set == nil || now.Sub(s.p.tried) >= c.Remote.minRefetch) {
-		return s.fetch() // none yet, or time to refresh (a stale set still serves if the fetch fails)
+	// Fetch when there is no set yet (once per min_refetch: an issuer that is down is not
+	// asked on every request), or when the set is due a refresh (a stale one still serves
+	// if the fetch fails).
+	if due && (s.p.tried.IsZero() || now.Sub(s.p.tried) >= c.Remote.minRefetch) {
+		return s.fetch()
 	}
 	return s.verify(set, true)
 }
