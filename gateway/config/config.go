@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -163,6 +164,15 @@ type Paths struct {
 
 func (Paths) YAMLKind() string { return "paths" }
 
+// Load-balancing policies (Backend.Balance).
+const (
+	BalanceRoundRobin   = "round_robin"
+	BalanceLeastRequest = "least_request"
+	BalanceRandom       = "random"
+	BalanceRingHash     = "ring_hash"
+	BalanceMaglev       = "maglev"
+)
+
 // Backend protocols.
 const (
 	UpstreamHTTP1 = "http1"
@@ -174,7 +184,8 @@ const (
 type Backend struct {
 	Name           string         `yaml:"name" doc:"Unique name of the backend." required:"true"`
 	Endpoints      []Endpoint     `yaml:"endpoints" doc:"The backend's endpoints: each host:port, or {address: host:port, metadata: ...}." required:"true"`
-	Balance        string         `yaml:"balance" doc:"Load-balancing policy." enum:"round_robin" default:"round_robin"`
+	Balance        string         `yaml:"balance" doc:"Load-balancing policy: round_robin (weighted by the endpoints' weight), least_request (the less loaded of two endpoints picked at random, by active requests over weight), random (weighted), ring_hash or maglev (consistent hashing on hash_on: the same key, the same endpoint, on every replica)." enum:"round_robin,least_request,random,ring_hash,maglev" default:"round_robin"`
+	HashOn         *HashOn        `yaml:"hash_on" doc:"For balance ring_hash and maglev: what a request's key is."`
 	Protocol       string         `yaml:"protocol" doc:"http1, h2c (HTTP/2 without TLS) or h2 (HTTP/2 over TLS)." enum:"http1,h2c,h2" default:"http1"`
 	TLS            *BackendTLS    `yaml:"tls" doc:"Connect with TLS; implied by protocol h2."`
 	ConnectTimeout time.Duration  `yaml:"connect_timeout" doc:"Time allowed to open a connection to an endpoint." default:"2s"`
@@ -184,11 +195,25 @@ type Backend struct {
 	Metadata       *yaml.Node     `yaml:"metadata" doc:"Cluster metadata, which filters read as Envoy's (the cluster_metadata and xds.cluster_metadata properties): namespaces, each a map of values."`
 }
 
+// MaxEndpointWeight bounds an endpoint's weight.
+const MaxEndpointWeight = 10000
+
+// HashOn is what a consistent-hash balancer hashes a request by: one of a header, a
+// cookie, or the client's IP.
+type HashOn struct {
+	Header   string `yaml:"header" doc:"A request header's value (a request without it is spread at random)."`
+	Cookie   string `yaml:"cookie" doc:"A cookie's value (a request without it is spread at random)."`
+	SourceIP bool   `yaml:"source_ip" doc:"The client's IP address."`
+}
+
+func (HashOn) YAMLKind() string { return "hash_on" }
+
 // Endpoint is one address of a backend: written as "host:port", or as a mapping with
-// the address and the endpoint's metadata (Envoy's lb_endpoint metadata, which filters
-// read as upstream_host_metadata).
+// the address, its weight and the endpoint's metadata (Envoy's lb_endpoint metadata, which
+// filters read as upstream_host_metadata).
 type Endpoint struct {
 	Address  string     `yaml:"address"`
+	Weight   uint32     `yaml:"weight"` // 1 to 10000; 0 (left out) means 1
 	Metadata *yaml.Node `yaml:"metadata"`
 }
 
@@ -209,8 +234,14 @@ func (e *Endpoint) UnmarshalYAMLNode(n *yaml.Node) error {
 				e.Address = v.Value
 			case "metadata":
 				e.Metadata = v
+			case "weight":
+				w, err := strconv.ParseUint(v.Value, 10, 32)
+				if v.Kind != yaml.ScalarNode || err != nil || w < 1 || w > MaxEndpointWeight {
+					return strictyaml.ErrorAt(v, "endpoint weight %q: want 1 to %d", v.Value, MaxEndpointWeight)
+				}
+				e.Weight = uint32(w)
 			default:
-				return strictyaml.ErrorAt(k, "unknown field %q in endpoint (want address, metadata)", k.Value)
+				return strictyaml.ErrorAt(k, "unknown field %q in endpoint (want address, weight, metadata)", k.Value)
 			}
 		}
 		if e.Address == "" {
@@ -232,6 +263,7 @@ func (Endpoint) JSONSchema() map[string]any {
 				"additionalProperties": false,
 				"properties": map[string]any{
 					"address":  map[string]any{"type": "string", "description": "host:port"},
+					"weight":   map[string]any{"type": "integer", "minimum": 1, "maximum": MaxEndpointWeight, "description": "The endpoint's share of the traffic, relative to the others' (1)."},
 					"metadata": map[string]any{"type": "object", "description": "Endpoint metadata, which filters read as Envoy's upstream_host_metadata: namespaces, each a map of values."},
 				},
 			},

@@ -871,7 +871,24 @@ func (v *validator) backend(p string, b *Backend, names map[string]string) {
 			v.errorf(at, "backend %q: endpoint %s: %v", b.Name, ep.Address, err)
 		}
 	}
-	v.oneOf(p+".balance", "balance", b.Balance, "round_robin")
+	v.oneOf(p+".balance", "balance", b.Balance, BalanceRoundRobin, BalanceLeastRequest, BalanceRandom, BalanceRingHash, BalanceMaglev)
+	consistent := b.Balance == BalanceRingHash || b.Balance == BalanceMaglev
+	switch h := b.HashOn; {
+	case consistent && h == nil:
+		v.errorf(p+".balance", "backend %q: balance %s hashes on something: give hash_on {header: NAME}, {cookie: NAME} or {source_ip: true}", b.Name, b.Balance)
+	case !consistent && h != nil:
+		v.errorf(p+".hash_on", "backend %q: hash_on is for balance ring_hash or maglev, not %s", b.Name, b.Balance)
+	case h != nil:
+		n := 0
+		for _, set := range []bool{h.Header != "", h.Cookie != "", h.SourceIP} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			v.errorf(p+".hash_on", "backend %q: hash_on: give one of header, cookie or source_ip", b.Name)
+		}
+	}
 	v.oneOf(p+".protocol", "protocol", b.Protocol, UpstreamHTTP1, UpstreamH2C, UpstreamH2)
 	if b.Protocol == UpstreamH2C && b.TLS != nil {
 		v.errorf(p+".protocol", "backend %q: h2c is HTTP/2 without TLS; with tls use h2", b.Name)

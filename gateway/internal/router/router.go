@@ -90,7 +90,7 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		// full duplex); the body is done with when the exchange is.
 		defer body.finish()
 	}
-	resp, ep, try, err := rt.exchange(x, out, route, pol, be, body, upgrade)
+	resp, ep, try, err := rt.exchange(x, out, route, pol, be, body, upgrade, clientIP(r))
 
 	if c != nil {
 		if l := c.TakeLocal(); l != nil {
@@ -209,8 +209,9 @@ func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Requ
 
 // exchange is the loop of attempts: pick an endpoint, attempt, classify the outcome, and
 // try again while the route's retry policy, the request's deadline and the body allow.
-func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.Route, pol policy, be *upstream.Cluster, body *replay, upgrade bool) (resp *http.Response, ep *upstream.Endpoint, try int, err error) {
+func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.Route, pol policy, be *upstream.Cluster, body *replay, upgrade bool, ip string) (resp *http.Response, ep *upstream.Endpoint, try int, err error) {
 	ctx := out.Context()
+	key, hashed := be.KeyOf(out, ip) // for a consistent-hash balancer
 	attempts, idempotent, perTry := 1, isIdempotent(out.Method), time.Duration(0)
 	if p := pol.retry; p != nil {
 		attempts = p.Attempts
@@ -220,7 +221,7 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 		}
 	}
 	for try = 1; ; try++ {
-		if ep = be.Pick(ep); ep == nil {
+		if ep = be.PickFor(key, hashed, ep); ep == nil {
 			x.Flags |= accesslog.NoHealthyUpstream
 			return nil, nil, try, errNoHealthy
 		}
@@ -260,6 +261,16 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 		x.EndAttempt(0, err)
 	}
 	return resp, ep, try, err
+}
+
+// clientIP is the IP of r's client connection, what balance's hash_on: {source_ip: true}
+// hashes.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // policy is one request's retry policy: its route's, or one a filter chose.

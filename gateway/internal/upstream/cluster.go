@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
@@ -24,7 +25,8 @@ type Cluster struct {
 	Name      string
 	Cfg       config.Backend
 	Endpoints []*Endpoint
-	next      atomic.Uint64               // round robin
+	lb        balancer                    // balance: the policy that picks an endpoint
+	hashOn    *config.HashOn              // what ring_hash and maglev hash a request by
 	h2        *http.Transport             // HTTP/2 backends (h2c or h2); nil for http1
 	Scheme    string                      // "http" or "https", for the h2 transport's URLs
 	tls       *tls.Config                 // the backend's tls, nil without
@@ -52,6 +54,7 @@ func (b *Cluster) Release() { b.Active.Add(-1) }
 // (1s, doubling per consecutive failure up to 30s); a success brings it back.
 type Endpoint struct {
 	Addr      string
+	Weight    uint32                      // 1 to config.MaxEndpointWeight
 	Metadata  map[string]*structpb.Struct // what filters read as upstream_host_metadata
 	pool      *Pool                       // http1 backends
 	fails     atomic.Int32
@@ -107,7 +110,7 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 	for _, e := range cfg.Endpoints {
 		addr := e.Address
 		md, _ := e.MetadataMap() // checked by config
-		ep := &Endpoint{Addr: addr, Metadata: config.MetadataStructs(md)}
+		ep := &Endpoint{Addr: addr, Weight: max(e.Weight, 1), Metadata: config.MetadataStructs(md)}
 		if b.h2 == nil {
 			var tc *tls.Config
 			if tlsConf != nil {
@@ -126,6 +129,7 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 		}
 		b.Endpoints = append(b.Endpoints, ep)
 	}
+	b.lb, b.hashOn = newBalancer(cfg.Balance, b.Endpoints), cfg.HashOn
 	return b, nil
 }
 
@@ -188,25 +192,39 @@ func (b *Cluster) Close() {
 	}
 }
 
-// Pick returns the next healthy endpoint in round-robin order, skipping avoid (the endpoint
-// that just failed, when there is another), or nil when every endpoint is ejected.
+// Pick returns a healthy endpoint as the backend's balance policy chooses, skipping avoid
+// (the endpoint that just failed, when there is another), or nil when every endpoint is
+// ejected. A consistent-hash policy with no key to hash (Pick, not PickFor) spreads at
+// random.
 func (b *Cluster) Pick(avoid *Endpoint) *Endpoint {
-	now := time.Now().UnixNano()
-	n := uint64(len(b.Endpoints))
-	start := b.next.Add(1) - 1
-	var fallback *Endpoint
-	for i := uint64(0); i < n; i++ {
-		ep := b.Endpoints[(start+i)%n]
-		if ep.DownUntil.Load() > now {
-			continue
+	return b.lb.pick(b.Endpoints, 0, false, avoid, time.Now().UnixNano())
+}
+
+// PickFor is Pick for a request whose key (KeyOf) a consistent-hash policy hashes by.
+func (b *Cluster) PickFor(key uint64, hashed bool, avoid *Endpoint) *Endpoint {
+	return b.lb.pick(b.Endpoints, key, hashed, avoid, time.Now().UnixNano())
+}
+
+// KeyOf is the request's key for a consistent-hash policy, from the header, cookie or
+// client IP (sourceIP) hash_on names; false when the backend hashes on nothing, or the
+// request lacks it.
+func (b *Cluster) KeyOf(r *http.Request, sourceIP string) (uint64, bool) {
+	h := b.hashOn
+	switch {
+	case h == nil:
+		return 0, false
+	case h.Header != "":
+		if v := r.Header.Values(h.Header); len(v) > 0 {
+			return xxhash.Sum64String(v[0]), true
 		}
-		if ep == avoid && n > 1 {
-			fallback = ep
-			continue
+	case h.Cookie != "":
+		if c, err := r.Cookie(h.Cookie); err == nil {
+			return xxhash.Sum64String(c.Value), true
 		}
-		return ep
+	case h.SourceIP && sourceIP != "":
+		return xxhash.Sum64String(sourceIP), true
 	}
-	return fallback
+	return 0, false
 }
 
 // Fails is the endpoint's consecutive connect failures.
