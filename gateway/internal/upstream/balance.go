@@ -135,7 +135,9 @@ func other(eps []*Endpoint, not, avoid *Endpoint, now int64) *Endpoint {
 }
 
 // load is an endpoint's requests in flight over its weight, scaled to compare in integers.
-func load(ep *Endpoint) int64 { return (ep.Stats.Active.Load() + 1) * config.MaxEndpointWeight / int64(ep.Weight) }
+func load(ep *Endpoint) int64 {
+	return (ep.Stats.Active.Load() + 1) * config.MaxEndpointWeight / int64(ep.Weight)
+}
 
 // firstUp is the first healthy endpoint that is not avoid, else avoid if it is up.
 func firstUp(eps []*Endpoint, avoid *Endpoint, now int64) *Endpoint {
