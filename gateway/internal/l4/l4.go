@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -238,8 +239,12 @@ func (c *conn) failed(k int, err error) bool {
 // connect dials the backend: its endpoints in turn, each at most once, until one answers.
 func (c *conn) connect(ctx context.Context) bool {
 	var avoid *upstream.Endpoint
+	// A consistent-hash balancer hashes an L4 connection by its client's IP (a header or a
+	// cookie there is none to read).
+	ip, _, _ := net.SplitHostPort(c.info.SourceAddress)
+	key, hashed := c.cluster.KeyOf(&http.Request{Header: http.Header{}}, ip)
 	for range len(c.cluster.Endpoints) {
-		ep := c.cluster.Pick(avoid)
+		ep := c.cluster.PickFor(key, hashed, avoid)
 		if ep == nil {
 			break
 		}
