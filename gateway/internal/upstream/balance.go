@@ -103,6 +103,9 @@ type leastRequest struct{}
 
 func (leastRequest) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now int64) *Endpoint {
 	n := len(eps)
+	if n == 0 {
+		return nil
+	}
 	if n == 1 {
 		if up(eps[0], now) {
 			return eps[0]
@@ -168,6 +171,9 @@ func newWeightedRandom(eps []*Endpoint) *weightedRandom {
 }
 
 func (w *weightedRandom) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now int64) *Endpoint {
+	if len(w.cumul) == 0 {
+		return nil
+	}
 	total := w.cumul[len(w.cumul)-1]
 	for range 2 * len(eps) {
 		i, _ := slices.BinarySearch(w.cumul, rand.Uint64N(total)+1)
@@ -217,6 +223,9 @@ func newRing(eps []*Endpoint) *ring {
 }
 
 func (r *ring) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, now int64) *Endpoint {
+	if len(r.points) == 0 {
+		return nil
+	}
 	if !hashed {
 		key = rand.Uint64()
 	}
@@ -245,6 +254,9 @@ type maglev struct{ table []int32 }
 const maglevSize = 65537
 
 func newMaglev(eps []*Endpoint) *maglev {
+	if len(eps) == 0 {
+		return &maglev{}
+	}
 	m := &maglev{table: make([]int32, maglevSize)}
 	for i := range m.table {
 		m.table[i] = -1
@@ -285,6 +297,9 @@ func newMaglev(eps []*Endpoint) *maglev {
 }
 
 func (m *maglev) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, now int64) *Endpoint {
+	if len(m.table) == 0 {
+		return nil
+	}
 	if !hashed {
 		key = rand.Uint64()
 	}

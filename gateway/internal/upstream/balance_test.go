@@ -129,3 +129,12 @@ func TestConsistent(t *testing.T) {
 		})
 	}
 }
+
+// TestNoEndpoints: every balancer answers nil for a backend with no endpoints.
+func TestNoEndpoints(t *testing.T) {
+	for _, policy := range []string{config.BalanceRoundRobin, config.BalanceLeastRequest, config.BalanceRandom, config.BalanceRingHash, config.BalanceMaglev} {
+		if ep := newBalancer(policy, nil).pick(nil, 1, true, nil, 0); ep != nil {
+			t.Errorf("%s: %v", policy, ep)
+		}
+	}
+}
