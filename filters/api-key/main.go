@@ -43,11 +43,10 @@ type key struct {
 }
 
 type config struct {
-	Keys            []key    `json:"keys"`
-	In              []source `json:"in"`
-	ConsumerHeader  *string  `json:"consumer_header"`
-	HideCredentials *bool    `json:"hide_credentials"`
-	Realm           string   `json:"realm"`
+	Keys []key    `json:"keys"`
+	In   []source `json:"in"`
+	authn.Options
+	Realm string `json:"realm"`
 }
 
 type plugin struct {
@@ -79,14 +78,7 @@ func (c *config) parse(raw []byte) error {
 	for i, s := range c.In {
 		c.In[i].Header = strings.ToLower(s.Header)
 	}
-	if c.ConsumerHeader == nil {
-		h := "x-consumer"
-		c.ConsumerHeader = &h
-	}
-	if c.HideCredentials == nil {
-		t := true
-		c.HideCredentials = &t
-	}
+	c.Defaults()
 	if c.Realm == "" {
 		c.Realm = "plexus"
 	}

@@ -38,10 +38,9 @@ type user struct {
 }
 
 type config struct {
-	Users           []string `json:"users"` // htpasswd lines: NAME:HASH
-	Realm           string   `json:"realm"`
-	ConsumerHeader  *string  `json:"consumer_header"`
-	HideCredentials *bool    `json:"hide_credentials"`
+	Users []string `json:"users"` // htpasswd lines: NAME:HASH
+	Realm string   `json:"realm"`
+	authn.Options
 
 	users     map[string]*user
 	challenge string
@@ -98,14 +97,7 @@ func (c *config) parse(raw []byte) error {
 		c.Realm = "plexus"
 	}
 	c.challenge = fmt.Sprintf("Basic realm=%q, charset=\"UTF-8\"", c.Realm)
-	if c.ConsumerHeader == nil {
-		h := "x-consumer"
-		c.ConsumerHeader = &h
-	}
-	if c.HideCredentials == nil {
-		t := true
-		c.HideCredentials = &t
-	}
+	c.Defaults()
 	return nil
 }
 

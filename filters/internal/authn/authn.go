@@ -29,6 +29,26 @@ func Deny(status uint32, challenge, message string) types.Action {
 	return types.ActionPause
 }
 
+// Options are what the authentication filters' configurations share: the request header
+// that carries the authenticated consumer to the backend, and whether the credential is
+// removed from the request before it goes on.
+type Options struct {
+	ConsumerHeader  *string `json:"consumer_header"`
+	HideCredentials *bool   `json:"hide_credentials"`
+}
+
+// Defaults fills in what the configuration left out: x-consumer, and hiding.
+func (o *Options) Defaults() {
+	if o.ConsumerHeader == nil {
+		h := "x-consumer"
+		o.ConsumerHeader = &h
+	}
+	if o.HideCredentials == nil {
+		t := true
+		o.HideCredentials = &t
+	}
+}
+
 // Consumer sets header on the request to the authenticated consumer's name, replacing
 // any value the client sent: the backend can trust it. No header, no change.
 func Consumer(header, name string) {
