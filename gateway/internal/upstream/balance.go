@@ -80,21 +80,7 @@ func newRoundRobin(eps []*Endpoint) *roundRobin {
 }
 
 func (rr *roundRobin) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now int64) *Endpoint {
-	n := uint64(len(rr.schedule))
-	start := rr.next.Add(1) - 1
-	var fallback *Endpoint
-	for i := uint64(0); i < n; i++ {
-		ep := eps[rr.schedule[(start+i)%n]]
-		if !up(ep, now) {
-			continue
-		}
-		if ep == avoid && len(eps) > 1 {
-			fallback = ep
-			continue
-		}
-		return ep
-	}
-	return fallback
+	return walk(eps, rr.schedule, rr.next.Add(1)-1, avoid, now)
 }
 
 // leastRequest is the power of two choices: of two healthy endpoints picked at random, the
@@ -144,8 +130,23 @@ func load(ep *Endpoint) int64 {
 
 // firstUp is the first healthy endpoint that is not avoid, else avoid if it is up.
 func firstUp(eps []*Endpoint, avoid *Endpoint, now int64) *Endpoint {
+	return walk(eps, nil, 0, avoid, now)
+}
+
+// walk goes round order (indexes into eps; nil: eps as they are) from start, and returns
+// the first endpoint that is up and not avoid, else avoid if it is up, else nil.
+func walk(eps []*Endpoint, order []int32, start uint64, avoid *Endpoint, now int64) *Endpoint {
+	n := uint64(len(order))
+	if order == nil {
+		n = uint64(len(eps))
+	}
 	var fallback *Endpoint
-	for _, ep := range eps {
+	for i := range n {
+		k := (start + i) % n
+		if order != nil {
+			k = uint64(order[k])
+		}
+		ep := eps[k]
 		switch {
 		case !up(ep, now):
 		case ep == avoid:
@@ -230,20 +231,7 @@ func (r *ring) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, n
 		key = rand.Uint64()
 	}
 	start, _ := slices.BinarySearch(r.points, key)
-	n := len(r.points)
-	var fallback *Endpoint
-	for i := range n {
-		ep := eps[r.owner[(start+i)%n]]
-		if !up(ep, now) {
-			continue
-		}
-		if ep == avoid && len(eps) > 1 {
-			fallback = ep
-			continue
-		}
-		return ep
-	}
-	return fallback
+	return walk(eps, r.owner, uint64(start), avoid, now)
 }
 
 // maglev is Maglev hashing (Eisenbud et al., NSDI 2016; Envoy's MAGLEV): a lookup table of
@@ -303,17 +291,5 @@ func (m *maglev) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint,
 	if !hashed {
 		key = rand.Uint64()
 	}
-	var fallback *Endpoint
-	for i := range uint64(len(m.table)) {
-		ep := eps[m.table[(key+i)%maglevSize]]
-		if !up(ep, now) {
-			continue
-		}
-		if ep == avoid && len(eps) > 1 {
-			fallback = ep
-			continue
-		}
-		return ep
-	}
-	return fallback
+	return walk(eps, m.table, key%maglevSize, avoid, now)
 }
