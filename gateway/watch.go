@@ -90,34 +90,16 @@ func (w *watcher) arm(s *snapshot) {
 		if p := s.filters[fc.Name].Plugin; p != nil {
 			w.seen.modules[path] = p.Digest()
 		}
-		dir := filepath.Dir(path)
-		if want[dir] {
-			continue
-		}
-		want[dir] = true
-		if !w.dirs[dir] {
-			if err := w.fw.Add(dir); err != nil {
-				w.g.log.Warn("cannot watch a filter's module; reload with SIGHUP when it changes", "filter", fc.Name, "module", path, "error", err)
-				continue
-			}
-			w.dirs[dir] = true
+		if err := w.watchDir(path, want); err != nil {
+			w.g.log.Warn("cannot watch a filter's module; reload with SIGHUP when it changes", "filter", fc.Name, "module", path, "error", err)
 		}
 	}
 	for path, digest := range s.cfg.Included() {
 		// A file a filter's config includes (!file) is watched as a module is.
 		path = absPath(path)
 		w.seen.modules[path] = digest
-		dir := filepath.Dir(path)
-		if want[dir] {
-			continue
-		}
-		want[dir] = true
-		if !w.dirs[dir] {
-			if err := w.fw.Add(dir); err != nil {
-				w.g.log.Warn("cannot watch a file a filter's config includes; reload with SIGHUP when it changes", "file", path, "error", err)
-				continue
-			}
-			w.dirs[dir] = true
+		if err := w.watchDir(path, want); err != nil {
+			w.g.log.Warn("cannot watch a file a filter's config includes; reload with SIGHUP when it changes", "file", path, "error", err)
 		}
 	}
 	for dir := range w.dirs {
@@ -126,6 +108,22 @@ func (w *watcher) arm(s *snapshot) {
 			delete(w.dirs, dir)
 		}
 	}
+}
+
+// watchDir watches the directory of path, once, and marks it wanted.
+func (w *watcher) watchDir(path string, want map[string]bool) error {
+	dir := filepath.Dir(path)
+	if want[dir] {
+		return nil
+	}
+	want[dir] = true
+	if !w.dirs[dir] {
+		if err := w.fw.Add(dir); err != nil {
+			return err
+		}
+		w.dirs[dir] = true
+	}
+	return nil
 }
 
 // rearm follows the running snapshot, if a reload changed it since arm, and reports whether
