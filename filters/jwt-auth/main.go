@@ -168,22 +168,35 @@ func (p *plugin) keys(now time.Time) (*jwt.Set, bool) {
 	if p.c.inline != nil {
 		return p.c.inline, false
 	}
-	if b, _, err := proxywasm.GetSharedData(p.c.Remote.key); err == nil && len(b) > 8 {
-		at := time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
-		if at.After(p.fetchedAt) {
-			if set, err := jwt.ParseSet(b[8:]); err == nil {
-				p.set, p.fetchedAt = set, at
+	// The stamp (8 bytes) says whether a newer set is there: the set itself is read and
+	// parsed only then, not on every request.
+	if stamp, _, err := proxywasm.GetSharedData(p.c.Remote.key + stampSuffix); err == nil && len(stamp) == 8 &&
+		time.Unix(0, int64(binary.LittleEndian.Uint64(stamp))).After(p.fetchedAt) {
+		if b, _, err := proxywasm.GetSharedData(p.c.Remote.key); err == nil && len(b) > 8 {
+			at := time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
+			if at.After(p.fetchedAt) {
+				if set, err := jwt.ParseSet(b[8:]); err == nil {
+					p.set, p.fetchedAt = set, at
+				}
 			}
 		}
 	}
 	return p.set, p.set == nil || now.Sub(p.fetchedAt) >= p.c.Remote.refresh
 }
 
-// store keeps a set fetched at now, for every instance.
+// stampSuffix names the shared-data key of a set's fetch time, beside the set's own.
+const stampSuffix = ":at"
+
+// store keeps a set fetched at now, for every instance: the set (with its time), then the
+// stamp, so that a stamp never says more than the set there.
 func (p *plugin) store(doc []byte, set *jwt.Set, now time.Time) {
 	p.set, p.fetchedAt = set, now
-	b := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(doc)), uint64(now.UnixNano()))
-	if err := proxywasm.SetSharedData(p.c.Remote.key, append(b, doc...), 0); err != nil {
+	at := binary.LittleEndian.AppendUint64(nil, uint64(now.UnixNano()))
+	err := proxywasm.SetSharedData(p.c.Remote.key, append(append(make([]byte, 0, 8+len(doc)), at...), doc...), 0)
+	if err == nil {
+		err = proxywasm.SetSharedData(p.c.Remote.key+stampSuffix, at, 0)
+	}
+	if err != nil {
 		proxywasm.LogWarnf("jwt-auth: keeping the JWKS in shared data: %v", err)
 	}
 }
