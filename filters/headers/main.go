@@ -14,6 +14,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/plexus-mesh/plexus/filters/internal/field"
 	"github.com/plexus-mesh/plexus/filters/internal/start"
 )
 
@@ -63,10 +64,10 @@ func (e *edits) normalize() error {
 	lower := func(what string, m map[string]string, values bool) (map[string]string, error) {
 		out := make(map[string]string, len(m))
 		for k, v := range m {
-			if !token(k) {
+			if !field.IsToken(k) {
 				return nil, fmt.Errorf("%s: %q is not a header name", what, k)
 			}
-			if values && !token(v) {
+			if values && !field.IsToken(v) {
 				return nil, fmt.Errorf("%s: %q is not a header name", what, v)
 			}
 			if !values && strings.ContainsAny(v, "\r\n\x00") {
@@ -90,25 +91,12 @@ func (e *edits) normalize() error {
 		return err
 	}
 	for i, k := range e.Remove {
-		if !token(k) {
+		if !field.IsToken(k) {
 			return fmt.Errorf("remove: %q is not a header name", k)
 		}
 		e.Remove[i] = strings.ToLower(k)
 	}
 	return nil
-}
-
-// token reports an HTTP field name (RFC 9110, 5.1), not a pseudo-header.
-func token(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{p: p} }

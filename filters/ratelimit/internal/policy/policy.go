@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/plexus-mesh/plexus/filters/internal/claims"
+	"github.com/plexus-mesh/plexus/filters/internal/field"
 	"github.com/plexus-mesh/plexus/sdk/go/plexus/wire"
 )
 
@@ -171,7 +172,7 @@ func (lc LimitConfig) limit() (limit, error) {
 		l.source = sourceAuthority
 	case strings.HasPrefix(k, "header:"):
 		name := strings.TrimPrefix(k, "header:")
-		if !isToken(name) {
+		if !field.IsToken(name) {
 			return limit{}, fmt.Errorf("key %q: %q is not a header name", k, name)
 		}
 		l.source, l.header = sourceHeader, strings.ToLower(name)
@@ -239,19 +240,6 @@ func checkName(name string) error {
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is an HTTP field name (RFC 9110, section 5.1: a token).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // Request is what a policy reads of a request.
