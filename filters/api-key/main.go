@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
@@ -134,11 +133,8 @@ func (s *stream) find() (string, source, bool) {
 			}
 			continue
 		}
-		path, _ := proxywasm.GetHttpRequestHeader(":path")
-		_, q, _ := strings.Cut(path, "?")
-		vals, err := url.ParseQuery(q)
-		if err == nil && vals.Get(src.Query) != "" {
-			return vals.Get(src.Query), src, true
+		if v, ok := authn.QueryParam(src.Query); ok {
+			return v, src, true
 		}
 	}
 	return "", source{}, false

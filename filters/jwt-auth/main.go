@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -328,10 +327,8 @@ func (s *stream) find() (string, source, bool) {
 			}
 			return strings.TrimSpace(v[len(src.Prefix):]), src, true
 		case src.Query != "":
-			path, _ := proxywasm.GetHttpRequestHeader(":path")
-			_, q, _ := strings.Cut(path, "?")
-			if vals, err := url.ParseQuery(q); err == nil && vals.Get(src.Query) != "" {
-				return vals.Get(src.Query), src, true
+			if v, ok := authn.QueryParam(src.Query); ok {
+				return v, src, true
 			}
 		case src.Cookie != "":
 			raw, _ := proxywasm.GetHttpRequestHeader("cookie")

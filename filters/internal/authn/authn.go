@@ -57,6 +57,18 @@ func Consumer(header, name string) {
 	}
 }
 
+// QueryParam is the value of the request's query parameter name, false when it has none
+// (or an empty one).
+func QueryParam(name string) (string, bool) {
+	path, _ := proxywasm.GetHttpRequestHeader(":path")
+	_, q, _ := strings.Cut(path, "?")
+	vals, err := url.ParseQuery(q)
+	if err != nil || vals.Get(name) == "" {
+		return "", false
+	}
+	return vals.Get(name), true
+}
+
 // RemoveQueryParam removes every parameter called name from the request's query, leaving
 // the others as they were.
 func RemoveQueryParam(name string) {
