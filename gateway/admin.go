@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"regexp"
+	"strings"
 	"time"
 
+	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 )
 
 // adminHandler serves the admin listener:
@@ -187,58 +190,119 @@ func (g *Gateway) serveStats(w http.ResponseWriter, r *http.Request) {
 
 // endpointView is an endpoint as /clusters shows it.
 type endpointView struct {
-	Address         string `json:"address"`
-	Health          string `json:"health"` // healthy, or /failed_outlier_check while ejected
-	EjectedUntil    string `json:"ejected_until,omitempty"`
-	ConsecutiveFail int32  `json:"consecutive_connect_failures"`
-	RqTotal         int64  `json:"rq_total"`
-	RqActive        int64  `json:"rq_active"`
-	RqError         int64  `json:"rq_error"`
-	RqTimeout       int64  `json:"rq_timeout"`
-	CxConnectFail   int64  `json:"cx_connect_fail"`
+	Address         string   `json:"address"`
+	Weight          uint32   `json:"weight"`
+	Health          string   `json:"health"`       // healthy, or Envoy's health flags: /failed_active_hc, /failed_outlier_check
+	Flags           []string `json:"health_flags"` // each reason it is out of the rotation
+	EjectedUntil    string   `json:"ejected_until,omitempty"`
+	SlowStart       float64  `json:"slow_start_share,omitempty"` // its share of its weight while in slow start
+	ConsecutiveFail int32    `json:"consecutive_connect_failures"`
+	RqTotal         int64    `json:"rq_total"`
+	RqActive        int64    `json:"rq_active"`
+	RqError         int64    `json:"rq_error"`
+	RqTimeout       int64    `json:"rq_timeout"`
+	CxConnectFail   int64    `json:"cx_connect_fail"`
+}
+
+// clusterView is a backend as /clusters shows it.
+type clusterView struct {
+	Name             string           `json:"name"`
+	Protocol         string           `json:"protocol"`
+	Balance          string           `json:"balance"`
+	Discovery        string           `json:"discovery"`
+	MaxRequests      int64            `json:"max_requests"`
+	MaxConnections   int              `json:"max_connections"`
+	MaxPending       int              `json:"max_pending_requests"`
+	MaxRetries       int64            `json:"max_retries"` // with a retry budget, what it allows now
+	Pending          int              `json:"pending_requests"`
+	Active           int64            `json:"active_requests"`
+	RetriesActive    int64            `json:"active_retries"`
+	Overflows        int64            `json:"overflows"`
+	PendingOverflows int64            `json:"pending_overflows"`
+	RetryOverflows   int64            `json:"retry_overflows"`
+	Panic            bool             `json:"panic"`
+	BecameHealthy    int64            `json:"health_transitions_healthy"`
+	BecameUnhealthy  int64            `json:"health_transitions_unhealthy"`
+	Ejections        map[string]int64 `json:"ejections"`
+	EndpointsAdded   int64            `json:"endpoints_added"`
+	EndpointsRemoved int64            `json:"endpoints_removed"`
+	Endpoints        []endpointView   `json:"endpoints"`
+}
+
+// clusterViews is every backend of s as /clusters shows it.
+func clusterViews(s *snapshot) []clusterView {
+	now := time.Now()
+	var out []clusterView
+	for _, bc := range s.cfg.Backends {
+		b := s.backends[bc.Name]
+		cb := bc.CircuitBreaker
+		cv := clusterView{Name: b.Name, Protocol: bc.Protocol, Balance: bc.Balance, Discovery: config.DiscoveryStatic,
+			MaxRequests: b.MaxActive, MaxConnections: cb.MaxConnections, MaxPending: cb.MaxPendingRequests, MaxRetries: b.RetryLimit(), Pending: b.Pending(),
+			Active: b.Active.Load(), RetriesActive: b.Retries(), Overflows: b.Overflows.Load(),
+			PendingOverflows: b.Stats.PendingOverflows.Load(), RetryOverflows: b.Stats.RetryOverflows.Load(), Panic: b.Panicking(),
+			BecameHealthy: b.Stats.BecameHealthy.Load(), BecameUnhealthy: b.Stats.BecameUnhealthy.Load(), Ejections: map[string]int64{},
+			EndpointsAdded: b.Stats.Added.Load(), EndpointsRemoved: b.Stats.Removed.Load(), Endpoints: []endpointView{}}
+		if bc.Discovery != nil {
+			cv.Discovery = bc.Discovery.Type
+		}
+		for i, why := range upstream.EjectReasons {
+			cv.Ejections[why] = b.Stats.Ejections[i].Load()
+		}
+		for _, ep := range b.Endpoints() {
+			v := endpointView{Address: ep.Addr, Weight: ep.Weight, Flags: []string{}, ConsecutiveFail: ep.Fails(),
+				RqTotal: ep.Stats.Total.Load(), RqActive: ep.Stats.Active.Load(), RqError: ep.Stats.Errors.Load(),
+				RqTimeout: ep.Stats.Timeouts.Load(), CxConnectFail: ep.Stats.ConnectFailures.Load()}
+			if ep.HealthCheckFailed() {
+				v.Flags = append(v.Flags, "/failed_active_hc")
+			}
+			// Ejected as an outlier, or refused a connection just now and out for a
+			// back-off (Envoy reports its local-origin ejections the same way).
+			until, _ := ep.Ejected()
+			if down := time.Unix(0, ep.DownUntil.Load()); down.After(now) && down.After(until) {
+				until = down
+			}
+			if !until.IsZero() {
+				v.Flags = append(v.Flags, "/failed_outlier_check")
+				v.EjectedUntil = until.UTC().Format(time.RFC3339Nano)
+			}
+			v.Health = "healthy"
+			if len(v.Flags) > 0 {
+				v.Health = strings.Join(v.Flags, "")
+			}
+			if f := b.SlowStartFactor(ep); f < 1 {
+				v.SlowStart = f
+			}
+			cv.Endpoints = append(cv.Endpoints, v)
+		}
+		out = append(out, cv)
+	}
+	return out
 }
 
 // serveClusters shows each backend and its endpoints, as Envoy's /clusters does: lines of
 // backend::endpoint::stat::value, or JSON with ?format=json.
 func (g *Gateway) serveClusters(w http.ResponseWriter, r *http.Request) {
 	s := g.snap.Load()
-	now := time.Now()
-	type clusterView struct {
-		Name        string         `json:"name"`
-		Protocol    string         `json:"protocol"`
-		MaxRequests int64          `json:"max_requests"`
-		Active      int64          `json:"active_requests"`
-		Overflows   int64          `json:"overflows"`
-		Endpoints   []endpointView `json:"endpoints"`
-	}
-	var out []clusterView
-	for _, bc := range s.cfg.Backends {
-		b := s.backends[bc.Name]
-		cv := clusterView{Name: b.Name, Protocol: bc.Protocol, MaxRequests: b.MaxActive, Active: b.Active.Load(), Overflows: b.Overflows.Load()}
-		for _, ep := range b.Endpoints {
-			v := endpointView{Address: ep.Addr, Health: "healthy", ConsecutiveFail: ep.Fails(),
-				RqTotal: ep.Stats.Total.Load(), RqActive: ep.Stats.Active.Load(), RqError: ep.Stats.Errors.Load(),
-				RqTimeout: ep.Stats.Timeouts.Load(), CxConnectFail: ep.Stats.ConnectFailures.Load()}
-			if until := time.Unix(0, ep.DownUntil.Load()); until.After(now) {
-				v.Health, v.EjectedUntil = "/failed_outlier_check", until.UTC().Format(time.RFC3339Nano)
-			}
-			cv.Endpoints = append(cv.Endpoints, v)
-		}
-		out = append(out, cv)
-	}
+	out := clusterViews(s)
 	if r.URL.Query().Get("format") == "json" {
 		writeJSON(w, map[string]any{"version": s.version, "clusters": out})
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	for _, c := range out {
-		fmt.Fprintf(w, "%s::circuit_breakers::max_requests::%d\n", c.Name, c.MaxRequests)
-		fmt.Fprintf(w, "%s::active_requests::%d\n", c.Name, c.Active)
-		fmt.Fprintf(w, "%s::overflows::%d\n", c.Name, c.Overflows)
+		p := c.Name + "::"
+		fmt.Fprintf(w, "%scircuit_breakers::max_requests::%d\n%scircuit_breakers::max_connections::%d\n", p, c.MaxRequests, p, c.MaxConnections)
+		fmt.Fprintf(w, "%scircuit_breakers::max_pending_requests::%d\n%scircuit_breakers::max_retries::%d\n", p, c.MaxPending, p, c.MaxRetries)
+		fmt.Fprintf(w, "%sactive_requests::%d\n%sactive_retries::%d\n%spending_requests::%d\n", p, c.Active, p, c.RetriesActive, p, c.Pending)
+		fmt.Fprintf(w, "%soverflows::%d\n%spending_overflows::%d\n%sretry_overflows::%d\n", p, c.Overflows, p, c.PendingOverflows, p, c.RetryOverflows)
+		fmt.Fprintf(w, "%spanic::%t\n%sdiscovery::%s\n", p, c.Panic, p, c.Discovery)
+		for _, why := range upstream.EjectReasons {
+			fmt.Fprintf(w, "%sejections::%s::%d\n", p, why, c.Ejections[why])
+		}
 		for _, e := range c.Endpoints {
 			p := c.Name + "::" + e.Address + "::"
-			fmt.Fprintf(w, "%shealth_flags::%s\n%srq_total::%d\n%srq_active::%d\n%srq_error::%d\n%srq_timeout::%d\n%scx_connect_fail::%d\n",
-				p, e.Health, p, e.RqTotal, p, e.RqActive, p, e.RqError, p, e.RqTimeout, p, e.CxConnectFail)
+			fmt.Fprintf(w, "%shealth_flags::%s\n%sweight::%d\n%srq_total::%d\n%srq_active::%d\n%srq_error::%d\n%srq_timeout::%d\n%scx_connect_fail::%d\n",
+				p, e.Health, p, e.Weight, p, e.RqTotal, p, e.RqActive, p, e.RqError, p, e.RqTimeout, p, e.CxConnectFail)
 		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
+	"github.com/plexus-mesh/plexus/gateway/internal/discovery"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
 	"github.com/plexus-mesh/plexus/gateway/internal/httpnorm"
 	"github.com/plexus-mesh/plexus/gateway/internal/l4"
@@ -263,6 +264,7 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 			s.listenerMD[l.Name] = config.MetadataStructs(md)
 		}
 	}
+	sources := map[*upstream.Cluster]upstream.Source{} // the new backends, to start
 	for _, bc := range cfg.Backends {
 		if prev != nil {
 			if old := prev.backends[bc.Name]; old != nil && old.SameAs(bc) {
@@ -271,8 +273,22 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 			}
 		}
 		b, err := upstream.NewCluster(bc, cfg)
+		if err == nil && bc.Discovery != nil {
+			var src discovery.Source
+			src, err = discovery.New(bc.Name, bc.Discovery, cfg.Path, discovery.Deps{Redis: g.redis, Log: g.log})
+			if src != nil {
+				sources[b] = src
+			}
+		}
 		if err != nil {
+			if b != nil {
+				b.Close()
+			}
+			g.closeNew(s, prev)
 			return nil, err
+		}
+		if _, ok := sources[b]; !ok {
+			sources[b] = nil
 		}
 		s.backends[bc.Name] = b
 	}
@@ -301,6 +317,15 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 	if err := s.tcpTargets(); err != nil {
 		g.closeNew(s, prev)
 		return nil, err
+	}
+	if !g.validating {
+		// Health checks, outlier detection and discovery run from here on; a backend
+		// whose endpoints are discovered waits a little for the first set.
+		var wg sync.WaitGroup
+		for b, src := range sources {
+			wg.Go(func() { b.Start(g.log, src) })
+		}
+		wg.Wait()
 	}
 	return s, nil
 }
@@ -359,6 +384,11 @@ func (g *Gateway) closeNew(s, prev *snapshot) {
 	for name, f := range s.filters {
 		if prev == nil || prev.filters[name] != f {
 			f.Close()
+		}
+	}
+	for name, b := range s.backends {
+		if prev == nil || prev.backends[name] != b {
+			b.Close()
 		}
 	}
 	g.closeTelemetry(s, prev)

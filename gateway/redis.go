@@ -13,6 +13,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/counters"
+	"github.com/plexus-mesh/plexus/gateway/internal/discovery"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 )
@@ -25,40 +26,9 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 		l := counters.NewLocal()
 		return &services{store: l, local: l, log: g.log}, nil, nil
 	}
-	opts := &redis.UniversalOptions{
-		Addrs:        rc.Addresses,
-		MasterName:   rc.MasterName,
-		Username:     rc.Username,
-		Password:     rc.Password,
-		DB:           rc.DB,
-		PoolSize:     rc.PoolSize,
-		DialTimeout:  rc.DialTimeout,
-		ReadTimeout:  rc.ReadTimeout,
-		WriteTimeout: rc.WriteTimeout,
-		// Waiting for a pooled connection is part of a call, which redis.timeout bounds
-		// (the call's context); under load calls queue for connections rather than fail.
-		PoolTimeout:           rc.Timeout,
-		ContextTimeoutEnabled: true,
-		// No retries inside the client: a decision sent twice may be counted twice, and the
-		// caller's failure policy, not a retry loop, decides what a failed call means.
-		MaxRetries:    -1,
-		DialerRetries: 1,
-		// A cluster client would otherwise send a command again after a timeout or a
-		// MOVED: a MOVED now fails one call, and the slots are reloaded for the next.
-		MaxRedirects: -1,
-		// CLIENT SETINFO on every new connection is a round trip nobody here reads.
-		DisableIdentity: true,
-		IsClusterMode:   rc.Mode == config.RedisCluster,
-	}
-	if rc.Address != "" {
-		opts.Addrs = []string{rc.Address}
-	}
-	if rc.TLS != nil {
-		t, err := upstream.ClientTLS(rc.TLS, cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: redis: %w", cfg.Where("redis.tls"), err)
-		}
-		opts.TLSConfig = t
+	opts, err := RedisOptions(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	// go-redis logs dial failures of its pool itself, on every call while Redis is down;
 	// the gateway says so once (the breaker), and these go to debug.
@@ -97,6 +67,47 @@ func (g *Gateway) newServices(cfg *config.Config) (*services, redis.UniversalCli
 		log:     g.log,
 	}
 	return sv, client, nil
+}
+
+// RedisOptions is how plexus connects to cfg's redis: server (which must be declared).
+func RedisOptions(cfg *config.Config) (*redis.UniversalOptions, error) {
+	rc := cfg.Redis
+	opts := &redis.UniversalOptions{
+		Addrs:        rc.Addresses,
+		MasterName:   rc.MasterName,
+		Username:     rc.Username,
+		Password:     rc.Password,
+		DB:           rc.DB,
+		PoolSize:     rc.PoolSize,
+		DialTimeout:  rc.DialTimeout,
+		ReadTimeout:  rc.ReadTimeout,
+		WriteTimeout: rc.WriteTimeout,
+		// Waiting for a pooled connection is part of a call, which redis.timeout bounds
+		// (the call's context); under load calls queue for connections rather than fail.
+		PoolTimeout:           rc.Timeout,
+		ContextTimeoutEnabled: true,
+		// No retries inside the client: a decision sent twice may be counted twice, and the
+		// caller's failure policy, not a retry loop, decides what a failed call means.
+		MaxRetries:    -1,
+		DialerRetries: 1,
+		// A cluster client would otherwise send a command again after a timeout or a
+		// MOVED: a MOVED now fails one call, and the slots are reloaded for the next.
+		MaxRedirects: -1,
+		// CLIENT SETINFO on every new connection is a round trip nobody here reads.
+		DisableIdentity: true,
+		IsClusterMode:   rc.Mode == config.RedisCluster,
+	}
+	if rc.Address != "" {
+		opts.Addrs = []string{rc.Address}
+	}
+	if rc.TLS != nil {
+		t, err := upstream.ClientTLS(rc.TLS, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: redis: %w", cfg.Where("redis.tls"), err)
+		}
+		opts.TLSConfig = t
+	}
+	return opts, nil
 }
 
 // checkRedis asks Redis for a PONG once, at start, to say early what would otherwise show
@@ -155,3 +166,12 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 		l.log.Debug("redis: " + fmt.Sprintf(format, v...))
 	}
 }
+
+// RegisterEndpoint keeps address registered as an endpoint of service in c, for backends
+// with discovery type redis, until ctx ends; then it takes it out (discovery.Register).
+func RegisterEndpoint(ctx context.Context, c redis.UniversalClient, service, address string, ttl time.Duration) error {
+	return discovery.Register(ctx, c, service, address, ttl)
+}
+
+// EndpointsKey is the sorted set the endpoints of service are registered in.
+func EndpointsKey(service string) string { return discovery.Key(service) }

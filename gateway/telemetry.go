@@ -14,6 +14,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/internal/counters"
 	"github.com/plexus-mesh/plexus/gateway/internal/stream"
+	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
 
@@ -49,7 +50,19 @@ func (g *Gateway) observe() error {
 	overflows, err6 := m.Int64ObservableCounter("plexus.upstream.overflows", metric.WithUnit("{request}"),
 		metric.WithDescription("Requests a backend's circuit breaker turned away."))
 	healthy, err7 := m.Int64ObservableGauge("plexus.upstream.endpoint.healthy", metric.WithUnit("{endpoint}"),
-		metric.WithDescription("1 while an endpoint takes requests, 0 while it is ejected after connect failures."))
+		metric.WithDescription("1 while an endpoint takes requests, 0 while it is out: failing its health checks, ejected as an outlier, or refusing connections."))
+	transitions, err14 := m.Int64ObservableCounter("plexus.upstream.health_transitions", metric.WithUnit("{transition}"),
+		metric.WithDescription("Endpoints the health checks moved in or out of the rotation, by the state they moved to (to: healthy, unhealthy)."))
+	ejections, err15 := m.Int64ObservableCounter("plexus.upstream.ejections", metric.WithUnit("{ejection}"),
+		metric.WithDescription("Endpoints outlier detection ejected, by reason (consecutive_5xx, consecutive_gateway_failure, success_rate)."))
+	retryOverflows, err16 := m.Int64ObservableCounter("plexus.upstream.retry_overflows", metric.WithUnit("{retry}"),
+		metric.WithDescription("Retries not made because the backend's max_retries or retry budget was spent."))
+	pendingOverflows, err17 := m.Int64ObservableCounter("plexus.upstream.pending_overflows", metric.WithUnit("{request}"),
+		metric.WithDescription("Requests turned away because max_pending_requests were waiting for a connection already."))
+	panics, err18 := m.Int64ObservableGauge("plexus.upstream.panic", metric.WithUnit("1"),
+		metric.WithDescription("1 while too few of a backend's endpoints are healthy (panic_threshold) and requests go to all of them."))
+	membership, err19 := m.Int64ObservableCounter("plexus.upstream.membership_changes", metric.WithUnit("{endpoint}"),
+		metric.WithDescription("Endpoints discovery added to or removed from a backend (change: added, removed)."))
 	compiles, err8 := m.Int64ObservableCounter("plexus.wasm.compiles", metric.WithUnit("{module}"),
 		metric.WithDescription("Wasm modules compiled."))
 	compileTime, err9 := m.Float64ObservableCounter("plexus.wasm.compile.duration", metric.WithUnit("s"),
@@ -62,7 +75,7 @@ func (g *Gateway) observe() error {
 		metric.WithDescription("Failed writes to an access log sink; the lines are kept for the next write, up to a bound."))
 	breaker, err13 := m.Int64ObservableGauge("plexus.redis.breaker.state", metric.WithUnit("1"),
 		metric.WithDescription("The Redis circuit breaker's state: 1 for the state it is in (closed, open, half_open), 0 for the others."))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12, err13); err != nil {
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12, err13, err14, err15, err16, err17, err18, err19); err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -88,10 +101,24 @@ func (g *Gateway) observe() error {
 			name := attribute.String("plexus.backend", b.Name)
 			o.ObserveInt64(upActive, b.Active.Load(), metric.WithAttributes(name))
 			o.ObserveInt64(overflows, b.Overflows.Load(), metric.WithAttributes(name))
-			for _, ep := range b.Endpoints {
-				up := int64(1)
-				if ep.DownUntil.Load() > now {
-					up = 0
+			o.ObserveInt64(transitions, b.Stats.BecameHealthy.Load(), metric.WithAttributes(name, attribute.String("to", "healthy")))
+			o.ObserveInt64(transitions, b.Stats.BecameUnhealthy.Load(), metric.WithAttributes(name, attribute.String("to", "unhealthy")))
+			for i, why := range upstream.EjectReasons {
+				o.ObserveInt64(ejections, b.Stats.Ejections[i].Load(), metric.WithAttributes(name, attribute.String("reason", why)))
+			}
+			o.ObserveInt64(retryOverflows, b.Stats.RetryOverflows.Load(), metric.WithAttributes(name))
+			o.ObserveInt64(pendingOverflows, b.Stats.PendingOverflows.Load(), metric.WithAttributes(name))
+			o.ObserveInt64(membership, b.Stats.Added.Load(), metric.WithAttributes(name, attribute.String("change", "added")))
+			o.ObserveInt64(membership, b.Stats.Removed.Load(), metric.WithAttributes(name, attribute.String("change", "removed")))
+			p := int64(0)
+			if b.Panicking() {
+				p = 1
+			}
+			o.ObserveInt64(panics, p, metric.WithAttributes(name))
+			for _, ep := range b.Endpoints() {
+				up := int64(0)
+				if ep.Up(now) {
+					up = 1
 				}
 				host, port := stream.HostPort(ep.Addr)
 				o.ObserveInt64(healthy, up, metric.WithAttributes(name, attribute.String("server.address", host), attribute.Int("server.port", port)))
@@ -119,7 +146,8 @@ func (g *Gateway) observe() error {
 		o.ObserveFloat64(compileTime, rs.CompileTime.Seconds())
 		o.ObserveInt64(hits, int64(rs.CacheHits))
 		return nil
-	}, instances, memory, failures, restarts, upActive, overflows, healthy, compiles, compileTime, hits, logLines, logErrors, breaker)
+	}, instances, memory, failures, restarts, upActive, overflows, healthy, compiles, compileTime, hits, logLines, logErrors, breaker,
+		transitions, ejections, retryOverflows, pendingOverflows, panics, membership)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}

@@ -38,6 +38,8 @@ Usage:
   plexus conformance check FILTER.wasm   check a filter: its shape, traps, leaks, time per callback
   plexus schema embed FILTER.wasm SCHEMA.json
                                          put the JSON Schema of a filter's config in its module
+  plexus register --service NAME --address HOST:PORT
+                                         keep an endpoint registered for discovery type redis
   plexus version                         print the version
 
 Run "plexus COMMAND --help" for a command's flags.
@@ -69,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdInspect(args[1:], os.Stdin, stdout, stderr)
 	case "schema":
 		return cmdSchema(args[1:], stdout, stderr)
+	case "register":
+		return cmdRegister(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "plexus", buildVersion())
 		return 0

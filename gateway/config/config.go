@@ -183,9 +183,14 @@ const (
 // Backend is an upstream service: a set of endpoints and how to reach them.
 type Backend struct {
 	Name           string         `yaml:"name" doc:"Unique name of the backend." required:"true"`
-	Endpoints      []Endpoint     `yaml:"endpoints" doc:"The backend's endpoints: each host:port, or {address: host:port, metadata: ...}." required:"true"`
+	Endpoints      []Endpoint     `yaml:"endpoints" doc:"The backend's endpoints: each host:port, or {address: host:port, weight: N, metadata: ...}. Required unless discovery finds them."`
+	Discovery      *Discovery     `yaml:"discovery" doc:"Where the endpoints come from when they are not listed: DNS (A/AAAA or SRV), a watched file, or replicas registered in Redis. The set follows every change; endpoints that stay keep their connections, health and counters."`
 	Balance        string         `yaml:"balance" doc:"Load-balancing policy: round_robin (weighted by the endpoints' weight), least_request (the less loaded of two endpoints picked at random, by active requests over weight), random (weighted), ring_hash or maglev (consistent hashing on hash_on: the same key, the same endpoint, on every replica)." enum:"round_robin,least_request,random,ring_hash,maglev" default:"round_robin"`
 	HashOn         *HashOn        `yaml:"hash_on" doc:"For balance ring_hash and maglev: what a request's key is."`
+	SlowStart      *SlowStart     `yaml:"slow_start" doc:"For balance round_robin, least_request and random: an endpoint that joins (found by discovery, or healthy again after failing its health checks) gets a share of the traffic that grows to its full weight over the window."`
+	HealthCheck    *HealthCheck   `yaml:"health_check" doc:"Active health checks: each endpoint is checked every interval, and one that fails unhealthy_threshold checks in a row leaves the rotation until it passes healthy_threshold in a row."`
+	Outlier        *Outlier       `yaml:"outlier_detection" doc:"Passive health: endpoints whose answers fail (consecutive 5xx or gateway errors, or a success rate far below the others') are ejected for a time that grows with each ejection."`
+	PanicThreshold *int           `yaml:"panic_threshold" doc:"Percent of endpoints that must be healthy (by health checks and outlier detection) for the unhealthy ones to be passed over; below it, requests go to all of them, as in Envoy's panic mode. 0 never panics. (Endpoints that just refused a connection are passed over even then.)" default:"50"`
 	Protocol       string         `yaml:"protocol" doc:"http1, h2c (HTTP/2 without TLS) or h2 (HTTP/2 over TLS)." enum:"http1,h2c,h2" default:"http1"`
 	TLS            *BackendTLS    `yaml:"tls" doc:"Connect with TLS; implied by protocol h2."`
 	ConnectTimeout time.Duration  `yaml:"connect_timeout" doc:"Time allowed to open a connection to an endpoint." default:"2s"`
@@ -276,10 +281,98 @@ func (e *Endpoint) MetadataMap() (map[string]map[string]any, error) { return met
 
 // CircuitBreaker bounds a backend's load, as Envoy's circuit_breakers thresholds do.
 type CircuitBreaker struct {
-	MaxRequests int `yaml:"max_requests" doc:"Requests in flight to the backend at most, retries included." default:"1024"`
+	MaxRequests        int          `yaml:"max_requests" doc:"Requests in flight to the backend at most, retries included." default:"1024"`
+	MaxConnections     int          `yaml:"max_connections" doc:"Connections open to the backend's endpoints at most (for h2c and h2, per endpoint). A request that needs one more waits, as a pending request, for one to come free." default:"1024"`
+	MaxPendingRequests int          `yaml:"max_pending_requests" doc:"Requests that may wait for a connection at once; one more gets 503 at once (response flag UO)." default:"1024"`
+	MaxRetries         *int         `yaml:"max_retries" doc:"Retries in flight to the backend at once, over all requests (0: none); a retry beyond it is not made, and the failed attempt's answer stands. retry_budget replaces it." default:"3"`
+	RetryBudget        *RetryBudget `yaml:"retry_budget" doc:"Bound retries in flight by a share of the requests in flight instead of max_retries (Envoy's retry budget), so that retries cannot multiply an overload."`
 }
 
 func (CircuitBreaker) YAMLKind() string { return "circuit breaker" }
+
+// RetryBudget bounds a backend's retries by its load.
+type RetryBudget struct {
+	BudgetPercent       float64 `yaml:"budget_percent" doc:"Retries in flight at most, in percent of the requests in flight to the backend." default:"20"`
+	MinRetryConcurrency *int    `yaml:"min_retry_concurrency" doc:"Retries in flight allowed whatever the load." default:"3"`
+}
+
+func (RetryBudget) YAMLKind() string { return "retry budget" }
+
+// Discovery types (Discovery.Type).
+const (
+	DiscoveryStatic = "static"
+	DiscoveryDNS    = "dns"
+	DiscoverySRV    = "srv"
+	DiscoveryFile   = "file"
+	DiscoveryRedis  = "redis"
+)
+
+// Discovery is where a backend's endpoints come from, when the config does not list them.
+type Discovery struct {
+	Type      string        `yaml:"type" doc:"static (the endpoints listed), dns (A and AAAA records of name), srv (SRV records of name), file (a watched file), redis (replicas registered with a TTL)." enum:"static,dns,srv,file,redis" default:"static"`
+	Name      string        `yaml:"name" doc:"dns: host:port, the name to resolve and the port its addresses listen on; srv: the SRV record's name (_http._tcp.api.example.com), whose targets, ports and weights are the endpoints."`
+	Resolvers []string      `yaml:"resolvers" doc:"dns and srv: the DNS servers (host:port) to ask, in turn; those of /etc/resolv.conf when empty."`
+	Family    string        `yaml:"family" doc:"dns and srv: the addresses to use: any (A and AAAA), v4 (A) or v6 (AAAA)." enum:"any,v4,v6" default:"any"`
+	Refresh   time.Duration `yaml:"refresh" doc:"dns and srv: the longest an answer is used before asking again (a record's shorter TTL asks sooner, but never more than once a second); default 30s. redis: how often the registered endpoints are read; default 2s."`
+	Path      string        `yaml:"path" doc:"file: a YAML file whose top level is a list of endpoints, as endpoints takes them (relative to this config). It is watched: a change applies at once, and a file that does not parse leaves the last good set in place."`
+	Service   string        `yaml:"service" doc:"redis: the name replicas register under: the sorted set plexus:endpoints:SERVICE in the redis: server, each member an endpoint's host:port and its score the unix time in milliseconds at which it expires (plexus register does this)."`
+}
+
+func (Discovery) YAMLKind() string { return "discovery" }
+
+// SlowStart ramps a joining endpoint's share up over a window, as Envoy's slow_start_config.
+type SlowStart struct {
+	Window           time.Duration `yaml:"window" doc:"How long a joining endpoint's share takes to reach its full weight." required:"true"`
+	Aggression       float64       `yaml:"aggression" doc:"How the share grows: (elapsed/window)^(1/aggression) of the weight; 1 is linear, more is faster at first." default:"1"`
+	MinWeightPercent int           `yaml:"min_weight_percent" doc:"The share an endpoint starts at, in percent of its weight." default:"10"`
+}
+
+func (SlowStart) YAMLKind() string { return "slow start" }
+
+// Health check types (HealthCheck.Type).
+const (
+	HealthHTTP = "http"
+	HealthTCP  = "tcp"
+	HealthGRPC = "grpc"
+)
+
+// HealthCheck is a backend's active health checking.
+type HealthCheck struct {
+	Type               string        `yaml:"type" doc:"http (a GET answered with an expected status), tcp (a connection accepted) or grpc (grpc.health.v1.Health/Check answered SERVING)." enum:"http,tcp,grpc" default:"http"`
+	Path               string        `yaml:"path" doc:"http: the path asked for." default:"/"`
+	Host               string        `yaml:"host" doc:"http: the Host header sent; the endpoint's address when empty."`
+	ExpectedStatuses   []string      `yaml:"expected_statuses" doc:"http: the statuses that pass, each a code (204) or a range (200-299); 200 alone when empty, as in Envoy."`
+	Service            string        `yaml:"service" doc:"grpc: the service asked about; empty asks about the server as a whole."`
+	Interval           time.Duration `yaml:"interval" doc:"Time between the checks of one endpoint." default:"5s"`
+	Timeout            time.Duration `yaml:"timeout" doc:"Time a check may take; longer is a failure." default:"1s"`
+	Jitter             time.Duration `yaml:"jitter" doc:"Up to this much longer between checks, at random, so that the checks of many endpoints and replicas spread out."`
+	HealthyThreshold   int           `yaml:"healthy_threshold" doc:"Checks in a row that must pass for an unhealthy endpoint to come back." default:"2"`
+	UnhealthyThreshold int           `yaml:"unhealthy_threshold" doc:"Checks in a row that must fail for a healthy endpoint to leave the rotation." default:"3"`
+}
+
+func (HealthCheck) YAMLKind() string { return "health check" }
+
+// Outlier is a backend's outlier detection (passive health), as Envoy's outlier_detection.
+type Outlier struct {
+	Consecutive5xx            *int          `yaml:"consecutive_5xx" doc:"Answers in a row with a 5xx status, or failing to connect, reset or time out, that eject an endpoint; 0 turns it off." default:"5"`
+	ConsecutiveGatewayFailure int           `yaml:"consecutive_gateway_failure" doc:"Answers in a row with 502, 503 or 504, or failing to connect, reset or time out, that eject an endpoint; 0 (the default) turns it off."`
+	SuccessRate               *SuccessRate  `yaml:"success_rate" doc:"Eject endpoints whose success rate over an interval is far below the others' (statistical outliers); off when left out."`
+	Interval                  time.Duration `yaml:"interval" doc:"How often success rates are computed, and ejections that ran out are ended." default:"10s"`
+	BaseEjectionTime          time.Duration `yaml:"base_ejection_time" doc:"How long a first ejection lasts; each further one lasts this times the number of ejections (which falls back by one per interval the endpoint stays in)." default:"30s"`
+	MaxEjectionTime           time.Duration `yaml:"max_ejection_time" doc:"The longest an ejection lasts." default:"300s"`
+	MaxEjectionPercent        int           `yaml:"max_ejection_percent" doc:"Endpoints that may be ejected at once, in percent of them; one may always be." default:"10"`
+}
+
+func (Outlier) YAMLKind() string { return "outlier detection" }
+
+// SuccessRate is the success-rate outlier detection.
+type SuccessRate struct {
+	MinimumHosts  int     `yaml:"minimum_hosts" doc:"Endpoints with request_volume requests in the interval needed for success rates to be compared." default:"5"`
+	RequestVolume int     `yaml:"request_volume" doc:"Requests an endpoint must have answered in the interval to be compared." default:"100"`
+	StdevFactor   float64 `yaml:"stdev_factor" doc:"An endpoint is ejected when its success rate is below the mean by more than this many standard deviations." default:"1.9"`
+}
+
+func (SuccessRate) YAMLKind() string { return "success rate" }
 
 func (Backend) YAMLKind() string { return "backend" }
 

@@ -107,6 +107,27 @@ const (
 	DefaultFilterMemory         = 64 << 20
 	DefaultCallbackTimeout      = 100 * time.Millisecond
 	DefaultMaxRequests          = 1024
+	DefaultMaxConnections       = 1024
+	DefaultMaxPending           = 1024
+	DefaultMaxRetries           = 3
+	DefaultBudgetPercent        = 20.0
+	DefaultMinRetryConcurrency  = 3
+	DefaultPanicThreshold       = 50
+	DefaultDNSRefresh           = 30 * time.Second
+	DefaultRedisRefresh         = 2 * time.Second
+	DefaultSlowStartMinPercent  = 10
+	DefaultHealthInterval       = 5 * time.Second
+	DefaultHealthTimeout        = time.Second
+	DefaultHealthyThreshold     = 2
+	DefaultUnhealthyThreshold   = 3
+	DefaultConsecutive5xx       = 5
+	DefaultOutlierInterval      = 10 * time.Second
+	DefaultBaseEjection         = 30 * time.Second
+	DefaultMaxEjection          = 300 * time.Second
+	DefaultMaxEjectionPercent   = 10
+	DefaultSuccessRateHosts     = 5
+	DefaultSuccessRateVolume    = 100
+	DefaultStdevFactor          = 1.9
 	DefaultServiceName          = "plexus"
 	DefaultExportTimeout        = 10 * time.Second
 	DefaultMetricsInterval      = 60 * time.Second
@@ -173,7 +194,51 @@ func (c *Config) setDefaults() {
 		def(&b.ConnectTimeout, DefaultConnectTimeout)
 		def(&b.MaxIdle, DefaultMaxIdle)
 		def(&b.IdleTimeout, DefaultUpstreamIdleTimeout)
-		def(&b.CircuitBreaker.MaxRequests, DefaultMaxRequests)
+		cb := &b.CircuitBreaker
+		def(&cb.MaxRequests, DefaultMaxRequests)
+		def(&cb.MaxConnections, DefaultMaxConnections)
+		def(&cb.MaxPendingRequests, DefaultMaxPending)
+		retries, minRetries := DefaultMaxRetries, DefaultMinRetryConcurrency
+		def(&cb.MaxRetries, &retries)
+		if rb := cb.RetryBudget; rb != nil {
+			def(&rb.BudgetPercent, DefaultBudgetPercent)
+			def(&rb.MinRetryConcurrency, &minRetries)
+		}
+		panicAt := DefaultPanicThreshold
+		def(&b.PanicThreshold, &panicAt)
+		if d := b.Discovery; d != nil {
+			def(&d.Type, DiscoveryStatic)
+			def(&d.Family, "any")
+			if d.Type == DiscoveryRedis {
+				def(&d.Refresh, DefaultRedisRefresh)
+			}
+			def(&d.Refresh, DefaultDNSRefresh)
+		}
+		if s := b.SlowStart; s != nil {
+			def(&s.Aggression, 1)
+			def(&s.MinWeightPercent, DefaultSlowStartMinPercent)
+		}
+		if h := b.HealthCheck; h != nil {
+			def(&h.Type, HealthHTTP)
+			def(&h.Path, "/")
+			def(&h.Interval, DefaultHealthInterval)
+			def(&h.Timeout, DefaultHealthTimeout)
+			def(&h.HealthyThreshold, DefaultHealthyThreshold)
+			def(&h.UnhealthyThreshold, DefaultUnhealthyThreshold)
+		}
+		if o := b.Outlier; o != nil {
+			n := DefaultConsecutive5xx
+			def(&o.Consecutive5xx, &n)
+			def(&o.Interval, DefaultOutlierInterval)
+			def(&o.BaseEjectionTime, DefaultBaseEjection)
+			def(&o.MaxEjectionTime, DefaultMaxEjection)
+			def(&o.MaxEjectionPercent, DefaultMaxEjectionPercent)
+			if sr := o.SuccessRate; sr != nil {
+				def(&sr.MinimumHosts, DefaultSuccessRateHosts)
+				def(&sr.RequestVolume, DefaultSuccessRateVolume)
+				def(&sr.StdevFactor, DefaultStdevFactor)
+			}
+		}
 	}
 	if r := c.Redis; r != nil {
 		def(&r.Mode, RedisSingle)
@@ -861,9 +926,17 @@ func (v *validator) backend(p string, b *Backend, names map[string]string) {
 	if _, err := b.MetadataMap(); err != nil {
 		v.errorf(p+".metadata", "backend %q: %v", b.Name, err)
 	}
-	if len(b.Endpoints) == 0 {
-		v.errorf(p, "backend %q has no endpoints", b.Name)
+	discovered := b.Discovery != nil && b.Discovery.Type != DiscoveryStatic
+	switch {
+	case discovered && len(b.Endpoints) > 0:
+		v.errorf(p+".endpoints", "backend %q: discovery %s finds the endpoints; leave endpoints out", b.Name, b.Discovery.Type)
+	case !discovered && len(b.Endpoints) == 0:
+		v.errorf(p, "backend %q has no endpoints (list them, or give discovery)", b.Name)
 	}
+	if d := b.Discovery; d != nil {
+		v.discovery(p+".discovery", b.Name, d)
+	}
+	v.resilience(p, b)
 	for j, ep := range b.Endpoints {
 		at := fmt.Sprintf("%s.endpoints[%d]", p, j)
 		v.hostPort(at, ep.Address)
@@ -899,9 +972,193 @@ func (v *validator) backend(p string, b *Backend, names map[string]string) {
 	if b.MaxIdle < 0 {
 		v.errorf(p+".max_idle_per_endpoint", "must not be negative")
 	}
-	if b.CircuitBreaker.MaxRequests < 0 {
-		v.errorf(p+".circuit_breaker.max_requests", "must be positive")
+	cb := b.CircuitBreaker
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"max_requests", cb.MaxRequests}, {"max_connections", cb.MaxConnections}, {"max_pending_requests", cb.MaxPendingRequests}, {"max_retries", *cb.MaxRetries}} {
+		if f.n < 0 {
+			v.errorf(p+".circuit_breaker."+f.name, "backend %q: %s must not be negative", b.Name, f.name)
+		}
 	}
+	if rb := cb.RetryBudget; rb != nil {
+		if rb.BudgetPercent <= 0 || rb.BudgetPercent > 100 {
+			v.errorf(p+".circuit_breaker.retry_budget.budget_percent", "backend %q: budget_percent %g: want more than 0, at most 100", b.Name, rb.BudgetPercent)
+		}
+		if *rb.MinRetryConcurrency < 0 {
+			v.errorf(p+".circuit_breaker.retry_budget.min_retry_concurrency", "backend %q: min_retry_concurrency must not be negative", b.Name)
+		}
+	}
+}
+
+func (v *validator) discovery(p, backend string, d *Discovery) {
+	if !v.oneOf(p+".type", "discovery type", d.Type, DiscoveryStatic, DiscoveryDNS, DiscoverySRV, DiscoveryFile, DiscoveryRedis) {
+		return
+	}
+	v.oneOf(p+".family", "family", d.Family, "any", "v4", "v6")
+	for j, r := range d.Resolvers {
+		v.hostPort(fmt.Sprintf("%s.resolvers[%d]", p, j), r)
+	}
+	if d.Refresh < 0 {
+		v.errorf(p+".refresh", "backend %q: refresh must not be negative", backend)
+	}
+	need := func(field, val, what string) {
+		if val == "" {
+			v.errorf(p, "backend %q: discovery %s needs %s (%s)", backend, d.Type, field, what)
+		}
+	}
+	switch d.Type {
+	case DiscoveryDNS:
+		need("name", d.Name, "host:port")
+		if d.Name != "" {
+			v.hostPort(p+".name", d.Name)
+		}
+	case DiscoverySRV:
+		need("name", d.Name, "the SRV record's name, like _http._tcp.api.example.com")
+		if strings.Contains(d.Name, ":") {
+			v.errorf(p+".name", "backend %q: srv name %q: the records give the ports; leave the port out", backend, d.Name)
+		}
+	case DiscoveryFile:
+		need("path", d.Path, "a YAML list of endpoints")
+		if d.Path != "" {
+			if _, err := LoadEndpoints(v.c.Path(d.Path)); err != nil {
+				v.errorf(p+".path", "backend %q: %v", backend, err)
+			}
+		}
+	case DiscoveryRedis:
+		need("service", d.Service, "the name its replicas register under")
+		if v.c.Redis == nil {
+			v.errorf(p+".type", "backend %q: discovery redis reads the redis: server, and there is none: add a top-level redis: block", backend)
+		}
+	}
+}
+
+// resilience checks a backend's slow start, health checks, outlier detection and panic
+// threshold.
+func (v *validator) resilience(p string, b *Backend) {
+	positive := func(path string, d time.Duration) {
+		if d <= 0 {
+			v.errorf(path, "backend %q: must be more than 0", b.Name)
+		}
+	}
+	percent := func(path string, n int) {
+		if n < 0 || n > 100 {
+			v.errorf(path, "backend %q: %d is not a percentage from 0 to 100", b.Name, n)
+		}
+	}
+	if s := b.SlowStart; s != nil {
+		positive(p+".slow_start.window", s.Window)
+		if s.Aggression <= 0 {
+			v.errorf(p+".slow_start.aggression", "backend %q: aggression must be more than 0", b.Name)
+		}
+		percent(p+".slow_start.min_weight_percent", s.MinWeightPercent)
+		if b.Balance == BalanceRingHash || b.Balance == BalanceMaglev {
+			v.errorf(p+".slow_start", "backend %q: slow_start is for balance round_robin, least_request and random, not %s", b.Name, b.Balance)
+		}
+	}
+	if h := b.HealthCheck; h != nil {
+		hp := p + ".health_check"
+		v.oneOf(hp+".type", "health check type", h.Type, HealthHTTP, HealthTCP, HealthGRPC)
+		positive(hp+".interval", h.Interval)
+		positive(hp+".timeout", h.Timeout)
+		if h.Jitter < 0 {
+			v.errorf(hp+".jitter", "backend %q: jitter must not be negative", b.Name)
+		}
+		if h.HealthyThreshold < 1 {
+			v.errorf(hp+".healthy_threshold", "backend %q: healthy_threshold must be at least 1", b.Name)
+		}
+		if h.UnhealthyThreshold < 1 {
+			v.errorf(hp+".unhealthy_threshold", "backend %q: unhealthy_threshold must be at least 1", b.Name)
+		}
+		if h.Type == HealthHTTP {
+			if !strings.HasPrefix(h.Path, "/") {
+				v.errorf(hp+".path", "backend %q: health check path %q must start with /", b.Name, h.Path)
+			}
+			for j, st := range h.ExpectedStatuses {
+				if _, err := ParseStatusRange(st); err != nil {
+					v.errorf(fmt.Sprintf("%s.expected_statuses[%d]", hp, j), "backend %q: %v", b.Name, err)
+				}
+			}
+		} else {
+			for field, set := range map[string]bool{"path": h.Path != "/", "host": h.Host != "", "expected_statuses": len(h.ExpectedStatuses) > 0} {
+				if set {
+					v.errorf(hp+"."+field, "backend %q: %s is for type http, not %s", b.Name, field, h.Type)
+				}
+			}
+		}
+		if h.Type != HealthGRPC && h.Service != "" {
+			v.errorf(hp+".service", "backend %q: service is for type grpc, not %s", b.Name, h.Type)
+		}
+	}
+	if o := b.Outlier; o != nil {
+		op := p + ".outlier_detection"
+		if *o.Consecutive5xx < 0 {
+			v.errorf(op+".consecutive_5xx", "backend %q: must not be negative", b.Name)
+		}
+		if o.ConsecutiveGatewayFailure < 0 {
+			v.errorf(op+".consecutive_gateway_failure", "backend %q: must not be negative", b.Name)
+		}
+		positive(op+".interval", o.Interval)
+		positive(op+".base_ejection_time", o.BaseEjectionTime)
+		if o.MaxEjectionTime < o.BaseEjectionTime {
+			v.errorf(op+".max_ejection_time", "backend %q: max_ejection_time %s is below base_ejection_time %s", b.Name, o.MaxEjectionTime, o.BaseEjectionTime)
+		}
+		percent(op+".max_ejection_percent", o.MaxEjectionPercent)
+		if sr := o.SuccessRate; sr != nil {
+			if sr.MinimumHosts < 1 {
+				v.errorf(op+".success_rate.minimum_hosts", "backend %q: must be at least 1", b.Name)
+			}
+			if sr.RequestVolume < 1 {
+				v.errorf(op+".success_rate.request_volume", "backend %q: must be at least 1", b.Name)
+			}
+			if sr.StdevFactor <= 0 {
+				v.errorf(op+".success_rate.stdev_factor", "backend %q: must be more than 0", b.Name)
+			}
+		}
+	}
+	percent(p+".panic_threshold", *b.PanicThreshold)
+}
+
+// ParseStatusRange reads an expected status: a code ("204") or a range ("200-299"),
+// each from 100 to 599; it returns the range as [low, high].
+func ParseStatusRange(s string) ([2]int, error) {
+	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b := a
+	var err2 error
+	if isRange {
+		b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+	}
+	if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+		return [2]int{}, fmt.Errorf("expected status %q: want a code from 100 to 599, or a range of them like 200-299", s)
+	}
+	return [2]int{a, b}, nil
+}
+
+// LoadEndpoints reads an endpoints file (discovery type file): a YAML list of endpoints,
+// each as a backend's endpoints take them. Errors say file:line:col.
+func LoadEndpoints(file string) ([]Endpoint, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var eps []Endpoint
+	pos, err := strictyaml.Decode(file, data, &eps)
+	if err != nil {
+		return nil, err
+	}
+	v := validator{c: &Config{file: file, pos: pos}}
+	for j, ep := range eps {
+		at := fmt.Sprintf("[%d]", j)
+		v.hostPort(at, ep.Address)
+		if _, err := ep.MetadataMap(); err != nil {
+			v.errorf(at, "endpoint %s: %v", ep.Address, err)
+		}
+	}
+	if len(v.errs) > 0 {
+		return nil, v.errs
+	}
+	return eps, nil
 }
 
 func (v *validator) route(p string, r *Route, names map[string]string) {

@@ -243,7 +243,7 @@ func (c *conn) connect(ctx context.Context) bool {
 	// cookie there is none to read).
 	ip, _, _ := net.SplitHostPort(c.info.SourceAddress)
 	key, hashed := c.cluster.KeyOf(&http.Request{Header: http.Header{}}, ip)
-	for range len(c.cluster.Endpoints) {
+	for range len(c.cluster.Endpoints()) {
 		ep := c.cluster.PickFor(key, hashed, avoid)
 		if ep == nil {
 			break

@@ -220,6 +220,12 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 			perTry = p.PerTryTimeout
 		}
 	}
+	retrying := false // holds a place under the backend's max_retries or retry budget
+	defer func() {
+		if retrying {
+			be.ReleaseRetry()
+		}
+	}()
 	for try = 1; ; try++ {
 		if ep = be.PickFor(key, hashed, ep); ep == nil {
 			x.Flags |= accesslog.NoHealthyUpstream
@@ -233,7 +239,12 @@ func (rt *Router) exchange(x *stream.Exchange, out *http.Request, route *route.R
 		if err == nil {
 			x.GotResponse(resp.StatusCode)
 		}
-		retry := classifyRetry(pol.on, ep, resp, err, idempotent)
+		retry := classifyRetry(be, pol.on, ep, resp, err, idempotent)
+		if retry && !retrying && try < attempts && body.replayable() && ctx.Err() == nil {
+			// A request's retries take one place while it has any.
+			retry = be.AdmitRetry()
+			retrying = retry
+		}
 		if !retry || try >= attempts || !body.replayable() || ctx.Err() != nil {
 			if retry && attempts > 1 && try >= attempts {
 				x.Flags |= accesslog.RetriesExhausted
@@ -294,29 +305,32 @@ func chosenPolicy(p *proxywasm.RetryChoice, routes *config.Retry) policy {
 
 // classifyRetry says whether the outcome of an attempt is one the route retries on, and
 // tells the endpoint how it went.
-func classifyRetry(on route.RetryOn, ep *upstream.Endpoint, resp *http.Response, err error, idempotent bool) bool {
+func classifyRetry(be *upstream.Cluster, on route.RetryOn, ep *upstream.Endpoint, resp *http.Response, err error, idempotent bool) bool {
 	if err == nil {
 		ep.Succeeded()
 		code := resp.StatusCode
+		be.Observe(ep, code, false)
 		return (on.Any5xx && code >= 500 || on.GatewayError && (code == 502 || code == 503 || code == 504) || slices.Contains(on.Statuses, code)) && idempotent
 	}
-	return classifyError(on, ep, err, idempotent)
+	return classifyError(be, on, ep, err, idempotent)
 }
 
 // classifyError is classifyRetry for an attempt that failed. (Apart, so that the error's
 // target does not cost every successful attempt an allocation.)
-func classifyError(on route.RetryOn, ep *upstream.Endpoint, err error, idempotent bool) bool {
+func classifyError(be *upstream.Cluster, on route.RetryOn, ep *upstream.Endpoint, err error, idempotent bool) bool {
 	var ue *upstream.Error
 	switch {
 	case errors.As(err, &ue):
 		switch ue.Kind {
 		case upstream.KindConnect:
-			ep.ConnectFailed()
+			be.ConnectFailed(ep)
 			// Nothing reached the backend: safe to retry whatever the method.
 			return on.Connect
-		case upstream.KindReset:
-			return on.Reset && idempotent
+		case upstream.KindReset, upstream.KindProtocol:
+			be.Observe(ep, 0, true)
+			return ue.Kind == upstream.KindReset && on.Reset && idempotent
 		case upstream.KindTimeout:
+			be.Observe(ep, 0, true)
 			// Only a per-try timeout leaves time for another attempt.
 			return errors.Is(ue.Err, errPerTryTimeout) && (on.GatewayError || on.Any5xx) && idempotent
 		}
@@ -383,6 +397,9 @@ func (rt *Router) upstreamError(x *stream.Exchange, r *http.Request, route *rout
 		// The client went away; there is no one to answer.
 		x.Flags |= accesslog.DownstreamTerminated
 		rt.Log.Debug("client canceled", "route", route.Name, "backend", be.Name)
+	case kind == upstream.KindOverflow:
+		x.Flags |= accesslog.UpstreamOverflow
+		rt.fail(x, r, route, ep, tries, http.StatusServiceUnavailable, "upstream overflow", err)
 	case kind == upstream.KindConnect:
 		x.Flags |= accesslog.UpstreamConnectFailure
 		rt.fail(x, r, route, ep, tries, http.StatusBadGateway, "upstream connect failed: "+reason(err), err)

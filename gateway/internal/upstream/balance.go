@@ -16,7 +16,7 @@ import (
 // at random), avoid the endpoint that just failed (picked again only when it is the one
 // healthy endpoint). Endpoints that are down are passed over; nil means every endpoint is.
 type balancer interface {
-	pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, now int64) *Endpoint
+	pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, at moment) *Endpoint
 }
 
 func newBalancer(policy string, eps []*Endpoint) balancer {
@@ -33,8 +33,17 @@ func newBalancer(policy string, eps []*Endpoint) balancer {
 	return newRoundRobin(eps)
 }
 
-// up reports whether ep may be picked at now (unix nanos).
-func up(ep *Endpoint, now int64) bool { return ep.DownUntil.Load() <= now }
+// moment is when a pick is made (unix nanos), and whether the cluster is in panic mode.
+type moment struct {
+	now   int64
+	panic bool
+}
+
+// up reports whether ep may be picked at: not in its connect-failure back-off, and, unless
+// the cluster panics, neither failing its health checks nor ejected as an outlier.
+func up(ep *Endpoint, at moment) bool {
+	return ep.DownUntil.Load() <= at.now && (at.panic || ep.healthy(at.now))
+}
 
 // roundRobin walks a schedule in which each endpoint stands as often as its weight,
 // interleaved (smooth weighted round robin, computed once): lock-free, one atomic add a
@@ -79,30 +88,30 @@ func newRoundRobin(eps []*Endpoint) *roundRobin {
 	return rr
 }
 
-func (rr *roundRobin) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now int64) *Endpoint {
-	return walk(eps, rr.schedule, rr.next.Add(1)-1, avoid, now)
+func (rr *roundRobin) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, at moment) *Endpoint {
+	return walk(eps, rr.schedule, rr.next.Add(1)-1, avoid, at)
 }
 
 // leastRequest is the power of two choices: of two healthy endpoints picked at random, the
 // one with fewer requests in flight for its weight (Envoy's LEAST_REQUEST).
 type leastRequest struct{}
 
-func (leastRequest) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now int64) *Endpoint {
+func (leastRequest) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, at moment) *Endpoint {
 	n := len(eps)
 	if n == 0 {
 		return nil
 	}
 	if n == 1 {
-		if up(eps[0], now) {
+		if up(eps[0], at) {
 			return eps[0]
 		}
 		return nil
 	}
-	a := other(eps, nil, avoid, now)
+	a := other(eps, nil, avoid, at)
 	if a == nil {
-		return firstUp(eps, avoid, now)
+		return firstUp(eps, avoid, at)
 	}
-	b := other(eps, a, avoid, now)
+	b := other(eps, a, avoid, at)
 	if b == nil || load(a) <= load(b) {
 		return a
 	}
@@ -111,12 +120,12 @@ func (leastRequest) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now
 
 // other is a healthy endpoint other than not and avoid, from a random place on: nil when
 // there is none.
-func other(eps []*Endpoint, not, avoid *Endpoint, now int64) *Endpoint {
+func other(eps []*Endpoint, not, avoid *Endpoint, at moment) *Endpoint {
 	n := len(eps)
 	start := rand.IntN(n)
 	for i := range n {
 		ep := eps[(start+i)%n]
-		if up(ep, now) && ep != not && ep != avoid {
+		if up(ep, at) && ep != not && ep != avoid {
 			return ep
 		}
 	}
@@ -129,13 +138,13 @@ func load(ep *Endpoint) int64 {
 }
 
 // firstUp is the first healthy endpoint that is not avoid, else avoid if it is up.
-func firstUp(eps []*Endpoint, avoid *Endpoint, now int64) *Endpoint {
-	return walk(eps, nil, 0, avoid, now)
+func firstUp(eps []*Endpoint, avoid *Endpoint, at moment) *Endpoint {
+	return walk(eps, nil, 0, avoid, at)
 }
 
 // walk goes round order (indexes into eps; nil: eps as they are) from start, and returns
 // the first endpoint that is up and not avoid, else avoid if it is up, else nil.
-func walk(eps []*Endpoint, order []int32, start uint64, avoid *Endpoint, now int64) *Endpoint {
+func walk(eps []*Endpoint, order []int32, start uint64, avoid *Endpoint, at moment) *Endpoint {
 	n := uint64(len(order))
 	if order == nil {
 		n = uint64(len(eps))
@@ -148,7 +157,7 @@ func walk(eps []*Endpoint, order []int32, start uint64, avoid *Endpoint, now int
 		}
 		ep := eps[k]
 		switch {
-		case !up(ep, now):
+		case !up(ep, at):
 		case ep == avoid:
 			fallback = ep
 		default:
@@ -171,18 +180,18 @@ func newWeightedRandom(eps []*Endpoint) *weightedRandom {
 	return w
 }
 
-func (w *weightedRandom) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, now int64) *Endpoint {
+func (w *weightedRandom) pick(eps []*Endpoint, _ uint64, _ bool, avoid *Endpoint, at moment) *Endpoint {
 	if len(w.cumul) == 0 {
 		return nil
 	}
 	total := w.cumul[len(w.cumul)-1]
 	for range 2 * len(eps) {
 		i, _ := slices.BinarySearch(w.cumul, rand.Uint64N(total)+1)
-		if ep := eps[i]; up(ep, now) && ep != avoid {
+		if ep := eps[i]; up(ep, at) && ep != avoid {
 			return ep
 		}
 	}
-	return firstUp(eps, avoid, now)
+	return firstUp(eps, avoid, at)
 }
 
 // ring is consistent hashing on a ring (Envoy's RING_HASH, Karger et al.): each endpoint
@@ -223,7 +232,7 @@ func newRing(eps []*Endpoint) *ring {
 	return r
 }
 
-func (r *ring) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, now int64) *Endpoint {
+func (r *ring) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, at moment) *Endpoint {
 	if len(r.points) == 0 {
 		return nil
 	}
@@ -231,7 +240,7 @@ func (r *ring) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, n
 		key = rand.Uint64()
 	}
 	start, _ := slices.BinarySearch(r.points, key)
-	return walk(eps, r.owner, uint64(start), avoid, now)
+	return walk(eps, r.owner, uint64(start), avoid, at)
 }
 
 // maglev is Maglev hashing (Eisenbud et al., NSDI 2016; Envoy's MAGLEV): a lookup table of
@@ -284,12 +293,12 @@ func newMaglev(eps []*Endpoint) *maglev {
 	return m
 }
 
-func (m *maglev) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, now int64) *Endpoint {
+func (m *maglev) pick(eps []*Endpoint, key uint64, hashed bool, avoid *Endpoint, at moment) *Endpoint {
 	if len(m.table) == 0 {
 		return nil
 	}
 	if !hashed {
 		key = rand.Uint64()
 	}
-	return walk(eps, m.table, key%maglevSize, avoid, now)
+	return walk(eps, m.table, key%maglevSize, avoid, at)
 }

@@ -31,7 +31,7 @@ func counts(eps []*Endpoint, n int, pick func(i int) *Endpoint) map[*Endpoint]in
 func TestRoundRobin(t *testing.T) {
 	eps := endpoints(1, 3)
 	lb := newBalancer(config.BalanceRoundRobin, eps)
-	now := time.Now().UnixNano()
+	now := moment{now: time.Now().UnixNano()}
 	c := counts(eps, 400, func(int) *Endpoint { return lb.pick(eps, 0, false, nil, now) })
 	if c[eps[0]] != 100 || c[eps[1]] != 300 {
 		t.Errorf("weights 1:3 over 400 picks: %d, %d", c[eps[0]], c[eps[1]])
@@ -39,7 +39,7 @@ func TestRoundRobin(t *testing.T) {
 	if s := newRoundRobin(eps).schedule; fmt.Sprint(s) != "[1 0 1 1]" {
 		t.Errorf("schedule %v, want the heavy one interleaved: [1 0 1 1]", s)
 	}
-	eps[1].DownUntil.Store(now + int64(time.Minute))
+	eps[1].DownUntil.Store(now.now + int64(time.Minute))
 	for range 10 {
 		if ep := lb.pick(eps, 0, false, nil, now); ep != eps[0] {
 			t.Fatalf("with one down: picked %v", ep.Addr)
@@ -48,7 +48,7 @@ func TestRoundRobin(t *testing.T) {
 	if ep := lb.pick(eps, 0, false, eps[0], now); ep != eps[0] {
 		t.Errorf("avoid, when it is the one up: %v", ep)
 	}
-	eps[0].DownUntil.Store(now + int64(time.Minute))
+	eps[0].DownUntil.Store(now.now + int64(time.Minute))
 	if ep := lb.pick(eps, 0, false, nil, now); ep != nil {
 		t.Errorf("all down: %v", ep.Addr)
 	}
@@ -60,7 +60,7 @@ func TestLeastRequest(t *testing.T) {
 	eps := endpoints(1, 1, 1)
 	eps[0].Stats.Active.Store(50) // busy
 	lb := newBalancer(config.BalanceLeastRequest, eps)
-	now := time.Now().UnixNano()
+	now := moment{now: time.Now().UnixNano()}
 	c := counts(eps, 3000, func(int) *Endpoint { return lb.pick(eps, 0, false, nil, now) })
 	if c[eps[0]] != 0 {
 		t.Errorf("the busy endpoint got %d of 3000 (it loses every draw of two distinct endpoints)", c[eps[0]])
@@ -81,7 +81,7 @@ func TestLeastRequest(t *testing.T) {
 func TestRandom(t *testing.T) {
 	eps := endpoints(1, 3)
 	lb := newBalancer(config.BalanceRandom, eps)
-	now := time.Now().UnixNano()
+	now := moment{now: time.Now().UnixNano()}
 	c := counts(eps, 20000, func(int) *Endpoint { return lb.pick(eps, 0, false, nil, now) })
 	if d := c[eps[1]] - 15000; d > 750 || d < -750 {
 		t.Errorf("weights 1:3 over 20000 picks: %d, %d", c[eps[0]], c[eps[1]])
@@ -96,7 +96,7 @@ func TestConsistent(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			eps := endpoints(1, 1, 2)
 			a, b := newBalancer(policy, eps), newBalancer(policy, eps)
-			now := time.Now().UnixNano()
+			now := moment{now: time.Now().UnixNano()}
 			first := map[int]*Endpoint{}
 			for k := range 4000 {
 				key := xxhash.Sum64String(fmt.Sprint("user-", k))
@@ -116,7 +116,7 @@ func TestConsistent(t *testing.T) {
 					t.Errorf("%s got %d keys of 4000, want about %d", eps[i].Addr, c[eps[i]], want)
 				}
 			}
-			eps[2].DownUntil.Store(now + int64(time.Minute))
+			eps[2].DownUntil.Store(now.now + int64(time.Minute))
 			for k, was := range first {
 				ep := a.pick(eps, xxhash.Sum64String(fmt.Sprint("user-", k)), true, nil, now)
 				if ep == eps[2] {
@@ -133,7 +133,7 @@ func TestConsistent(t *testing.T) {
 // TestNoEndpoints: every balancer answers nil for a backend with no endpoints.
 func TestNoEndpoints(t *testing.T) {
 	for _, policy := range []string{config.BalanceRoundRobin, config.BalanceLeastRequest, config.BalanceRandom, config.BalanceRingHash, config.BalanceMaglev} {
-		if ep := newBalancer(policy, nil).pick(nil, 1, true, nil, 0); ep != nil {
+		if ep := newBalancer(policy, nil).pick(nil, 1, true, nil, moment{}); ep != nil {
 			t.Errorf("%s: %v", policy, ep)
 		}
 	}

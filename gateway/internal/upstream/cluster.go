@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,20 +23,57 @@ import (
 
 // Cluster is a backend: a set of endpoints and the connections to them. Backends whose config did not
 // change are carried over from one snapshot to the next, so a reload keeps warm connections.
+//
+// The set of endpoints is swapped whole (an atomic pointer) when discovery changes it; a
+// pick reads it once. What runs in the background (health checks, outlier detection,
+// discovery) starts with Start and stops with Close.
 type Cluster struct {
-	Name      string
-	Cfg       config.Backend
-	Endpoints []*Endpoint
-	lb        balancer                    // balance: the policy that picks an endpoint
-	hashOn    *config.HashOn              // what ring_hash and maglev hash a request by
-	h2        *http.Transport             // HTTP/2 backends (h2c or h2); nil for http1
-	Scheme    string                      // "http" or "https", for the h2 transport's URLs
-	tls       *tls.Config                 // the backend's tls, nil without
-	Metadata  map[string]*structpb.Struct // what filters read as cluster_metadata
+	Name     string
+	Cfg      config.Backend
+	set      atomic.Pointer[hostSet]
+	policy   string                      // balance
+	hashOn   *config.HashOn              // what ring_hash and maglev hash a request by
+	h2       *http.Transport             // HTTP/2 backends (h2c or h2); nil for http1
+	Scheme   string                      // "http" or "https", for the h2 transport's URLs
+	tls      *tls.Config                 // the backend's tls, nil without
+	Metadata map[string]*structpb.Struct // what filters read as cluster_metadata
+	conns    *connLimit                  // circuit_breaker.max_connections, for http1 pools
 
 	Active    atomic.Int64 // requests in flight, for the circuit breaker
 	MaxActive int64
 	Overflows atomic.Int64 // requests the circuit breaker turned away
+	retries   atomic.Int64 // retries in flight
+	Stats     ClusterStats
+
+	panicAt    int64        // panic_threshold, percent
+	panicking  atomic.Bool  // too few endpoints are healthy: pick among all
+	panicCheck atomic.Int64 // unix nanos: when panicking is next worked out (0: at once)
+	slow       *slowStart   // nil without slow_start
+	outlier    *outlier     // nil without outlier_detection
+	health     *checker     // nil without health_check
+
+	mu      sync.Mutex // serializes changes to the set
+	log     *slog.Logger
+	started bool
+	ctx     context.Context // Start's: the background's, until Close
+	stop    context.CancelFunc
+	bg      sync.WaitGroup
+}
+
+// ClusterStats are a backend's counters, for /clusters and metrics.
+type ClusterStats struct {
+	RetryOverflows   atomic.Int64 // retries not made: max_retries or the retry budget
+	PendingOverflows atomic.Int64 // requests turned away: max_pending_requests
+	BecameHealthy    atomic.Int64 // health-check transitions to healthy
+	BecameUnhealthy  atomic.Int64 // health-check transitions to unhealthy
+	Ejections        [numEjectReasons]atomic.Int64
+	Added, Removed   atomic.Int64 // endpoints discovery added and removed
+}
+
+// hostSet is the cluster's endpoints at one time, and the balancer made for them.
+type hostSet struct {
+	eps []*Endpoint
+	lb  balancer
 }
 
 // Admit takes a place for one request, or reports false when the circuit breaker is open
@@ -50,17 +89,79 @@ func (b *Cluster) Admit() bool {
 
 func (b *Cluster) Release() { b.Active.Add(-1) }
 
+// AdmitRetry takes a place for a retry, or reports false when RetryLimit retries are in
+// flight already. ReleaseRetry gives it back.
+func (b *Cluster) AdmitRetry() bool {
+	if b.retries.Add(1) > b.RetryLimit() {
+		b.retries.Add(-1)
+		b.Stats.RetryOverflows.Add(1)
+		return false
+	}
+	return true
+}
+
+// RetryLimit is how many retries may be in flight now: max_retries, or with a retry
+// budget, budget_percent of the requests in flight (at least min_retry_concurrency).
+func (b *Cluster) RetryLimit() int64 {
+	cb := b.Cfg.CircuitBreaker
+	if rb := cb.RetryBudget; rb != nil {
+		minimum := int64(config.DefaultMinRetryConcurrency)
+		if rb.MinRetryConcurrency != nil {
+			minimum = int64(*rb.MinRetryConcurrency)
+		}
+		return max(minimum, int64(rb.BudgetPercent*float64(b.Active.Load())/100))
+	}
+	if cb.MaxRetries != nil {
+		return int64(*cb.MaxRetries)
+	}
+	return config.DefaultMaxRetries
+}
+
+// Pending is the requests waiting for a connection (max_connections).
+func (b *Cluster) Pending() int {
+	if b.conns == nil {
+		return 0
+	}
+	return int(b.conns.pending.Load())
+}
+
+func (b *Cluster) ReleaseRetry() { b.retries.Add(-1) }
+
+// Retries is the retries in flight.
+func (b *Cluster) Retries() int64 { return b.retries.Load() }
+
 // Endpoint is one address of a backend. A connect failure ejects it for a while
-// (1s, doubling per consecutive failure up to 30s); a success brings it back.
+// (1s, doubling per consecutive failure up to 30s); a success brings it back. Health
+// checks and outlier detection take it out of the rotation too (health.go, outlier.go).
 type Endpoint struct {
 	Addr      string
+	spec      config.Endpoint             // as declared (or discovered)
 	Weight    uint32                      // 1 to config.MaxEndpointWeight
 	Metadata  map[string]*structpb.Struct // what filters read as upstream_host_metadata
 	pool      *Pool                       // http1 backends
 	fails     atomic.Int32
 	DownUntil atomic.Int64 // unix nanos
 	Stats     EndpointStats
+
+	hcFailed     atomic.Bool  // the health checks say it is unhealthy
+	ejectedUntil atomic.Int64 // unix nanos: ejected as an outlier until then
+	ejections    atomic.Int32 // how many times in a row it was ejected (the ejection time's multiple)
+	cons5xx      atomic.Int32 // 5xx (or local failures) in a row
+	consGateway  atomic.Int32 // 502, 503, 504 (or local failures) in a row
+	srTotal      atomic.Int64 // answers this outlier interval, for the success rate
+	srFailed     atomic.Int64 // of those, failures
+	warmFrom     atomic.Int64 // unix nanos: in slow start since then (0: not)
+	hcStop       context.CancelFunc
 }
+
+// healthy reports whether neither the health checks nor outlier detection hold ep out.
+func (ep *Endpoint) healthy(now int64) bool {
+	return !ep.hcFailed.Load() && ep.ejectedUntil.Load() <= now
+}
+
+// Up reports whether ep takes requests at now (unix nanos): not refusing connections,
+// failing its health checks, or ejected.
+func (ep *Endpoint) Up(now int64) bool { return up(ep, moment{now: now}) }
 
 // EndpointStats are an endpoint's counters, as the admin's /clusters shows them.
 type EndpointStats struct {
@@ -73,11 +174,21 @@ const (
 )
 
 func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
-	b := &Cluster{Name: cfg.Name, Cfg: cfg, Scheme: "http", MaxActive: int64(cfg.CircuitBreaker.MaxRequests)}
+	b := &Cluster{Name: cfg.Name, Cfg: cfg, Scheme: "http", MaxActive: int64(cfg.CircuitBreaker.MaxRequests),
+		policy: cfg.Balance, hashOn: cfg.HashOn, log: slog.New(slog.DiscardHandler)}
 	md, _ := cfg.MetadataMap() // checked by config
 	b.Metadata = config.MetadataStructs(md)
 	if b.MaxActive <= 0 {
 		b.MaxActive = config.DefaultMaxRequests
+	}
+	if cfg.PanicThreshold != nil {
+		b.panicAt = int64(*cfg.PanicThreshold)
+	}
+	if s := cfg.SlowStart; s != nil {
+		b.slow = &slowStart{window: s.Window, aggression: s.Aggression, min: float64(s.MinWeightPercent) / 100}
+	}
+	if o := cfg.Outlier; o != nil {
+		b.outlier = newOutlier(o)
 	}
 	var tlsConf *tls.Config
 	if cfg.TLS != nil || cfg.Protocol == config.UpstreamH2 {
@@ -94,6 +205,7 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 			DialContext:         (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSClientConfig:     tlsConf,
 			MaxIdleConnsPerHost: cfg.MaxIdle,
+			MaxConnsPerHost:     cfg.CircuitBreaker.MaxConnections,
 			IdleConnTimeout:     cfg.IdleTimeout,
 			TLSHandshakeTimeout: cfg.ConnectTimeout,
 			DisableCompression:  true,
@@ -106,32 +218,49 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 			t.Protocols.SetHTTP2(true)
 		}
 		b.h2 = t
+	default:
+		b.conns = newConnLimit(cfg.CircuitBreaker.MaxConnections, cfg.CircuitBreaker.MaxPendingRequests, &b.Stats.PendingOverflows)
 	}
-	for _, e := range cfg.Endpoints {
-		addr := e.Address
-		md, _ := e.MetadataMap() // checked by config
-		ep := &Endpoint{Addr: addr, Weight: max(e.Weight, 1), Metadata: config.MetadataStructs(md)}
-		if b.h2 == nil {
-			var tc *tls.Config
-			if tlsConf != nil {
-				tc = tlsConf.Clone()
-				if tc.ServerName == "" {
-					tc.ServerName, _, _ = net.SplitHostPort(addr)
-				}
-				tc.NextProtos = []string{"http/1.1"}
-			}
-			ep.pool = NewPool(addr, Options{
-				DialTimeout: cfg.ConnectTimeout,
-				MaxIdle:     cfg.MaxIdle,
-				IdleTimeout: cfg.IdleTimeout,
-				TLS:         tc,
-			})
+	if hc := cfg.HealthCheck; hc != nil {
+		var err error
+		if b.health, err = newChecker(b, hc); err != nil {
+			return nil, fmt.Errorf("backend %q: health_check: %w", cfg.Name, err)
 		}
-		b.Endpoints = append(b.Endpoints, ep)
 	}
-	b.lb, b.hashOn = newBalancer(cfg.Balance, b.Endpoints), cfg.HashOn
+	var eps []*Endpoint
+	for _, e := range cfg.Endpoints {
+		eps = append(eps, b.newEndpoint(e))
+	}
+	b.set.Store(&hostSet{eps: eps, lb: newBalancer(b.policy, eps)})
 	return b, nil
 }
+
+// newEndpoint is an endpoint of b as e declares it, with its pool for an http1 backend.
+func (b *Cluster) newEndpoint(e config.Endpoint) *Endpoint {
+	md, _ := e.MetadataMap() // checked by config
+	ep := &Endpoint{Addr: e.Address, spec: e, Weight: min(max(e.Weight, 1), config.MaxEndpointWeight), Metadata: config.MetadataStructs(md)}
+	if b.h2 == nil {
+		var tc *tls.Config
+		if b.tls != nil {
+			tc = b.tls.Clone()
+			if tc.ServerName == "" {
+				tc.ServerName, _, _ = net.SplitHostPort(e.Address)
+			}
+			tc.NextProtos = []string{"http/1.1"}
+		}
+		ep.pool = NewPool(e.Address, Options{
+			DialTimeout: b.Cfg.ConnectTimeout,
+			MaxIdle:     b.Cfg.MaxIdle,
+			IdleTimeout: b.Cfg.IdleTimeout,
+			TLS:         tc,
+			limit:       b.conns,
+		})
+	}
+	return ep
+}
+
+// Endpoints is the backend's endpoints now.
+func (b *Cluster) Endpoints() []*Endpoint { return b.set.Load().eps }
 
 // ClientTLS is the TLS config plexus connects with as t says (to a backend, to Redis);
 // files are relative to c's.
@@ -172,7 +301,7 @@ func (b *Cluster) SameAs(cfg config.Backend) bool {
 		return false
 	}
 	for i := range x.Endpoints {
-		if x.Endpoints[i].Address != y.Endpoints[i].Address || !config.SameMetadata(x.Endpoints[i].Metadata, y.Endpoints[i].Metadata) {
+		if x.Endpoints[i].Address != y.Endpoints[i].Address || max(x.Endpoints[i].Weight, 1) != max(y.Endpoints[i].Weight, 1) || !config.SameMetadata(x.Endpoints[i].Metadata, y.Endpoints[i].Metadata) {
 			return false
 		}
 	}
@@ -180,9 +309,18 @@ func (b *Cluster) SameAs(cfg config.Backend) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// Close releases idle connections; connections in use close when their request ends.
+// Close stops what runs in the background and releases idle connections; connections in
+// use close when their request ends.
 func (b *Cluster) Close() {
-	for _, ep := range b.Endpoints {
+	b.mu.Lock()
+	stop := b.stop
+	b.stop = nil
+	b.mu.Unlock()
+	if stop != nil {
+		stop()
+		b.bg.Wait()
+	}
+	for _, ep := range b.Endpoints() {
 		if ep.pool != nil {
 			ep.pool.Close()
 		}
@@ -190,20 +328,76 @@ func (b *Cluster) Close() {
 	if b.h2 != nil {
 		b.h2.CloseIdleConnections()
 	}
+	if b.health != nil {
+		b.health.close()
+	}
 }
 
 // Pick returns a healthy endpoint as the backend's balance policy chooses, skipping avoid
 // (the endpoint that just failed, when there is another), or nil when every endpoint is
 // ejected. A consistent-hash policy with no key to hash (Pick, not PickFor) spreads at
 // random.
-func (b *Cluster) Pick(avoid *Endpoint) *Endpoint {
-	return b.lb.pick(b.Endpoints, 0, false, avoid, time.Now().UnixNano())
-}
+func (b *Cluster) Pick(avoid *Endpoint) *Endpoint { return b.PickFor(0, false, avoid) }
 
 // PickFor is Pick for a request whose key (KeyOf) a consistent-hash policy hashes by.
+//
+// When fewer than panic_threshold percent of the endpoints are healthy, the pick is among
+// all of them (Envoy's panic mode), save those that just refused a connection. An endpoint
+// in slow start is passed over, at random, as often as its share is below its weight.
 func (b *Cluster) PickFor(key uint64, hashed bool, avoid *Endpoint) *Endpoint {
-	return b.lb.pick(b.Endpoints, key, hashed, avoid, time.Now().UnixNano())
+	hs := b.set.Load()
+	at := moment{now: time.Now().UnixNano()}
+	at.panic = b.panic(hs, at.now)
+	ep := hs.lb.pick(hs.eps, key, hashed, avoid, at)
+	if b.slow == nil || ep == nil {
+		return ep
+	}
+	for range 4 {
+		if b.slow.admit(ep, at.now) {
+			return ep
+		}
+		next := hs.lb.pick(hs.eps, key, hashed, avoid, at)
+		if next == nil {
+			return ep
+		}
+		ep = next
+	}
+	return ep
 }
+
+// panic reports whether too few of hs's endpoints are healthy, worked out at most every
+// panicEvery (and at once after a change of health).
+func (b *Cluster) panic(hs *hostSet, now int64) bool {
+	if b.panicAt <= 0 {
+		return false
+	}
+	if next := b.panicCheck.Load(); next != 0 && now < next {
+		return b.panicking.Load()
+	}
+	healthy := 0
+	at := moment{now: now}
+	for _, ep := range hs.eps {
+		if up(ep, at) {
+			healthy++
+		}
+	}
+	p := len(hs.eps) > 0 && int64(healthy)*100 < b.panicAt*int64(len(hs.eps))
+	if b.panicking.Swap(p) != p && p {
+		b.log.Warn("backend in panic mode: too few healthy endpoints, sending to all of them",
+			"backend", b.Name, "healthy", healthy, "endpoints", len(hs.eps), "panic_threshold_percent", b.panicAt)
+	}
+	b.panicCheck.Store(now + int64(panicEvery))
+	return p
+}
+
+// panicEvery bounds how stale the panic decision may be; health changes refresh it at once.
+const panicEvery = 100 * time.Millisecond
+
+// Panicking reports whether the backend is in panic mode now.
+func (b *Cluster) Panicking() bool { return b.panic(b.set.Load(), time.Now().UnixNano()) }
+
+// healthChanged makes the next pick work out panic mode again.
+func (b *Cluster) healthChanged() { b.panicCheck.Store(0) }
 
 // KeyOf is the request's key for a consistent-hash policy, from the header, cookie or
 // client IP (sourceIP) hash_on names; false when the backend hashes on nothing, or the
@@ -236,6 +430,13 @@ func (ep *Endpoint) ConnectFailed() {
 	n := ep.fails.Add(1)
 	d := ejectBase << min(n-1, 5)
 	ep.DownUntil.Store(time.Now().Add(min(d, ejectMax)).UnixNano())
+}
+
+// ConnectFailed is Endpoint.ConnectFailed, and counts for outlier detection as a failure.
+func (b *Cluster) ConnectFailed(ep *Endpoint) {
+	ep.ConnectFailed()
+	b.healthChanged()
+	b.Observe(ep, 0, true)
 }
 
 // Succeeded brings an ejected endpoint back.
@@ -287,7 +488,7 @@ func (b *Cluster) DialTCP(ctx context.Context, ep *Endpoint) (net.Conn, error) {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			ep.ConnectFailed()
+			b.ConnectFailed(ep)
 		}
 		return nil, &Error{Kind: KindConnect, Err: err}
 	}

@@ -32,6 +32,9 @@ const (
 	// ContentLength. The backend is not at fault and the attempt cannot be retried,
 	// since part of the body is gone.
 	KindRequestBody
+	// KindOverflow: the backend has circuit_breaker.max_connections open and
+	// max_pending_requests waiting for one: nothing was sent.
+	KindOverflow
 )
 
 func (k Kind) String() string {
@@ -48,6 +51,8 @@ func (k Kind) String() string {
 		return "canceled"
 	case KindRequestBody:
 		return "request body"
+	case KindOverflow:
+		return "overflow"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }

@@ -27,6 +27,8 @@ type Options struct {
 	// MaxResponseHeaderBytes bounds a response header block; default 64 KiB. A bigger
 	// one fails the attempt with KindProtocol.
 	MaxResponseHeaderBytes int
+
+	limit *connLimit // the backend's max_connections over all its pools; nil: none
 }
 
 const (
@@ -56,6 +58,7 @@ type Pool struct {
 	maxIdle     int
 	idleTimeout time.Duration
 	maxHeader   int64
+	limit       *connLimit
 
 	mu     sync.Mutex
 	idle   []*conn // a stack: the most recently used connection is the warmest
@@ -70,6 +73,10 @@ func NewPool(addr string, o Options) *Pool {
 		maxIdle:     o.MaxIdle,
 		idleTimeout: o.IdleTimeout,
 		maxHeader:   int64(o.MaxResponseHeaderBytes),
+		limit:       o.limit,
+	}
+	if p.limit != nil {
+		p.limit.add(p)
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = defaultDialTimeout
@@ -114,6 +121,9 @@ func (p *Pool) Stats() Stats {
 // on connections it dials and closes per request, so that a request racing a
 // configuration reload does not fail.
 func (p *Pool) Close() {
+	if p.limit != nil {
+		p.limit.remove(p)
+	}
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
@@ -126,13 +136,45 @@ func (p *Pool) Close() {
 
 // get returns an idle connection, or dials one. fresh skips the idle stack: a retry
 // after a dead idle connection must not pick another that died the same way.
+//
+// Under the backend's max_connections, a connection to dial waits for a place (connLimit).
 func (p *Pool) get(ctx context.Context, fresh bool) (*conn, error) {
-	if !fresh {
-		if c := p.pop(); c != nil {
-			return c, nil
+	for {
+		if !fresh {
+			if c := p.pop(); c != nil {
+				return c, nil
+			}
 		}
+		if p.limit == nil {
+			return p.dial(ctx)
+		}
+		ok, err := p.limit.take(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c, err := p.dial(ctx)
+			if err != nil {
+				p.limit.release()
+			}
+			return c, err
+		}
+		fresh = false // a connection came free: an idle one of ours will do now
 	}
-	return p.dial(ctx)
+}
+
+// popColdest takes the pool's least recently used idle connection, nil when none is idle.
+func (p *Pool) popColdest() *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 {
+		return nil
+	}
+	c := p.idle[0]
+	copy(p.idle, p.idle[1:])
+	p.idle[len(p.idle)-1] = nil
+	p.idle = p.idle[:len(p.idle)-1]
+	return c
 }
 
 func (p *Pool) pop() *conn {
@@ -188,6 +230,9 @@ func (p *Pool) put(c *conn) {
 	p.mu.Unlock()
 	if stale != nil {
 		stale.close()
+	}
+	if p.limit != nil {
+		p.limit.idled()
 	}
 }
 
@@ -291,4 +336,7 @@ func (c *conn) close() {
 	c.p.mu.Lock()
 	c.p.open--
 	c.p.mu.Unlock()
+	if c.p.limit != nil {
+		c.p.limit.release()
+	}
 }
