@@ -75,7 +75,7 @@ func newDNS(d *config.Discovery, srv bool, log *slog.Logger, deps Deps) (Source,
 	case "v6":
 		s.types = []dnsmessage.Type{dnsmessage.TypeAAAA}
 	default:
-		return nil, fmt.Errorf("discovery: family %q: want any, v4 or v6", d.Family)
+		return nil, fmt.Errorf("discovery %s: family %q: want any, v4 or v6", kind(srv), d.Family)
 	}
 	host := d.Name
 	if srv {
@@ -152,7 +152,9 @@ func (s *dnsSource) Run(ctx context.Context, update func([]config.Endpoint)) {
 				if len(eps) == 0 {
 					s.log.Warn("discovery: DNS has no addresses for the name; the backend has no endpoints", "name", s.name)
 				} else {
-					s.log.Info("discovery: endpoints changed", "name", s.name, "endpoints", len(eps))
+					// Debug: names that answer a rotating subset of their addresses change
+					// at every lookup.
+					s.log.Debug("discovery: endpoints changed", "name", s.name, "endpoints", len(eps))
 				}
 				update(eps)
 				last, told = eps, true

@@ -19,7 +19,6 @@ type dnsTest struct {
 	after *fakeAfter
 	logs  *logs
 	sets  <-chan []config.Endpoint
-	src   *dnsSource
 }
 
 // startSource runs the source of d (srv or dns); timeout, when set, bounds each question.
@@ -35,7 +34,7 @@ func startSource(t *testing.T, d config.Discovery, srv bool, timeout time.Durati
 	if timeout > 0 {
 		s.client.timeout = timeout
 	}
-	return &dnsTest{after: fa, logs: lg, sets: run(t, src), src: s}
+	return &dnsTest{after: fa, logs: lg, sets: run(t, src)}
 }
 
 func TestDNSFamilies(t *testing.T) {

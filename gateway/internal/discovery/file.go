@@ -54,13 +54,17 @@ func (s *fileSource) Run(ctx context.Context, update func([]config.Endpoint)) {
 		errs   <-chan error
 		tick   <-chan time.Time
 	)
-	// Watch before the first read, so that a change between the two is not missed.
-	if w, err := s.watch(); err != nil {
-		s.log.Error("discovery: cannot watch the endpoints file; reading it every "+s.poll.String()+" instead",
+	poll := func(why string, err error) {
+		s.log.Error("discovery: "+why+"; reading the endpoints file every "+s.poll.String()+" instead",
 			"file", s.path, "error", err)
 		t := time.NewTicker(s.poll)
-		defer t.Stop()
 		tick = t.C
+		context.AfterFunc(ctx, func() { t.Stop() })
+	}
+	// Watch before the first read, so that a change between the two is not missed.
+	dir := filepath.Dir(s.path)
+	if w, err := s.watch(dir); err != nil {
+		poll("cannot watch the endpoints file", err)
 	} else {
 		defer w.Close()
 		events, errs = w.Events, w.Errors
@@ -116,6 +120,10 @@ func (s *fileSource) Run(ctx context.Context, update func([]config.Endpoint)) {
 			if ev.Op == fsnotify.Chmod {
 				continue
 			}
+			// The directory itself removed or moved: the watch went with it.
+			if ev.Name == dir && ev.Op.Has(fsnotify.Remove|fsnotify.Rename) && tick == nil {
+				poll("the endpoints file's directory is gone", errors.New(ev.String()))
+			}
 			if settle == nil {
 				settle = time.After(s.debounce)
 			}
@@ -139,12 +147,12 @@ func (s *fileSource) Run(ctx context.Context, update func([]config.Endpoint)) {
 }
 
 // watch watches the file's directory.
-func (s *fileSource) watch() (*fsnotify.Watcher, error) {
+func (s *fileSource) watch(dir string) (*fsnotify.Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
 	}
-	if err := w.Add(filepath.Dir(s.path)); err != nil {
+	if err := w.Add(dir); err != nil {
 		w.Close()
 		return nil, err
 	}

@@ -162,7 +162,7 @@ func TestFileUnwatchable(t *testing.T) {
 	src := newFile(path, log).(*fileSource)
 	src.poll = 20 * time.Millisecond
 	sets := run(t, src)
-	lg.wait(t, 1, "level=ERROR", "cannot watch the endpoints file", "reading it every 20ms")
+	lg.wait(t, 1, "level=ERROR", "cannot watch the endpoints file", "reading the endpoints file every 20ms")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -199,4 +199,29 @@ func TestSameFileEndpoints(t *testing.T) {
 			t.Errorf("%q: same %v, want %v", tc.body, got, tc.same)
 		}
 	}
+}
+
+// The directory removed (and the watch with it): the file is read every poll.
+func TestFileDirectoryRemoved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "endpoints.yaml")
+	write(t, path, "- 10.0.0.1:80\n")
+	lg, log := newLogs(t)
+	src := newFile(path, log).(*fileSource)
+	src.poll = 20 * time.Millisecond
+	sets := run(t, src)
+	wantSet(t, next(t, sets), "10.0.0.1:80")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	lg.wait(t, 1, "level=ERROR", "directory is gone", "reading the endpoints file every 20ms")
+	noSet(t, sets)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, path, "- 10.0.0.2:80\n")
+	wantSet(t, next(t, sets), "10.0.0.2:80")
 }

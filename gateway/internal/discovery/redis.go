@@ -97,6 +97,10 @@ func Register(ctx context.Context, c redis.UniversalClient, service, address str
 func checkAddress(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err) // "missing port in address", without the address again
+		}
 		return fmt.Errorf("address %q: want host:port (%w)", addr, err)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {

@@ -1,13 +1,10 @@
 package discovery
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log"
-	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -20,97 +17,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/internal/testredis"
 )
-
-// redisServer is a redis-server for one test, without persistence, on a 127.0.0.1 port
-// the OS picked; the test can stop, stall and restart it.
-type redisServer struct {
-	t    *testing.T
-	addr string
-	mu   sync.Mutex
-	cmd  *exec.Cmd // nil while stopped
-}
-
-// startRedis starts a redis-server, stopped when the test ends; without the binary, the
-// test is skipped.
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed (scripts/deps.sh installs it)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &redisServer{t: t, addr: ln.Addr().String()}
-	ln.Close()
-	t.Cleanup(s.stop)
-	s.start()
-	return s
-}
-
-func (s *redisServer) start() {
-	s.t.Helper()
-	_, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning")
-	cmd.Dir = s.t.TempDir()
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	s.mu.Lock()
-	s.cmd = cmd
-	s.mu.Unlock()
-	eventually(s.t, "redis-server answers PING on "+s.addr, s.ping)
-}
-
-// ping reports whether the server answers PING at once.
-func (s *redisServer) ping() bool {
-	c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(100 * time.Millisecond))
-	fmt.Fprint(c, "PING\r\n")
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	return strings.HasPrefix(line, "+PONG")
-}
-
-// stop kills the server: connections to it are refused.
-func (s *redisServer) stop() {
-	s.mu.Lock()
-	cmd := s.cmd
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Signal(syscall.SIGCONT) // a stalled server dies too
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-}
-
-// restart starts the server again on its address, empty.
-func (s *redisServer) restart() {
-	s.t.Helper()
-	s.stop()
-	s.start()
-}
-
-// signal sends sig to the server: SIGSTOP stalls it (connections open, nothing answers),
-// SIGCONT resumes it.
-func (s *redisServer) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		s.cmd.Process.Signal(sig)
-	}
-}
 
 // client is a client of s configured as the gateway's is: the caller's context bounds
 // each call, and there are no retries.
-func (s *redisServer) client(t *testing.T) *redis.Client {
+func client(t *testing.T, s *testredis.Server) *redis.Client {
 	c := redis.NewClient(&redis.Options{
-		Addr:                  s.addr,
+		Addr:                  s.Addr,
 		DialTimeout:           200 * time.Millisecond,
 		ContextTimeoutEnabled: true,
 		MaxRetries:            -1,
@@ -200,8 +114,8 @@ func registration(t *testing.T, c redis.UniversalClient, service, address string
 }
 
 func TestRedis(t *testing.T) {
-	r := startRedis(t)
-	c := r.client(t)
+	r := testredis.Start(t)
+	c := client(t, r)
 	ctx := context.Background()
 	key := Key("api")
 	rt := startRedisSource(t, c, "api")
@@ -253,7 +167,7 @@ func TestRedis(t *testing.T) {
 	noSet(t, rt.sets)
 
 	// Redis down: the last set stays, the outage is logged once.
-	r.stop()
+	r.Stop()
 	rt.logs.wait(t, 1, "level=WARN", "cannot read the registered endpoints from redis", "keeping the last endpoints")
 	rt.morePolls(t, 5)
 	noSet(t, rt.sets)
@@ -262,7 +176,7 @@ func TestRedis(t *testing.T) {
 	}
 
 	// Back, empty: the registration renews itself and is read again.
-	r.restart()
+	r.Restart()
 	until(t, rt.sets, "10.0.0.1:80")
 	rt.logs.wait(t, 1, "level=INFO", "reading the registered endpoints from redis again")
 
@@ -275,8 +189,8 @@ func TestRedis(t *testing.T) {
 // A Redis that stalls (connections open, nothing answers) is down too: each call gives up
 // after redisTimeout.
 func TestRedisStalled(t *testing.T) {
-	r := startRedis(t)
-	c := r.client(t)
+	r := testredis.Start(t)
+	c := client(t, r)
 	ctx := context.Background()
 	// By hand rather than with Register, whose renewals would stall too.
 	expires := time.Now().Add(time.Hour).UnixMilli()
@@ -286,14 +200,14 @@ func TestRedisStalled(t *testing.T) {
 	rt := startRedisSource(t, c, "api")
 	until(t, rt.sets, "10.0.0.1:80")
 
-	r.signal(syscall.SIGSTOP)
+	r.Stall()
 	start := time.Now()
 	rt.logs.wait(t, 1, "level=WARN", "cannot read the registered endpoints", "timeout")
 	if d := time.Since(start); d > 3*redisTimeout {
 		t.Errorf("a stalled call took %v to fail", d)
 	}
 	noSet(t, rt.sets)
-	r.signal(syscall.SIGCONT)
+	r.Resume()
 	rt.logs.wait(t, 1, "level=INFO", "reading the registered endpoints from redis again")
 	rt.morePolls(t, 2)
 	noSet(t, rt.sets)
@@ -305,8 +219,8 @@ func TestRedisStalled(t *testing.T) {
 
 // Register renews its registration every ttl/3, so that it never lapses.
 func TestRegisterRenews(t *testing.T) {
-	r := startRedis(t)
-	c := r.client(t)
+	r := testredis.Start(t)
+	c := client(t, r)
 	ctx := context.Background()
 	key := Key("api")
 	start := time.Now()
@@ -333,8 +247,8 @@ func TestRegisterRenews(t *testing.T) {
 }
 
 func TestRegisterErrors(t *testing.T) {
-	r := startRedis(t)
-	c := r.client(t)
+	r := testredis.Start(t)
+	c := client(t, r)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		service, address string
@@ -358,7 +272,7 @@ func TestRegisterErrors(t *testing.T) {
 	}
 
 	// Redis down at the start: an error at once.
-	r.stop()
+	r.Stop()
 	start := time.Now()
 	err := Register(ctx, c, "api", "10.0.0.1:80", time.Second)
 	if err == nil || !strings.Contains(err.Error(), "register 10.0.0.1:80 in redis key plexus:endpoints:api") {
@@ -385,9 +299,9 @@ func TestNewRedisNeedsAServer(t *testing.T) {
 // Redis down from the start: nothing is told until it answers; the outage is logged when
 // it starts, again after a minute, and when it ends.
 func TestRedisDownAtStart(t *testing.T) {
-	r := startRedis(t)
-	c := r.client(t)
-	r.stop()
+	r := testredis.Start(t)
+	c := client(t, r)
+	r.Stop()
 	var ahead atomic.Int64 // how far the source's clock is ahead of the real one
 	lg, log := newLogs(t)
 	var polls atomic.Int64
@@ -405,7 +319,7 @@ func TestRedisDownAtStart(t *testing.T) {
 	}
 	ahead.Store(int64(61 * time.Second))
 	lg.wait(t, 1, "level=WARN", "redis is still unreachable", "for=1m")
-	r.restart()
+	r.Restart()
 	wantSet(t, next(t, sets))
 	lg.wait(t, 1, "level=INFO", "reading the registered endpoints from redis again", "after=1m")
 	if n := lg.count("level=WARN"); n != 2 {

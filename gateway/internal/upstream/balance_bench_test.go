@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,6 +84,46 @@ func BenchmarkBalanceMixedLatency(b *testing.B) {
 				b.ReportMetric(float64(sum.Microseconds())/float64(len(took))/1000, "mean-ms")
 				b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 			}
+		})
+	}
+}
+
+// BenchmarkPick is the cost of one pick among 8 endpoints: a plain backend (the baseline),
+// and one with outlier detection, health checks' state, panic mode and slow start, with one
+// endpoint ejected and one in its slow-start window.
+func BenchmarkPick(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  config.Backend
+	}{
+		{"plain", config.Backend{Balance: config.BalanceRoundRobin}},
+		{"resilient", config.Backend{Balance: config.BalanceRoundRobin, PanicThreshold: ptr(50),
+			Outlier:   &config.Outlier{Consecutive5xx: ptr(5), Interval: time.Hour, BaseEjectionTime: time.Minute, MaxEjectionTime: time.Hour, MaxEjectionPercent: 50},
+			SlowStart: &config.SlowStart{Window: time.Hour, Aggression: 1, MinWeightPercent: 10}}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := tc.cfg
+			cfg.Name = "bench"
+			for i := range 8 {
+				cfg.Endpoints = append(cfg.Endpoints, config.Endpoint{Address: fmt.Sprintf("10.0.0.%d:80", i+1)})
+			}
+			cl, err := NewCluster(cfg, &config.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if cl.outlier != nil {
+				eps := cl.Endpoints()
+				eps[0].ejectedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+				eps[1].warmFrom.Store(time.Now().UnixNano())
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if ep := cl.Pick(nil); ep != nil {
+						cl.Observe(ep, 200, false)
+					}
+				}
+			})
 		})
 	}
 }
