@@ -116,6 +116,7 @@ func only(got map[string]int, names ...string) bool {
 func TestDiscovery(t *testing.T) {
 	t.Parallel()
 	f0, f1, f2 := startFlaky(t, "f0"), startFlaky(t, "f1"), startFlaky(t, "f2")
+	w0, w1 := startFlaky(t, "w0"), startFlaky(t, "w1")
 	s0, s1 := startFlaky(t, "s0"), startFlaky(t, "s1")
 	// The A records give an address, the name its port: two endpoints on one port, on
 	// two loopback addresses.
@@ -150,16 +151,19 @@ func TestDiscovery(t *testing.T) {
 	rs := testredis.Start(t)
 	dir := t.TempDir()
 	eps := filepath.Join(dir, "endpoints.yaml")
-	writeEndpoints := func(body string) {
-		tmp := eps + ".tmp"
+	writeFile := func(file, body string) {
+		tmp := file + ".tmp"
 		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(tmp, eps); err != nil {
+		if err := os.Rename(tmp, file); err != nil {
 			t.Fatal(err)
 		}
 	}
+	writeEndpoints := func(body string) { writeFile(eps, body) }
 	writeEndpoints(fmt.Sprintf("- %s\n", f0.addr))
+	warm := filepath.Join(dir, "warm.yaml")
+	writeFile(warm, fmt.Sprintf("- %s\n", w0.addr))
 	cfg := fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners: [{name: web, address: 127.0.0.1:0, protocols: [http1]}]
@@ -169,7 +173,9 @@ backends:
   - {name: srv, discovery: {type: srv, name: _http._tcp.api.test, resolvers: ["%s"], refresh: 1s}}
   - {name: dns, discovery: {type: dns, name: "app.test:%s", resolvers: ["%s"], family: v4, refresh: 1s}}
   - {name: registered, discovery: {type: redis, service: api, refresh: 100ms}}
+  - {name: warm, discovery: {type: file, path: warm.yaml}, slow_start: {window: 1h, min_weight_percent: 10}}
 routes:
+  - {name: warm, match: {path_prefix: /warm}, backend: warm}
   - {name: filed, match: {path_prefix: /filed}, backend: filed}
   - {name: srv, match: {path_prefix: /srv}, backend: srv}
   - {name: dns, match: {path_prefix: /dns}, backend: dns}
@@ -193,6 +199,18 @@ routes:
 	}
 	writeEndpoints(fmt.Sprintf("- %s\n", f0.addr))
 	testutil.Eventually(t, "the mended file's endpoint", func() bool { return only(served(t, g, "/filed", 4), "f0") })
+
+	// Slow start: an endpoint that joins gets about a tenth of its share at first.
+	writeFile(warm, fmt.Sprintf("- %s\n- %s\n", w0.addr, w1.addr))
+	testutil.Eventually(t, "w1 joined", func() bool { return len(clustersOf(t, g)["warm"].Endpoints) == 2 })
+	if got := served(t, g, "/warm", 200); got["w1"] < 1 || got["w1"] > 50 {
+		t.Errorf("w1 in slow start took %d of 200 requests, want about 10%% of its half (%v)", got["w1"], got)
+	}
+	for _, ep := range clustersOf(t, g)["warm"].Endpoints {
+		if share := ep.SlowStart; (ep.Address == w1.addr) != (share > 0 && share < 0.2) {
+			t.Errorf("%s: slow-start share %g", ep.Address, share)
+		}
+	}
 
 	// SRV: the target and port change.
 	if got := served(t, g, "/srv", 4); got["s0"] != 4 {

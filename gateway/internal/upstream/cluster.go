@@ -55,6 +55,7 @@ type Cluster struct {
 	mu      sync.Mutex // serializes changes to the set
 	log     *slog.Logger
 	started bool
+	seeded  bool // the backend has had its first set of endpoints (the config's, or discovery's first)
 	ctx     context.Context // Start's: the background's, until Close
 	stop    context.CancelFunc
 	bg      sync.WaitGroup
@@ -232,6 +233,7 @@ func NewCluster(cfg config.Backend, c *config.Config) (*Cluster, error) {
 		eps = append(eps, b.newEndpoint(e))
 	}
 	b.set.Store(&hostSet{eps: eps, lb: newBalancer(b.policy, eps)})
+	b.seeded = len(eps) > 0
 	return b, nil
 }
 

@@ -109,7 +109,8 @@ func (b *Cluster) SetEndpoints(specs []config.Endpoint) {
 			b.health.stopEndpoint(prev)
 		} else {
 			added++
-			if b.slow != nil {
+			if b.slow != nil && b.seeded {
+				// Not the first set: those a backend starts with start at full weight.
 				ep.warmFrom.Store(now)
 			}
 		}
@@ -129,6 +130,7 @@ func (b *Cluster) SetEndpoints(specs []config.Endpoint) {
 		}
 	}
 	b.set.Store(&hostSet{eps: eps, lb: newBalancer(b.policy, eps)})
+	b.seeded = true
 	b.healthChanged()
 	b.Stats.Added.Add(int64(added))
 	b.Stats.Removed.Add(int64(removed))
