@@ -55,7 +55,7 @@ type Cluster struct {
 	mu      sync.Mutex // serializes changes to the set
 	log     *slog.Logger
 	started bool
-	seeded  bool // the backend has had its first set of endpoints (the config's, or discovery's first)
+	seeded  bool            // the backend has had its first set of endpoints (the config's, or discovery's first)
 	ctx     context.Context // Start's: the background's, until Close
 	stop    context.CancelFunc
 	bg      sync.WaitGroup
