@@ -512,6 +512,12 @@ func MetadataStructs(md map[string]map[string]any) map[string]*structpb.Struct {
 	return out
 }
 
+// SameEndpoint reports whether a and b declare one endpoint: the same address, weight (0
+// is 1) and metadata (by value).
+func SameEndpoint(a, b Endpoint) bool {
+	return a.Address == b.Address && max(a.Weight, 1) == max(b.Weight, 1) && SameMetadata(a.Metadata, b.Metadata)
+}
+
 // SameMetadata reports whether two metadata nodes hold the same values, wherever they
 // stand in their files.
 func SameMetadata(a, b *yaml.Node) bool {

@@ -40,6 +40,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -101,4 +102,10 @@ func New(backend string, d *config.Discovery, path func(string) string, deps Dep
 		return newRedis(d, log, deps), nil
 	}
 	return nil, fmt.Errorf("backend %q: unknown discovery type %q", backend, d.Type)
+}
+
+// sameEndpoints reports whether two sets are one: the same addresses in the same order,
+// with the same weights (0 is 1) and metadata.
+func sameEndpoints(a, b []config.Endpoint) bool {
+	return slices.EqualFunc(a, b, config.SameEndpoint)
 }

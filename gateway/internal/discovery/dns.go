@@ -275,13 +275,6 @@ func (s *endpointSet) sorted() []config.Endpoint {
 	return s.eps
 }
 
-// sameEndpoints reports whether two sets of addresses and weights (no metadata) are one.
-func sameEndpoints(a, b []config.Endpoint) bool {
-	return slices.EqualFunc(a, b, func(x, y config.Endpoint) bool {
-		return x.Address == y.Address && x.Weight == y.Weight
-	})
-}
-
 // dnsClient asks DNS servers questions: a stub resolver, which leaves the recursion to
 // them.
 type dnsClient struct {

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -96,7 +94,7 @@ func (s *fileSource) Run(ctx context.Context, update func([]config.Endpoint)) {
 			s.log.Info("discovery: the endpoints file loads again", "file", s.path)
 		}
 		logged = ""
-		if told && sameFileEndpoints(eps, last) {
+		if told && sameEndpoints(eps, last) {
 			s.log.Debug("discovery: the endpoints file was read; the endpoints are the same", "file", s.path)
 			return
 		}
@@ -157,18 +155,4 @@ func (s *fileSource) watch(dir string) (*fsnotify.Watcher, error) {
 		return nil, err
 	}
 	return w, nil
-}
-
-// sameFileEndpoints reports whether two sets from a file are one: the same endpoints, in
-// the same order, with the same weights and metadata (compared as values, so a file laid
-// out anew is not a change).
-func sameFileEndpoints(a, b []config.Endpoint) bool {
-	return slices.EqualFunc(a, b, func(x, y config.Endpoint) bool {
-		if x.Address != y.Address || max(x.Weight, 1) != max(y.Weight, 1) {
-			return false
-		}
-		mx, errx := x.MetadataMap()
-		my, erry := y.MetadataMap()
-		return errx == nil && erry == nil && reflect.DeepEqual(mx, my)
-	})
 }

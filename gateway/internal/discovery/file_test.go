@@ -173,7 +173,7 @@ func TestFileUnwatchable(t *testing.T) {
 	}
 }
 
-func TestSameFileEndpoints(t *testing.T) {
+func TestSameEndpoints(t *testing.T) {
 	load := func(body string) []config.Endpoint {
 		t.Helper()
 		path := filepath.Join(t.TempDir(), "e.yaml")
@@ -195,7 +195,7 @@ func TestSameFileEndpoints(t *testing.T) {
 		{"- b:2\n- {address: a:1, metadata: {ns: {k: v, n: 1}}}\n", false},
 		{"- {address: a:1, metadata: {ns: {k: v, n: 1}}}\n", false},
 	} {
-		if got := sameFileEndpoints(base, load(tc.body)); got != tc.same {
+		if got := sameEndpoints(base, load(tc.body)); got != tc.same {
 			t.Errorf("%q: same %v, want %v", tc.body, got, tc.same)
 		}
 	}

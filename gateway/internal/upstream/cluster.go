@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,13 +300,8 @@ func ClientTLS(t *config.BackendTLS, c *config.Config) (*tls.Config, error) {
 func (b *Cluster) SameAs(cfg config.Backend) bool {
 	// Metadata by its values: its YAML node also holds where it stands in the file.
 	x, y := b.Cfg, cfg
-	if len(x.Endpoints) != len(y.Endpoints) || !config.SameMetadata(x.Metadata, y.Metadata) {
+	if !slices.EqualFunc(x.Endpoints, y.Endpoints, config.SameEndpoint) || !config.SameMetadata(x.Metadata, y.Metadata) {
 		return false
-	}
-	for i := range x.Endpoints {
-		if x.Endpoints[i].Address != y.Endpoints[i].Address || max(x.Endpoints[i].Weight, 1) != max(y.Endpoints[i].Weight, 1) || !config.SameMetadata(x.Endpoints[i].Metadata, y.Endpoints[i].Metadata) {
-			return false
-		}
 	}
 	x.Metadata, y.Metadata, x.Endpoints, y.Endpoints = nil, nil, nil, nil
 	return reflect.DeepEqual(x, y)
@@ -349,7 +345,7 @@ func (b *Cluster) Pick(avoid *Endpoint) *Endpoint { return b.PickFor(0, false, a
 func (b *Cluster) PickFor(key uint64, hashed bool, avoid *Endpoint) *Endpoint {
 	hs := b.set.Load()
 	at := moment{now: time.Now().UnixNano()}
-	at.panic = b.panic(hs, at.now)
+	at.panic = b.inPanic(hs, at.now)
 	ep := hs.lb.pick(hs.eps, key, hashed, avoid, at)
 	if b.slow == nil || ep == nil {
 		return ep
@@ -367,9 +363,9 @@ func (b *Cluster) PickFor(key uint64, hashed bool, avoid *Endpoint) *Endpoint {
 	return ep
 }
 
-// panic reports whether too few of hs's endpoints are healthy, worked out at most every
+// inPanic reports whether too few of hs's endpoints are healthy, worked out at most every
 // panicEvery (and at once after a change of health).
-func (b *Cluster) panic(hs *hostSet, now int64) bool {
+func (b *Cluster) inPanic(hs *hostSet, now int64) bool {
 	if b.panicAt <= 0 {
 		return false
 	}
@@ -396,7 +392,7 @@ func (b *Cluster) panic(hs *hostSet, now int64) bool {
 const panicEvery = 100 * time.Millisecond
 
 // Panicking reports whether the backend is in panic mode now.
-func (b *Cluster) Panicking() bool { return b.panic(b.set.Load(), time.Now().UnixNano()) }
+func (b *Cluster) Panicking() bool { return b.inPanic(b.set.Load(), time.Now().UnixNano()) }
 
 // healthChanged makes the next pick work out panic mode again.
 func (b *Cluster) healthChanged() { b.panicCheck.Store(0) }

@@ -89,7 +89,7 @@ func (b *Cluster) SetEndpoints(specs []config.Endpoint) {
 		if prev != nil && kept[prev] {
 			continue // the same address twice
 		}
-		if prev != nil && prev.Weight == min(max(spec.Weight, 1), config.MaxEndpointWeight) && config.SameMetadata(prev.spec.Metadata, spec.Metadata) {
+		if prev != nil && config.SameEndpoint(prev.spec, spec) {
 			eps = append(eps, prev)
 			kept[prev] = true
 			continue
