@@ -100,13 +100,22 @@ type Listener struct {
 	Limits    Limits        `yaml:"limits" doc:"Per-connection and per-request limits."`
 	Drain     time.Duration `yaml:"drain_timeout" doc:"How long requests in flight may take to finish on shutdown." default:"15s"`
 	// Forwarded headers and path normalization happen before a route is matched.
-	TrustedProxies []string   `yaml:"trusted_proxies" doc:"CIDRs (or addresses) of proxies in front of this listener whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are kept and appended to; from any other client they are replaced by what the gateway saw."`
-	Paths          Paths      `yaml:"paths" doc:"How request paths are normalized before routes are matched and the request is forwarded (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."`
-	Direction      string     `yaml:"direction" doc:"Which traffic the listener takes in a mesh: inbound (to the service beside it) or outbound (from it); filters read it as Envoy's listener_direction (1, 2; 0 when unset)." enum:"inbound,outbound"`
-	Metadata       *yaml.Node `yaml:"metadata" doc:"Listener metadata, which filters read as Envoy's (the listener_metadata and xds.listener_metadata properties): namespaces, each a map of values. It may change on reload."`
+	TrustedProxies []string      `yaml:"trusted_proxies" doc:"CIDRs (or addresses) of proxies in front of this listener whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are kept and appended to; from any other client they are replaced by what the gateway saw."`
+	Paths          Paths         `yaml:"paths" doc:"How request paths are normalized before routes are matched and the request is forwarded (Envoy's normalize_path, merge_slashes and path_with_escaped_slashes_action)."`
+	Direction      string        `yaml:"direction" doc:"Which traffic the listener takes in a mesh: inbound (to the service beside it) or outbound (from it); filters read it as Envoy's listener_direction (1, 2; 0 when unset)." enum:"inbound,outbound"`
+	Metadata       *yaml.Node    `yaml:"metadata" doc:"Listener metadata, which filters read as Envoy's (the listener_metadata and xds.listener_metadata properties): namespaces, each a map of values. It may change on reload."`
+	GRPC           *ListenerGRPC `yaml:"grpc" doc:"gRPC services the gateway answers itself on this listener (HTTP/2: h2c or h2), before any route."`
 }
 
 func (Listener) YAMLKind() string { return "listener" }
+
+// ListenerGRPC is the gRPC services a listener answers itself.
+type ListenerGRPC struct {
+	Reflection bool `yaml:"reflection" doc:"Serve gRPC server reflection (grpc.reflection.v1 and v1alpha) for the services of the routes' grpc.transcode protos, so that grpcurl and the like can list and call them."`
+	Health     bool `yaml:"health" doc:"Answer grpc.health.v1.Health (Check and Watch): the service \"\" is SERVING until the gateway drains; a service a route names (match.grpc.service, or a transcoded one) is SERVING while its backend has a healthy endpoint, else NOT_SERVING."`
+}
+
+func (ListenerGRPC) YAMLKind() string { return "listener grpc" }
 
 // Listener directions (Envoy's core.v3.TrafficDirection, as listener_direction reads).
 const (
@@ -484,7 +493,40 @@ type Route struct {
 	Retry           *Retry          `yaml:"retry" doc:"Retry failed attempts."`
 	Upgrade         *Upgrade        `yaml:"upgrade" doc:"Protocol upgrades (WebSocket) this route lets through; without it an Upgrade request is forwarded as a plain request, its Upgrade header dropped."`
 	Metadata        *yaml.Node      `yaml:"metadata" doc:"Route metadata, which filters read as Envoy's (the route_metadata and xds.route_metadata properties): namespaces (a filter's name, envoy.filters.http.wasm, ...), each a map of values."`
+	GRPC            *RouteGRPC      `yaml:"grpc" doc:"gRPC on this route: gRPC-Web translation, and REST+JSON to gRPC transcoding from .proto files."`
 }
+
+// RouteGRPC is what a route does for gRPC beyond proxying it (which every route does).
+type RouteGRPC struct {
+	Web       *bool      `yaml:"web" doc:"Translate gRPC-Web requests (application/grpc-web, application/grpc-web-text) to gRPC for the backend, and its responses back, as Envoy's grpc_web filter does." default:"true"`
+	Transcode *Transcode `yaml:"transcode" doc:"Map REST+JSON requests to the backend's gRPC methods by their google.api.http annotations, as Envoy's grpc_json_transcoder does."`
+}
+
+func (RouteGRPC) YAMLKind() string { return "route grpc" }
+
+// Transcode names the .proto files whose google.api.http annotations map REST+JSON
+// requests to gRPC. They are compiled when the config loads, with no protoc.
+type Transcode struct {
+	Protos                       []string          `yaml:"protos" doc:".proto files (relative to this config, or to an import path) whose services are transcoded. They are compiled as the config loads; an error names the .proto's file:line:col. A change to one of them, or to a file it imports, reloads the config." required:"true"`
+	ImportPaths                  []string          `yaml:"import_paths" doc:"Directories imports are looked up in (relative to this config); the config's own directory when empty. google/api/annotations.proto, google/api/http.proto, google/api/httpbody.proto and google/protobuf's are built in."`
+	Services                     []string          `yaml:"services" doc:"The services transcoded, by full name (pkg.Service); every service of protos when empty."`
+	PrintOptions                 TranscodePrinting `yaml:"print_options" doc:"How response messages are written as JSON."`
+	IgnoreUnknownQueryParameters bool              `yaml:"ignore_unknown_query_parameters" doc:"A query parameter that names no field of the request message is ignored, rather than answered with 400."`
+	RejectUnknownMethod          bool              `yaml:"reject_unknown_method" doc:"A request that matches no annotated method is answered with 404, rather than forwarded as it is."`
+	MaxRequestBytes              int64             `yaml:"max_request_bytes" doc:"The largest JSON request body transcoded (the listener's body limit applies too)." default:"4194304"`
+}
+
+func (Transcode) YAMLKind() string { return "transcode" }
+
+// TranscodePrinting is protojson's output options, named as Envoy's print_options.
+type TranscodePrinting struct {
+	AddWhitespace              bool `yaml:"add_whitespace" doc:"Indent the JSON."`
+	AlwaysPrintPrimitiveFields bool `yaml:"always_print_primitive_fields" doc:"Write fields that hold their default value (0, \"\", false, empty lists) too."`
+	AlwaysPrintEnumsAsInts     bool `yaml:"always_print_enums_as_ints" doc:"Write enums as numbers, not names."`
+	PreserveProtoFieldNames    bool `yaml:"preserve_proto_field_names" doc:"Write fields under their .proto names (snake_case), not lowerCamelCase."`
+}
+
+func (TranscodePrinting) YAMLKind() string { return "transcode print options" }
 
 func (Route) YAMLKind() string { return "route" }
 
@@ -566,7 +608,16 @@ type Match struct {
 	Methods    []string      `yaml:"methods" doc:"Request methods, any of."`
 	Headers    []HeaderMatch `yaml:"headers" doc:"Header conditions, all of them."`
 	Query      []QueryMatch  `yaml:"query" doc:"Query parameter conditions, all of them."`
+	GRPC       *GRPCMatch    `yaml:"grpc" doc:"A gRPC call (content-type application/grpc, or gRPC-Web) to this service, and method if given: the path /SERVICE/METHOD."`
 }
+
+// GRPCMatch matches gRPC calls by service and method.
+type GRPCMatch struct {
+	Service string `yaml:"service" doc:"The service's full name, package included: shop.v1.Orders." required:"true"`
+	Method  string `yaml:"method" doc:"The method's name (Get); any method of the service when empty."`
+}
+
+func (GRPCMatch) YAMLKind() string { return "grpc match" }
 
 func (Match) YAMLKind() string { return "match" }
 
@@ -657,12 +708,21 @@ const (
 	RetryGatewayError   = "gateway-error"
 	RetryConnectFailure = "connect-failure"
 	RetryReset          = "reset"
+
+	// gRPC statuses, as Envoy's retry_on names them: a gRPC call whose response header
+	// carries one of them (a trailers-only response: nothing of the answer is out yet) is
+	// retried, whatever all_methods says.
+	RetryCancelled         = "cancelled"
+	RetryDeadlineExceeded  = "deadline-exceeded"
+	RetryInternal          = "internal"
+	RetryResourceExhausted = "resource-exhausted"
+	RetryUnavailable       = "unavailable"
 )
 
 // Retry is a route's retry policy.
 type Retry struct {
 	Attempts      int           `yaml:"attempts" doc:"Tries in all, the first one included." default:"2"`
-	RetryOn       []string      `yaml:"retry_on" doc:"5xx (any 5xx answer), gateway-error (502, 503, 504), connect-failure, reset (closed before a response)." enum:"5xx,gateway-error,connect-failure,reset"`
+	RetryOn       []string      `yaml:"retry_on" doc:"5xx (any 5xx answer), gateway-error (502, 503, 504), connect-failure, reset (closed before a response); for gRPC calls, the statuses cancelled, deadline-exceeded, internal, resource-exhausted and unavailable, in a trailers-only response." enum:"5xx,gateway-error,connect-failure,reset,cancelled,deadline-exceeded,internal,resource-exhausted,unavailable"`
 	PerTryTimeout time.Duration `yaml:"per_try_timeout" doc:"Time one attempt may take until the response header arrives; 0: only the route timeout."`
 	Backoff       Backoff       `yaml:"backoff" doc:"Wait between attempts: full jitter over an exponential ceiling."`
 	AllMethods    bool          `yaml:"all_methods" doc:"Retry non-idempotent methods (POST, PATCH) too."`

@@ -1297,7 +1297,8 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 			v.errorf(p+".retry.attempts", "route %q: attempts %d must be between 1 and 10", r.Name, rt.Attempts)
 		}
 		for j, on := range rt.RetryOn {
-			v.oneOf(fmt.Sprintf("%s.retry.retry_on[%d]", p, j), "retry_on", on, Retry5xx, RetryGatewayError, RetryConnectFailure, RetryReset)
+			v.oneOf(fmt.Sprintf("%s.retry.retry_on[%d]", p, j), "retry_on", on, Retry5xx, RetryGatewayError, RetryConnectFailure, RetryReset,
+				RetryCancelled, RetryDeadlineExceeded, RetryInternal, RetryResourceExhausted, RetryUnavailable)
 		}
 		if rt.Backoff.Max < rt.Backoff.Base {
 			v.errorf(p+".retry.backoff.max", "route %q: backoff max %s is below base %s", r.Name, rt.Backoff.Max, rt.Backoff.Base)
