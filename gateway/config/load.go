@@ -90,66 +90,67 @@ func (c *Config) Where(path string) string {
 
 // Defaults, in one place; the "default" tags on the types say the same for the schema.
 const (
-	DefaultAdminAddress         = "127.0.0.1:9901"
-	DefaultMaxHeaderBytes       = 64 << 10
-	DefaultReadHeaderTimeout    = 10 * time.Second
-	DefaultIdleTimeout          = 90 * time.Second
-	DefaultMaxConcurrentStreams = 100
-	DefaultMaxRequestBodyBytes  = 32 << 20
-	DefaultDrainTimeout         = 15 * time.Second
-	DefaultConnectTimeout       = 2 * time.Second
-	DefaultMaxIdle              = 128
-	DefaultUpstreamIdleTimeout  = 60 * time.Second
-	DefaultRouteTimeout         = 15 * time.Second
-	DefaultRetryAttempts        = 2
-	DefaultBackoffBase          = 25 * time.Millisecond
-	DefaultBackoffMax           = 250 * time.Millisecond
-	DefaultFilterMemory         = 64 << 20
-	DefaultCallbackTimeout      = 100 * time.Millisecond
-	DefaultMaxRequests          = 1024
-	DefaultMaxConnections       = 1024
-	DefaultMaxPending           = 1024
-	DefaultMaxRetries           = 3
-	DefaultBudgetPercent        = 20.0
-	DefaultMinRetryConcurrency  = 3
-	DefaultPanicThreshold       = 50
-	DefaultDNSRefresh           = 30 * time.Second
-	DefaultRedisRefresh         = 2 * time.Second
-	DefaultSlowStartMinPercent  = 10
-	DefaultHealthInterval       = 5 * time.Second
-	DefaultHealthTimeout        = time.Second
-	DefaultHealthyThreshold     = 2
-	DefaultUnhealthyThreshold   = 3
-	DefaultConsecutive5xx       = 5
-	DefaultOutlierInterval      = 10 * time.Second
-	DefaultBaseEjection         = 30 * time.Second
-	DefaultMaxEjection          = 300 * time.Second
-	DefaultMaxEjectionPercent   = 10
-	DefaultSuccessRateHosts     = 5
-	DefaultSuccessRateVolume    = 100
-	DefaultStdevFactor          = 1.9
-	DefaultServiceName          = "plexus"
-	DefaultExportTimeout        = 10 * time.Second
-	DefaultMetricsInterval      = 60 * time.Second
-	DefaultLogFlushInterval     = time.Second
-	DefaultRedisDialTimeout     = 100 * time.Millisecond
-	DefaultRedisReadTimeout     = 25 * time.Millisecond
-	DefaultRedisWriteTimeout    = 25 * time.Millisecond
-	DefaultRedisTimeout         = 50 * time.Millisecond
-	DefaultRedisFailures        = 5
-	DefaultRedisCooldown        = time.Second
-	DefaultRequestBodyTimeout   = 30 * time.Second
-	DefaultResponseWriteTimeout = 30 * time.Second
-	DefaultMaxWaiting           = 1024
-	DefaultHostMemory           = 16 << 20
-	DefaultMaxCallouts          = 32
-	DefaultSharedDataBytes      = 64 << 20
-	DefaultQueueDepth           = 10000
-	DefaultUpgradeIdleTimeout   = time.Hour
-	DefaultPullTimeout          = 60 * time.Second
-	DefaultPullRetries          = 3
-	DefaultRefreshInterval      = time.Minute
-	DefaultModuleCacheSize      = 1 << 30
+	DefaultAdminAddress             = "127.0.0.1:9901"
+	DefaultMaxHeaderBytes           = 64 << 10
+	DefaultReadHeaderTimeout        = 10 * time.Second
+	DefaultIdleTimeout              = 90 * time.Second
+	DefaultMaxConcurrentStreams     = 100
+	DefaultMaxRequestBodyBytes      = 32 << 20
+	DefaultDrainTimeout             = 15 * time.Second
+	DefaultConnectTimeout           = 2 * time.Second
+	DefaultMaxIdle                  = 128
+	DefaultUpstreamIdleTimeout      = 60 * time.Second
+	DefaultRouteTimeout             = 15 * time.Second
+	DefaultRetryAttempts            = 2
+	DefaultBackoffBase              = 25 * time.Millisecond
+	DefaultBackoffMax               = 250 * time.Millisecond
+	DefaultFilterMemory             = 64 << 20
+	DefaultCallbackTimeout          = 100 * time.Millisecond
+	DefaultMaxRequests              = 1024
+	DefaultMaxConnections           = 1024
+	DefaultMaxPending               = 1024
+	DefaultMaxRetries               = 3
+	DefaultBudgetPercent            = 20.0
+	DefaultTranscodeMaxRequestBytes = 4 << 20
+	DefaultMinRetryConcurrency      = 3
+	DefaultPanicThreshold           = 50
+	DefaultDNSRefresh               = 30 * time.Second
+	DefaultRedisRefresh             = 2 * time.Second
+	DefaultSlowStartMinPercent      = 10
+	DefaultHealthInterval           = 5 * time.Second
+	DefaultHealthTimeout            = time.Second
+	DefaultHealthyThreshold         = 2
+	DefaultUnhealthyThreshold       = 3
+	DefaultConsecutive5xx           = 5
+	DefaultOutlierInterval          = 10 * time.Second
+	DefaultBaseEjection             = 30 * time.Second
+	DefaultMaxEjection              = 300 * time.Second
+	DefaultMaxEjectionPercent       = 10
+	DefaultSuccessRateHosts         = 5
+	DefaultSuccessRateVolume        = 100
+	DefaultStdevFactor              = 1.9
+	DefaultServiceName              = "plexus"
+	DefaultExportTimeout            = 10 * time.Second
+	DefaultMetricsInterval          = 60 * time.Second
+	DefaultLogFlushInterval         = time.Second
+	DefaultRedisDialTimeout         = 100 * time.Millisecond
+	DefaultRedisReadTimeout         = 25 * time.Millisecond
+	DefaultRedisWriteTimeout        = 25 * time.Millisecond
+	DefaultRedisTimeout             = 50 * time.Millisecond
+	DefaultRedisFailures            = 5
+	DefaultRedisCooldown            = time.Second
+	DefaultRequestBodyTimeout       = 30 * time.Second
+	DefaultResponseWriteTimeout     = 30 * time.Second
+	DefaultMaxWaiting               = 1024
+	DefaultHostMemory               = 16 << 20
+	DefaultMaxCallouts              = 32
+	DefaultSharedDataBytes          = 64 << 20
+	DefaultQueueDepth               = 10000
+	DefaultUpgradeIdleTimeout       = time.Hour
+	DefaultPullTimeout              = 60 * time.Second
+	DefaultPullRetries              = 3
+	DefaultRefreshInterval          = time.Minute
+	DefaultModuleCacheSize          = 1 << 30
 
 	PullIfNotPresent = "IfNotPresent"
 	PullAlways       = "Always"
@@ -336,6 +337,9 @@ func (c *Config) setDefaults() {
 		}
 		if r.Upgrade != nil {
 			def(&r.Upgrade.IdleTimeout, DefaultUpgradeIdleTimeout)
+		}
+		if r.GRPC != nil && r.GRPC.Transcode != nil {
+			def(&r.GRPC.Transcode.MaxRequestBytes, DefaultTranscodeMaxRequestBytes)
 		}
 		if rt := r.Retry; rt != nil {
 			def(&rt.Attempts, DefaultRetryAttempts)
@@ -867,6 +871,9 @@ func (v *validator) listener(p string, l *Listener, names, addrs map[string]stri
 	if _, err := l.MetadataMap(); err != nil {
 		v.errorf(p+".metadata", "listener %q: %v", l.Name, err)
 	}
+	if l.GRPC != nil && (l.GRPC.Reflection || l.GRPC.Health) && !seen[ProtoH2C] && !seen[ProtoH2] && len(l.Protocols) > 0 {
+		v.errorf(p+".grpc", "listener %q: gRPC services need HTTP/2: add h2c (or h2 with tls) to protocols", l.Name)
+	}
 }
 
 // listenerTCP checks an L4 listener's backend and network filters.
@@ -1291,6 +1298,29 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 	}
 	if *r.Timeout < 0 {
 		v.errorf(p+".timeout", "route %q: timeout must not be negative", r.Name)
+	}
+	if g := m.GRPC; g != nil {
+		if conditions(m.Path != "", m.PathPrefix != "", m.PathRegex != "") > 0 {
+			v.errorf(p+".match.grpc", "route %q: match.grpc is the path /SERVICE/METHOD: use it without path, path_prefix and path_regex", r.Name)
+		}
+		if g.Service == "" || strings.ContainsAny(g.Service, "/ ") || strings.HasPrefix(g.Service, ".") {
+			v.errorf(p+".match.grpc.service", "route %q: %q is not a service's full name like shop.v1.Orders", r.Name, g.Service)
+		}
+		if strings.ContainsAny(g.Method, "/ .") {
+			v.errorf(p+".match.grpc.method", "route %q: %q is not a method name like Get", r.Name, g.Method)
+		}
+	}
+	if g := r.GRPC; g != nil && g.Transcode != nil {
+		tc := g.Transcode
+		if r.Backend == "" && len(r.Backends) == 0 {
+			v.errorf(p+".grpc.transcode", "route %q: transcoding forwards to a gRPC backend: the route needs backend or backends", r.Name)
+		}
+		if len(tc.Protos) == 0 {
+			v.errorf(p+".grpc.transcode.protos", "route %q: transcode needs the .proto files of the services it maps", r.Name)
+		}
+		if tc.MaxRequestBytes <= 0 {
+			v.errorf(p+".grpc.transcode.max_request_bytes", "route %q: max_request_bytes must be positive", r.Name)
+		}
 	}
 	if rt := r.Retry; rt != nil {
 		if rt.Attempts < 1 || rt.Attempts > 10 {

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/runtime"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
@@ -35,7 +36,7 @@ type Chain struct {
 
 	info  proxywasm.StreamInfo
 	state proxywasm.FilterState // what the filters set (proxy_set_property), shared by them: info.State
-	grpc  bool                  // the request is a gRPC call: local replies are gRPC statuses
+	grpc  string                // the content type of a gRPC call ("" for others): local replies are gRPC statuses
 
 	filterSpans bool         // a span per callback, under the request's
 	tracer      trace.Tracer // when filterSpans
@@ -102,7 +103,7 @@ type Options struct {
 	Filters      []*Filter // in declared order
 	AcquireOrder []int     // indexes of Filters, by name: the order instances are taken in
 	Info         proxywasm.StreamInfo
-	GRPC         bool // the request is a gRPC call: local replies are gRPC statuses
+	GRPC         string // a gRPC call's content type (application/grpc, application/grpc-web+proto, ...), "" for other requests: local replies are gRPC statuses in it
 	Tracing      *telemetry.Tracing
 	Log          *slog.Logger
 	BufferLimit  int           // most body a filter may hold buffered
@@ -633,23 +634,23 @@ func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if c.grpc && !l.route {
+	if c.grpc != "" && !l.route {
 		// As Envoy answers a gRPC call locally: HTTP 200, trailers-only, the status in
 		// grpc-status (the filter's, or mapped from the HTTP status) and the body, else the
 		// details, as grpc-message. A grpc_status given for a request that is not gRPC is
 		// ignored, as Envoy ignores it.
 		code := lr.GRPCStatus
 		if code < 0 {
-			code = grpcStatusOf(status)
+			code = grpcwire.FromHTTP(status)
 		}
 		msg := string(body)
 		if msg == "" {
 			msg = lr.Details
 		}
-		hdr.Set("Content-Type", "application/grpc")
+		hdr.Set("Content-Type", c.grpc)
 		hdr.Set("Grpc-Status", strconv.Itoa(code))
 		if msg != "" {
-			hdr.Set("Grpc-Message", grpcPercentEncode(msg))
+			hdr.Set("Grpc-Message", grpcwire.EncodeMessage(msg))
 		}
 		status, body = http.StatusOK, nil
 	}
@@ -710,42 +711,4 @@ func (c *Chain) ResponseHeaders(status int, header http.Header, body io.Reader, 
 		status = applyResponseFields(fields, status, header)
 	}
 	return status, nil
-}
-
-// grpcStatusOf maps an HTTP status to a gRPC status code as gRPC's own mapping does
-// (doc/http-grpc-status-mapping.md), for local replies to gRPC calls.
-func grpcStatusOf(status int) int {
-	switch status {
-	case http.StatusOK:
-		return 0 // OK
-	case http.StatusBadRequest:
-		return 13 // INTERNAL
-	case http.StatusUnauthorized:
-		return 16 // UNAUTHENTICATED
-	case http.StatusForbidden:
-		return 7 // PERMISSION_DENIED
-	case http.StatusNotFound:
-		return 12 // UNIMPLEMENTED
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return 14 // UNAVAILABLE
-	}
-	return 2 // UNKNOWN
-}
-
-// grpcPercentEncode encodes a grpc-message value: bytes outside printable ASCII, and '%',
-// as %XX (gRPC over HTTP/2, "Status-Message").
-func grpcPercentEncode(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c <= 0x7e && c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
 }

@@ -3,6 +3,7 @@
 package route
 
 import (
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -36,6 +37,7 @@ type Route struct {
 	methods []string
 	headers []headerMatcher
 	query   []queryMatcher
+	grpc    string // match.grpc: the path "/service/method", or the prefix "/service/"
 
 	Metadata map[string]*structpb.Struct // filter metadata by namespace, for the route_metadata property
 
@@ -58,6 +60,58 @@ type Route struct {
 	RetryOn     RetryOn
 	Upgrades    []string      // upgrade tokens allowed (lower case); none: upgrades are not forwarded
 	UpgradeIdle time.Duration // an upgraded connection idle this long is closed
+
+	GRPCWeb bool // gRPC-Web requests are translated to gRPC for the backend (grpc.web)
+	// Transcode maps REST+JSON requests to the backend's gRPC methods (grpc.transcode);
+	// the gateway compiles it and sets it here. Its type is the transcoder's: the route
+	// only carries it to the router.
+	Transcode Transcoder
+}
+
+// Transcoder is what the router needs of a route's compiled grpc.transcode; the
+// transcode package implements it.
+type Transcoder interface {
+	// Translate is the translation of r into a gRPC call and back, when one of the
+	// transcoded methods is bound to it; ok false when none is.
+	Translate(r *http.Request) (t Translation, ok bool)
+	// RejectUnknown says a request bound to no method is answered 404, not forwarded.
+	RejectUnknown() bool
+}
+
+// Translation turns one request into a gRPC call on its way to the backend, and the
+// call's response back into what the client speaks (JSON, gRPC-Web). It sits between
+// the filter chain and the router's attempts: filters see the client's request and
+// response, the backend sees gRPC.
+type Translation interface {
+	// Request changes out (the request as the backend gets it) into the gRPC call, in
+	// place, and returns its body, given the client's. An error that says what was wrong
+	// with the client's request is a *TranslationError.
+	Request(out *http.Request, body io.ReadCloser) (io.ReadCloser, error)
+	// Response turns the backend's response into the client's. A response that is not
+	// gRPC (the backend's own error page) goes back as it is.
+	Response(resp *http.Response) (*http.Response, error)
+}
+
+// TranslationError is a request a Translation cannot turn into a gRPC call: the client's
+// fault, answered with Status.
+type TranslationError struct {
+	Status int
+	Msg    string
+}
+
+func (e *TranslationError) Error() string { return e.Msg }
+
+// IsGRPC reports whether a request or response header is gRPC's (application/grpc,
+// application/grpc+proto, ...), gRPC-Web's included.
+func IsGRPC(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
+}
+
+// IsGRPCWeb reports whether a request header is gRPC-Web's.
+func IsGRPCWeb(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc-web")
 }
 
 type headerMatcher struct {
@@ -81,7 +135,20 @@ type queryMatcher struct {
 type RetryOn struct {
 	Any5xx, GatewayError, Connect, Reset bool
 	Statuses                             []int
+	GRPC                                 uint32 // gRPC status codes, a bit each (1<<code)
 }
+
+// gRPC status codes that retry_on names.
+const (
+	grpcCancelled         = 1
+	grpcDeadlineExceeded  = 4
+	grpcResourceExhausted = 8
+	grpcInternal          = 13
+	grpcUnavailable       = 14
+)
+
+// RetriesGRPC reports whether code, a gRPC status, is one to retry on.
+func (o *RetryOn) RetriesGRPC(code int) bool { return code > 0 && code < 32 && o.GRPC&(1<<code) != 0 }
 
 // ParseRetryOn reads a retry_on list (checked: config.Retry5xx, ...).
 func ParseRetryOn(on []string) RetryOn {
@@ -96,6 +163,16 @@ func ParseRetryOn(on []string) RetryOn {
 			r.Connect = true
 		case config.RetryReset:
 			r.Reset = true
+		case config.RetryCancelled:
+			r.GRPC |= 1 << grpcCancelled
+		case config.RetryDeadlineExceeded:
+			r.GRPC |= 1 << grpcDeadlineExceeded
+		case config.RetryResourceExhausted:
+			r.GRPC |= 1 << grpcResourceExhausted
+		case config.RetryInternal:
+			r.GRPC |= 1 << grpcInternal
+		case config.RetryUnavailable:
+			r.GRPC |= 1 << grpcUnavailable
 		}
 	}
 	return r
@@ -158,6 +235,10 @@ func pathTemplate(m *config.Match) string {
 		return m.PathPrefix + "*"
 	case m.PathRegex != "":
 		return m.PathRegex
+	case m.GRPC != nil && m.GRPC.Method != "":
+		return "/" + m.GRPC.Service + "/" + m.GRPC.Method
+	case m.GRPC != nil:
+		return "/" + m.GRPC.Service + "/*"
 	}
 	return "/*"
 }
@@ -188,6 +269,12 @@ func Compile(rc *config.Route, backends map[string]*upstream.Cluster, filters ma
 		r.UpgradeIdle = u.IdleTimeout
 	}
 	r.setHosts(rc.Match.Hosts)
+	if g := rc.Match.GRPC; g != nil {
+		r.grpc = "/" + g.Service + "/" + g.Method
+	}
+	if g := rc.GRPC; g == nil || g.Web == nil || *g.Web {
+		r.GRPCWeb = true
+	}
 	md, _ := rc.MetadataMap() // checked by config
 	r.Metadata = config.MetadataStructs(md)
 	if rc.Match.PathRegex != "" {
@@ -246,6 +333,8 @@ func (r *Route) Matches(req *http.Request, host, path string) bool {
 		return false
 	case r.pathRe != nil && !r.pathRe.MatchString(path):
 		return false
+	case r.grpc != "" && !r.matchesGRPC(req, path):
+		return false
 	}
 	if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
 		return false
@@ -267,6 +356,17 @@ func (r *Route) Matches(req *http.Request, host, path string) bool {
 		}
 	}
 	return true
+}
+
+// matchesGRPC reports whether req is a gRPC call to the route's service (and method).
+func (r *Route) matchesGRPC(req *http.Request, path string) bool {
+	if !IsGRPC(req.Header) {
+		return false
+	}
+	if strings.HasSuffix(r.grpc, "/") { // any method: /service/NAME, NAME with no slash
+		return strings.HasPrefix(path, r.grpc) && len(path) > len(r.grpc) && !strings.Contains(path[len(r.grpc):], "/")
+	}
+	return path == r.grpc
 }
 
 // setHosts compiles the route's host patterns (HostPattern).

@@ -62,6 +62,7 @@ type Exchange struct {
 	Flags    accesslog.Flags
 	Filter   string // the filter that answered or failed
 	Body     *Body  // the request body, when there is one
+	grpc     string // a gRPC call's content type (gRPC-Web's too); "" for other requests
 
 	chain *filterchain.Chain // the route's filters, when it has any: plexus's own replies go through their response phase
 
@@ -139,6 +140,10 @@ func (x *Exchange) Flush() {
 	}
 }
 
+// GRPC is the content type of a gRPC (or gRPC-Web) call, "" for another request: the
+// gateway's own answers to it are gRPC statuses.
+func (x *Exchange) GRPC() string { return x.grpc }
+
 // Unwrap lets http.ResponseController reach the connection (Hijack, deadlines).
 func (x *Exchange) Unwrap() http.ResponseWriter { return x.w }
 
@@ -154,6 +159,9 @@ var (
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, snap *Snapshot) *Exchange {
 	x := exchangePool.Get().(*Exchange)
 	*x = Exchange{w: w, h: h, snap: snap, r: r, client: r.Context(), start: time.Now(), upstreamTime: -1}
+	if route.IsGRPC(r.Header) {
+		x.grpc = r.Header["Content-Type"][0]
+	}
 	if tr := snap.Tracing; tr.Enabled() {
 		ctx := telemetry.Propagator.Extract(r.Context(), headerCarrier(r.Header))
 		x.ctx, x.span = tr.Tracer.Start(ctx, spanMethod(r.Method), serverKind)

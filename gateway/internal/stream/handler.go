@@ -23,6 +23,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
@@ -184,9 +185,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		// Filters' callouts and spans, and the upstream attempts, belong to the request's trace.
 		ctx = x.ctx
 	}
-	if rt.Timeout > 0 && !upgrade {
+	if timeout := h.timeout(x, r, rt); timeout > 0 && !upgrade {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	if len(rt.Filters) == 0 {
@@ -194,6 +195,22 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.serveFiltered(ctx, x, r, rt, path)
+}
+
+// timeout is how long the request may take from here: the route's timeout, or a gRPC
+// call's own deadline (grpc-timeout) when that is sooner, so that the gateway gives up
+// when the client does and says so with DEADLINE_EXCEEDED. 0: no bound.
+func (h *Handler) timeout(x *Exchange, r *http.Request, rt *route.Route) time.Duration {
+	d := rt.Timeout
+	if x.grpc == "" {
+		return d
+	}
+	if v := r.Header["Grpc-Timeout"]; len(v) > 0 {
+		if t, ok := grpcwire.ParseTimeout(v[0]); ok && (d == 0 || t < d) {
+			return max(t, time.Nanosecond)
+		}
+	}
+	return d
 }
 
 // prepare applies the listener's limits and normalizations to r, before any route sees it,
@@ -299,7 +316,7 @@ func (h *Handler) serveFiltered(ctx context.Context, x *Exchange, r *http.Reques
 		Filters:      rt.Filters,
 		AcquireOrder: rt.AcquireOrder,
 		Info:         h.streamInfo(r, rt),
-		GRPC:         strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"),
+		GRPC:         x.grpc,
 		Tracing:      x.snap.Tracing,
 		Log:          h.Log,
 		BufferLimit:  h.L.BufferLimit(),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/runtime/proxywasm"
 )
@@ -17,14 +18,26 @@ import (
 //
 // On a route with filters, whose response phase has not begun, the reply goes through it,
 // as Envoy's own replies (a 503 of the router, a 504) go through the encoder filters.
+//
+// A gRPC call gets its answer as gRPC status: HTTP 200 and trailers-only, the status
+// mapped from the HTTP one and the cause in grpc-message, as Envoy answers gRPC calls
+// locally; or, when the response header is out already, the status in the trailers.
 func LocalReply(x *Exchange, status int, cause string) {
 	x.local = true
 	if c := x.chain; c != nil && c.CanReply() {
 		x.chain = nil
 		lr := &proxywasm.LocalResponse{Status: status, Body: []byte(cause + "\n"), GRPCStatus: -1, Details: codeDetails(x.Flags, status), Headers: []proxywasm.Field{
 			{Key: HeaderError, Value: cause}, {Key: "Content-Type", Value: "text/plain; charset=utf-8"}}}
+		if x.grpc != "" {
+			lr.GRPCStatus = grpcCode(x.Flags, status)
+			lr.Body = []byte(cause)
+		}
 		c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseFlags = x.Flags.Envoy() })
 		WriteReply(x, x.Route, c, c.RouteReply(lr))
+		return
+	}
+	if x.grpc != "" {
+		GRPCStatus(x, grpcCode(x.Flags, status), cause)
 		return
 	}
 	hdr := x.Header()
@@ -33,6 +46,34 @@ func LocalReply(x *Exchange, status int, cause string) {
 	hdr["Content-Length"] = []string{strconv.Itoa(len(cause) + 1)}
 	x.WriteHeader(status)
 	io.WriteString(x, cause+"\n")
+}
+
+// GRPCStatus ends a gRPC call with a status of the gateway's own: trailers-only (HTTP
+// 200, the status in the header) when nothing of the response is out yet, else in the
+// trailers after what was sent.
+func GRPCStatus(x *Exchange, code int, msg string) {
+	hdr := x.Header()
+	if x.Status != 0 {
+		hdr[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(code)}
+		hdr[http.TrailerPrefix+"Grpc-Message"] = []string{grpcwire.EncodeMessage(msg)}
+		return
+	}
+	hdr[HeaderError] = []string{msg}
+	hdr["Content-Type"] = []string{x.grpc}
+	hdr["Grpc-Status"] = []string{strconv.Itoa(code)}
+	hdr["Grpc-Message"] = []string{grpcwire.EncodeMessage(msg)}
+	delete(hdr, "Content-Length")
+	x.WriteHeader(http.StatusOK)
+}
+
+// grpcCode is the gRPC status of a reply the gateway makes with status and flags f: a
+// timeout (the route's, or the call's own grpc-timeout) is DEADLINE_EXCEEDED, the rest
+// as gRPC maps HTTP statuses.
+func grpcCode(f accesslog.Flags, status int) int {
+	if f&accesslog.UpstreamTimeout != 0 || status == http.StatusGatewayTimeout {
+		return grpcwire.DeadlineExceeded
+	}
+	return grpcwire.FromHTTP(status)
 }
 
 // codeDetails is Envoy's response.code_details for a reply of plexus's own, with flags f.
