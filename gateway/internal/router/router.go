@@ -28,6 +28,8 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcweb"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/stream"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
@@ -69,6 +71,10 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		}
 	}
 	x.Backend = be
+	tr, ok := rt.translation(x, r, route)
+	if !ok {
+		return
+	}
 	if !be.Admit() {
 		x.Flags |= accesslog.UpstreamOverflow
 		rt.fail(x, r, route, nil, 0, http.StatusServiceUnavailable, "upstream overflow", nil)
@@ -84,7 +90,11 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		uc.trace.GotConn = uc.got
 		ctx = httptrace.WithClientTrace(ctx, &uc.trace)
 	}
-	out, body := rt.outgoing(ctx, x, r, route, path, c, pol)
+	out, body, err := rt.outgoing(ctx, x, r, route, path, c, pol, tr)
+	if err != nil {
+		rt.untranslatable(x, route, err)
+		return
+	}
 	if body != nil {
 		// The last attempt may read the body for as long as its response streams (HTTP/2 is
 		// full duplex); the body is done with when the exchange is.
@@ -102,9 +112,7 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 			stream.WriteReply(x, route, c, l)
 			return
 		}
-		var fe *filterchain.Error
-		var te *filterchain.TimeoutError
-		if err != nil && (errors.As(err, &fe) || errors.As(err, &te) || errors.Is(err, filterchain.ErrReset) || errors.Is(err, filterchain.ErrBufferLimit)) {
+		if err != nil && isChainFailure(err) {
 			// A filter's failure from the body phase stands, whatever the backend answered
 			// before the body was read: it is never lost.
 			if resp != nil {
@@ -139,7 +147,64 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 		rt.switchProtocols(x, route, resp)
 		return
 	}
+	if tr != nil {
+		// The gRPC stage's way back: the backend's gRPC response as the client speaks it.
+		tresp, err := tr.Response(resp)
+		if err != nil {
+			x.EndAttempt(resp.StatusCode, nil)
+			resp.Body.Close()
+			x.Flags |= accesslog.UpstreamProtocolError
+			rt.fail(x, r, route, ep, try, http.StatusBadGateway, "upstream protocol error: "+err.Error(), err)
+			return
+		}
+		resp = tresp
+	}
 	rt.respond(x, r, route, be, resp, c, uc)
+}
+
+// untranslatable answers a request the gRPC stage could not turn into a call: the
+// client's request was wrong, or its body failed on the way in.
+func (rt *Router) untranslatable(x *stream.Exchange, rte *route.Route, err error) {
+	var te *route.TranslationError
+	switch {
+	case errors.As(err, &te):
+		rt.Log.Debug("request not transcoded", "route", rte.Name, "status", te.Status, "error", te.Msg)
+		stream.LocalReply(x, te.Status, te.Msg)
+	case x.Body != nil && x.Body.TooLarge():
+		stream.LocalReply(x, http.StatusRequestEntityTooLarge, "request body too large")
+	case x.Body != nil && x.Body.TimedOut():
+		stream.LocalReply(x, http.StatusRequestTimeout, "request body timeout")
+	case isChainFailure(err):
+		stream.FailChain(x, err)
+	default:
+		stream.LocalReply(x, http.StatusBadRequest, "request body incomplete")
+	}
+}
+
+// isChainFailure reports whether err is the filters' (from their request body phase).
+func isChainFailure(err error) bool {
+	var fe *filterchain.Error
+	var te *filterchain.TimeoutError
+	return errors.As(err, &fe) || errors.As(err, &te) || errors.Is(err, filterchain.ErrReset) || errors.Is(err, filterchain.ErrBufferLimit)
+}
+
+// translation is the gRPC stage of a request: gRPC-Web to gRPC, or REST+JSON to gRPC by
+// the route's transcoder; nil for a request that goes as it came. ok false: the request
+// was answered (a transcoding route that rejects what no method is bound to).
+func (rt *Router) translation(x *stream.Exchange, r *http.Request, rte *route.Route) (tr route.Translation, ok bool) {
+	if t := rte.Transcode; t != nil && !route.IsGRPC(r.Header) {
+		if tr, found := t.Translate(r); found {
+			return tr, true
+		}
+		if t.RejectUnknown() {
+			stream.LocalReply(x, http.StatusNotFound, "no gRPC method is bound to "+r.Method+" "+r.URL.Path)
+			return nil, false
+		}
+	}
+	if rte.GRPCWeb && route.IsGRPCWeb(r.Header) {
+		return grpcweb.New(r.Header), true
+	}
+	return nil, true
 }
 
 // connectFailure is why connecting to the backend failed, when it did: what filters read
@@ -168,7 +233,7 @@ func (u *upstreamConn) got(ci httptrace.GotConnInfo) { u.conn, u.at = ci.Conn, t
 
 // outgoing is the request as the backend gets it: the route's rewrite and header
 // operations, and the body through the filters and a replay buffer for retries.
-func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain, pol policy) (*http.Request, *replay) {
+func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Request, route *route.Route, path string, c *filterchain.Chain, pol policy, tr route.Translation) (*http.Request, *replay, error) {
 	out := r.WithContext(ctx) // r stays as the client sent it, for the access log and spans
 	u := *r.URL
 	if p := route.RewritePath(path); p != path {
@@ -180,12 +245,22 @@ func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Requ
 		out.Host = route.Cfg.Rewrite.Host
 	}
 	route.ReqOps.Apply(out.Header)
-	if x.Body == nil {
-		out.Body = http.NoBody // an HTTP/2 request's empty one too
-		return out, nil
+	if v := out.Header["Grpc-Timeout"]; len(v) > 0 {
+		// The backend gets the time the call has left: the client's deadline, or the
+		// route's timeout when that is sooner.
+		if dl, ok := ctx.Deadline(); ok {
+			out.Header["Grpc-Timeout"] = []string{grpcwire.FormatTimeout(time.Until(dl))}
+		}
 	}
-	var src io.ReadCloser = x.Body
-	if c != nil {
+	if x.Body == nil && tr == nil {
+		out.Body = http.NoBody // an HTTP/2 request's empty one too
+		return out, nil, nil
+	}
+	var src io.ReadCloser = http.NoBody
+	if x.Body != nil {
+		src = x.Body
+	}
+	if c != nil && x.Body != nil {
 		src = c.RequestBody(r)
 		if r.Trailer == nil {
 			// A filter may add trailers to a body that has none, from its last body
@@ -200,11 +275,17 @@ func (rt *Router) outgoing(ctx context.Context, x *stream.Exchange, r *http.Requ
 			out.ContentLength = n
 		}
 	}
+	if tr != nil {
+		var err error
+		if src, err = tr.Request(out, src); err != nil {
+			return nil, nil, err
+		}
+	}
 	limit := 0
 	if pol.retry != nil && pol.retry.Attempts > 1 {
 		limit = replayLimit
 	}
-	return out, newReplay(src, limit)
+	return out, newReplay(src, limit), nil
 }
 
 // exchange is the loop of attempts: pick an endpoint, attempt, classify the outcome, and
@@ -310,6 +391,14 @@ func classifyRetry(be *upstream.Cluster, on route.RetryOn, ep *upstream.Endpoint
 		ep.Succeeded()
 		code := resp.StatusCode
 		be.Observe(ep, code, false)
+		if on.GRPC != 0 && route.IsGRPC(resp.Header) {
+			// A trailers-only answer (its status in the header) left nothing of the
+			// response out: a gRPC call is retried on the statuses named, whatever its
+			// method, as Envoy does.
+			if st, ok := grpcwire.Status(resp.Header); ok && on.RetriesGRPC(st) {
+				return true
+			}
+		}
 		return (on.Any5xx && code >= 500 || on.GatewayError && (code == 502 || code == 503 || code == 504) || slices.Contains(on.Statuses, code)) && idempotent
 	}
 	return classifyError(be, on, ep, err, idempotent)
@@ -552,6 +641,20 @@ func (rt *Router) respond(x *stream.Exchange, r *http.Request, route *route.Rout
 		if fe != nil || errors.Is(err, filterchain.ErrReset) || errors.Is(err, filterchain.ErrLocalReply) || errors.Is(err, filterchain.ErrBufferLimit) {
 			// Logged where it happened; the response has begun, so the stream is aborted.
 			panic(http.ErrAbortHandler)
+		}
+		if x.GRPC() != "" {
+			// A gRPC call ends with a status all the same: the trailers say how it ended.
+			code, msg := grpcwire.Unavailable, "upstream reset: "+reason(err)
+			if errors.Is(err, context.DeadlineExceeded) || resp.Request != nil && errors.Is(resp.Request.Context().Err(), context.DeadlineExceeded) {
+				x.Flags |= accesslog.UpstreamTimeout
+				code, msg = grpcwire.DeadlineExceeded, "deadline exceeded"
+			} else {
+				x.Flags |= accesslog.UpstreamReset
+			}
+			x.Aborted = false
+			rt.Log.Debug("gRPC response ended by the gateway", "route", route.Name, "backend", be.Name, "grpc_status", code, "error", err)
+			stream.GRPCStatus(x, code, msg)
+			return
 		}
 		x.Flags |= accesslog.UpstreamReset
 		rt.Log.Warn("upstream response body failed", "route", route.Name, "backend", be.Name, "error", err,
