@@ -25,6 +25,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/redis/go-redis/v9"
@@ -113,6 +114,9 @@ type Gateway struct {
 	retireMu sync.Mutex
 	retiring map[*snapshot]bool // replaced snapshots whose requests are still running
 	tunnels  router.Tunnels     // upgraded connections, for Shutdown to close
+
+	grpcOnce sync.Once
+	grpcSrv  *grpc.Server // the listeners' own gRPC services (grpc.go), made when first asked for
 }
 
 // snapshot is one loaded config, compiled. It never changes once built. Requests hold
@@ -128,6 +132,7 @@ type snapshot struct {
 	certs      map[string]*tls.Certificate            // by listener name
 	listenerMD map[string]map[string]*structpb.Struct // listener metadata, by listener name
 	tcp        map[string]*l4.Target                  // where L4 listeners' connections go, by listener name
+	grpc       *grpcCatalog                           // the gRPC services the routes serve (grpc.go)
 }
 
 // New builds a gateway for cfg without binding anything.
@@ -313,6 +318,10 @@ func (g *Gateway) buildSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, 
 	}
 	for i := range cfg.Routes {
 		s.Routes = append(s.Routes, route.Compile(&cfg.Routes[i], s.backends, s.filters))
+	}
+	if err := g.compileTranscoders(s); err != nil {
+		g.closeNew(s, prev)
+		return nil, err
 	}
 	if err := s.tcpTargets(); err != nil {
 		g.closeNew(s, prev)
@@ -743,6 +752,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 	}
 	h := &stream.Handler{L: sl, Current: g.current, Inst: g.inst, Log: g.log,
 		Router: &router.Router{Log: g.log, Inst: g.inst, L: sl, Tunnels: &g.tunnels}}
+	handler := g.grpcLocal(lc.Name, h)
 
 	protos := new(http.Protocols)
 	want := map[string]bool{}
@@ -773,7 +783,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 		port := l.addr.(*net.TCPAddr).Port
 		sl.AltSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, port)
 		l.h3 = &http3.Server{
-			Handler:        h,
+			Handler:        handler,
 			TLSConfig:      http3.ConfigureTLSConfig(tlsConf),
 			MaxHeaderBytes: int(lim.MaxHeaderBytes),
 			IdleTimeout:    lim.IdleTimeout,
@@ -787,7 +797,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 	}
 
 	l.srv = &http.Server{
-		Handler:           h,
+		Handler:           handler,
 		Protocols:         protos,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,

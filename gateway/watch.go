@@ -102,6 +102,13 @@ func (w *watcher) arm(s *snapshot) {
 			w.g.log.Warn("cannot watch a file a filter's config includes; reload with SIGHUP when it changes", "file", path, "error", err)
 		}
 	}
+	for path, digest := range s.grpc.sources {
+		// A .proto a route transcodes by, or one it imports, is watched as a module is.
+		w.seen.modules[path] = digest
+		if err := w.watchDir(path, want); err != nil {
+			w.g.log.Warn("cannot watch a .proto file; reload with SIGHUP when it changes", "file", path, "error", err)
+		}
+	}
 	for dir := range w.dirs {
 		if !want[dir] {
 			w.fw.Remove(dir)
@@ -229,6 +236,8 @@ func (w *watcher) check() bool {
 	for _, path := range changed {
 		if included[path] {
 			w.g.log.Info("a file a filter's config includes changed on disk; reloading", "file", path, "digest", now.modules[path])
+		} else if _, ok := w.armed.grpc.sources[path]; ok {
+			w.g.log.Info("a .proto file changed on disk; reloading", "file", path, "digest", now.modules[path])
 		} else {
 			w.g.log.Info("filter module changed on disk; reloading", "module", path, "digest", now.modules[path])
 		}
