@@ -3,6 +3,7 @@
 # machine. Uses apt-get (as root, or through sudo when there is one). Debian bookworm names.
 #
 #   redis-server                  the shared-state tests' real Redis
+#   curl                          the JSON transcoding test's client
 #   wabt                          wat2wasm, for WAT test modules and examples/wat
 #   clang, lld, wasi-libc,        examples/c: clang --target=wasm32-wasi links with wasm-ld
 #   libclang-rt-N-dev-wasm32      against wasi-libc and compiler-rt's wasm32 builtins
@@ -38,6 +39,7 @@ install() {
 need=()
 # command or file -> Debian package
 have redis-server || need+=(redis-server)
+have curl || need+=(curl)
 have wat2wasm || need+=(wabt)
 have docker-registry || need+=(docker-registry)
 have clang || need+=(clang)
