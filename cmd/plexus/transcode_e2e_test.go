@@ -32,6 +32,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // compileProto compiles file (in dir) as the gateway does, for the test's own server.
@@ -215,13 +217,23 @@ func TestTranscoding(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 
+	// A filter on a transcoded route sees the client's JSON, not the gRPC call.
+	validator := wasmbuild.Go(t, "examples/go/json_validation")
 	config := fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners:
   - {name: web, address: 127.0.0.1:0, protocols: [http1, h2c], grpc: {reflection: true}}
 backends:
   - {name: library, endpoints: [%s], protocol: h2c}
+filters:
+  - {name: needs-title, module: "file:%s", config: {required_keys: [title]}}
 routes:
+  - name: library-create
+    match: {path_prefix: /v1/, methods: [POST]}
+    filters: [needs-title]
+    backend: library
+    grpc:
+      transcode: {protos: [bookstore.proto], import_paths: [protos]}
   - name: library-json
     match: {path_prefix: /v1/}
     backend: library
@@ -230,7 +242,7 @@ routes:
         protos: [bookstore.proto]
         import_paths: [protos]
         reject_unknown_method: true
-`, ln.Addr())
+`, ln.Addr(), validator)
 	g := startGatewayIn(t, dir, config)
 	base := g.url("web", "")
 
@@ -259,6 +271,14 @@ routes:
 			t.Fatalf("%d %s", code, body)
 		}
 		if call, _ := lib.last(); call != `CreateBook {"book":{"author":"Herbert","title":"Dune"},"parent":"shelves/7"}` {
+			t.Fatalf("the backend got %s", call)
+		}
+		// The route's filter checks the JSON body before it is transcoded.
+		code, body = curl(t, "-X", "POST", "--data", `{"author": "Anonymous"}`, base+"/v1/shelves/7/books")
+		if code != 400 || !strings.Contains(body, "missing required key(s): title") {
+			t.Fatalf("%d %s", code, body)
+		}
+		if call, _ := lib.last(); strings.Contains(call, "Anonymous") {
 			t.Fatalf("the backend got %s", call)
 		}
 	})

@@ -1,8 +1,12 @@
 package route
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/plexus-mesh/plexus/gateway/config"
 )
 
 func TestJoinPrefix(t *testing.T) {
@@ -66,5 +70,56 @@ func TestHostPatterns(t *testing.T) {
 				t.Errorf("hosts %q match %q", tc.hosts, h)
 			}
 		}
+	}
+}
+
+func TestGRPCMatch(t *testing.T) {
+	timeout := time.Duration(0)
+	method := Compile(&config.Route{Name: "m", Timeout: &timeout, Match: config.Match{GRPC: &config.GRPCMatch{Service: "shop.v1.Orders", Method: "Get"}}}, nil, nil)
+	service := Compile(&config.Route{Name: "s", Timeout: &timeout, Match: config.Match{GRPC: &config.GRPCMatch{Service: "shop.v1.Orders"}}}, nil, nil)
+	req := func(path, ct string) *http.Request {
+		r := httptest.NewRequest("POST", path, nil)
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		path, ct         string
+		method, service bool
+	}{
+		{"/shop.v1.Orders/Get", "application/grpc", true, true},
+		{"/shop.v1.Orders/Get", "application/grpc+proto", true, true},
+		{"/shop.v1.Orders/Get", "application/grpc-web-text", true, true},
+		{"/shop.v1.Orders/List", "application/grpc", false, true},
+		{"/shop.v1.Orders/Get", "application/json", false, false}, // not a gRPC call
+		{"/shop.v1.Orders/Get", "", false, false},
+		{"/shop.v1.Orders/", "application/grpc", false, false}, // no method
+		{"/shop.v1.Orders/Get/x", "application/grpc", false, false},
+		{"/shop.v1.OrdersX/Get", "application/grpc", false, false},
+		{"/shop.v1/Orders/Get", "application/grpc", false, false},
+	} {
+		r := req(tc.path, tc.ct)
+		if got := method.Matches(r, "", tc.path); got != tc.method {
+			t.Errorf("method route, %s %q: %v", tc.path, tc.ct, got)
+		}
+		if got := service.Matches(r, "", tc.path); got != tc.service {
+			t.Errorf("service route, %s %q: %v", tc.path, tc.ct, got)
+		}
+	}
+	if method.Template != "/shop.v1.Orders/Get" || service.Template != "/shop.v1.Orders/*" {
+		t.Errorf("templates %q %q", method.Template, service.Template)
+	}
+}
+
+func TestRetryOnGRPC(t *testing.T) {
+	on := ParseRetryOn([]string{config.RetryUnavailable, config.RetryResourceExhausted, config.Retry5xx})
+	for code, want := range map[int]bool{0: false, 1: false, 4: false, 8: true, 13: false, 14: true, 99: false, -1: false} {
+		if got := on.RetriesGRPC(code); got != want {
+			t.Errorf("code %d: %v", code, got)
+		}
+	}
+	if !on.Any5xx {
+		t.Error("5xx lost")
 	}
 }

@@ -92,6 +92,13 @@ func (rt *Router) Forward(ctx context.Context, x *stream.Exchange, r *http.Reque
 	}
 	out, body, err := rt.outgoing(ctx, x, r, route, path, c, pol, tr)
 	if err != nil {
+		if c != nil {
+			if l := c.TakeLocal(); l != nil {
+				// A filter answered from the body the translation was reading.
+				stream.WriteReply(x, route, c, l)
+				return
+			}
+		}
 		rt.untranslatable(x, route, err)
 		return
 	}
@@ -177,6 +184,7 @@ func (rt *Router) untranslatable(x *stream.Exchange, rte *route.Route, err error
 	case isChainFailure(err):
 		stream.FailChain(x, err)
 	default:
+		rt.Log.Debug("request body failed", "route", rte.Name, "error", err)
 		stream.LocalReply(x, http.StatusBadRequest, "request body incomplete")
 	}
 }
