@@ -85,7 +85,7 @@ func TestGRPCMatch(t *testing.T) {
 		return r
 	}
 	for _, tc := range []struct {
-		path, ct         string
+		path, ct        string
 		method, service bool
 	}{
 		{"/shop.v1.Orders/Get", "application/grpc", true, true},
