@@ -285,7 +285,9 @@ func (h *health) List(context.Context, *healthpb.HealthListRequest) (*healthpb.H
 }
 
 // Watch sends the status now, then each change, as the protocol asks: an unknown service
-// is SERVICE_UNKNOWN (not an error), and may become known on a reload.
+// is SERVICE_UNKNOWN (not an error), and may become known on a reload. Once the gateway
+// drains, the watch ends after saying NOT_SERVING, so that it does not hold the listener's
+// drain open.
 func (h *health) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	last := healthpb.HealthCheckResponse_ServingStatus(-1)
 	tick := time.NewTicker(healthPoll)
@@ -296,6 +298,9 @@ func (h *health) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_
 				return err
 			}
 			last = st
+		}
+		if h.g.draining.Load() {
+			return status.Error(codes.Unavailable, "the gateway is shutting down")
 		}
 		select {
 		case <-stream.Context().Done():

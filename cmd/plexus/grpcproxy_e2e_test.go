@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -171,7 +172,7 @@ func first(md metadata.MD, key string) string {
 }
 
 // startTestService serves a testService over plaintext HTTP/2 (h2c) on a port of its own.
-func startTestService(t *testing.T, name string) (*testService, string) {
+func startTestService(t testing.TB, name string) (*testService, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,7 +186,7 @@ func startTestService(t *testing.T, name string) (*testService, string) {
 	return svc, ln.Addr().String()
 }
 
-func dialGRPC(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+func dialGRPC(t testing.TB, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -500,6 +501,29 @@ routes:
 		_, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "no.Such"})
 		if status.Code(err) != codes.NotFound {
 			t.Fatalf("unknown service: %v", err)
+		}
+
+		// A watch says SERVING, then NOT_SERVING as the gateway drains, and ends: it does
+		// not hold the drain (15s) open. (Last: the gateway stops here.)
+		w, err := hc.Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "grpc.testing.TestService"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("%v, %v", resp, err)
+		}
+		start := time.Now()
+		g.signal(syscall.SIGTERM)
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("draining: %v, %v", resp, err)
+		}
+		if _, err := w.Recv(); status.Code(err) != codes.Unavailable {
+			t.Fatalf("after NOT_SERVING: %v", err)
+		}
+		select {
+		case <-g.waitc:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the gateway still runs %s after SIGTERM", time.Since(start))
 		}
 	})
 }

@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 
 // gw is a running plexus process.
 type gw struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	dir   string
 	file  string
@@ -68,20 +68,20 @@ type gw struct {
 
 // startGateway writes yaml (after replacing {{dir}} with the temp dir) to plexus.yaml in a
 // fresh temp dir and runs plexus on it until the test ends.
-func startGateway(t *testing.T, yaml string) *gw {
+func startGateway(t testing.TB, yaml string) *gw {
 	t.Helper()
 	dir := t.TempDir()
 	return startGatewayIn(t, dir, yaml)
 }
 
-func startGatewayIn(t *testing.T, dir, yaml string) *gw {
+func startGatewayIn(t testing.TB, dir, yaml string) *gw {
 	t.Helper()
 	return startGatewayOut(t, dir, yaml, nil)
 }
 
 // startGatewayOut is startGatewayIn with the process's stdout (access logs, stdout
 // exporters) written to stdout; discarded when nil.
-func startGatewayOut(t *testing.T, dir, yaml string, stdout io.Writer) *gw {
+func startGatewayOut(t testing.TB, dir, yaml string, stdout io.Writer) *gw {
 	t.Helper()
 	g := &gw{t: t, dir: dir, file: filepath.Join(dir, "plexus.yaml"), addrs: map[string]string{}, waitc: make(chan struct{})}
 	g.writeConfig(yaml)
