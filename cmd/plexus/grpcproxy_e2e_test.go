@@ -226,7 +226,7 @@ routes:
   - name: bounded
     match: {grpc: {service: grpc.testing.TestService, method: StreamingOutputCall}, headers: [{name: x-bounded}]}
     backend: svc
-    timeout: 300ms
+    timeout: 1s
   - name: streams
     match: {grpc: {service: grpc.testing.TestService}}
     backend: svc
