@@ -198,7 +198,7 @@ func TestTranscoding(t *testing.T) {
 		t.Fatal("curl is needed (scripts/deps.sh installs it)")
 	}
 	dir := t.TempDir()
-	src, err := os.ReadFile("testdata/bookstore/bookstore.proto")
+	src, err := os.ReadFile("../../examples/grpc/protos/bookstore.proto")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,6 +366,10 @@ routes:
 		}
 	})
 	t.Run("validate", func(t *testing.T) {
+		// The example's config compiles its .proto, and passes.
+		if out, err := exec.Command(plexusBin, "validate", "--config", "../../examples/grpc/plexus.yaml").CombinedOutput(); err != nil {
+			t.Fatalf("examples/grpc: %v: %s", err, out)
+		}
 		bad := t.TempDir()
 		os.WriteFile(filepath.Join(bad, "bookstore.proto"), []byte("syntax = \"proto3\";\npackage x;\nmessage M { Missing m = 1; }\n"), 0o644)
 		cfg := strings.Replace(config, "import_paths: [protos]", "import_paths: [.]", 1)
