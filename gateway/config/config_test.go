@@ -164,6 +164,7 @@ func TestLoadErrors(t *testing.T) {
 		{"grpc method with a dot", good + "  - name: g\n    match: {grpc: {service: shop.Orders, method: a.b}}\n    backend: app\n", []string{`route "g": "a.b" is not a method name like Get`}},
 		{"grpc without a service", good + "  - name: g\n    match: {grpc: {method: Get}}\n    backend: app\n", []string{`missing required field "service" in grpc match`}},
 		{"transcode without a backend", strings.Replace(good, "direct_response: {body: hi}", "direct_response: {body: hi}\n    grpc: {transcode: {protos: [a.proto]}}", 1), []string{`bad.yaml:19:23: route "hello": transcoding forwards to a gRPC backend: the route needs backend or backends`}},
+		{"transcode to HTTP/1.1", strings.Replace(good, "retry: {attempts: 3}", "retry: {attempts: 3}\n    grpc: {transcode: {protos: [a.proto]}}", 1), []string{`bad.yaml:14:23: route "api": backend "app" speaks HTTP/1.1, and gRPC needs HTTP/2`}},
 		{"transcode without protos", good + "    backend: app\n    grpc: {transcode: {services: [a.B]}}\n", []string{`missing required field "protos" in transcode`}},
 		{"grpc retry status unknown", strings.Replace(good, "retry: {attempts: 3}", "retry: {attempts: 3, retry_on: [unavailable, aborted]}", 1), []string{`bad.yaml:13:`, `invalid value "aborted" for retry_on`}},
 		{"grpc services without HTTP/2", strings.Replace(good, "address: 127.0.0.1:0", "address: 127.0.0.1:0\n    protocols: [http1]\n    grpc: {health: true}", 1), []string{`bad.yaml:6:11: listener "web": gRPC services need HTTP/2: add h2c (or h2 with tls) to protocols`}},

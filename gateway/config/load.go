@@ -1321,6 +1321,15 @@ func (v *validator) route(p string, r *Route, names map[string]string) {
 		if tc.MaxRequestBytes <= 0 {
 			v.errorf(p+".grpc.transcode.max_request_bytes", "route %q: max_request_bytes must be positive", r.Name)
 		}
+		names := []string{r.Backend}
+		for _, w := range r.Backends {
+			names = append(names, w.Name)
+		}
+		for _, name := range names {
+			if i := slices.IndexFunc(c.Backends, func(b Backend) bool { return b.Name == name }); i >= 0 && c.Backends[i].Protocol == ProtoHTTP1 {
+				v.errorf(p+".grpc.transcode", "route %q: backend %q speaks HTTP/1.1, and gRPC needs HTTP/2: declare it with protocol: h2c (or h2)", r.Name, name)
+			}
+		}
 	}
 	if rt := r.Retry; rt != nil {
 		if rt.Attempts < 1 || rt.Attempts > 10 {
