@@ -31,6 +31,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/plexus-mesh/plexus/internal/wasmbuild"
 )
 
 // testService is grpc.testing.TestService as the tests here need it:
@@ -205,6 +207,11 @@ func TestGRPCProxy(t *testing.T) {
 
 	dir := t.TempDir()
 	cert := newTestCert(t, dir)
+	// A filter that lets everything through, with a response phase: the gateway's own
+	// answers on its route go back through it.
+	pass := wasmbuild.WATPath(t, wasmbuild.WATFilter("", `
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))`))
 	g := startGatewayIn(t, dir, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
 listeners:
@@ -214,6 +221,8 @@ backends:
   - {name: svc, endpoints: [%s], protocol: h2c}
   - {name: other, endpoints: [%s], protocol: h2c}
   - {name: dead, endpoints: [%s], protocol: h2c}
+filters:
+  - {name: pass, module: "file:%s"}
 routes:
   - name: empty
     match: {grpc: {service: grpc.testing.TestService, method: EmptyCall}}
@@ -234,7 +243,11 @@ routes:
   - name: down
     match: {grpc: {service: grpc.testing.UnimplementedService}}
     backend: dead
-`, cert.certFile, cert.keyFile, addr, otherAddr, deadAddr))
+  - name: down-filtered
+    match: {grpc: {service: grpc.testing.ReconnectService}}
+    filters: [pass]
+    backend: dead
+`, cert.certFile, cert.keyFile, addr, otherAddr, deadAddr, pass))
 
 	conns := map[string]*grpc.ClientConn{
 		"h2c": dialGRPC(t, g.addr("web"), insecure.NewCredentials()),
@@ -414,6 +427,12 @@ routes:
 		_, err := uc.UnimplementedCall(context.Background(), &testpb.Empty{})
 		if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "upstream connect failed") {
 			t.Fatalf("got %v", err)
+		}
+		// The same through a route's filters (their response phase sees the answer).
+		_, err = testpb.NewReconnectServiceClient(conns["h2c"]).Start(context.Background(), &testpb.ReconnectParams{})
+		// (Not an HTTP 503, which grpc-go would make UNAVAILABLE too, with a message of its own.)
+		if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.HasPrefix(st.Message(), "upstream connect failed") && st.Message() != "no healthy upstream" {
+			t.Fatalf("through a filter: %v", err)
 		}
 		// No route: UNIMPLEMENTED, as gRPC maps a 404.
 		cc := dialGRPC(t, g.addr("web"), insecure.NewCredentials())

@@ -76,7 +76,8 @@ func within[T any](buf []T, n int) []T {
 type Reply struct {
 	resp  *proxywasm.LocalResponse
 	at    int
-	route bool // the route's own direct response or redirect, not a filter's reply
+	route bool // the route's own direct response or redirect, or the gateway's: not a filter's reply
+	local bool // the gateway's own answer (an upstream failure, a limit): a gRPC call gets it as a status
 }
 
 // ErrReset means a filter closed the stream (proxy_close_stream): abort, answer nothing.
@@ -612,6 +613,13 @@ func (c *Chain) RouteReply(lr *proxywasm.LocalResponse) *Reply {
 	return &Reply{resp: lr, at: len(c.streams), route: true}
 }
 
+// GatewayReply is an answer of the gateway's own (no healthy upstream, a timeout) as a
+// reply that passes back through every filter's response phase; to a gRPC call it is a
+// gRPC status, as a filter's local reply is.
+func (c *Chain) GatewayReply(lr *proxywasm.LocalResponse) *Reply {
+	return &Reply{resp: lr, at: len(c.streams), route: true, local: true}
+}
+
 // Filter names the filter that sent l, or is "" for the route's own answer.
 func (c *Chain) Filter(l *Reply) string {
 	if l.route {
@@ -634,7 +642,7 @@ func (c *Chain) Render(l *Reply, hdr http.Header) (status int, body []byte) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if c.grpc != "" && !l.route {
+	if c.grpc != "" && (!l.route || l.local) {
 		// As Envoy answers a gRPC call locally: HTTP 200, trailers-only, the status in
 		// grpc-status (the filter's, or mapped from the HTTP status) and the body, else the
 		// details, as grpc-message. A grpc_status given for a request that is not gRPC is

@@ -33,7 +33,7 @@ func LocalReply(x *Exchange, status int, cause string) {
 			lr.Body = []byte(cause)
 		}
 		c.SetInfo(func(i *proxywasm.StreamInfo) { i.ResponseFlags = x.Flags.Envoy() })
-		WriteReply(x, x.Route, c, c.RouteReply(lr))
+		WriteReply(x, x.Route, c, c.GatewayReply(lr))
 		return
 	}
 	if x.grpc != "" {
