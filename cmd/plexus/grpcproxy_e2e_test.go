@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -212,8 +213,11 @@ func TestGRPCProxy(t *testing.T) {
 	pass := wasmbuild.WATPath(t, wasmbuild.WATFilter("", `
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))`))
-	g := startGatewayIn(t, dir, fmt.Sprintf(`
+	var out lockedBuffer // the access log
+	g := startGatewayOut(t, dir, fmt.Sprintf(`
 admin: {address: 127.0.0.1:0}
+telemetry:
+  access_log: [{path: stdout, format: json, fields: [route_name, path, response_code, grpc_status]}]
 listeners:
   - {name: web, address: 127.0.0.1:0, protocols: [http1, h2c], grpc: {health: true}}
   - {name: secure, address: 127.0.0.1:0, protocols: [h2], tls: {cert: %s, key: %s}}
@@ -247,7 +251,7 @@ routes:
     match: {grpc: {service: grpc.testing.ReconnectService}}
     filters: [pass]
     backend: dead
-`, cert.certFile, cert.keyFile, addr, otherAddr, deadAddr, pass))
+`, cert.certFile, cert.keyFile, addr, otherAddr, deadAddr, pass), &out)
 
 	conns := map[string]*grpc.ClientConn{
 		"h2c": dialGRPC(t, g.addr("web"), insecure.NewCredentials()),
@@ -543,6 +547,36 @@ routes:
 		case <-g.waitc:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("the gateway still runs %s after SIGTERM", time.Since(start))
+		}
+	})
+
+	t.Run("access log", func(t *testing.T) {
+		// Each call's status as its client got it: from the trailers, from a
+		// trailers-only answer, and the gateway's own.
+		seen := map[string]map[any]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("%v: %q", err, line)
+			}
+			p, _ := m["path"].(string)
+			if seen[p] == nil {
+				seen[p] = map[any]bool{}
+			}
+			seen[p][m["grpc_status"]] = true
+		}
+		for path, status := range map[string]float64{
+			"/grpc.testing.TestService/UnaryCall":                  0,
+			"/grpc.testing.TestService/FullDuplexCall":             0,
+			"/grpc.testing.UnimplementedService/UnimplementedCall": 14,
+			"/no.Such/Method": 12,
+		} {
+			if !seen[path][status] {
+				t.Errorf("%s: statuses %v, want %v among them", path, seen[path], status)
+			}
+		}
+		if !seen["/grpc.testing.TestService/UnaryCall"][5.0] { // NOT_FOUND, trailers-only
+			t.Errorf("UnaryCall: statuses %v, want 5 among them", seen["/grpc.testing.TestService/UnaryCall"])
 		}
 	})
 }

@@ -883,7 +883,7 @@ func (StatsTag) YAMLKind() string { return "stats tag" }
 type AccessLog struct {
 	Path          string        `yaml:"path" doc:"stdout, stderr, or a file (appended to)." default:"stdout"`
 	Format        string        `yaml:"format" doc:"json: an object per line; text: Envoy's default line, or key=value pairs when fields are given." enum:"json,text" default:"json"`
-	Fields        []string      `yaml:"fields" doc:"What each line holds, in order: start_time, duration, method, authority, path, protocol, scheme, response_code, response_flags, bytes_received, bytes_sent, upstream_service_time, upstream_host, upstream_cluster, route_name, listener, attempts, request_id, trace_id, span_id, downstream_remote_address, user_agent, referer, x_forwarded_for, filter, req.HEADER, resp.HEADER. Default: Istio's JSON fields."`
+	Fields        []string      `yaml:"fields" doc:"What each line holds, in order: start_time, duration, method, authority, path, protocol, scheme, response_code, response_flags, bytes_received, bytes_sent, upstream_service_time, upstream_host, upstream_cluster, route_name, listener, attempts, request_id, trace_id, span_id, downstream_remote_address, user_agent, referer, x_forwarded_for, filter, grpc_status (a gRPC call's status, as its client got it), req.HEADER, resp.HEADER. Default: Istio's JSON fields."`
 	Sample        *float64      `yaml:"sample" doc:"Fraction of requests logged: above 0, at most 1." default:"1"`
 	Status        []string      `yaml:"status" doc:"Log only these statuses: classes (4xx), codes (404) or ranges (500-599)."`
 	FlushInterval time.Duration `yaml:"flush_interval" doc:"Lines are written at least this often (and whenever 64 KiB are waiting)." default:"1s"`

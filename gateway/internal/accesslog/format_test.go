@@ -121,7 +121,7 @@ func TestJSONAllFields(t *testing.T) {
 		"upstream_cluster", "upstream_host", "upstream_service_time", "bytes_sent", "bytes_received",
 		"response_flags", "response_code", "scheme", "protocol", "path", "authority", "method",
 		"duration", "start_time", "downstream_remote_address", "user_agent", "referer",
-		"x_forwarded_for", "req.X-TENANT", "resp.content-type",
+		"x_forwarded_for", "grpc_status", "req.X-TENANT", "resp.content-type",
 	}
 	if len(fields) != int(numNamed)+2 {
 		t.Fatalf("the test names %d fields, the package knows %d", len(fields), numNamed+2)
@@ -141,7 +141,7 @@ func TestJSONAllFields(t *testing.T) {
 		"duration": 57.0, "start_time": "2024-05-01T10:30:45.123Z",
 		"downstream_remote_address": "203.0.113.9:51234", "user_agent": "curl/8.5.0",
 		"referer": "https://shop.example.com/cart", "x_forwarded_for": "198.51.100.1",
-		"req.X-TENANT": "acme", "resp.content-type": "application/json",
+		"grpc_status": nil, "req.X-TENANT": "acme", "resp.content-type": "application/json",
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got  %v\nwant %v", m, want)
@@ -273,6 +273,23 @@ func TestHeaderFields(t *testing.T) {
 	for k, v := range m {
 		if v != nil {
 			t.Errorf("%s = %v with nil headers", k, v)
+		}
+	}
+}
+
+func TestGRPCStatusField(t *testing.T) {
+	for _, tc := range []struct {
+		resp http.Header
+		want any
+	}{
+		{http.Header{"Grpc-Status": {"14"}}, 14.0},                           // trailers-only
+		{http.Header{"Trailer": {"Grpc-Status"}, "Grpc-Status": {"0"}}, 0.0}, // a declared trailer
+		{http.Header{http.TrailerPrefix + "Grpc-Status": {"5"}}, 5.0},        // announced late
+		{http.Header{"Content-Type": {"application/json"}}, nil},             // not gRPC
+	} {
+		_, m := decodeJSON(t, line(t, "json", []string{"grpc_status"}, &Record{Response: tc.resp}))
+		if m["grpc_status"] != tc.want {
+			t.Errorf("%v: %v, want %v", tc.resp, m["grpc_status"], tc.want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package accesslog
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -85,6 +86,7 @@ const (
 	fReferer
 	fXForwardedFor
 	fFilter
+	fGRPCStatus
 	fReqHeader  // req.NAME
 	fRespHeader // resp.NAME
 )
@@ -119,6 +121,7 @@ var fieldNames = [numNamed]string{
 	fReferer:                 "referer",
 	fXForwardedFor:           "x_forwarded_for",
 	fFilter:                  "filter",
+	fGRPCStatus:              "grpc_status",
 }
 
 type field struct {
@@ -209,6 +212,22 @@ func str(s string) value {
 
 func num(n int64) value { return value{k: kInt, n: n} }
 
+// grpcStatus is a gRPC call's status as its client got it (Envoy's GRPC_STATUS_NUMBER): in
+// the response header of a trailers-only answer, else in the trailers, which the response's
+// header map holds once they are sent (under their names, or net/http's prefix for
+// trailers announced late). None for a response that is not gRPC.
+func grpcStatus(h http.Header) value {
+	for _, k := range [...]string{"Grpc-Status", http.TrailerPrefix + "Grpc-Status"} {
+		if vs := h[k]; len(vs) > 0 {
+			if n, err := strconv.Atoi(vs[0]); err == nil {
+				return num(int64(n))
+			}
+			return str(vs[0])
+		}
+	}
+	return value{}
+}
+
 func header(h http.Header, key string) value {
 	vs := h[key] // key is canonical already; Get would canonicalize it per call
 	switch {
@@ -278,6 +297,8 @@ func (f *field) value(r *Record) value {
 		return header(r.Request, "X-Forwarded-For")
 	case fFilter:
 		return str(r.Filter)
+	case fGRPCStatus:
+		return grpcStatus(r.Response)
 	case fReqHeader:
 		return header(r.Request, f.header)
 	case fRespHeader:
