@@ -32,7 +32,7 @@ deps:
 	./scripts/deps.sh
 
 bench:
-	./bench/gateway.sh
+	./bench/compare.sh
 
 schema:
 	go generate ./gateway/config
