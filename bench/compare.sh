@@ -7,7 +7,8 @@
 #
 # HTTP/1.1 is loaded with wrk -t2 -c64, h2c, h2 and h3 with h2load -t2 -c64 -m1.
 # Rows, for HTTP/1.1, h2c and h2 (TLS; the direct baseline is then h2c, the backend has no
-# TLS) and, for plexus, h3:
+# TLS), and for plexus h3 beside its own h2, both loaded by bench/load (a Go client; h3's
+# ratio is to that h2):
 #   direct          the backend alone
 #   plexus          no filter
 #   plexus-3f       a chain of 3 small filters (Go on the upstream SDK, C, WAT)
@@ -39,6 +40,7 @@ PATH=$PATH:/usr/sbin
 mkdir -p bin bench/results
 go build -o bin/plexus ./cmd/plexus
 go build -o bin/bench-backend ./bench/backend
+go build -o bin/bench-load ./bench/load
 examples/build.sh examples/c/hello examples/wat/hello.wat examples/go/hello >/dev/null
 
 tmp=$(mktemp -d)
@@ -165,16 +167,10 @@ targets() {
 	h1) echo "direct http://$backend/ plexus http://127.0.0.1:18080/ plexus-3f http://127.0.0.1:18080/3f nginx http://127.0.0.1:18081/ haproxy http://127.0.0.1:18083/" ;;
 	h2c) echo "direct http://$backend/ plexus http://127.0.0.1:18080/ plexus-3f http://127.0.0.1:18080/3f nginx http://127.0.0.1:18082/ haproxy http://127.0.0.1:18084/" ;;
 	h2) echo "direct http://$backend/ plexus https://127.0.0.1:18443/ plexus-3f https://127.0.0.1:18443/3f nginx https://127.0.0.1:18444/ haproxy https://127.0.0.1:18445/" ;;
-	h3) echo "direct http://$backend/ plexus https://127.0.0.1:18443/ plexus-3f https://127.0.0.1:18443/3f" ;;
 	esac
 }
 
 protos="h1 h2c h2"
-if h2load --npn-list=h3 -n1 -c1 https://127.0.0.1:18443/ 2>&1 | grep -q "1 succeeded"; then
-	protos="$protos h3"
-else
-	echo "note: this h2load has no HTTP/3; h3 is left out" >&2
-fi
 
 # Warm up every target once.
 for p in $protos; do
@@ -202,6 +198,15 @@ for r in $(seq "$rounds"); do
 			echo "$p $1 $r $rps $(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}') $p50 $p99" >>"$rows"
 			shift 2
 		done
+	done
+	# h3 against h2, both with bench/load (Debian's h2load has no HTTP/3): the ratio is h3's
+	# to plexus's own h2 in the same round.
+	for t in "plexus /" "plexus-3f /3f"; do
+		set -- $t
+		read -r h2rps h2p50 h2p99 < <(bin/bench-load -proto h2 -c "$conns" -d "${secs}s" "https://127.0.0.1:18443$2")
+		echo "h3 $1-h2 $r $h2rps 1.000 $h2p50 $h2p99" >>"$rows"
+		read -r rps p50 p99 < <(bin/bench-load -proto h3 -c "$conns" -d "${secs}s" "https://127.0.0.1:18443$2")
+		echo "h3 $1 $r $rps $(awk -v a="$rps" -v b="$h2rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}') $p50 $p99" >>"$rows"
 	done
 	# p99 at a fixed 1,000 requests/s: 10 connections at 100 each.
 	for t in "direct http://$backend/" "plexus http://127.0.0.1:18080/" "plexus-3f http://127.0.0.1:18080/3f"; do
