@@ -33,6 +33,7 @@ deps:
 
 bench:
 	./bench/compare.sh
+	./bench/ratelimit.sh
 
 schema:
 	go generate ./gateway/config
