@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -26,7 +26,6 @@ import (
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/transcode"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
-	"github.com/plexus-mesh/plexus/runtime"
 )
 
 // grpcCatalog is what a snapshot knows of the gRPC services its routes serve: the
@@ -63,11 +62,7 @@ func (g *Gateway) compileTranscoders(s *snapshot) error {
 		for _, fd := range t.Files() {
 			cat.register(fd)
 		}
-		for _, p := range t.Sources() {
-			if b, err := os.ReadFile(p); err == nil {
-				cat.sources[p] = runtime.Digest(b)
-			}
-		}
+		maps.Copy(cat.sources, t.Sources())
 	}
 	s.grpc = cat
 	return nil

@@ -1,9 +1,11 @@
 package transcode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"github.com/bufbuild/protocompile"
 	"github.com/bufbuild/protocompile/linker"
 	"github.com/bufbuild/protocompile/reporter"
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	_ "google.golang.org/genproto/googleapis/api/httpbody" // registers google/api/httpbody.proto
 	"google.golang.org/protobuf/encoding/protojson"
@@ -67,7 +70,7 @@ func Compile(cfg *config.Transcode, resolve func(string) string) (*Transcoder, e
 		}
 	}
 
-	src := &sources{importPaths: importPaths, disk: map[string]string{}}
+	src := &sources{importPaths: importPaths, disk: map[string]string{}, sums: map[string]string{}}
 	var errs []string
 	comp := protocompile.Compiler{
 		Resolver:       src.resolver(),
@@ -178,11 +181,13 @@ func isFile(p string) bool {
 }
 
 // sources finds the files the compiler asks for, and remembers where each came from: to
-// name a file in errors by its place on disk, and for Sources.
+// name a file in errors by its place on disk, and for Sources, with the digest of the
+// bytes the compiler was given (so that a change made after the read is a change).
 type sources struct {
 	importPaths []string
 	mu          sync.Mutex        // the compiler resolves files from several goroutines
 	disk        map[string]string // compiler name → the path read
+	sums        map[string]string // the path read → "sha256:<hex>" of what was read
 	missing     []string          // names found nowhere, in the order asked
 }
 
@@ -222,7 +227,7 @@ func (e notFound) Is(target error) bool { return target == fs.ErrNotExist }
 func (s *sources) fromDisk(name string) (protocompile.SearchResult, error) {
 	var last error = fs.ErrNotExist
 	for _, ip := range s.importPaths {
-		sr := protocompile.SourceResolver{ImportPaths: []string{ip}}
+		sr := protocompile.SourceResolver{ImportPaths: []string{ip}, Accessor: s.open}
 		res, err := sr.FindFileByPath(name)
 		if err == nil {
 			s.mu.Lock()
@@ -238,18 +243,30 @@ func (s *sources) fromDisk(name string) (protocompile.SearchResult, error) {
 	return protocompile.SearchResult{}, last
 }
 
-// read is every file read from disk, as absolute paths, sorted.
-func (s *sources) read() []string {
+// open reads a file for the compiler whole, and remembers its digest.
+func (s *sources) open(path string) (io.ReadCloser, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sums[path] = digest.FromBytes(b).String()
+	s.mu.Unlock()
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// read is every file read from disk, by absolute path, with the digest of what was read.
+func (s *sources) read() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.disk))
+	out := make(map[string]string, len(s.disk))
 	for _, p := range s.disk {
+		sum := s.sums[p]
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
 		}
-		out = append(out, p)
+		out[p] = sum
 	}
-	sort.Strings(out)
 	return out
 }
 

@@ -48,7 +48,7 @@ import (
 // requests at once.
 type Transcoder struct {
 	files    []protoreflect.FileDescriptor
-	sources  []string
+	sources  map[string]string
 	services []string
 	bindings map[string][]*binding // by HTTP method, in declaration order
 	types    *types
@@ -90,9 +90,10 @@ const (
 // gRPC server reflection).
 func (t *Transcoder) Files() []protoreflect.FileDescriptor { return t.files }
 
-// Sources is every .proto read from disk, as absolute paths: a change to one of them
-// is a change to the config.
-func (t *Transcoder) Sources() []string { return t.sources }
+// Sources is every .proto read from disk, by absolute path, with the digest
+// ("sha256:<hex>") of the bytes compiled: a file whose content differs is a change to the
+// config.
+func (t *Transcoder) Sources() map[string]string { return t.sources }
 
 // Services is the full names of the services transcoded.
 func (t *Transcoder) Services() []string { return t.services }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -68,8 +70,14 @@ func TestCompile(t *testing.T) {
 	}
 	dir := testdataDir(t)
 	wantSources := []string{filepath.Join(dir, "bookstore/v1/library.proto"), filepath.Join(dir, "bookstore/v1/shelf.proto")}
-	if got := tr.Sources(); !slices.Equal(got, wantSources) {
+	if got := slices.Sorted(maps.Keys(tr.Sources())); !slices.Equal(got, wantSources) {
 		t.Errorf("Sources() = %v, want %v", got, wantSources)
+	}
+	for path, sum := range tr.Sources() {
+		// The digest is of the bytes compiled: what the config watcher compares with.
+		if b, err := os.ReadFile(path); err != nil || sum != digest.FromBytes(b).String() {
+			t.Errorf("Sources()[%s] = %s (%v)", path, sum, err)
+		}
 	}
 	var paths []string
 	pos := map[string]int{}
