@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/transcode"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
@@ -132,7 +133,7 @@ const (
 // are read from the snapshot in force, so a reload turns them on and off.
 func (g *Gateway) grpcLocal(name string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.URL.Path, "/grpc.") && route.IsGRPC(r.Header) && !route.IsGRPCWeb(r.Header) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.URL.Path, "/grpc.") && grpcwire.IsGRPC(r.Header) && !grpcwire.IsWeb(r.Header) {
 			if lc := g.snap.Load().listener(name); lc != nil && lc.GRPC != nil {
 				p := r.URL.Path
 				if lc.GRPC.Health && strings.HasPrefix(p, healthPrefix) ||

@@ -29,7 +29,7 @@ type Call struct {
 	reply string // the response's content type
 }
 
-// New is the translation of a gRPC-Web request with header h (route.IsGRPCWeb holds).
+// New is the translation of a gRPC-Web request with header h (grpcwire.IsWeb holds).
 func New(h http.Header) *Call {
 	ct := h.Get("Content-Type")
 	c := &Call{}
@@ -76,7 +76,7 @@ func (c *Call) Request(out *http.Request, body io.ReadCloser) (io.ReadCloser, er
 // frame of the body. A trailers-only response keeps its status in the header, as the
 // protocol allows. A response that is not gRPC goes back as it is.
 func (c *Call) Response(resp *http.Response) (*http.Response, error) {
-	if !route.IsGRPC(resp.Header) {
+	if !grpcwire.IsGRPC(resp.Header) {
 		return resp, nil
 	}
 	out := *resp

@@ -13,20 +13,39 @@ import (
 
 // Status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
 const (
-	OK                 = 0
-	Cancelled          = 1
-	Unknown            = 2
-	InvalidArgument    = 3
-	DeadlineExceeded   = 4
-	NotFound           = 5
-	PermissionDenied   = 7
-	ResourceExhausted  = 8
-	FailedPrecondition = 9
-	Unimplemented      = 12
-	Internal           = 13
-	Unavailable        = 14
-	Unauthenticated    = 16
+	OK = iota
+	Cancelled
+	Unknown
+	InvalidArgument
+	DeadlineExceeded
+	NotFound
+	AlreadyExists
+	PermissionDenied
+	ResourceExhausted
+	FailedPrecondition
+	Aborted
+	OutOfRange
+	Unimplemented
+	Internal
+	Unavailable
+	DataLoss
+	Unauthenticated
 )
+
+var names = [...]string{
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+}
+
+// Name is a status code's name (UNAVAILABLE), or "code N" for one gRPC does not define.
+func Name(code int) string {
+	if code >= 0 && code < len(names) {
+		return names[code]
+	}
+	return "code " + strconv.Itoa(code)
+}
 
 // FromHTTP maps an HTTP status to a gRPC status code as gRPC's own mapping does
 // (doc/http-grpc-status-mapping.md), for answers the gateway makes to gRPC calls.
@@ -71,6 +90,19 @@ func EncodeMessage(s string) string {
 		b.WriteByte(hex[c&15])
 	}
 	return b.String()
+}
+
+// IsGRPC reports whether a request or response header is gRPC's (application/grpc,
+// application/grpc+proto, ...), gRPC-Web's included.
+func IsGRPC(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
+}
+
+// IsWeb reports whether a request header is gRPC-Web's.
+func IsWeb(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc-web")
 }
 
 // Status is the status of a call from a header (a trailers-only response) or trailers:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 )
 
@@ -100,19 +101,6 @@ type TranslationError struct {
 }
 
 func (e *TranslationError) Error() string { return e.Msg }
-
-// IsGRPC reports whether a request or response header is gRPC's (application/grpc,
-// application/grpc+proto, ...), gRPC-Web's included.
-func IsGRPC(h http.Header) bool {
-	ct := h["Content-Type"]
-	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
-}
-
-// IsGRPCWeb reports whether a request header is gRPC-Web's.
-func IsGRPCWeb(h http.Header) bool {
-	ct := h["Content-Type"]
-	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc-web")
-}
 
 type headerMatcher struct {
 	name    string // canonical
@@ -360,7 +348,7 @@ func (r *Route) Matches(req *http.Request, host, path string) bool {
 
 // matchesGRPC reports whether req is a gRPC call to the route's service (and method).
 func (r *Route) matchesGRPC(req *http.Request, path string) bool {
-	if !IsGRPC(req.Header) {
+	if !grpcwire.IsGRPC(req.Header) {
 		return false
 	}
 	if strings.HasSuffix(r.grpc, "/") { // any method: /service/NAME, NAME with no slash

@@ -200,7 +200,7 @@ func isChainFailure(err error) bool {
 // the route's transcoder; nil for a request that goes as it came. ok false: the request
 // was answered (a transcoding route that rejects what no method is bound to).
 func (rt *Router) translation(x *stream.Exchange, r *http.Request, rte *route.Route) (tr route.Translation, ok bool) {
-	if t := rte.Transcode; t != nil && !route.IsGRPC(r.Header) {
+	if t := rte.Transcode; t != nil && !grpcwire.IsGRPC(r.Header) {
 		if tr, found := t.Translate(r); found {
 			return tr, true
 		}
@@ -209,7 +209,7 @@ func (rt *Router) translation(x *stream.Exchange, r *http.Request, rte *route.Ro
 			return nil, false
 		}
 	}
-	if rte.GRPCWeb && route.IsGRPCWeb(r.Header) {
+	if rte.GRPCWeb && grpcwire.IsWeb(r.Header) {
 		return grpcweb.New(r.Header), true
 	}
 	return nil, true
@@ -399,7 +399,7 @@ func classifyRetry(be *upstream.Cluster, on route.RetryOn, ep *upstream.Endpoint
 		ep.Succeeded()
 		code := resp.StatusCode
 		be.Observe(ep, code, false)
-		if on.GRPC != 0 && route.IsGRPC(resp.Header) {
+		if on.GRPC != 0 && grpcwire.IsGRPC(resp.Header) {
 			// A trailers-only answer (its status in the header) left nothing of the
 			// response out: a gRPC call is retried on the statuses named, whatever its
 			// method, as Envoy does.

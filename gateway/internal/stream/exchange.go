@@ -18,6 +18,7 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/internal/accesslog"
 	"github.com/plexus-mesh/plexus/gateway/internal/filterchain"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/telemetry"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
@@ -159,7 +160,7 @@ var (
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request, snap *Snapshot) *Exchange {
 	x := exchangePool.Get().(*Exchange)
 	*x = Exchange{w: w, h: h, snap: snap, r: r, client: r.Context(), start: time.Now(), upstreamTime: -1}
-	if route.IsGRPC(r.Header) {
+	if grpcwire.IsGRPC(r.Header) {
 		x.grpc = r.Header["Content-Type"][0]
 	}
 	if tr := snap.Tracing; tr.Enabled() {

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 )
 
 // maxResponseMessage bounds one message of the backend's, as gRPC's default receive
@@ -40,7 +42,7 @@ func malformed(format string, args ...any) error {
 // and its trailers do not. An error is a malformed response (ErrMalformed) or the body
 // failing to read: the caller answers 502.
 func (c *Call) Response(resp *http.Response) (*http.Response, error) {
-	if !isGRPC(resp.Header) {
+	if !grpcwire.IsGRPC(resp.Header) {
 		return resp, nil
 	}
 	if c.serverStreaming() {
@@ -74,11 +76,6 @@ func (c *Call) Response(resp *http.Response) (*http.Response, error) {
 		return nil, err
 	}
 	return reply(resp, http.StatusOK, ct, io.NopCloser(bytes.NewReader(body)), int64(len(body))), nil
-}
-
-func isGRPC(h http.Header) bool {
-	ct := h["Content-Type"]
-	return len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc")
 }
 
 // reply is resp made the client's: status, content type, body, and the backend's
@@ -353,5 +350,5 @@ type StreamError struct {
 }
 
 func (e *StreamError) Error() string {
-	return fmt.Sprintf("transcode: the gRPC stream ended with %s: %s", codeName(e.Code), e.Message)
+	return fmt.Sprintf("transcode: the gRPC stream ended with %s: %s", grpcwire.Name(e.Code), e.Message)
 }

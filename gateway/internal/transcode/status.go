@@ -11,68 +11,35 @@ import (
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 )
-
-// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
-const (
-	codeOK = iota
-	codeCancelled
-	codeUnknown
-	codeInvalidArgument
-	codeDeadlineExceeded
-	codeNotFound
-	codeAlreadyExists
-	codePermissionDenied
-	codeResourceExhausted
-	codeFailedPrecondition
-	codeAborted
-	codeOutOfRange
-	codeUnimplemented
-	codeInternal
-	codeUnavailable
-	codeDataLoss
-	codeUnauthenticated
-)
-
-var codeNames = [...]string{
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-	"UNAUTHENTICATED",
-}
-
-func codeName(code int) string {
-	if code >= 0 && code < len(codeNames) {
-		return codeNames[code]
-	}
-	return "code " + strconv.Itoa(code)
-}
 
 // httpStatus is the HTTP status for a gRPC code, as grpc-gateway maps them
 // (runtime.HTTPStatusFromCode), so that clients moving from it see the same statuses.
 func httpStatus(code int) int {
 	switch code {
-	case codeOK:
+	case grpcwire.OK:
 		return http.StatusOK
-	case codeCancelled:
+	case grpcwire.Cancelled:
 		return 499 // nginx's "client closed request"
-	case codeInvalidArgument, codeFailedPrecondition, codeOutOfRange:
+	case grpcwire.InvalidArgument, grpcwire.FailedPrecondition, grpcwire.OutOfRange:
 		return http.StatusBadRequest
-	case codeDeadlineExceeded:
+	case grpcwire.DeadlineExceeded:
 		return http.StatusGatewayTimeout
-	case codeNotFound:
+	case grpcwire.NotFound:
 		return http.StatusNotFound
-	case codeAlreadyExists, codeAborted:
+	case grpcwire.AlreadyExists, grpcwire.Aborted:
 		return http.StatusConflict
-	case codePermissionDenied:
+	case grpcwire.PermissionDenied:
 		return http.StatusForbidden
-	case codeResourceExhausted:
+	case grpcwire.ResourceExhausted:
 		return http.StatusTooManyRequests
-	case codeUnimplemented:
+	case grpcwire.Unimplemented:
 		return http.StatusNotImplemented
-	case codeUnavailable:
+	case grpcwire.Unavailable:
 		return http.StatusServiceUnavailable
-	case codeUnauthenticated:
+	case grpcwire.Unauthenticated:
 		return http.StatusUnauthorized
 	}
 	return http.StatusInternalServerError // UNKNOWN, INTERNAL, DATA_LOSS, and codes gRPC does not define
@@ -94,11 +61,11 @@ func readStatus(resp *http.Response) callStatus {
 	}
 	s := h.Get("Grpc-Status")
 	if s == "" {
-		return callStatus{code: codeUnknown, message: "no grpc-status from the backend"}
+		return callStatus{code: grpcwire.Unknown, message: "no grpc-status from the backend"}
 	}
 	code, err := strconv.Atoi(s)
 	if err != nil || code < 0 {
-		return callStatus{code: codeUnknown, message: "a grpc-status that is not a code from the backend: " + strconv.Quote(s)}
+		return callStatus{code: grpcwire.Unknown, message: "a grpc-status that is not a code from the backend: " + strconv.Quote(s)}
 	}
 	st := callStatus{code: code, message: percentDecode(h.Get("Grpc-Message"))}
 	if d := h.Get("Grpc-Status-Details-Bin"); d != "" {

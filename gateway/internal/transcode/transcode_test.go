@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/plexus-mesh/plexus/gateway/config"
+	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
 )
 
 // resolveIn resolves config paths against dir, as the gateway does against the config's.
@@ -882,7 +883,7 @@ func TestResponseErrors(t *testing.T) {
 	codes := map[int]int{0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
 	for code, status := range codes {
 		if got := httpStatus(code); got != status {
-			t.Errorf("httpStatus(%s) = %d, want %d", codeName(code), got, status)
+			t.Errorf("httpStatus(%s) = %d, want %d", grpcwire.Name(code), got, status)
 		}
 	}
 }
