@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -24,7 +22,6 @@ import (
 
 	"github.com/plexus-mesh/plexus/gateway/config"
 	"github.com/plexus-mesh/plexus/gateway/internal/grpcwire"
-	"github.com/plexus-mesh/plexus/gateway/internal/route"
 	"github.com/plexus-mesh/plexus/gateway/internal/transcode"
 	"github.com/plexus-mesh/plexus/gateway/internal/upstream"
 )
@@ -56,7 +53,7 @@ func (g *Gateway) compileTranscoders(s *snapshot) error {
 		if err != nil {
 			return fmt.Errorf("%s: route %q: grpc.transcode: %w", cfg.Where(fmt.Sprintf("routes[%d].grpc.transcode", i)), rc.Name, err)
 		}
-		rt.Transcode = transcoder{t}
+		rt.Transcode = t
 		for _, svc := range t.Services() {
 			cat.add(svc, rt.Backends)
 		}
@@ -91,34 +88,6 @@ func (c *grpcCatalog) register(fd protoreflect.FileDescriptor) {
 		c.register(imports.Get(i).FileDescriptor)
 	}
 	c.files.RegisterFile(fd) // a name clash between two routes' files: the first stays
-}
-
-// transcoder is a compiled grpc.transcode as the route stage carries it.
-type transcoder struct{ t *transcode.Transcoder }
-
-func (t transcoder) Translate(r *http.Request) (route.Translation, bool) {
-	c := t.t.Match(r)
-	if c == nil {
-		return nil, false
-	}
-	return transcodeCall{c}, true
-}
-
-func (t transcoder) RejectUnknown() bool { return t.t.RejectUnknown() }
-
-type transcodeCall struct{ c *transcode.Call }
-
-func (c transcodeCall) Request(out *http.Request, body io.ReadCloser) (io.ReadCloser, error) {
-	rc, err := c.c.Request(out, body)
-	var te *transcode.Error
-	if errors.As(err, &te) {
-		return nil, &route.TranslationError{Status: te.Status, Msg: te.Msg}
-	}
-	return rc, err
-}
-
-func (c transcodeCall) Response(resp *http.Response) (*http.Response, error) {
-	return c.c.Response(resp)
 }
 
 // Paths of the gRPC services a listener answers itself (listeners[].grpc).

@@ -41,6 +41,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/plexus-mesh/plexus/gateway/internal/route"
 )
 
 // Transcoder is one compiled grpc.transcode: the bindings of its services' methods. It
@@ -128,6 +130,17 @@ func (t *Transcoder) Match(r *http.Request) *Call {
 	return &Call{t: t, b: best, vars: bestVals, query: r.URL.RawQuery}
 }
 
+// Translate is Match as the route stage takes it (route.Transcoder): the router runs the
+// call between the filter chain and its attempts.
+func (t *Transcoder) Translate(r *http.Request) (route.Translation, bool) {
+	if c := t.Match(r); c != nil {
+		return c, true
+	}
+	return nil, false
+}
+
+var _ route.Transcoder = (*Transcoder)(nil)
+
 // Call is one REST request matched to a gRPC method: it turns the request into the call
 // (Request) and the call's response into the client's (Response). It is used by one
 // request; it holds nothing the Transcoder shares.
@@ -146,14 +159,9 @@ func (c *Call) clientStreaming() bool { return c.b.method.desc.IsStreamingClient
 func (c *Call) serverStreaming() bool { return c.b.method.desc.IsStreamingServer() }
 
 // Error is a request that cannot be turned into the gRPC call: the client's fault,
-// answered with Status (400, 413) and Msg. Its fields are route.TranslationError's, so
-// the one converts to the other.
-type Error struct {
-	Status int
-	Msg    string
-}
-
-func (e *Error) Error() string { return "transcode: " + e.Msg }
+// answered with Status (400, 413) and Msg. It is the route stage's translation error, so
+// that the router answers it as it answers any translation's.
+type Error = route.TranslationError
 
 func badRequest(format string, args ...any) *Error {
 	return &Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
