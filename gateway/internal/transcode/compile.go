@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -299,21 +300,25 @@ func (s *sources) at(d protoreflect.Descriptor, msg string) string {
 // compileError is the compiler's failure as FILE:LINE:COL lines. The reporter has the
 // errors in the files' contents; an import that is nowhere is not reported through it
 // (protocompile returns it as the compile's error, or, when the reporter saw errors too,
-// not at all), so it gets its position from the importing file's text.
+// not at all; and a file whose other import failed may never have its imports looked up:
+// which happens depends on the order its goroutines ran in), so every one also gets a
+// line placed from the importing file's text, unless it has one already.
 func (s *sources) compileError(err error, reported []string) error {
 	lines := slices.Clone(reported)
 	var ewp reporter.ErrorWithPos
 	switch {
 	case errors.As(err, &ewp):
-		lines = append(lines, s.position(ewp))
+		if l := s.position(ewp); !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
 	case !errors.Is(err, reporter.ErrInvalidSource):
 		lines = append(lines, err.Error())
-	default:
-		s.mu.Lock()
-		missing := slices.Clone(s.missing)
-		s.mu.Unlock()
-		for _, name := range missing {
-			lines = append(lines, s.importedAt(name)...)
+	}
+	for _, name := range s.unresolved() {
+		for _, l := range s.importedAt(name) {
+			if !slices.Contains(lines, l) {
+				lines = append(lines, l)
+			}
 		}
 	}
 	if len(lines) == 0 {
@@ -322,23 +327,60 @@ func (s *sources) compileError(err error, reported []string) error {
 	return joinLines(lines)
 }
 
+// importRe finds a .proto's imports; the name is its first group.
+var importRe = regexp.MustCompile(`\bimport\s+(?:public\s+|weak\s+)?"([^"]+)"`)
+
+// unresolved is every import that is nowhere: those the compiler looked for in vain, then
+// those of the files read that it never looked for, in the files' order. Each is one
+// that no import path, standard import or built-in file has.
+func (s *sources) unresolved() []string {
+	s.mu.Lock()
+	names := slices.Clone(s.missing)
+	paths := slices.Sorted(maps.Values(s.disk))
+	s.mu.Unlock()
+	std := protocompile.WithStandardImports(protocompile.ResolverFunc(func(string) (protocompile.SearchResult, error) {
+		return protocompile.SearchResult{}, fs.ErrNotExist
+	}))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, m := range importRe.FindAllSubmatch(b, -1) {
+			name := string(m[1])
+			if slices.Contains(names, name) || builtinGoogleAPIs[name] {
+				continue
+			}
+			if _, err := std.FindFileByPath(name); err == nil {
+				continue
+			}
+			if !slices.ContainsFunc(s.importPaths, func(ip string) bool {
+				_, err := os.Stat(filepath.Join(ip, name))
+				return err == nil
+			}) {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}
+
 // importedAt is a "not found" line for each import of name in the files read.
 func (s *sources) importedAt(name string) []string {
-	re := regexp.MustCompile(`\bimport\s+(?:public\s+|weak\s+)?("` + regexp.QuoteMeta(name) + `")`)
 	s.mu.Lock()
-	paths := make([]string, 0, len(s.disk))
-	for _, p := range s.disk {
-		paths = append(paths, p)
-	}
+	paths := slices.Sorted(maps.Values(s.disk))
 	s.mu.Unlock()
-	sort.Strings(paths)
 	var out []string
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue
 		}
-		for _, m := range re.FindAllSubmatchIndex(b, -1) {
+		for _, m := range importRe.FindAllSubmatchIndex(b, -1) {
+			if string(b[m[2]:m[3]]) != name {
+				continue
+			}
+			m[2]-- // the column is the opening quote's
 			line := 1 + strings.Count(string(b[:m[2]]), "\n")
 			col := m[2] - strings.LastIndexByte(string(b[:m[2]]), '\n')
 			out = append(out, fmt.Sprintf("%s:%d:%d: %q is in none of the import paths (%s)", p, line, col, name, strings.Join(s.importPaths, ", ")))

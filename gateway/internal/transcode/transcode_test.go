@@ -230,6 +230,9 @@ func TestCompileErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 			lines := strings.Split(strings.ReplaceAll(err.Error(), dir, "$DIR"), "\n")
+			if sorted := slices.Sorted(slices.Values(lines)); len(slices.Compact(sorted)) != len(lines) {
+				t.Errorf("error:\n%s\nsays something twice", strings.Join(lines, "\n"))
+			}
 			for _, w := range tt.want {
 				re := regexp.MustCompile(w)
 				if !slices.ContainsFunc(lines, re.MatchString) {
