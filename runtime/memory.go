@@ -38,7 +38,7 @@ func (l *MemoryLimiter) Refused() bool { return l.refused.Load() }
 // Allocate implements experimental.MemoryAllocator.
 func (l *MemoryLimiter) Allocate(capacity, max uint64) experimental.LinearMemory {
 	if r := min(l.limit, max); r > 0 {
-		if b, err := mapMemory(r); err == nil {
+		if b, err := mapMemory(r, capacity); err == nil {
 			l.mem = &mappedMemory{l: l, mem: b}
 			return l.mem
 		}

@@ -4,6 +4,6 @@ package runtime
 
 import "errors"
 
-func mapMemory(uint64) ([]byte, error) { return nil, errors.New("runtime: no mmap here") }
+func mapMemory(uint64, uint64) ([]byte, error) { return nil, errors.New("runtime: no mmap here") }
 
 func unmapMemory([]byte) {}
