@@ -90,8 +90,12 @@ func (c *Cache) NewRuntime(ctx context.Context, memoryLimitPages uint32, interru
 // the same directory at the same moment could make a hit from the directory look like a
 // compile, never the reverse.
 func (c *Cache) Compile(ctx context.Context, wrt wazero.Runtime, interruptible bool, wasm []byte) (compiled wazero.CompiledModule, hit bool, took time.Duration, err error) {
+	return c.CompileSum(ctx, wrt, interruptible, wasm, sha256.Sum256(wasm))
+}
+
+// CompileSum is Compile of wasm whose sha256 the caller has already: sum.
+func (c *Cache) CompileSum(ctx context.Context, wrt wazero.Runtime, interruptible bool, wasm []byte, sum [32]byte) (compiled wazero.CompiledModule, hit bool, took time.Duration, err error) {
 	var key [33]byte
-	sum := sha256.Sum256(wasm)
 	copy(key[:], sum[:])
 	if interruptible {
 		key[32] = 1
@@ -161,7 +165,7 @@ func (c *Cache) files() map[string]fileStamp {
 func (c *Cache) Close(ctx context.Context) error { return c.cc.Close(ctx) }
 
 // Digest is the content digest of a module, "sha256:<hex>", as OCI registries name it.
-func Digest(wasm []byte) string {
-	sum := sha256.Sum256(wasm)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func Digest(wasm []byte) string { return DigestOf(sha256.Sum256(wasm)) }
+
+// DigestOf is Digest of a module whose sha256 is sum.
+func DigestOf(sum [32]byte) string { return "sha256:" + hex.EncodeToString(sum[:]) }

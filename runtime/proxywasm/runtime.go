@@ -2,6 +2,7 @@ package proxywasm
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -259,7 +260,8 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	}
 	r.runtimes++ // for p.wrt, below: every return after this closes it
 	r.mu.Unlock()
-	digest := rt.Digest(wasm)
+	sum := sha256.Sum256(wasm)
+	digest := rt.DigestOf(sum)
 	if cfg.Name == "" {
 		cfg.Name = digest[:19]
 	}
@@ -318,12 +320,15 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	var took, d time.Duration
 	if cfg.CallbackTimeout > 0 {
 		start := time.Now()
+		// The rewrite is kept in the cache's directory: a Go-built filter's takes longer
+		// than the rest of a cached load.
 		var out []byte
-		out, ierr = interrupt.Instrument(wasm)
+		var outSum [32]byte
+		out, outSum, ierr = r.cache.Rewrite("interrupt-"+interrupt.Version, wasm, sum, interrupt.Instrument)
 		took = time.Since(start)
 		if ierr == nil {
 			p.wrt = r.cache.NewRuntime(ctx, 0, false)
-			compiled, hit, d, ierr = r.cache.Compile(ctx, p.wrt, false, out)
+			compiled, hit, d, ierr = r.cache.CompileSum(ctx, p.wrt, false, out, outSum)
 			took += d
 			if ierr != nil {
 				p.wrt.Close(ctx)

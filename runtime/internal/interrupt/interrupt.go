@@ -54,6 +54,10 @@ const (
 	GlobalExport = "plexus.global."
 	// Period is how many checks run between two exits to Go.
 	Period = 4096
+	// Version names what Instrument writes: hosts keep its output by this name and the
+	// input's digest (runtime.Cache.Rewrite). Change it with any change to the output;
+	// TestVersion holds the digest of one output to make sure.
+	Version = "1"
 )
 
 // ErrUnsupported wraps the errors of modules this package cannot instrument (rather than

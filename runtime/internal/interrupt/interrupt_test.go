@@ -3,8 +3,11 @@ package interrupt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -359,5 +362,32 @@ func TestAppendS32(t *testing.T) {
 		if got := appendS32(nil, c.v); !bytes.Equal(got, c.want) {
 			t.Errorf("appendS32(%d) = % x, want % x", c.v, got, c.want)
 		}
+	}
+}
+
+// TestVersion: what Instrument writes for the conformance suite's committed modules is the
+// output Version names. Hosts keep rewritten modules by Version (runtime.Cache.Rewrite), so
+// a change to the output with the same Version would have them run the old rewrite. When
+// this fails after a change to Instrument, change Version and the digest below together.
+func TestVersion(t *testing.T) {
+	const want = "1 sha256:181d58d353afc5a570088cb8366b0d9f6dea37e37ceda529f56321c5ae1ed627"
+	mods, err := filepath.Glob("../../../conformance/filters/wat/*.wasm")
+	if err != nil || len(mods) == 0 {
+		t.Fatalf("no modules to rewrite: %v", err)
+	}
+	h := sha256.New()
+	for _, m := range mods {
+		src, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Instrument(src)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		h.Write(out)
+	}
+	if got := Version + " sha256:" + hex.EncodeToString(h.Sum(nil)); got != want {
+		t.Errorf("Instrument's output for %d modules is %s; Version %s was recorded as %s", len(mods), got, Version, want)
 	}
 }
