@@ -208,8 +208,10 @@ for r in $(seq "$rounds"); do
 		read -r rps p50 p99 < <(bin/bench-load -proto h3 -c "$conns" -d "${secs}s" "https://127.0.0.1:18443$2")
 		echo "h3 $1 $r $rps $(awk -v a="$rps" -v b="$h2rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}') $p50 $p99" >>"$rows"
 	done
-	# p99 at a fixed 1,000 requests/s: 10 connections at 100 each.
-	for t in "direct http://$backend/" "plexus http://127.0.0.1:18080/" "plexus-3f http://127.0.0.1:18080/3f"; do
+	# p99 at a fixed 1,000 requests/s: 10 connections at 100 each; nginx and haproxy show
+	# what one proxy's hop adds on this machine.
+	for t in "direct http://$backend/" "plexus http://127.0.0.1:18080/" "plexus-3f http://127.0.0.1:18080/3f" \
+		"nginx http://127.0.0.1:18081/" "haproxy http://127.0.0.1:18083/"; do
 		set -- $t
 		read -r rps p50 p99 < <(load h1 "$2" -c10 --rps=100)
 		echo "rate1k $1 $r $rps - $p50 $p99" >>"$rows"
@@ -238,5 +240,23 @@ done
 			r = (pt[1] == "rate1k") ? "-" : sprintf("%.3f", median(ratio[k]))
 			printf "%-7s %-10s %10.0f %9s %9.3f %9.3f %11s\n", pt[1], pt[2], median(rps[k]), r, median(p50[k]), median(p99[k]), added
 		}
-	}' "$rows"
+	}' "$rows" >"$tmp/table"
+	cat "$tmp/table"
+	# Issue 18's targets, from the table above (the rate limit's is bench/ratelimit.sh's).
+	echo
+	awk '
+	{ rps[$1 " " $2] = $3; ratio[$1 " " $2] = $4; added[$1 " " $2] = $7 }
+	function row(what, got, want, ok) { printf "%-58s %-24s %s\n", what, got, (ok ? "met" : "not met (want " want ")") }
+	END {
+		print "target                                                     measured                 "
+		row("HTTP/1.1, no filter: ratio at or above nginx'"'"'s", sprintf("%.3f (nginx %.3f)", ratio["h1 plexus"], ratio["h1 nginx"]), ">= " ratio["h1 nginx"], ratio["h1 plexus"] >= ratio["h1 nginx"])
+		split("h1 h2c h2", ps, " ")
+		for (i = 1; i <= 3; i++) {
+			p = ps[i]; f = rps["" p " plexus"] > 0 ? rps[p " plexus-3f"] / rps[p " plexus"] : 0
+			row(p ": 3 filters, of no filter", sprintf("%.3f", f), ">= 0.8", f >= 0.8)
+		}
+		row("p99 added at 1,000 req/s, 3 filters", sprintf("%.3f ms (nginx %.3f)", added["rate1k plexus-3f"], added["rate1k nginx"]), "<= 1 ms", added["rate1k plexus-3f"] <= 1)
+		row("h3 of h2, no filter", sprintf("%.3f", ratio["h3 plexus"]), ">= 0.7", ratio["h3 plexus"] >= 0.7)
+		row("h3 of h2, 3 filters", sprintf("%.3f", ratio["h3 plexus-3f"]), ">= 0.7", ratio["h3 plexus-3f"] >= 0.7)
+	}' "$tmp/table"
 } | tee "$report"
