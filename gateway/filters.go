@@ -70,6 +70,7 @@ func (g *Gateway) loadFilter(ctx context.Context, cfg *config.Config, i int, pre
 		VMConfig:         vmConf,
 		Plugin:           pluginConf,
 		FailOpen:         fc.Failure == "open",
+		Sum:              sum,
 		MaxInstances:     fc.Limits.Instances,
 		MemoryLimitPages: uint32(fc.Limits.Memory / (64 << 10)),
 		CallbackTimeout:  fc.Limits.CallbackTimeout,

@@ -213,6 +213,9 @@ type Config struct {
 	VMConfig []byte // handed to proxy_on_vm_start
 	Plugin   []byte // handed to proxy_on_configure
 	FailOpen bool   // a failing filter is skipped (true) or the request gets 503 (false)
+	// Sum, when not zero, is the sha256 of the module, which the caller has already (the
+	// gateway keys filters by it): Load then does not hash the module again.
+	Sum [32]byte
 
 	MaxInstances     int           // instances in the pool at most, created as requests need them; default DefaultMaxInstances
 	MaxWaiting       int           // streams that may wait for an instance when all are busy; one more fails at once (see NewStream); default DefaultMaxWaiting; negative: none may wait

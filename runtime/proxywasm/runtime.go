@@ -260,7 +260,10 @@ func (r *Runtime) Load(ctx context.Context, wasm []byte, cfg Config, host Host) 
 	}
 	r.runtimes++ // for p.wrt, below: every return after this closes it
 	r.mu.Unlock()
-	sum := sha256.Sum256(wasm)
+	sum := cfg.Sum
+	if sum == ([32]byte{}) {
+		sum = sha256.Sum256(wasm)
+	}
 	digest := rt.DigestOf(sum)
 	if cfg.Name == "" {
 		cfg.Name = digest[:19]
