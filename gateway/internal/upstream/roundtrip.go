@@ -141,7 +141,10 @@ func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
 		c.limited = true
 		c.budget = c.p.maxHeader + int64(c.br.Size())
 		before := c.nread - int64(c.br.Buffered())
-		resp, err := http.ReadResponse(c.br, req)
+		resp, handled, err := readHead(c.br, req) // the common kind of response (head.go)
+		if !handled {
+			resp, err = http.ReadResponse(c.br, req)
+		}
 		c.limited = false
 		if err != nil {
 			if c.budget <= 0 {
