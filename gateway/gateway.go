@@ -693,9 +693,12 @@ type listener struct {
 	cfg  config.Listener
 	addr net.Addr
 	srv  *http.Server
-	h3   *http3.Server
-	udp  net.PacketConn
-	tcp  *tcpListener // an L4 listener's instead (tcp.go)
+	// conns serves the TCP connections when HTTP/1.1 is one of the protocols (conns.go):
+	// HTTP/1.1 on the gateway's own server, HTTP/2 through srv's. nil: srv serves them.
+	conns *connServer
+	h3    *http3.Server
+	udp   net.PacketConn
+	tcp   *tcpListener // an L4 listener's instead (tcp.go)
 }
 
 // listenerTLS is the TLS config of listener name: its certificate is the snapshot's in
@@ -819,9 +822,14 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 		}
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
-	if tlsConf != nil {
+	switch {
+	case want[config.ProtoHTTP1]:
+		// HTTP/1.1 on the gateway's own server, HTTP/2 on the same port as before (conns.go).
+		l.conns = newConnServer(l.srv, tlsConf, g.log)
+		go g.serve(lc.Name, func() error { return l.conns.Serve(tcp) })
+	case tlsConf != nil:
 		go g.serve(lc.Name, func() error { return l.srv.ServeTLS(tcp, "", "") })
-	} else {
+	default:
 		go g.serve(lc.Name, func() error { return l.srv.Serve(tcp) })
 	}
 	if l.h3 != nil {
@@ -845,8 +853,10 @@ func (l *listener) shutdown(ctx context.Context) error {
 			l.udp.Close()
 		}()
 	}
-	err := l.srv.Shutdown(ctx)
-	if err != nil {
+	var err error
+	if l.conns != nil {
+		err = l.conns.Shutdown(ctx)
+	} else if err = l.srv.Shutdown(ctx); err != nil {
 		l.srv.Close()
 	}
 	wg.Wait()
@@ -861,7 +871,11 @@ func (l *listener) close() {
 		l.tcp.close()
 		return
 	}
-	l.srv.Close()
+	if l.conns != nil {
+		l.conns.Close()
+	} else {
+		l.srv.Close()
+	}
 	if l.h3 != nil {
 		l.h3.Close()
 		l.udp.Close()
