@@ -21,12 +21,13 @@ test: deps
 	$(MAKE) fuzz FUZZTIME=10s
 
 # The fuzz targets on the ABI boundary (every host call with a guest's random arguments,
-# header maps from a guest), FUZZTIME each: briefly in `make test`, longer on demand
-# (make fuzz FUZZTIME=10m).
+# header maps from a guest) and on the HTTP/1.1 server's request parser, FUZZTIME each:
+# briefly in `make test`, longer on demand (make fuzz FUZZTIME=10m).
 FUZZTIME ?= 1m
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzHostCalls$$' -fuzztime $(FUZZTIME) ./runtime/proxywasm
 	go test -run '^$$' -fuzz '^FuzzParseMap$$' -fuzztime $(FUZZTIME) ./runtime/proxywasm
+	go test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./gateway/internal/h1
 
 deps:
 	./scripts/deps.sh
