@@ -163,6 +163,12 @@ func (cs *connServer) serveConn(c net.Conn) {
 		cs.h1.ServeConn(tc, nil)
 		return
 	}
+	if !cs.h2c {
+		c.SetDeadline(time.Time{})
+		cs.unhold(c)
+		cs.h1.ServeConn(c, nil)
+		return
+	}
 	buf, h2 := cs.preface(c)
 	if buf == nil {
 		c.Close()
@@ -189,7 +195,9 @@ func (cs *connServer) unhold(c net.Conn) {
 }
 
 // preface reads from c until its first bytes are the HTTP/2 client preface (h2 true),
-// cannot be (h2 false), or c fails (nil): the bytes read so far, to be served first.
+// cannot be (h2 false), or c fails (nil): the bytes read so far, to be served first. An
+// HTTP/1.1 request differs from the preface at its first byte ("PRI * HTTP/2.0"): it is
+// handed on after the first read.
 func (cs *connServer) preface(c net.Conn) (buf []byte, h2 bool) {
 	want := []byte(http2.ClientPreface)
 	buf = make([]byte, 0, 4096)
@@ -197,7 +205,7 @@ func (cs *connServer) preface(c net.Conn) (buf []byte, h2 bool) {
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		k := min(len(buf), len(want))
-		if !cs.h2c || !bytes.Equal(buf[:k], want[:k]) {
+		if !bytes.Equal(buf[:k], want[:k]) {
 			if len(buf) == 0 {
 				return nil, false
 			}
