@@ -282,6 +282,9 @@ func (cs *connServer) Shutdown(ctx context.Context) error {
 	// (ConfigureServer), for every connection its server serves; it serves none itself.
 	cs.h2.Shutdown(ctx)
 	err := cs.h1.Shutdown(ctx)
+	if err != nil {
+		cs.Close() // past the drain: what is left is cut off now, as net/http's Close does
+	}
 	done := make(chan struct{})
 	go func() { cs.wg.Wait(); close(done) }()
 	select {

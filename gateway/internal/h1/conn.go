@@ -418,6 +418,13 @@ func (c *conn) serveRequest(ex *exchange) bool {
 	if ex.watch.Load() {
 		c.stopWatch()
 	}
+	// A request the server cut off (Close, or Shutdown past its deadline) must not
+	// look complete to the client: a handler that returns once its context is
+	// canceled would otherwise have its response ended as if whole (the last chunk
+	// of a body it never finished). It ends as an aborted one does.
+	if p == returned && errors.Is(context.Cause(ex.req.Context()), errServerClosed) {
+		p = abortPanic
+	}
 	ex.cancel(nil)
 	if ex.w.isHijacked() {
 		return false

@@ -71,7 +71,9 @@
 //     (or when there are no connections left).
 //   - Close cancels the contexts of the requests in their handlers (the cause wraps
 //     http.ErrServerClosed) and closes every connection; Shutdown does the former
-//     when its ctx ends first (net/http leaves those handlers running).
+//     when its ctx ends first (net/http leaves those handlers running). A request cut
+//     off so gets no more of its response once its handler returns: it ends as an
+//     aborted one (below), so that a client cannot take half a body for all of it.
 //   - A handler that panics with http.ErrAbortHandler gets no response at all: the
 //     connection closes at once, and nothing more is written, not what is buffered
 //     nor a last chunk (a response that began stays cut short). That is how the
@@ -277,8 +279,8 @@ func (s *Server) removeConn(c *conn) {
 // one finish its current request (whose response says Connection: close if it has
 // not gone out yet) before it closes. It waits for all of them while ctx lives, and
 // returns ctx.Err() if ctx ends first: the contexts of the requests whose handlers
-// still run are canceled then, but their connections are not closed (Close does
-// that).
+// still run are canceled then, and each connection closes, its response cut short, as
+// its handler returns (Close closes them at once).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
 	defer s.stopSweeper()
