@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/plexus-mesh/plexus/internal/atomicfile"
 )
 
 // Cache keeps pulled modules on disk by their manifest's digest, so that a digest
@@ -116,10 +118,10 @@ func (c *Cache) Put(p *Pulled, keep func(digest.Digest) bool) (*CachedModule, er
 	}
 	j, _ := json.Marshal(m)
 	// The module first, then its entry: an entry names only a module that is whole.
-	if err := writeAtomic(c.path(m.Manifest, ".wasm"), p.Wasm); err != nil {
+	if err := atomicfile.Write(c.path(m.Manifest, ".wasm"), p.Wasm); err != nil {
 		return m, fmt.Errorf("registry: module cache: %w", err)
 	}
-	if err := writeAtomic(c.path(m.Manifest, ".json"), j); err != nil {
+	if err := atomicfile.Write(c.path(m.Manifest, ".json"), j); err != nil {
 		return m, fmt.Errorf("registry: module cache: %w", err)
 	}
 	c.evict(func(d digest.Digest) bool { return d == m.Manifest || keep != nil && keep(d) })
@@ -137,7 +139,7 @@ func (c *Cache) Verified(d digest.Digest, key string) {
 	m.VerifiedBy = append(slices.Clip(m.VerifiedBy), key)
 	if c.dir != "" {
 		j, _ := json.Marshal(m)
-		writeAtomic(c.path(d, ".json"), j)
+		atomicfile.Write(c.path(d, ".json"), j)
 	}
 }
 
@@ -204,25 +206,5 @@ func (c *Cache) SetTag(ref string, d digest.Digest) error {
 		return nil
 	}
 	b, _ := json.Marshal(c.tags)
-	return writeAtomic(filepath.Join(c.dir, "tags.json"), b)
-}
-
-// writeAtomic writes data to path through a temporary file beside it, renamed into place.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(filepath.Join(c.dir, "tags.json"), b)
 }

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/plexus-mesh/plexus/internal/atomicfile"
 )
 
 // Rewrite returns rewrite(wasm) and the sha256 of what it returns. sum is the sha256 of
@@ -35,35 +36,8 @@ func (c *Cache) Rewrite(name string, wasm []byte, sum [32]byte, rewrite func([]b
 		return nil, [32]byte{}, err
 	}
 	outSum := sha256.Sum256(out)
-	if path != "" {
-		keep(path, outSum, out)
+	if path != "" && os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+		atomicfile.Write(path, outSum[:], out) // on failure no copy is kept: the next load rewrites
 	}
 	return out, outSum, nil
-}
-
-// keep writes sum, then out, to path, through a temporary file renamed into place, so
-// that a reader sees the whole file or none.
-func keep(path string, sum [32]byte, out []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(sum[:])
-	if err == nil {
-		_, err = f.Write(out)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("runtime: keeping a rewritten module: %w", err)
-	}
-	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plexus-mesh/plexus/internal/atomicfile"
 	"github.com/plexus-mesh/plexus/internal/testutil"
 	"github.com/plexus-mesh/plexus/internal/wasmsection"
 )
@@ -596,19 +597,7 @@ func Place(t testing.TB, built, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".place-*")
-	if err != nil {
+	if err := atomicfile.Write(dst, b); err != nil {
 		t.Fatal(err)
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), dst)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		t.Fatal(werr)
 	}
 }
