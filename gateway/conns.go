@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/plexus-mesh/plexus/gateway/internal/h1"
+	"github.com/plexus-mesh/plexus/gateway/internal/l4"
 	"github.com/plexus-mesh/plexus/gateway/internal/stream"
 )
 
@@ -72,14 +73,14 @@ func newConnServer(srv *http.Server, tlsConf *tls.Config, log *slog.Logger) *con
 		MaxHeaderBytes:    srv.MaxHeaderBytes,
 		ReadHeaderTimeout: srv.ReadHeaderTimeout,
 		IdleTimeout:       srv.IdleTimeout,
-		ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return connContext(ctx, c) },
+		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return stream.ConnContext(ctx) }, // h1 sets the local address
 		Log:               log,
 	}
 	return cs
 }
 
-// connContext is a connection's context as net/http makes it for the stream stage: its
-// local address (the request's destination.address) and its connection.id.
+// connContext is an HTTP/2 connection's context as net/http makes it for the stream
+// stage: its local address (the request's destination.address) and its connection.id.
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	return stream.ConnContext(context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr()))
 }
@@ -179,7 +180,7 @@ func (cs *connServer) serveConn(c net.Conn) {
 		// The guard's h2c path takes the connection as net/http hands it over: wrapped
 		// in a *tls.Conn that is none, the preface read.
 		rest := buf[len(http2.ClientPreface):]
-		cs.serveH2(unencryptedHTTP2, tls.Client(plainConn{replay(c, rest)}, &tls.Config{}), c)
+		cs.serveH2(unencryptedHTTP2, tls.Client(plainConn{l4.Prefixed(c, rest)}, &tls.Config{}), c)
 		return
 	}
 	cs.unhold(c)
@@ -245,28 +246,6 @@ func (h baseContextHandler) BaseContext() context.Context { return h.ctx }
 type plainConn struct{ net.Conn }
 
 func (c plainConn) UnencryptedNetConn() net.Conn { return c.Conn }
-
-// replay is c with rest read before anything more of c.
-func replay(c net.Conn, rest []byte) net.Conn {
-	if len(rest) == 0 {
-		return c
-	}
-	return &replayConn{Conn: c, rest: bytes.Clone(rest)}
-}
-
-type replayConn struct {
-	net.Conn
-	rest []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.rest) > 0 {
-		n := copy(p, c.rest)
-		c.rest = c.rest[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
 
 // Shutdown stops accepting, drains the HTTP/1.1 connections (each finishes the request it
 // is serving) and the HTTP/2 ones (GOAWAY, then their streams finish), and waits for every

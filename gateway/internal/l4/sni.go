@@ -55,6 +55,10 @@ func (r *recorder) SetDeadline(time.Time) error      { return nil }
 func (r *recorder) SetReadDeadline(time.Time) error  { return nil }
 func (r *recorder) SetWriteDeadline(time.Time) error { return nil }
 
+// Prefixed is c, whose first bytes, prefix, were read already (a peeked ClientHello, an
+// HTTP/2 preface): its reads return prefix first.
+func Prefixed(c net.Conn, prefix []byte) net.Conn { return &prefixed{Conn: c, prefix: prefix} }
+
 // prefixed is a connection whose first bytes are prefix, read already.
 type prefixed struct {
 	net.Conn
