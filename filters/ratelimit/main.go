@@ -29,6 +29,9 @@ type plugin struct {
 	policy *policy.Policy
 	// failures throttles the log of failed calls to one line per 10s per instance.
 	failures policy.Throttle
+	// A request's limits, reused by the next: callbacks never overlap in an instance.
+	limits []plexus.Limit
+	local  []bool
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
@@ -58,7 +61,8 @@ type stream struct {
 }
 
 func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
-	ls, local := s.p.policy.ScopedLimits(request{})
+	ls, local := s.p.policy.ScopedLimits(request{}, s.p.limits, s.p.local)
+	s.p.limits, s.p.local = ls, local
 	if len(ls) == 0 {
 		return types.ActionContinue
 	}

@@ -255,14 +255,15 @@ type Request interface {
 // configured limit whose key r has, as Envoy skips a descriptor it cannot build (a
 // header the request lacks, say).
 func (p *Policy) Limits(r Request) []wire.Limit {
-	ls, _ := p.ScopedLimits(r)
+	ls, _ := p.ScopedLimits(r, nil, nil)
 	return ls
 }
 
-// ScopedLimits is Limits, and for each limit whether its scope is local.
-func (p *Policy) ScopedLimits(r Request) ([]wire.Limit, []bool) {
-	ls := make([]wire.Limit, 0, len(p.limits))
-	var local []bool
+// ScopedLimits is Limits, and for each limit whether its scope is local, appended to ls[:0]
+// and local[:0]: a filter passes buffers of its own, so that deciding a request allocates
+// nothing here (a Go guest's allocations are most of its time per request).
+func (p *Policy) ScopedLimits(r Request, ls []wire.Limit, local []bool) ([]wire.Limit, []bool) {
+	ls, local = ls[:0], local[:0]
 	for _, l := range p.limits {
 		v, ok := l.value(r)
 		if !ok {
@@ -392,40 +393,78 @@ func (p *Policy) Verdict(ls []wire.Limit, ds []wire.Decision) Verdict {
 		}
 	}
 	v := Verdict{Denied: denied}
+	n := 0
 	if denied {
-		v.Status = p.status
-		v.Headers = append(v.Headers, [2]string{"content-type", "text/plain; charset=utf-8"})
-		if d := ds[pick]; d.RetryAfter >= 0 {
-			// Retry-After is whole seconds (RFC 9110, 10.2.3); never 0, which some
-			// clients take as "now", for a request denied at this moment.
-			v.Headers = append(v.Headers, [2]string{"retry-after", strconv.FormatInt(max(1, seconds(d.RetryAfter)), 10)})
-		}
+		n = 2
 	}
-	if p.headers && pick >= 0 {
+	show := p.headers && pick >= 0
+	if show && p.xrl {
+		n += 3
+	}
+	if show && p.rl {
+		n += 4
+	}
+	if n == 0 {
+		return v
+	}
+	// One slice of headers, and their numbers formatted into one string: a Go guest pays
+	// for every allocation, and this is on every request.
+	v.Headers = make([][2]string, 0, n)
+	var num [5]struct{ from, to int }
+	buf := make([]byte, 0, 64)
+	format := func(i int, x int64) {
+		num[i].from = len(buf)
+		buf = strconv.AppendInt(buf, x, 10)
+		num[i].to = len(buf)
+	}
+	const retry, limit, remaining, reset, window = 0, 1, 2, 3, 4
+	if denied && ds[pick].RetryAfter >= 0 {
+		// Retry-After is whole seconds (RFC 9110, 10.2.3); never 0, which some clients
+		// take as "now", for a request denied at this moment.
+		format(retry, max(1, seconds(ds[pick].RetryAfter)))
+	}
+	var policyAt int
+	if show {
 		d, l := ds[pick], ls[pick]
 		burst := l.Burst
 		if burst == 0 {
 			burst = l.Rate
 		}
-		limit, remaining, reset := strconv.FormatInt(burst, 10), strconv.FormatInt(d.Remaining, 10), strconv.FormatInt(seconds(d.ResetAfter), 10)
-		if p.xrl {
-			v.Headers = append(v.Headers,
-				[2]string{"x-ratelimit-limit", limit},
-				[2]string{"x-ratelimit-remaining", remaining},
-				[2]string{"x-ratelimit-reset", reset},
-			)
-		}
+		format(limit, burst)
+		format(remaining, d.Remaining)
+		format(reset, seconds(d.ResetAfter))
 		if p.rl {
 			// The draft's policy: burst requests in a window of the time they take to
 			// come back (burst × period/rate), in whole seconds.
-			window := max(1, seconds(time.Duration(float64(l.Period)*float64(burst)/float64(l.Rate))))
-			v.Headers = append(v.Headers,
-				[2]string{"ratelimit-limit", limit},
-				[2]string{"ratelimit-remaining", remaining},
-				[2]string{"ratelimit-reset", reset},
-				[2]string{"ratelimit-policy", limit + ";w=" + strconv.FormatInt(window, 10)},
-			)
+			policyAt = len(buf)
+			buf = strconv.AppendInt(buf, burst, 10)
+			buf = append(buf, ";w="...)
+			format(window, max(1, seconds(time.Duration(float64(l.Period)*float64(burst)/float64(l.Rate)))))
 		}
+	}
+	all := string(buf)
+	str := func(i int) string { return all[num[i].from:num[i].to] }
+	if denied {
+		v.Status = p.status
+		v.Headers = append(v.Headers, [2]string{"content-type", "text/plain; charset=utf-8"})
+		if ds[pick].RetryAfter >= 0 {
+			v.Headers = append(v.Headers, [2]string{"retry-after", str(retry)})
+		}
+	}
+	if show && p.xrl {
+		v.Headers = append(v.Headers,
+			[2]string{"x-ratelimit-limit", str(limit)},
+			[2]string{"x-ratelimit-remaining", str(remaining)},
+			[2]string{"x-ratelimit-reset", str(reset)},
+		)
+	}
+	if show && p.rl {
+		v.Headers = append(v.Headers,
+			[2]string{"ratelimit-limit", str(limit)},
+			[2]string{"ratelimit-remaining", str(remaining)},
+			[2]string{"ratelimit-reset", str(reset)},
+			[2]string{"ratelimit-policy", all[policyAt:num[window].to]},
+		)
 	}
 	return v
 }

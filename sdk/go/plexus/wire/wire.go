@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -180,8 +181,18 @@ type Limit struct {
 	Cost  int64
 }
 
+// LimitsSize is the size of the arguments of plexus.rate_limit for ls.
+func LimitsSize(ls []Limit) int {
+	n := 4
+	for _, l := range ls {
+		n += limitHead + len(l.Key)
+	}
+	return n
+}
+
 // AppendLimits appends the arguments of plexus.rate_limit to b.
 func AppendLimits(b []byte, ls []Limit) []byte {
+	b = slices.Grow(b, LimitsSize(ls))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(ls)))
 	for _, l := range ls {
 		b = binary.LittleEndian.AppendUint64(b, uint64(l.Rate))
