@@ -181,8 +181,8 @@ type Limit struct {
 	Cost  int64
 }
 
-// LimitsSize is the size of the arguments of plexus.rate_limit for ls.
-func LimitsSize(ls []Limit) int {
+// limitsSize is the size of the arguments of plexus.rate_limit for ls.
+func limitsSize(ls []Limit) int {
 	n := 4
 	for _, l := range ls {
 		n += limitHead + len(l.Key)
@@ -192,7 +192,7 @@ func LimitsSize(ls []Limit) int {
 
 // AppendLimits appends the arguments of plexus.rate_limit to b.
 func AppendLimits(b []byte, ls []Limit) []byte {
-	b = slices.Grow(b, LimitsSize(ls))
+	b = slices.Grow(b, limitsSize(ls))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(ls)))
 	for _, l := range ls {
 		b = binary.LittleEndian.AppendUint64(b, uint64(l.Rate))
