@@ -70,9 +70,11 @@ func parseHead(head string, req *http.Request) (*http.Response, bool) {
 		ProtoMinor: minor,
 		Request:    req,
 	}
-	// Count the fields first, so that the map is made once at its size.
+	// Count the fields first, so that the map is made once at its size, and the fields'
+	// first values share one backing array (a second value of a name gets its own).
 	n := strings.Count(rest, "\r\n")
 	h := make(http.Header, n)
+	vals := make([]string, 0, n)
 	length := int64(-1)
 	conn := ""
 	for rest != "" {
@@ -101,7 +103,12 @@ func parseHead(head string, req *http.Request) (*http.Response, bool) {
 			}
 			conn = value
 		}
-		h[key] = append(h[key], value)
+		if vv, ok := h[key]; ok {
+			h[key] = append(vv, value)
+			continue
+		}
+		vals = append(vals, value)
+		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	resp.Header = h
 	// Connection: as net/http reads it (shouldClose), the field removed when it says close.
