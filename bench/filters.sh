@@ -21,7 +21,7 @@ bench_setup # PIN=1: see bench/lib.sh
 examples/build.sh examples/c/hello examples/wat/hello.wat examples/go/hello >/dev/null
 
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 backend=127.0.0.1:18000
 gw=127.0.0.1:18080
 root=$(pwd)

@@ -24,7 +24,7 @@ go build -o bin/plexus ./cmd/plexus
 go build -o bin/bench-backend ./bench/backend
 
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 backend=127.0.0.1:18000
 gw=127.0.0.1:18080
 cat >"$tmp/plexus.yaml" <<YAML

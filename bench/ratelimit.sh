@@ -57,7 +57,7 @@ done
 . bench/lib.sh
 bench_setup # PIN=1 (see bench/lib.sh): Redis runs on core 0, with the load generator and the backend
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # As examples/build.sh builds a Go filter, into the tmp dir.
 GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -o "$tmp/ratelimit.wasm" ./filters/ratelimit
 # And the C filter as examples/build.sh builds it.

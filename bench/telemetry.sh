@@ -21,7 +21,7 @@ conns=${CONNS:-64}
 bench_setup # PIN=1: see bench/lib.sh
 
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 backend=127.0.0.1:18000
 $load_cpus bin/bench-backend $backend &
 
