@@ -106,6 +106,7 @@ type Gateway struct {
 	adminAddr net.Addr
 	started   atomic.Bool
 	draining  atomic.Bool
+	shutDown  bool // Shutdown has run: a second call returns at once
 
 	// building is the snapshot being built, from when its backends exist until it is done:
 	// its filters' proxy_on_plugin_start may call out to them before it is in force.
@@ -631,9 +632,14 @@ func sameBinding(old, cfg *config.Config) error {
 
 // Shutdown stops accepting connections, marks the gateway not ready, and waits for requests
 // in flight to finish, each listener for at most its drain_timeout (or until ctx ends).
+// Calls after the first return nil at once.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.shutDown {
+		return nil
+	}
+	g.shutDown = true
 	g.draining.Store(true)
 	if g.stopPulls != nil {
 		g.stopPulls()
