@@ -703,6 +703,7 @@ type listener struct {
 	// HTTP/1.1 on the gateway's own server, HTTP/2 through srv's. nil: srv serves them.
 	conns *connServer
 	h3    *http3.Server
+	h3req h3Requests // h3's requests in flight, for shutdown (h3drain.go)
 	udp   net.PacketConn
 	tcp   *tcpListener // an L4 listener's instead (tcp.go)
 }
@@ -792,7 +793,7 @@ func (g *Gateway) startListener(lc config.Listener) (*listener, error) {
 		port := l.addr.(*net.TCPAddr).Port
 		sl.AltSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, port)
 		l.h3 = &http3.Server{
-			Handler:        handler,
+			Handler:        l.h3req.wrap(handler),
 			TLSConfig:      http3.ConfigureTLSConfig(tlsConf),
 			MaxHeaderBytes: int(lim.MaxHeaderBytes),
 			IdleTimeout:    lim.IdleTimeout,
@@ -854,7 +855,7 @@ func (l *listener) shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h3err = l.h3.Shutdown(ctx)
+			h3err = shutdownH3(ctx, l.h3, &l.h3req)
 			l.h3.Close()
 			l.udp.Close()
 		}()

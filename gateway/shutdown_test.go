@@ -2,12 +2,20 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/plexus-mesh/plexus/gateway"
 	"github.com/plexus-mesh/plexus/internal/testutil"
@@ -62,6 +70,97 @@ routes:
 	// before the runtime closed.
 	if !strings.Contains(logs.String(), "request logged") {
 		t.Fatalf("the filter's last callback did not finish before shutdown returned; logs:\n%s", logs)
+	}
+}
+
+// TestShutdownClosesIdleH3: an HTTP/3 client that keeps its connection open after its
+// request does not hold shutdown for the drain timeout: with no request in flight, the
+// gateway closes the connection and shutdown ends without reporting requests cut off.
+// A request that is in flight as shutdown begins still gets its whole response.
+func TestShutdownClosesIdleH3(t *testing.T) {
+	be := newRecordingBackend(t)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+		io.WriteString(w, "late")
+	}))
+	defer slow.Close()
+	cert := testutil.WriteCert(t, t.TempDir())
+	g, addrs := startGatewayWith(t, `
+admin: {address: 127.0.0.1:0}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    protocols: [http1, h2, h3]
+    tls: {cert: `+cert.CertFile+`, key: `+cert.KeyFile+`}
+    drain_timeout: 20s
+backends:
+  - {name: app, endpoints: [`+be.addr()+`]}
+  - {name: slow, endpoints: [`+slow.Listener.Addr().String()+`]}
+routes:
+  - {name: slow, match: {path: /slow}, backend: slow}
+  - {name: app, match: {path_prefix: /}, backend: app}
+`, gateway.Options{})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cert.CertPEM)
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer tr.Close()
+	client := &http.Client{Transport: tr, Timeout: 50 * time.Second}
+	get := func(path string) (string, error) {
+		resp, err := client.Get("https://" + addrs["web"] + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.Proto + " " + string(b), err
+	}
+	if got, err := get("/"); err != nil || !strings.HasPrefix(got, "HTTP/3") {
+		t.Fatalf("first request: %q, %v", got, err)
+	}
+	// quic-go's client closes its connection once GOAWAY comes and its requests are done;
+	// this one, a bare QUIC connection, stays open as an idle one that no one closes.
+	idle, err := quic.DialAddr(context.Background(), addrs["web"], &tls.Config{RootCAs: pool, NextProtos: []string{http3.NextProtoH3}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.CloseWithError(0, "")
+	// One request in flight, held at its backend, on the connection the client keeps open.
+	slowDone := make(chan string, 1)
+	go func() {
+		got, err := get("/slow")
+		if err != nil {
+			got = err.Error()
+		}
+		slowDone <- got
+	}()
+	<-arrived
+
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- g.Shutdown(ctx) }()
+	// The listener's TCP side refuses connections once shutdown has begun; then the held
+	// request may finish.
+	testutil.Eventually(t, "shutdown begun", func() bool {
+		c, err := net.Dial("tcp", addrs["web"])
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(release)
+	if got := <-slowDone; got != "HTTP/3.0 late" {
+		t.Fatalf("the request in flight as shutdown began: %q, want its whole response", got)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown with an idle HTTP/3 connection: %v (want it closed, not waited for)", err)
+	}
+	select {
+	case <-idle.Context().Done(): // the gateway closed it
+	case <-ctx.Done():
+		t.Fatal("the idle connection is still open")
 	}
 }
 
