@@ -188,3 +188,23 @@ func filterInUse(t *testing.T, admin, name string) int {
 	}
 	return -1
 }
+
+// TestShutdownTwice: a second Shutdown finds nothing left to do and says so at once, even
+// with a context that has ended (it used to wait on the retired snapshot again, and fail).
+func TestShutdownTwice(t *testing.T) {
+	be := newRecordingBackend(t)
+	g, _ := startGatewayWith(t, `
+admin: {address: 127.0.0.1:0}
+listeners: [{name: web, address: 127.0.0.1:0}]
+backends: [{name: app, endpoints: [`+be.addr()+`]}]
+routes: [{name: app, match: {path_prefix: /}, backend: app}]
+`, gateway.Options{})
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.Shutdown(ended); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+}
