@@ -106,7 +106,6 @@ type Gateway struct {
 	adminAddr net.Addr
 	started   atomic.Bool
 	draining  atomic.Bool
-	shutDown  bool // Shutdown has run: a second call returns at once
 
 	// building is the snapshot being built, from when its backends exist until it is done:
 	// its filters' proxy_on_plugin_start may call out to them before it is in force.
@@ -636,11 +635,9 @@ func sameBinding(old, cfg *config.Config) error {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.shutDown {
-		return nil
+	if g.draining.Swap(true) {
+		return nil // Shutdown has run: nothing is left to do
 	}
-	g.shutDown = true
-	g.draining.Store(true)
 	if g.stopPulls != nil {
 		g.stopPulls()
 	}
